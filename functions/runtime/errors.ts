@@ -1,0 +1,72 @@
+/**
+ * Errors say what the caller should do with them:
+ * - `RetryableError`: transient (network, throttling, a peer not ready); retry later with backoff.
+ * - `DeadLetterError`: this message can never succeed (poison, schema-invalid); park it with the reason.
+ * - `InputError`: the user's input is wrong; reject it and tell them which field and how to fix it.
+ * Anything else thrown is a bug and is treated as retryable up to the attempt limit, then dead-lettered.
+ */
+export const ErrorAction = {
+  retry: "retry",
+  deadLetter: "dead-letter",
+  reject: "reject",
+} as const;
+export type ErrorAction = (typeof ErrorAction)[keyof typeof ErrorAction];
+
+abstract class QuestaError extends Error {
+  abstract readonly action: ErrorAction;
+  readonly code: string;
+
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+export class RetryableError extends QuestaError {
+  override readonly action = ErrorAction.retry;
+  /** minimum delay the caller should wait before retrying, when the source said so */
+  readonly retryAfterMs: number | undefined;
+
+  constructor(code: string, message: string, options?: { cause?: unknown; retryAfterMs?: number }) {
+    super(code, message, options);
+    this.retryAfterMs = options?.retryAfterMs;
+  }
+}
+
+export class DeadLetterError extends QuestaError {
+  override readonly action = ErrorAction.deadLetter;
+}
+
+/** One problem with user input: where it is (dotted path) and how to fix it. */
+export interface InputIssue {
+  path: string;
+  message: string;
+  hint?: string;
+}
+
+export class InputError extends QuestaError {
+  override readonly action = ErrorAction.reject;
+  readonly issues: readonly InputIssue[];
+
+  constructor(code: string, issues: readonly InputIssue[], options?: { cause?: unknown }) {
+    super(code, issues.map(formatInputIssue).join("\n"), options);
+    this.issues = issues;
+  }
+}
+
+export function formatInputIssue(issue: InputIssue): string {
+  const where = issue.path === "" ? "(root)" : issue.path;
+  return issue.hint ? `${where}: ${issue.message} (fix: ${issue.hint})` : `${where}: ${issue.message}`;
+}
+
+/** What to do with an error of unknown origin; unknown errors are retried (they may be transient bugs). */
+export function actionFor(error: unknown): ErrorAction {
+  if (error instanceof QuestaError) return error.action;
+  return ErrorAction.retry;
+}
+
+export function errorMessage(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  return String(error);
+}

@@ -1,0 +1,30 @@
+import { defineConfig } from "vitest/config";
+
+// Two projects: `unit` (next to the code, no servers) and `integration` (test/, real Kafka, S3 and
+// kube-apiserver started by the global setups). `npx vitest run --project unit` skips the servers.
+export default defineConfig({
+  test: {
+    // 2-core CI: keep workers bounded so heavy numeric tests don't starve each other
+    maxWorkers: 2,
+    testTimeout: 60_000,
+    hookTimeout: 120_000,
+    reporters: ["default", "./test/closing-line-reporter.ts"],
+    projects: [
+      {
+        extends: true,
+        test: {
+          name: "unit",
+          include: ["functions/**/*.test.ts", "operator/**/*.test.ts", "cli/**/*.test.ts", "scripts/**/*.test.ts"],
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: "integration",
+          include: ["test/**/*.test.ts"],
+          globalSetup: [],
+        },
+      },
+    ],
+  },
+});
