@@ -1,0 +1,176 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { questaTrainingCrd } from "./crd.ts";
+import { generatedFiles } from "./generated-files.ts";
+import { OFFICIAL_HINT_TEMPLATE, QuestATrainingSpecSchema } from "./questatraining.ts";
+import { ALL_EVENTS } from "./registry.ts";
+import { validateQuestATraining, validateYaml } from "./validate.ts";
+
+const root = join(import.meta.dirname, "..", "..");
+
+function minimal(spec: Record<string, unknown> = {}) {
+  return {
+    apiVersion: "questa.dev/v1alpha1",
+    kind: "QuestATraining",
+    metadata: { name: "run-1" },
+    spec: { datasets: { train: [{ name: "train", synthetic: {} }] }, ...spec },
+  };
+}
+
+describe("generated files", () => {
+  it("match what `npm run generate` produces (run it after changing a schema)", () => {
+    for (const [path, expected] of generatedFiles()) {
+      const actual = readFileSync(join(root, path), "utf8");
+      expect(actual, `${path} is stale: run npm run generate`).toBe(expected);
+    }
+  });
+
+  it("give every CRD property a description", () => {
+    const missing: string[] = [];
+    const walk = (schema: Record<string, unknown>, path: string) => {
+      const props = (schema.properties ?? {}) as Record<string, Record<string, unknown>>;
+      for (const [key, child] of Object.entries(props)) {
+        if (typeof child.description !== "string" || child.description.length === 0) missing.push(`${path}.${key}`);
+        walk(child, `${path}.${key}`);
+      }
+      if (schema.items && typeof schema.items === "object") walk(schema.items as Record<string, unknown>, `${path}[]`);
+      if (schema.additionalProperties && typeof schema.additionalProperties === "object") {
+        walk(schema.additionalProperties as Record<string, unknown>, `${path}{}`);
+      }
+    };
+    const crd = questaTrainingCrd() as {
+      spec: { versions: { schema: { openAPIV3Schema: Record<string, unknown> } }[] };
+    };
+    const version = crd.spec.versions[0];
+    expect(version).toBeDefined();
+    walk(version?.schema.openAPIV3Schema ?? {}, "");
+    expect(missing).toEqual([]);
+  });
+
+  it("emit a structural schema: no additionalProperties:false, no const, no oneOf", () => {
+    const text = JSON.stringify(questaTrainingCrd());
+    expect(text).not.toContain('"additionalProperties":false');
+    expect(text).not.toContain('"const"');
+    expect(text).not.toContain('"oneOf"');
+    expect(text).toContain('"x-kubernetes-validations"');
+  });
+
+  it("have printer columns Phase, Stage, Step, Pass@1, Age", () => {
+    const crd = questaTrainingCrd() as { spec: { versions: { additionalPrinterColumns: { name: string }[] }[] } };
+    expect(crd.spec.versions[0]?.additionalPrinterColumns.map((c) => c.name)).toEqual([
+      "Phase",
+      "Stage",
+      "Step",
+      "Pass@1",
+      "Age",
+    ]);
+  });
+
+  it("include a JSON Schema for every event type", () => {
+    const files = generatedFiles();
+    for (const definition of ALL_EVENTS) {
+      expect(files.has(`manifests/schemas/${definition.type}.json`)).toBe(true);
+    }
+  });
+});
+
+describe("QuestATraining defaults", () => {
+  it("are the official QuestA values", () => {
+    const spec = QuestATrainingSpecSchema.parse({ datasets: { train: [{ name: "t", synthetic: {} }] } });
+    expect(spec.augmentation.template).toBe(OFFICIAL_HINT_TEMPLATE);
+    expect(OFFICIAL_HINT_TEMPLATE).toBe("{problem}\n\n## Hint.{hint}");
+    expect(spec.augmentation.unit).toBe("chars");
+    expect(spec.augmentation.minPrefixChars).toBe(10);
+    expect(spec.augmentation.curriculum.map((s) => s.ratio)).toEqual([0.5, 0.25]);
+    expect(spec.augmentation.curriculum[0]?.until?.steps).toBe(100);
+    expect(spec.augmentation.hardFilter).toEqual({ enabled: true, samples: 8, minPasses: 0, maxPasses: 4 });
+    expect(spec.rollout).toMatchObject({ groupSize: 16, temperature: 1, topP: 1, maxNewTokens: 24576 });
+    expect(spec.learner).toMatchObject({
+      advantage: "batch",
+      rewardScale: 5,
+      clipLow: 0.2,
+      clipHigh: 0.2,
+      importanceCap: 5,
+      learningRate: 2e-5,
+      weightDecay: 0.05,
+      betas: [0.9, 0.95],
+      eps: 1e-5,
+      gradClip: 1,
+      klCoef: 0,
+      promptsPerStep: 128,
+      maxStaleness: 4,
+      groupFilter: { minSuccessRate: 0.05, maxSuccessRate: 0.95 },
+    });
+    expect(spec.evaluation).toMatchObject({ samples: 32, temperature: 0.6, topP: 0.95 });
+    expect(spec.rollout.resources).toEqual({ cpu: "2", memory: "8Gi", gpus: 1 });
+  });
+});
+
+describe("validation", () => {
+  it("accepts the examples", () => {
+    for (const name of ["quickstart.yaml", "nemotron-aime.yaml"]) {
+      const text = readFileSync(join(root, "manifests", "examples", name), "utf8");
+      const results = validateYaml(text);
+      expect(results).toHaveLength(1);
+      expect(results[0]?.result.ok, name).toBe(true);
+    }
+  });
+
+  it("names the path of every mistake, not just the first", () => {
+    const result = validateQuestATraining(
+      minimal({
+        rollout: { groupSize: "sixteen" },
+        learner: { learningRatee: 0.1 },
+        augmentation: { curriculum: [{ ratio: 1.5 }] },
+      }),
+    );
+    expect(result.ok).toBe(false);
+    const paths = result.ok ? [] : result.issues.map((i) => i.path).sort();
+    expect(paths).toEqual([
+      "spec.augmentation.curriculum[0].ratio",
+      "spec.learner.learningRatee",
+      "spec.rollout.groupSize",
+    ]);
+    if (!result.ok) for (const issue of result.issues) expect(issue.hint).toBeTruthy();
+  });
+
+  it("checks cross-field rules", () => {
+    const bad = validateQuestATraining(
+      minimal({
+        augmentation: {
+          curriculum: [{ ratio: 0.25, until: { steps: 10 } }, { ratio: 0.5 }],
+          hardFilter: { samples: 8, minPasses: 5, maxPasses: 4 },
+        },
+        rollout: { replicas: { min: 5, max: 2 } },
+        evaluation: { samples: 4, k: [1, 8] },
+        model: { source: "checkpoint" },
+      }),
+    );
+    expect(bad.ok).toBe(false);
+    const paths = bad.ok ? [] : bad.issues.map((i) => i.path);
+    expect(paths).toEqual(
+      expect.arrayContaining([
+        "spec.augmentation.curriculum",
+        "spec.augmentation.hardFilter.minPasses",
+        "spec.rollout.replicas.min",
+        "spec.evaluation.k",
+        "spec.model.uri",
+      ]),
+    );
+  });
+
+  it("rejects a wrong kind or apiVersion with the fix", () => {
+    const wrongKind = validateQuestATraining({ ...minimal(), kind: "Job" });
+    expect(wrongKind.ok ? [] : wrongKind.issues[0]?.hint).toBe("set kind: QuestATraining");
+    const wrongVersion = validateQuestATraining({ ...minimal(), apiVersion: "questa.dev/v1" });
+    expect(wrongVersion.ok ? [] : wrongVersion.issues[0]?.path).toBe("apiVersion");
+  });
+
+  it("reports YAML syntax errors and validates every document of a file", () => {
+    const results = validateYaml("a: [1, 2\n---\nkind: QuestATraining\n");
+    expect(results.length).toBeGreaterThanOrEqual(1);
+    expect(results.every((r) => !r.result.ok)).toBe(true);
+    expect(results[0]?.result.ok ? "" : results[0]?.result.issues[0]?.path).toBe("(yaml)");
+  });
+});

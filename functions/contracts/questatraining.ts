@@ -1,0 +1,699 @@
+import { z } from "zod";
+
+/**
+ * The `QuestATraining` custom resource: the single source of truth for the CRD's OpenAPI schema,
+ * the validation of example files and the config every function reads at start-up. Every default
+ * is the official QuestA value (arXiv 2507.13266 and its AReaL-based code), see DESIGN.md §1.
+ */
+export const GROUP = "questa.dev";
+export const VERSION = "v1alpha1";
+export const API_VERSION = `${GROUP}/${VERSION}`;
+export const KIND = "QuestATraining";
+export const PLURAL = "questatrainings";
+export const SINGULAR = "questatraining";
+export const SHORT_NAMES = ["qt"] as const;
+
+/** the official hint template: `problem + "\n\n" + "## Hint." + prefix` */
+export const OFFICIAL_HINT_TEMPLATE = "{problem}\n\n## Hint.{hint}";
+
+/** CEL rules (`x-kubernetes-validations`) that mirror a schema's `.refine` checks in the CRD */
+function cel(...rules: [rule: string, message: string, fieldPath?: string][]) {
+  return {
+    "x-kubernetes-validations": rules.map(([rule, message, fieldPath]) =>
+      fieldPath === undefined ? { rule, message } : { rule, message, fieldPath },
+    ),
+  };
+}
+
+const positiveInt = () => z.int().min(1);
+const probability = () => z.number().min(0).max(1);
+// a DNS-1123 label: run names become topic names, object-key prefixes and Kubernetes object names
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+// Kubernetes quantities: "500m", "2", "4Gi", "1.5"
+const QUANTITY = /^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$/;
+
+export const SecretRefSchema = z
+  .strictObject({
+    name: z
+      .string()
+      .regex(/^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$/)
+      .max(253)
+      .describe("name of a Secret in the resource's namespace"),
+  })
+  .describe("reference to a Kubernetes Secret; credentials never appear in the spec itself");
+
+export const ResourcesSchema = z
+  .strictObject({
+    cpu: z
+      .string()
+      .regex(QUANTITY)
+      .default("2")
+      .describe("CPU request and limit, as a Kubernetes quantity (e.g. 4, 500m)"),
+    memory: z
+      .string()
+      .regex(QUANTITY)
+      .default("8Gi")
+      .describe("memory request and limit, as a Kubernetes quantity (e.g. 16Gi)"),
+    gpus: z
+      .int()
+      .min(0)
+      .max(64)
+      .default(0)
+      .describe("NVIDIA GPUs per pod (nvidia.com/gpu); 0 runs on the CPU"),
+  })
+  .describe("compute resources of each pod of this function");
+
+export const TolerationSchema = z
+  .strictObject({
+    key: z.string().optional().describe("taint key the toleration applies to; empty matches all keys"),
+    operator: z
+      .enum(["Exists", "Equal"])
+      .default("Equal")
+      .describe("Exists matches any value; Equal matches value"),
+    value: z.string().optional().describe("taint value to match when operator is Equal"),
+    effect: z
+      .enum(["NoSchedule", "PreferNoSchedule", "NoExecute"])
+      .optional()
+      .describe("taint effect to match; empty matches all effects"),
+    tolerationSeconds: z
+      .int()
+      .min(0)
+      .optional()
+      .describe("for NoExecute: how long the pod stays bound after the taint appears"),
+  })
+  .describe("a Kubernetes toleration, copied onto the function's pods");
+
+const placement = {
+  nodeSelector: z
+    .record(z.string(), z.string())
+    .optional()
+    .describe("node labels the pods must match (e.g. nvidia.com/gpu.product: NVIDIA-H100-80GB-HBM3)"),
+  tolerations: z
+    .array(TolerationSchema)
+    .max(32)
+    .optional()
+    .describe("tolerations for tainted (e.g. GPU) nodes"),
+};
+
+export const SyntheticDatasetSchema = z
+  .strictObject({
+    split: z
+      .enum(["train", "eval"])
+      .default("train")
+      .describe("which split; train and eval are disjoint by construction"),
+    difficulty: z
+      .enum(["easy", "hard", "mixed"])
+      .default("hard")
+      .describe(
+        "easy problems use common operations only; hard ones need the rare skill the policy must learn",
+      ),
+    count: positiveInt().max(1_000_000).default(512).describe("number of problems generated"),
+    seed: z.int().min(0).default(0).describe("generator seed; the same seed gives the same problems"),
+  })
+  .describe("the built-in synthetic arithmetic task (embedded default)");
+
+export const DatasetMappingSchema = z
+  .enum(["openr1", "questa", "aime24", "aime25", "hmmt-feb-2025", "math-500", "auto"])
+  .describe("how records map to problem, answer and solution: a known source's field names, or auto-detect");
+
+export const DatasetRefSchema = z
+  .strictObject({
+    name: z.string().regex(DNS_LABEL).max(63).describe("short name used in events, object keys and reports"),
+    uri: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        "object-store URI (s3://bucket/key) or local path of the data file; omit for a synthetic set",
+      ),
+    format: z
+      .enum(["jsonl", "json", "parquet"])
+      .default("jsonl")
+      .describe("file format: JSON lines, a JSON array, or Parquet"),
+    mapping: DatasetMappingSchema.default("auto"),
+    synthetic: SyntheticDatasetSchema.optional(),
+  })
+  .refine((d) => (d.uri === undefined) !== (d.synthetic === undefined), {
+    message: "set exactly one of uri and synthetic",
+    path: ["uri"],
+  })
+  .meta({
+    description: "a dataset: a file in the object store, or the built-in synthetic task",
+    ...cel(["has(self.uri) != has(self.synthetic)", "set exactly one of uri and synthetic", ".uri"]),
+  });
+
+export const ModelArchitectureSchema = z
+  .strictObject({
+    layers: positiveInt().max(64).default(2).describe("transformer blocks"),
+    width: positiveInt().max(8192).default(128).describe("model (embedding) width"),
+    heads: positiveInt().max(128).default(4).describe("attention heads"),
+    kvHeads: positiveInt()
+      .max(128)
+      .default(4)
+      .describe("key/value heads (grouped-query attention when below heads)"),
+    mlpWidth: positiveInt().max(32768).default(512).describe("hidden width of the MLP"),
+    activation: z.enum(["gelu", "swiglu"]).default("gelu").describe("MLP activation"),
+    norm: z.enum(["layernorm", "rmsnorm"]).default("layernorm").describe("normalisation layer"),
+    positions: z.enum(["learned", "rotary"]).default("learned").describe("position encoding"),
+    contextLength: positiveInt().max(131072).default(128).describe("maximum sequence length in tokens"),
+    tiedEmbeddings: z.boolean().default(true).describe("share the input embedding and the output projection"),
+  })
+  .refine((a) => a.width % a.heads === 0, { message: "width must be divisible by heads", path: ["width"] })
+  .refine((a) => a.heads % a.kvHeads === 0, {
+    message: "heads must be divisible by kvHeads",
+    path: ["kvHeads"],
+  })
+  .meta({
+    description:
+      "architecture of the built-in policy (ignored for a checkpoint, which carries its own config.json)",
+    ...cel(
+      ["self.width % self.heads == 0", "width must be divisible by heads", ".width"],
+      ["self.heads % self.kvHeads == 0", "heads must be divisible by kvHeads", ".kvHeads"],
+    ),
+  });
+
+export const WarmStartSchema = z
+  .strictObject({
+    steps: z
+      .int()
+      .min(0)
+      .max(1_000_000)
+      .default(2000)
+      .describe("supervised steps on easy problems before RL; 0 skips the warm start"),
+    batchSize: positiveInt().max(4096).default(64).describe("sequences per supervised step"),
+    learningRate: z.number().gt(0).max(1).default(1e-3).describe("Adam learning rate of the warm start"),
+  })
+  .describe(
+    "supervised warm start of the built-in policy on easy problems, so RL starts from a model that solves easy problems",
+  );
+
+export const ModelSchema = z
+  .strictObject({
+    source: z
+      .enum(["synthetic", "checkpoint"])
+      .default("synthetic")
+      .describe("synthetic: the built-in small policy for the synthetic task; checkpoint: load uri"),
+    uri: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        "object-store URI or local path of a questa checkpoint (manifest.json, config.json, tokenizer.json, safetensors)",
+      ),
+    architecture: ModelArchitectureSchema.prefault({}),
+    warmStart: WarmStartSchema.prefault({}),
+    executionProvider: z
+      .enum(["cpu", "cuda"])
+      .default("cpu")
+      .describe("onnxruntime execution provider; cuda needs a GPU image and gpus > 0"),
+    threads: z.int().min(0).max(1024).default(0).describe("intra-op threads; 0 = one per core"),
+  })
+  .refine((m) => m.source !== "checkpoint" || m.uri !== undefined, {
+    message: "source checkpoint needs uri",
+    path: ["uri"],
+  })
+  .meta({
+    description: "the policy being trained",
+    ...cel(["self.source != 'checkpoint' || has(self.uri)", "source checkpoint needs uri", ".uri"]),
+  });
+
+export const StageEndSchema = z
+  .strictObject({
+    steps: positiveInt()
+      .optional()
+      .describe("the stage ends after this many learner steps in total (counted from step 0)"),
+    entropyBelow: z
+      .number()
+      .gt(0)
+      .optional()
+      .describe("the stage ends when the policy's mean token entropy falls below this value"),
+  })
+  .refine((u) => u.steps !== undefined || u.entropyBelow !== undefined, {
+    message: "set steps, entropyBelow or both (whichever comes first ends the stage)",
+  })
+  .meta({
+    description: "when a curriculum stage ends; whichever condition is met first",
+    ...cel(["has(self.steps) || has(self.entropyBelow)", "set steps, entropyBelow or both"]),
+  });
+
+export const CurriculumStageSchema = z
+  .strictObject({
+    ratio: probability().describe(
+      "hint ratio p: the fraction of the reference solution given as a hint (0 = no hint)",
+    ),
+    until: StageEndSchema.optional().describe(
+      "end condition; omit on the last stage to run until learner.totalSteps",
+    ),
+  })
+  .describe("one stage of the hint curriculum");
+
+export const HardFilterSchema = z
+  .strictObject({
+    enabled: z.boolean().default(true).describe("probe each training problem and keep only the hard ones"),
+    samples: positiveInt()
+      .max(256)
+      .default(8)
+      .describe("samples per hinted problem when probing the policy about to be trained"),
+    minPasses: z
+      .int()
+      .min(0)
+      .default(0)
+      .describe("keep problems solved at least this many times out of samples"),
+    maxPasses: z
+      .int()
+      .min(0)
+      .default(4)
+      .describe("keep problems solved at most this many times out of samples"),
+  })
+  .refine((f) => f.minPasses <= f.maxPasses, {
+    message: "minPasses must be <= maxPasses",
+    path: ["minPasses"],
+  })
+  .refine((f) => f.maxPasses <= f.samples, { message: "maxPasses must be <= samples", path: ["maxPasses"] })
+  .meta({
+    description:
+      "hard-problem filter: keep problems whose hinted prompt the policy solves minPasses..maxPasses times",
+    ...cel(
+      ["self.minPasses <= self.maxPasses", "minPasses must be <= maxPasses", ".minPasses"],
+      ["self.maxPasses <= self.samples", "maxPasses must be <= samples", ".maxPasses"],
+    ),
+  });
+
+export const DecontaminationSchema = z
+  .strictObject({
+    enabled: z
+      .boolean()
+      .default(true)
+      .describe("drop training problems that overlap an evaluation benchmark"),
+    ngram: z
+      .int()
+      .min(3)
+      .max(64)
+      .default(13)
+      .describe("overlap = a shared word n-gram of this length after normalisation"),
+  })
+  .describe("decontamination of the training set against the evaluation benchmarks");
+
+export const AugmentationSchema = z
+  .strictObject({
+    template: z
+      .string()
+      .max(8192)
+      .refine((t) => t.includes("{problem}") && t.includes("{hint}"), {
+        message: "template must contain {problem} and {hint}",
+      })
+      .default(OFFICIAL_HINT_TEMPLATE)
+      .meta({
+        description:
+          "prompt template with {problem} and {hint} placeholders; the default is the official QuestA format",
+        ...cel([
+          "self.contains('{problem}') && self.contains('{hint}')",
+          "template must contain {problem} and {hint}",
+        ]),
+      }),
+    unit: z
+      .enum(["chars", "tokens", "lines"])
+      .default("chars")
+      .describe("what the hint ratio measures: characters (official code), tokens (the paper) or lines"),
+    minPrefixChars: z
+      .int()
+      .min(0)
+      .default(10)
+      .describe("a hint shorter than this many characters is dropped (un-hinted prompt)"),
+    requireAnswerInSolution: z
+      .boolean()
+      .default(true)
+      .describe("drop rows whose final answer does not appear in the reference solution (official filter)"),
+    curriculum: z
+      .array(CurriculumStageSchema)
+      .min(1)
+      .max(16)
+      .default([{ ratio: 0.5, until: { steps: 100 } }, { ratio: 0.25 }])
+      .refine((stages) => stages.every((s, i) => i === 0 || s.ratio <= (stages[i - 1]?.ratio ?? 1)), {
+        message: "stage ratios must not increase from one stage to the next",
+      })
+      .refine((stages) => stages.slice(0, -1).every((s) => s.until !== undefined), {
+        message: "every stage but the last needs an until condition",
+      })
+      .meta({
+        description:
+          "hint curriculum: stage 1 p=0.5, then p=0.25 from the stage-1 checkpoint (official schedule)",
+        ...cel(
+          [
+            "self.map(s, 0.0 - s.ratio).isSorted()",
+            "stage ratios must not increase from one stage to the next",
+          ],
+          [
+            "self.filter(s, !has(s.until)).size() == 0 || (self.filter(s, !has(s.until)).size() == 1 && !has(self[self.size() - 1].until))",
+            "every stage but the last needs an until condition",
+          ],
+        ),
+      }),
+    hardFilter: HardFilterSchema.prefault({}),
+    decontamination: DecontaminationSchema.prefault({}),
+  })
+  .describe("question augmentation with partial solutions (QuestA)");
+
+export const ReplicasSchema = z
+  .strictObject({
+    min: z
+      .int()
+      .min(0)
+      .max(1024)
+      .default(0)
+      .describe("fewest rollout workers; 0 lets them scale to zero when idle"),
+    max: positiveInt()
+      .max(1024)
+      .default(4)
+      .describe("most rollout workers, reached when consumer lag is high"),
+  })
+  .refine((r) => r.min <= r.max, { message: "min must be <= max", path: ["min"] })
+  .meta({
+    description: "rollout worker autoscaling bounds (driven by consumer lag)",
+    ...cel(["self.min <= self.max", "min must be <= max", ".min"]),
+  });
+
+export const RolloutSchema = z
+  .strictObject({
+    groupSize: positiveInt().max(1024).default(16).describe("responses sampled per prompt (a group)"),
+    temperature: z.number().gt(0).max(10).default(1.0).describe("sampling temperature"),
+    topP: z.number().gt(0).max(1).default(1.0).describe("nucleus sampling threshold; 1 disables it"),
+    topK: z.int().min(0).default(0).describe("sample among the k most likely tokens; 0 disables it"),
+    maxNewTokens: positiveInt().max(1_048_576).default(24576).describe("most tokens generated per response"),
+    replicas: ReplicasSchema.prefault({}),
+    resources: ResourcesSchema.prefault({ gpus: 1 }),
+    ...placement,
+  })
+  .describe("rollout generation: sampling parameters and the rollout workers");
+
+export const GroupFilterSchema = z
+  .strictObject({
+    minSuccessRate: probability()
+      .default(0.05)
+      .describe("reject groups whose success rate is below this (all-wrong groups)"),
+    maxSuccessRate: probability()
+      .default(0.95)
+      .describe("reject groups whose success rate is above this (all-right groups)"),
+  })
+  .refine((g) => g.minSuccessRate <= g.maxSuccessRate, {
+    message: "minSuccessRate must be <= maxSuccessRate",
+    path: ["minSuccessRate"],
+  })
+  .meta({
+    description: "dynamic sampling (DAPO): groups with no reward variance carry no gradient and are dropped",
+    ...cel([
+      "self.minSuccessRate <= self.maxSuccessRate",
+      "minSuccessRate must be <= maxSuccessRate",
+      ".minSuccessRate",
+    ]),
+  });
+
+export const LearnerSchema = z
+  .strictObject({
+    algorithm: z
+      .enum(["ppo"])
+      .default("ppo")
+      .describe("decoupled PPO with recomputed proximal log-probs (AReaL), no critic"),
+    advantage: z
+      .enum(["batch", "group", "dr-grpo"])
+      .default("batch")
+      .describe(
+        "batch: reward normalised over the whole batch (official); group: per group (GRPO); dr-grpo: group mean only",
+      ),
+    rewardScale: z.number().gt(0).default(5).describe("reward of a correct answer (0 otherwise)"),
+    clipLow: z.number().gt(0).max(1).default(0.2).describe("PPO clip epsilon below 1"),
+    clipHigh: z.number().gt(0).max(10).default(0.2).describe("PPO clip epsilon above 1"),
+    importanceCap: z
+      .number()
+      .gt(1)
+      .default(5)
+      .describe("cap on the behaviour importance weight of the decoupled loss"),
+    learningRate: z.number().gt(0).max(1).default(2e-5).describe("Adam learning rate (constant)"),
+    weightDecay: z.number().min(0).max(1).default(0.05).describe("decoupled weight decay (AdamW)"),
+    betas: z.array(z.number().min(0).lt(1)).length(2).default([0.9, 0.95]).describe("Adam beta1 and beta2"),
+    eps: z.number().gt(0).default(1e-5).describe("Adam epsilon"),
+    gradClip: z.number().gt(0).default(1.0).describe("global gradient-norm clip"),
+    klCoef: z
+      .number()
+      .min(0)
+      .default(0)
+      .describe("KL penalty to the initial policy; 0 = no reference model (official)"),
+    entropyCoef: z.number().min(0).default(0).describe("entropy bonus coefficient"),
+    promptsPerStep: positiveInt().max(65536).default(128).describe("groups (prompts) per policy update"),
+    groupFilter: GroupFilterSchema.prefault({}),
+    maxStaleness: z
+      .int()
+      .min(0)
+      .max(64)
+      .default(4)
+      .describe("rollouts may lag the learner by at most this many policy versions"),
+    totalSteps: positiveInt().max(10_000_000).default(300).describe("policy updates in the whole run"),
+    checkpointInterval: positiveInt()
+      .default(10)
+      .describe("publish a checkpoint every this many steps (and at each stage end)"),
+    microBatchTokens: positiveInt()
+      .optional()
+      .describe("tokens per micro-batch for gradient accumulation; default: one micro-batch"),
+    resources: ResourcesSchema.prefault({ gpus: 1 }),
+    ...placement,
+  })
+  .describe("the learner: policy optimisation");
+
+export const EvaluationSchema = z
+  .strictObject({
+    benchmarks: z
+      .array(DatasetRefSchema)
+      .max(32)
+      .default([])
+      .describe("benchmarks evaluated without hints (e.g. AIME24, AIME25, HMMT Feb 2025)"),
+    samples: positiveInt()
+      .max(1024)
+      .default(32)
+      .describe("samples per problem; pass@1 is the mean over them"),
+    temperature: z.number().gt(0).max(10).default(0.6).describe("sampling temperature at evaluation"),
+    topP: z.number().gt(0).max(1).default(0.95).describe("nucleus sampling threshold at evaluation"),
+    maxNewTokens: positiveInt()
+      .max(1_048_576)
+      .default(32768)
+      .describe("most tokens generated per evaluation response"),
+    k: z
+      .array(positiveInt())
+      .min(1)
+      .max(16)
+      .default([1, 4, 8, 16, 32])
+      .describe("k values of the unbiased pass@k (each <= samples)"),
+    interval: positiveInt()
+      .default(20)
+      .describe("evaluate every this many learner steps (and the final checkpoint)"),
+    atStart: z
+      .boolean()
+      .default(true)
+      .describe("also evaluate the starting policy (step 0), as the baseline"),
+    resources: ResourcesSchema.prefault({ gpus: 1 }),
+    ...placement,
+  })
+  .refine((e) => e.k.every((k) => k <= e.samples), { message: "every k must be <= samples", path: ["k"] })
+  .meta({
+    description: "periodic evaluation on the original problems, without hints",
+    ...cel(["self.k.all(k, k <= self.samples)", "every k must be <= samples", ".k"]),
+  });
+
+export const StorageSchema = z
+  .strictObject({
+    bucket: z.string().min(3).max(63).optional().describe("S3 bucket; omit in embedded mode to use localDir"),
+    prefix: z
+      .string()
+      .default("questa")
+      .describe("key prefix under which each run writes <prefix>/<run name>/..."),
+    endpoint: z
+      .url()
+      .optional()
+      .describe("S3 endpoint URL for S3-compatible stores (e.g. MinIO); omit for AWS"),
+    region: z.string().default("us-east-1").describe("S3 region"),
+    forcePathStyle: z.boolean().default(false).describe("path-style addressing (needed by MinIO)"),
+    credentialsSecretRef: SecretRefSchema.optional().describe(
+      "Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; omit to use the pod's identity",
+    ),
+    localDir: z
+      .string()
+      .default(".questa")
+      .describe("embedded mode: directory holding runs (./.questa/runs/<name>)"),
+  })
+  .describe("where rollouts, checkpoints and evaluation results are written");
+
+export const KafkaSchema = z
+  .strictObject({
+    brokers: z
+      .array(z.string().regex(/^[^\s:]+:\d+$/))
+      .max(64)
+      .default([])
+      .describe("bootstrap brokers host:port; empty in embedded mode"),
+    topicPrefix: z
+      .string()
+      .regex(/^[a-zA-Z0-9._-]+$/)
+      .max(200)
+      .optional()
+      .describe("prefix of the run's topics; default questa.<namespace>.<name>"),
+    partitions: positiveInt().max(10000).default(8).describe("partitions of each topic the operator creates"),
+    replicationFactor: positiveInt().max(16).default(1).describe("replication factor of each topic"),
+    retentionMs: z
+      .int()
+      .min(-1)
+      .optional()
+      .describe("topic retention in milliseconds; -1 keeps forever; default: broker's"),
+    tls: z
+      .strictObject({
+        secretRef: SecretRefSchema.describe("Secret with ca.crt and optionally tls.crt and tls.key"),
+      })
+      .optional()
+      .describe("TLS to the brokers"),
+    sasl: z
+      .strictObject({
+        mechanism: z.enum(["plain", "scram-sha-256", "scram-sha-512"]).describe("SASL mechanism"),
+        secretRef: SecretRefSchema.describe("Secret with username and password"),
+      })
+      .optional()
+      .describe("SASL authentication"),
+  })
+  .describe("the Kafka cluster carrying the run's events");
+
+export const QuestATrainingSpecSchema = z
+  .strictObject({
+    seed: z
+      .int()
+      .min(0)
+      .default(0)
+      .describe("seed of every random choice in the run (sampling, data order, init)"),
+    image: z
+      .string()
+      .optional()
+      .describe("container image of the functions; default: the operator's own image"),
+    model: ModelSchema.prefault({}),
+    datasets: z
+      .strictObject({
+        train: z
+          .array(DatasetRefSchema)
+          .min(1)
+          .max(64)
+          .describe("training problems (with reference solutions for hints)"),
+      })
+      .describe("datasets of the run"),
+    augmentation: AugmentationSchema.prefault({}),
+    rollout: RolloutSchema.prefault({}),
+    learner: LearnerSchema.prefault({}),
+    evaluation: EvaluationSchema.prefault({}),
+    storage: StorageSchema.prefault({}),
+    kafka: KafkaSchema.prefault({}),
+    suspend: z.boolean().default(false).describe("true scales the run's workloads to zero; false resumes"),
+    activeDeadlineSeconds: positiveInt()
+      .optional()
+      .describe("fail the run (reason DeadlineExceeded) if it runs longer than this many seconds"),
+  })
+  .describe("desired state of a QuestA training run");
+
+export const PhaseSchema = z
+  .enum(["Pending", "Running", "Suspended", "Succeeded", "Failed"])
+  .describe("lifecycle phase of the run");
+
+export const ConditionSchema = z
+  .strictObject({
+    type: z.string().min(1).max(316).describe("condition type, e.g. Ready, Progressing, Failed"),
+    status: z.enum(["True", "False", "Unknown"]).describe("whether the condition holds"),
+    reason: z
+      .string()
+      .regex(/^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$/)
+      .max(1024)
+      .describe("CamelCase machine-readable reason"),
+    message: z.string().max(32768).default("").describe("human-readable detail"),
+    observedGeneration: z
+      .int()
+      .min(0)
+      .optional()
+      .describe("metadata.generation the condition was computed from"),
+    lastTransitionTime: z.iso.datetime({ offset: true }).describe("when the status last changed (RFC 3339)"),
+  })
+  .describe("a standard Kubernetes condition");
+
+export const BenchmarkScoreSchema = z
+  .strictObject({
+    step: z.int().min(0).describe("learner step of the evaluated checkpoint"),
+    passAt1: probability().describe("pass@1: mean correctness over all samples"),
+    passAtK: z.record(z.string(), probability()).optional().describe("unbiased pass@k keyed by k"),
+    time: z.iso.datetime({ offset: true }).describe("when the evaluation finished"),
+  })
+  .describe("latest evaluation of one benchmark");
+
+export const QuestATrainingStatusSchema = z
+  .strictObject({
+    phase: PhaseSchema.optional(),
+    conditions: z.array(ConditionSchema).max(32).optional().describe("current state, as standard conditions"),
+    observedGeneration: z.int().min(0).optional().describe("metadata.generation the status reflects"),
+    stage: z.int().min(0).optional().describe("index of the current curriculum stage (0-based)"),
+    hintRatio: probability().optional().describe("hint ratio of the current stage"),
+    step: z.int().min(0).optional().describe("learner steps completed"),
+    latestCheckpoint: z
+      .strictObject({
+        step: z.int().min(0).describe("learner step of the checkpoint"),
+        uri: z.string().describe("object-store URI of the checkpoint's manifest"),
+        time: z.iso.datetime({ offset: true }).describe("when it was published"),
+      })
+      .optional()
+      .describe("the newest published checkpoint"),
+    latestEvaluation: z
+      .record(z.string(), BenchmarkScoreSchema)
+      .optional()
+      .describe("latest evaluation per benchmark name"),
+    passAt1: probability().optional().describe("mean pass@1 over the benchmarks of the latest evaluation"),
+    startTime: z.iso.datetime({ offset: true }).optional().describe("when the run started"),
+    completionTime: z.iso.datetime({ offset: true }).optional().describe("when the run succeeded or failed"),
+  })
+  .describe("observed state of a QuestA training run");
+
+export const ObjectMetaSchema = z
+  .looseObject({
+    name: z
+      .string()
+      .regex(DNS_LABEL)
+      .max(63)
+      .describe("run name: a DNS label, used in topic names and object keys"),
+    namespace: z.string().regex(DNS_LABEL).max(63).optional().describe("Kubernetes namespace"),
+    labels: z.record(z.string(), z.string()).optional().describe("labels"),
+    annotations: z.record(z.string(), z.string()).optional().describe("annotations"),
+  })
+  .describe("standard object metadata");
+
+export const QuestATrainingSchema = z
+  .strictObject({
+    apiVersion: z.literal(API_VERSION).describe(`always ${API_VERSION}`),
+    kind: z.literal(KIND).describe(`always ${KIND}`),
+    metadata: ObjectMetaSchema,
+    spec: QuestATrainingSpecSchema,
+    status: QuestATrainingStatusSchema.optional(),
+  })
+  .describe("a QuestA reinforcement-learning run: hint-augmented RL of an LLM on math");
+
+export type SecretRef = z.infer<typeof SecretRefSchema>;
+export type Resources = z.infer<typeof ResourcesSchema>;
+export type Toleration = z.infer<typeof TolerationSchema>;
+export type SyntheticDataset = z.infer<typeof SyntheticDatasetSchema>;
+export type DatasetMapping = z.infer<typeof DatasetMappingSchema>;
+export type DatasetRef = z.infer<typeof DatasetRefSchema>;
+export type ModelArchitecture = z.infer<typeof ModelArchitectureSchema>;
+export type ModelSpec = z.infer<typeof ModelSchema>;
+export type CurriculumStage = z.infer<typeof CurriculumStageSchema>;
+export type StageEnd = z.infer<typeof StageEndSchema>;
+export type HardFilter = z.infer<typeof HardFilterSchema>;
+export type Augmentation = z.infer<typeof AugmentationSchema>;
+export type RolloutSpec = z.infer<typeof RolloutSchema>;
+export type LearnerSpec = z.infer<typeof LearnerSchema>;
+export type EvaluationSpec = z.infer<typeof EvaluationSchema>;
+export type StorageSpec = z.infer<typeof StorageSchema>;
+export type KafkaSpec = z.infer<typeof KafkaSchema>;
+export type QuestATrainingSpec = z.infer<typeof QuestATrainingSpecSchema>;
+export type Phase = z.infer<typeof PhaseSchema>;
+export type Condition = z.infer<typeof ConditionSchema>;
+export type BenchmarkScore = z.infer<typeof BenchmarkScoreSchema>;
+export type QuestATrainingStatus = z.infer<typeof QuestATrainingStatusSchema>;
+export type QuestATraining = z.infer<typeof QuestATrainingSchema>;
+/** the resource as written by a user, before defaults */
+export type QuestATrainingInput = z.input<typeof QuestATrainingSchema>;

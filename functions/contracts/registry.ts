@@ -1,0 +1,23 @@
+import type { EventDefinition } from "../runtime/event-definition.ts";
+import {
+  CheckpointPublished,
+  CurriculumStageChanged,
+  EvaluationResult,
+  QuestionAugmented,
+  RolloutGroup,
+  RunStatus,
+} from "./events.ts";
+
+/** Every event type of a run, by CloudEvents type. */
+export const ALL_EVENTS: readonly EventDefinition[] = [
+  QuestionAugmented,
+  RolloutGroup,
+  CheckpointPublished,
+  EvaluationResult,
+  RunStatus,
+  CurriculumStageChanged,
+] as EventDefinition[];
+
+export function eventDefinition(type: string): EventDefinition | undefined {
+  return ALL_EVENTS.find((d) => d.type === type);
+}

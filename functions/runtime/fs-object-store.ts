@@ -1,0 +1,278 @@
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { link, lstat, mkdir, open, readdir, readFile, rename, rm, rmdir, stat } from "node:fs/promises";
+import { dirname, join, resolve, sep } from "node:path";
+import { pathToFileURL } from "node:url";
+import { z } from "zod";
+import { fsyncDirectory, isErrno, writeDurableTemp, writeFileAtomic } from "./atomic-file.ts";
+import { InputError } from "./errors.ts";
+import { assertObjectKey, objectKeyProblem } from "./object-key.ts";
+import type { ObjectInfo, ObjectStore, PutOptions, PutResult } from "./object-store.ts";
+import { sha256Hex } from "./sha256.ts";
+
+/** first key segment reserved for the store's own temp files and checksum cache */
+export const reservedKeyPrefix = ".questa/";
+
+const ChecksumSidecarSchema = z.object({
+  key: z.string(),
+  size: z.number().int().nonnegative(),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  /** identity of the file the checksum was computed for; any change invalidates it */
+  ino: z.string(),
+  mtimeNs: z.string(),
+});
+type ChecksumSidecar = z.infer<typeof ChecksumSidecarSchema>;
+
+/**
+ * An `ObjectStore` in a directory: key `a/b/c` is the file `<root>/a/b/c`, so a run's objects can
+ * be opened directly. Writes go to a fsynced temp file under `<root>/.questa/tmp` and are renamed
+ * (or, for `ifAbsent`, hard-linked, which fails if the key exists) into place, so readers never see
+ * a partial object. sha256 sums are cached in `<root>/.questa/sha256/` and trusted only while the
+ * file's inode, size and mtime match; otherwise they are recomputed.
+ * Unlike S3, a key cannot also be a "directory" of other keys (`a/b` and `a/b/c`): that put fails
+ * with an `InputError`.
+ */
+export class FsObjectStore implements ObjectStore {
+  readonly root: string;
+  readonly #tempDir: string;
+  readonly #sidecarDir: string;
+
+  constructor(root: string) {
+    this.root = resolve(root);
+    this.#tempDir = join(this.root, ".questa", "tmp");
+    this.#sidecarDir = join(this.root, ".questa", "sha256");
+  }
+
+  async put(key: string, body: Uint8Array | string, options: PutOptions = {}): Promise<PutResult> {
+    const path = this.#pathFor(key);
+    const bytes = typeof body === "string" ? new TextEncoder().encode(body) : body;
+    const sha256 = sha256Hex(bytes);
+    const tempPath = await writeDurableTemp(this.#tempDir, bytes);
+    try {
+      const tempStat = await stat(tempPath, { bigint: true });
+      const info: ObjectInfo = { key, size: bytes.byteLength, sha256 };
+      const placed = await this.#place(key, tempPath, path, options.ifAbsent === true);
+      if (!placed) {
+        const existing = await this.head(key);
+        if (existing) return { created: false, info: existing };
+        // deleted between the failed link and head: the key is free again
+        return this.put(key, bytes, options);
+      }
+      await this.#writeSidecar({
+        key,
+        size: info.size,
+        sha256,
+        ino: String(tempStat.ino),
+        mtimeNs: String(tempStat.mtimeNs),
+      });
+      return { created: true, info };
+    } finally {
+      await rm(tempPath, { force: true });
+    }
+  }
+
+  async get(key: string): Promise<Uint8Array | undefined> {
+    const path = this.#pathFor(key);
+    try {
+      return new Uint8Array(await readFile(path));
+    } catch (error) {
+      if (isMissing(error)) return undefined;
+      throw error;
+    }
+  }
+
+  async head(key: string): Promise<ObjectInfo | undefined> {
+    const path = this.#pathFor(key);
+    let fileStat: Awaited<ReturnType<typeof lstatBig>>;
+    try {
+      fileStat = await lstatBig(path);
+    } catch (error) {
+      if (isMissing(error)) return undefined;
+      throw error;
+    }
+    if (!fileStat.isFile()) return undefined;
+    const cached = await this.#readSidecar(key);
+    if (
+      cached &&
+      cached.key === key &&
+      cached.ino === String(fileStat.ino) &&
+      cached.mtimeNs === String(fileStat.mtimeNs) &&
+      BigInt(cached.size) === fileStat.size
+    ) {
+      return { key, size: cached.size, sha256: cached.sha256 };
+    }
+    // changed behind our back (or no cache yet): recompute and cache
+    const sha256 = await hashFile(path);
+    const after = await lstatBig(path).catch(() => undefined);
+    if (after && after.ino === fileStat.ino && after.mtimeNs === fileStat.mtimeNs) {
+      await this.#writeSidecar({
+        key,
+        size: Number(fileStat.size),
+        sha256,
+        ino: String(fileStat.ino),
+        mtimeNs: String(fileStat.mtimeNs),
+      });
+    }
+    return { key, size: Number(fileStat.size), sha256 };
+  }
+
+  async list(prefix: string): Promise<ObjectInfo[]> {
+    // the directory part of the prefix must be a valid key; its last segment may be partial
+    const slash = prefix.lastIndexOf("/");
+    const dirPart = slash < 0 ? "" : prefix.slice(0, slash);
+    const lastPart = prefix.slice(slash + 1);
+    const problem =
+      (dirPart !== "" ? objectKeyProblem(dirPart) : prefix.startsWith("/") ? "starts with /" : undefined) ??
+      (/[\\\0]/.test(lastPart) || lastPart === "." || lastPart === ".."
+        ? "has a ., .. segment, a backslash or NUL"
+        : undefined);
+    if (problem) {
+      throw new InputError("invalid_object_prefix", [
+        { path: "prefix", message: `${JSON.stringify(prefix)} ${problem}`, hint: "use a relative a/b/ prefix" },
+      ]);
+    }
+    const keys: string[] = [];
+    await this.#walk(dirPart, keys);
+    const matching = keys.filter((key) => key.startsWith(prefix) && !key.startsWith(reservedKeyPrefix)).sort();
+    const infos: ObjectInfo[] = [];
+    for (const key of matching) {
+      const info = await this.head(key);
+      if (info) infos.push(info);
+    }
+    return infos;
+  }
+
+  async delete(key: string): Promise<void> {
+    const path = this.#pathFor(key);
+    try {
+      await rm(path);
+    } catch (error) {
+      if (!isMissing(error)) throw error;
+    }
+    await rm(this.#sidecarPath(key), { force: true });
+    await fsyncDirectory(dirname(path)).catch(() => {});
+    await this.#pruneEmptyDirectories(dirname(path));
+  }
+
+  uri(key: string): string {
+    return pathToFileURL(this.#pathFor(key)).href;
+  }
+
+  #pathFor(key: string): string {
+    assertObjectKey(key);
+    if (key.startsWith(reservedKeyPrefix) || key === ".questa") {
+      throw new InputError("invalid_object_key", [
+        { path: "key", message: `${JSON.stringify(key)} is reserved for the store itself`, hint: "use another prefix" },
+      ]);
+    }
+    const path = join(this.root, ...key.split("/"));
+    // belt and braces: validated keys cannot escape, but never touch a path outside the root
+    if (!path.startsWith(this.root + sep)) throw new Error(`object key ${key} resolves outside ${this.root}`);
+    return path;
+  }
+
+  /** moves the temp file into place; false when `ifAbsent` and the key exists */
+  async #place(key: string, tempPath: string, path: string, ifAbsent: boolean): Promise<boolean> {
+    // a concurrent delete may prune the parent directory between mkdir and rename: retry a few times
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await mkdir(dirname(path), { recursive: true });
+        if (ifAbsent) {
+          try {
+            await link(tempPath, path);
+          } catch (error) {
+            if (isErrno(error, "EEXIST")) return false;
+            throw error;
+          }
+        } else {
+          await rename(tempPath, path);
+        }
+        await fsyncDirectory(dirname(path));
+        return true;
+      } catch (error) {
+        if (isErrno(error, "ENOENT") && attempt < 3) continue;
+        if (isErrno(error, "ENOTDIR") || isErrno(error, "EEXIST") || isErrno(error, "EISDIR")) {
+          throw new InputError(
+            "object_key_conflict",
+            [
+              {
+                path: "key",
+                message: `${JSON.stringify(key)} collides with another key (one key is a prefix directory of the other)`,
+                hint: "a filesystem store cannot hold both a/b and a/b/c",
+              },
+            ],
+            { cause: error },
+          );
+        }
+        throw error;
+      }
+    }
+  }
+
+  async #walk(relativeDir: string, keys: string[]): Promise<void> {
+    const absolute = relativeDir === "" ? this.root : join(this.root, ...relativeDir.split("/"));
+    let entries: import("node:fs").Dirent[];
+    try {
+      entries = await readdir(absolute, { withFileTypes: true });
+    } catch (error) {
+      if (isMissing(error)) return;
+      throw error;
+    }
+    for (const entry of entries) {
+      const key = relativeDir === "" ? entry.name : `${relativeDir}/${entry.name}`;
+      if (relativeDir === "" && entry.name === ".questa") continue;
+      // symlinks are not followed: they could point outside the root
+      if (entry.isDirectory()) await this.#walk(key, keys);
+      else if (entry.isFile() && objectKeyProblem(key) === undefined) keys.push(key);
+    }
+  }
+
+  async #pruneEmptyDirectories(dir: string): Promise<void> {
+    while (dir.startsWith(this.root + sep)) {
+      try {
+        await rmdir(dir);
+      } catch {
+        return; // not empty (or gone): stop
+      }
+      dir = dirname(dir);
+    }
+  }
+
+  #sidecarPath(key: string): string {
+    return join(this.#sidecarDir, `${sha256Hex(key)}.json`);
+  }
+
+  async #readSidecar(key: string): Promise<ChecksumSidecar | undefined> {
+    try {
+      const parsed = ChecksumSidecarSchema.safeParse(JSON.parse(await readFile(this.#sidecarPath(key), "utf8")));
+      return parsed.success ? parsed.data : undefined;
+    } catch {
+      return undefined; // missing or corrupt cache: recompute
+    }
+  }
+
+  async #writeSidecar(sidecar: ChecksumSidecar): Promise<void> {
+    await mkdir(this.#sidecarDir, { recursive: true });
+    await writeFileAtomic(this.#sidecarPath(sidecar.key), JSON.stringify(sidecar));
+  }
+}
+
+function lstatBig(path: string) {
+  return lstat(path, { bigint: true });
+}
+
+function isMissing(error: unknown): boolean {
+  return isErrno(error, "ENOENT") || isErrno(error, "ENOTDIR") || isErrno(error, "EISDIR");
+}
+
+async function hashFile(path: string): Promise<string> {
+  const hash = createHash("sha256");
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest("hex");
+}
+
+/** opens the file read-only to check it exists (exported for tools that want a clear error) */
+export async function assertReadable(path: string): Promise<void> {
+  const handle = await open(path, "r");
+  await handle.close();
+}

