@@ -27,6 +27,16 @@ const KNOWN_AFTER_GLUE = new Set([
   "times",
   "infty",
   "pm",
+  "newline",
+  "nearrow",
+  "genfrac",
+  "neq",
+  "nexists",
+  "leftarrow",
+  "Leftarrow",
+  "leftrightarrow",
+  "geqq",
+  "leqq",
 ]);
 const GLUE_PREFIXES = ["leq", "geq", "neq", "le", "ge", "ne", "pi", "cdot", "times", "infty"];
 
@@ -136,10 +146,8 @@ function stripTrailingUnitWords(s: string): string {
 function unglueCommands(s: string): string {
   return s.replace(/\\([a-zA-Z]+)/g, (full, word: string) => {
     if (KNOWN_AFTER_GLUE.has(word)) return full;
-    const prefix = GLUE_PREFIXES.find((p) => word.startsWith(p));
-    if (!prefix || /^(left|leq|geq|neq)/.test(word) === false ? !prefix : false) return full;
-    const rest = word.slice(prefix.length);
-    return `\\${prefix} ${rest}`;
+    const prefix = GLUE_PREFIXES.find((p) => word.startsWith(p) && word.length > p.length);
+    return prefix ? `\\${prefix} ${word.slice(prefix.length)}` : full;
   });
 }
 

@@ -1,10 +1,10 @@
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { link, lstat, mkdir, open, readdir, readFile, rename, rm, rmdir, stat } from "node:fs/promises";
+import { link, lstat, mkdir, readdir, readFile, rename, rm, rmdir, stat, writeFile } from "node:fs/promises";
 import { dirname, join, resolve, sep } from "node:path";
 import { pathToFileURL } from "node:url";
 import { z } from "zod";
-import { fsyncDirectory, isErrno, writeDurableTemp, writeFileAtomic } from "./atomic-file.ts";
+import { fsyncDirectory, isErrno, writeDurableTemp } from "./atomic-file.ts";
 import { InputError } from "./errors.ts";
 import { assertObjectKey, objectKeyProblem } from "./object-key.ts";
 import type { ObjectInfo, ObjectStore, PutOptions, PutResult } from "./object-store.ts";
@@ -55,6 +55,7 @@ export class FsObjectStore implements ObjectStore {
       if (!placed) {
         const existing = await this.head(key);
         if (existing) return { created: false, info: existing };
+        if (await lstatBig(path).catch(() => undefined)) throw conflictError(key);
         // deleted between the failed link and head: the key is free again
         return this.put(key, bytes, options);
       }
@@ -192,17 +193,7 @@ export class FsObjectStore implements ObjectStore {
       } catch (error) {
         if (isErrno(error, "ENOENT") && attempt < 3) continue;
         if (isErrno(error, "ENOTDIR") || isErrno(error, "EEXIST") || isErrno(error, "EISDIR")) {
-          throw new InputError(
-            "object_key_conflict",
-            [
-              {
-                path: "key",
-                message: `${JSON.stringify(key)} collides with another key (one key is a prefix directory of the other)`,
-                hint: "a filesystem store cannot hold both a/b and a/b/c",
-              },
-            ],
-            { cause: error },
-          );
+          throw conflictError(key, error);
         }
         throw error;
       }
@@ -252,9 +243,30 @@ export class FsObjectStore implements ObjectStore {
   }
 
   async #writeSidecar(sidecar: ChecksumSidecar): Promise<void> {
+    // a cache, validated on read: atomic (no torn JSON) but not fsynced
     await mkdir(this.#sidecarDir, { recursive: true });
-    await writeFileAtomic(this.#sidecarPath(sidecar.key), JSON.stringify(sidecar));
+    await mkdir(this.#tempDir, { recursive: true });
+    const tempPath = join(this.#tempDir, `.sidecar-${process.pid}-${randomBytes(8).toString("hex")}`);
+    await writeFile(tempPath, JSON.stringify(sidecar));
+    await rename(tempPath, this.#sidecarPath(sidecar.key)).catch(async (error: unknown) => {
+      await rm(tempPath, { force: true });
+      throw error;
+    });
   }
+}
+
+function conflictError(key: string, cause?: unknown): InputError {
+  return new InputError(
+    "object_key_conflict",
+    [
+      {
+        path: "key",
+        message: `${JSON.stringify(key)} collides with another key (one key is a prefix directory of the other)`,
+        hint: "a filesystem store cannot hold both a/b and a/b/c",
+      },
+    ],
+    { cause },
+  );
 }
 
 function lstatBig(path: string) {
@@ -269,10 +281,4 @@ async function hashFile(path: string): Promise<string> {
   const hash = createHash("sha256");
   for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
   return hash.digest("hex");
-}
-
-/** opens the file read-only to check it exists (exported for tools that want a clear error) */
-export async function assertReadable(path: string): Promise<void> {
-  const handle = await open(path, "r");
-  await handle.close();
 }

@@ -38,8 +38,6 @@ export async function gradCheck(
   build: (b: GraphBuilder, values: Record<string, Value>) => Value,
   opts: GradCheckOptions,
 ): Promise<GradCheckResult> {
-  const h = opts.h ?? 1e-6;
-  const samples = opts.samplesPerInput ?? 24;
   const b = new GraphBuilder("float64");
   const values: Record<string, Value> = {};
   for (const i of inputs) values[i.name] = b.input(i.name, i.tensor.dtype, i.tensor.dims);
@@ -53,15 +51,38 @@ export async function gradCheck(
     diffInputs.map((i) => values[i.name]!),
   );
   grads.forEach((g, k) => b.output(g, `grad_${diffInputs[k]!.name}`));
-  const session = await GraphSession.create(toOnnxModel(b), { threads: 1 });
+  const feeds: Record<string, HostTensor> = {};
+  for (const i of inputs) feeds[i.name] = i.tensor;
+  return checkGraphGradients(
+    toOnnxModel(b),
+    feeds,
+    diffInputs.map((i) => ({ input: i.name, gradient: `grad_${i.name}` })),
+    "loss",
+    opts,
+  );
+}
+
+/**
+ * Checks gradient outputs of an already built float64 graph against central differences of its scalar
+ * `lossOutput`, perturbing each named input.
+ */
+export async function checkGraphGradients(
+  model: Uint8Array,
+  feeds: Readonly<Record<string, HostTensor>>,
+  pairs: readonly { input: string; gradient: string }[],
+  lossOutput: string,
+  opts: GradCheckOptions,
+): Promise<GradCheckResult> {
+  const h = opts.h ?? 1e-6;
+  const samples = opts.samplesPerInput ?? 24;
+  const session = await GraphSession.create(model, { threads: 1 });
   try {
-    const feeds: Record<string, HostTensor> = {};
-    for (const i of inputs) feeds[i.name] = i.tensor;
     const base = await session.run(feeds);
     const perInput: Record<string, number> = {};
-    for (const input of diffInputs) {
-      const analytic = base[`grad_${input.name}`]!.data as Float64Array;
-      const data = input.tensor.data as Float64Array;
+    for (const { input, gradient } of pairs) {
+      const tensor = feeds[input]!;
+      const analytic = base[gradient]!.data as Float64Array;
+      const data = tensor.data as Float64Array;
       const coords = pickCoords(data.length, samples, opts.rng);
       let diff2 = 0;
       let a2 = 0;
@@ -69,17 +90,17 @@ export async function gradCheck(
       for (const c of coords) {
         const perturbed = Float64Array.from(data);
         perturbed[c] = data[c]! + h;
-        const plus = await session.run({ ...feeds, [input.name]: { ...input.tensor, data: perturbed } });
+        const plus = await session.run({ ...feeds, [input]: { ...tensor, data: perturbed } });
         perturbed[c] = data[c]! - h;
-        const minus = await session.run({ ...feeds, [input.name]: { ...input.tensor, data: perturbed } });
+        const minus = await session.run({ ...feeds, [input]: { ...tensor, data: perturbed } });
         const numeric =
-          ((plus.loss!.data as Float64Array)[0]! - (minus.loss!.data as Float64Array)[0]!) / (2 * h);
+          ((plus[lossOutput]!.data as Float64Array)[0]! - (minus[lossOutput]!.data as Float64Array)[0]!) / (2 * h);
         const a = analytic[c]!;
         diff2 += (a - numeric) ** 2;
         a2 += a * a;
         n2 += numeric * numeric;
       }
-      perInput[input.name] = Math.sqrt(diff2) / Math.max(Math.sqrt(a2), Math.sqrt(n2), 1e-12);
+      perInput[input] = Math.sqrt(diff2) / Math.max(Math.sqrt(a2), Math.sqrt(n2), 1e-12);
     }
     return { maxRelativeError: Math.max(0, ...Object.values(perInput)), perInput };
   } finally {

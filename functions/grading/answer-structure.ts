@@ -1,0 +1,212 @@
+import { type Expr, ParseError, parseExpression } from "./expression.ts";
+import { matchBrace, normalizeAnswer } from "./normalize.ts";
+
+export type RelOp = "=" | "<" | "\\le" | "\\ne" | "\\approx";
+
+/**
+ * The shape of an answer: plain expressions, relations ("x = 5", "-5 \le x \le 1"), ordered tuples and
+ * intervals, unordered collections (bare lists, sets, unions, "or"), matrices and free text.
+ */
+export type Answer =
+  | { k: "expr"; src: string; expr: Expr; percent: boolean }
+  | { k: "text"; text: string }
+  | { k: "rel"; ops: RelOp[]; parts: Answer[] }
+  | { k: "tuple"; open: "(" | "["; close: ")" | "]"; items: Answer[] }
+  | { k: "collection"; items: Answer[] }
+  | { k: "matrix"; rows: Answer[][] };
+
+const MAX_ITEMS = 64;
+const MAX_DEPTH = 16;
+
+export class StructureError extends Error {
+  override readonly name = "StructureError";
+}
+
+/** positions of separators at bracket depth 0 */
+function splitTopLevel(s: string, isSeparator: (s: string, i: number) => number): string[] {
+  const parts: string[] = [];
+  let depth = 0;
+  let start = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i]!;
+    if (c === "\\") {
+      const next = s[i + 1];
+      if (next === "{") depth++;
+      else if (next === "}") depth--;
+      else if (depth === 0) {
+        const width = isSeparator(s, i);
+        if (width > 0) {
+          parts.push(s.slice(start, i));
+          i += width - 1;
+          start = i + 1;
+          continue;
+        }
+      }
+      i++;
+      continue;
+    }
+    if (c === "(" || c === "[" || c === "{") depth++;
+    else if (c === ")" || c === "]" || c === "}") depth--;
+    else if (depth === 0) {
+      const width = isSeparator(s, i);
+      if (width > 0) {
+        parts.push(s.slice(start, i));
+        i += width - 1;
+        start = i + 1;
+      }
+    }
+    if (parts.length > MAX_ITEMS) throw new StructureError(`more than ${MAX_ITEMS} items`);
+  }
+  parts.push(s.slice(start));
+  return parts;
+}
+
+const commaSeparator = (s: string, i: number): number => (s[i] === "," || s[i] === ";" ? 1 : 0);
+
+function wordSeparator(s: string, i: number): number {
+  for (const w of [" or ", " and "]) if (s.startsWith(w, i)) return w.length;
+  return 0;
+}
+
+const cupSeparator = (s: string, i: number): number => (s.startsWith("\\cup", i) && !/[a-zA-Z]/.test(s[i + 4] ?? "") ? 4 : 0);
+
+const RELATIONS: ReadonlyArray<readonly [string, RelOp, boolean]> = [
+  ["\\approx", "\\approx", false],
+  ["\\le", "\\le", false],
+  ["\\ge", "\\le", true],
+  ["\\ne", "\\ne", false],
+  ["=", "=", false],
+  ["<", "<", false],
+  [">", "<", true],
+];
+
+/** index of the bracket closing the one at 0 (any bracket kind), or -1 */
+function closingBracket(s: string): number {
+  let depth = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i];
+    if (c === "\\") {
+      i++;
+      continue;
+    }
+    if (c === "(" || c === "[" || c === "{") depth++;
+    else if ((c === ")" || c === "]" || c === "}") && --depth === 0) return i;
+  }
+  return -1;
+}
+
+function parseMatrix(s: string, depth: number): Answer | undefined {
+  const m = /^\(?\s*\\begin\{([pbvBV]?matrix|array|smallmatrix)\}(.*)\\end\{\1\}\s*\)?$/s.exec(s);
+  if (!m) return undefined;
+  let body = m[2]!;
+  if (m[1] === "array" && body.trimStart().startsWith("{")) {
+    const open = body.indexOf("{");
+    body = body.slice(matchBrace(body, open) + 1);
+  }
+  const rows = body
+    .split(/\\\\/)
+    .map((r) => r.trim())
+    .filter((r) => r.length > 0)
+    .map((r) => r.split("&").map((cell) => parseStructure(cell.trim(), depth + 1)));
+  if (rows.length === 0 || rows.length > MAX_ITEMS) throw new StructureError("matrix size");
+  return { k: "matrix", rows };
+}
+
+function parseRelation(s: string, depth: number): Answer | undefined {
+  const ops: RelOp[] = [];
+  const flips: boolean[] = [];
+  const parts = splitTopLevel(s, (text, i) => {
+    for (const [token, op, flip] of RELATIONS) {
+      if (text.startsWith(token, i) && !(token.startsWith("\\") && /[a-zA-Z]/.test(text[i + token.length] ?? ""))) {
+        ops.push(op);
+        flips.push(flip);
+        return token.length;
+      }
+    }
+    return 0;
+  });
+  if (ops.length === 0) return undefined;
+  let answers = parts.map((p) => parseStructure(p.trim(), depth + 1));
+  // write every chain with < and \le pointing left to right
+  if (flips.every((f) => f) && ops.every((o) => o === "<" || o === "\\le")) answers = answers.reverse();
+  else if (flips.some((f) => f)) {
+    if (ops.some((o, idx) => flips[idx] && o !== "<" && o !== "\\le")) throw new StructureError("mixed relation");
+    throw new StructureError("mixed inequality directions");
+  }
+  const orderedOps = flips.every((f) => f) ? [...ops].reverse() : ops;
+  return { k: "rel", ops: orderedOps, parts: answers };
+}
+
+function parseLeaf(s: string): Answer {
+  let src = s.trim();
+  let percent = false;
+  if (src.endsWith("%")) {
+    percent = true;
+    src = src.slice(0, -1).trim();
+  }
+  if (/^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$/.test(src)) src = src.replace(/,/g, "");
+  const sci = /^([+-]?\d+(?:\.\d+)?)[eE]([+-]?\d+)$/.exec(src);
+  if (sci) src = `${sci[1]}\\times10^{${sci[2]}}`;
+  if (src.length === 0) return { k: "text", text: "" };
+  try {
+    return { k: "expr", src, expr: parseExpression(src), percent };
+  } catch (e) {
+    if (e instanceof ParseError) return { k: "text", text: textKey(s) };
+    throw e;
+  }
+}
+
+/** comparison key for free-text answers: case, spacing and markup insensitive */
+export function textKey(s: string): string {
+  return s
+    .toLowerCase()
+    .replace(/\\(?:text|mathrm|textbf|mathbf|mbox)\b/g, "")
+    .replace(/[\s{}]/g, "");
+}
+
+export function parseStructure(s: string, depth = 0): Answer {
+  if (depth > MAX_DEPTH) throw new StructureError("answer nested too deeply");
+  s = s.trim();
+  if (/^\\(?:emptyset|varnothing)$/.test(s) || s === "\\{\\}" || s === "{}") return { k: "collection", items: [] };
+  const matrix = s.includes("\\begin") ? parseMatrix(s, depth) : undefined;
+  if (matrix) return matrix;
+  if (/^[+-]?\d{1,3}(,\d{3})+(\.\d+)?%?$/.test(s)) return parseLeaf(s);
+  for (const sep of [cupSeparator, wordSeparator]) {
+    const parts = splitTopLevel(s, sep);
+    if (parts.length > 1) return { k: "collection", items: parts.map((p) => parseStructure(p, depth + 1)) };
+  }
+  const commaParts = splitTopLevel(s, commaSeparator);
+  if (commaParts.length > 1) {
+    if (commaParts.some((p) => p.trim() === "")) throw new StructureError("empty list item");
+    return { k: "collection", items: commaParts.map((p) => parseStructure(p, depth + 1)) };
+  }
+  if (s.startsWith("\\{") && s.endsWith("\\}")) {
+    const inner = s.slice(2, -2);
+    const items = splitTopLevel(inner, commaSeparator).filter((p) => p.trim() !== "");
+    return { k: "collection", items: items.map((p) => parseStructure(p, depth + 1)) };
+  }
+  const first = s[0];
+  const last = s[s.length - 1];
+  if ((first === "(" || first === "[") && (last === ")" || last === "]") && closingBracket(s) === s.length - 1) {
+    const inner = s.slice(1, -1);
+    const items = splitTopLevel(inner, commaSeparator);
+    if (items.length > 1) {
+      if (items.some((p) => p.trim() === "")) throw new StructureError("empty tuple item");
+      return { k: "tuple", open: first, close: last, items: items.map((p) => parseStructure(p, depth + 1)) };
+    }
+  }
+  const relation = parseRelation(s, depth);
+  if (relation) return relation;
+  return parseLeaf(s);
+}
+
+/** normalizes then parses; malformed structure becomes a text answer */
+export function parseAnswer(raw: string): Answer {
+  const normalized = normalizeAnswer(raw);
+  try {
+    return parseStructure(normalized);
+  } catch (e) {
+    if (e instanceof StructureError) return { k: "text", text: textKey(normalized) };
+    throw e;
+  }
+}

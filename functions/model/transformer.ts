@@ -1,0 +1,420 @@
+/**
+ * The decoder-only transformer as ONNX graphs: a static-shape scoring graph (log-probs of given
+ * tokens), prefill and one-token decode graphs with a KV cache (dynamic batch and past length), and
+ * train-step graphs (PPO or supervised loss, autodiff backward, AdamW) over a flat parameter vector.
+ */
+import { type ModelConfig, modelDims } from "./config.ts";
+import { gradients } from "./graph/autodiff.ts";
+import { type FloatDType, GraphBuilder, type Value } from "./graph/graph-builder.ts";
+import { type ParamLayout, paramLayout } from "./params.ts";
+
+export type ParamValues = Readonly<Record<string, Value>>;
+
+/** where tokens sit: 0..T-1 for every row (static) or per-token position ids [B,T] (dynamic) */
+export type PositionSource =
+  | { readonly kind: "static"; readonly length: number }
+  | { readonly kind: "dynamic"; readonly positions: Value };
+
+export interface TrunkOptions {
+  readonly positions: PositionSource;
+  /** additive attention mask: [T,S] (static) or [B,T,S] (dynamic) */
+  readonly mask: Value;
+  readonly past?: { readonly k: readonly Value[]; readonly v: readonly Value[] };
+}
+
+export interface Trunk {
+  /** final-norm hidden states [B,T,D] */
+  readonly hidden: Value;
+  /** per layer, keys [B,KV,hd,S] and values [B,KV,S,hd] including the new tokens */
+  readonly presentK: Value[];
+  readonly presentV: Value[];
+}
+
+const NEG_INF = -1e9;
+
+function param(p: ParamValues, name: string): Value {
+  const v = p[name];
+  if (!v) throw new Error(`missing parameter ${name}`);
+  return v;
+}
+
+function rotaryTable(c: ModelConfig, length: number): { cos: number[]; sin: number[] } {
+  const half = modelDims(c).headDim / 2;
+  const cos: number[] = [];
+  const sin: number[] = [];
+  for (let pos = 0; pos < length; pos++) {
+    for (let i = 0; i < half; i++) {
+      const angle = pos * c.ropeTheta ** (-i / half);
+      cos.push(Math.cos(angle));
+      sin.push(Math.sin(angle));
+    }
+  }
+  return { cos, sin };
+}
+
+function norm(b: GraphBuilder, c: ModelConfig, p: ParamValues, prefix: string, x: Value): Value {
+  const scale = param(p, `${prefix}.scale`);
+  if (c.norm === "layernorm") {
+    return b.layerNorm(x, scale, param(p, `${prefix}.bias`), { axis: -1, epsilon: c.normEpsilon }).y;
+  }
+  const meanSquare = b.reduceMean(b.mul(x, x), [-1], true);
+  const inv = b.div(b.scalar(1), b.sqrt(b.add(meanSquare, b.scalar(c.normEpsilon))));
+  return b.mul(b.mul(x, inv), scale);
+}
+
+function gelu(b: GraphBuilder, x: Value): Value {
+  // tanh approximation (onnxruntime fuses it on float32; Erf has no float64 kernel for grad checks)
+  const inner = b.mul(b.scalar(Math.sqrt(2 / Math.PI)), b.add(x, b.mul(b.scalar(0.044715), b.mul(b.mul(x, x), x))));
+  return b.mul(b.mul(b.scalar(0.5), x), b.add(b.scalar(1), b.tanh(inner)));
+}
+
+function applyRotary(b: GraphBuilder, x: Value, cos: Value, sin: Value, half: number): Value {
+  const [x1, x2] = b.split(x, [half, half], -1);
+  return b.concat([b.sub(b.mul(x1!, cos), b.mul(x2!, sin)), b.add(b.mul(x2!, cos), b.mul(x1!, sin))], -1);
+}
+
+export function buildTrunk(b: GraphBuilder, c: ModelConfig, p: ParamValues, tokens: Value, opts: TrunkOptions): Trunk {
+  const d = modelDims(c);
+  const hd = d.headDim;
+  let x = b.gather(param(p, "embed.weight"), tokens, 0);
+  let cos: Value | undefined;
+  let sin: Value | undefined;
+  const pos = opts.positions;
+  if (c.positions === "learned") {
+    const table = param(p, "pos.weight");
+    x = b.add(x, pos.kind === "static" ? b.slice(table, [0], [pos.length], [0]) : b.gather(table, pos.positions, 0));
+  } else if (pos.kind === "static") {
+    const t = rotaryTable(c, pos.length);
+    cos = b.constant(t.cos, [pos.length, 1, hd / 2]);
+    sin = b.constant(t.sin, [pos.length, 1, hd / 2]);
+  } else {
+    const t = rotaryTable(c, c.maxSeqLen);
+    cos = b.unsqueeze(b.gather(b.constant(t.cos, [c.maxSeqLen, hd / 2]), pos.positions, 0), [2]);
+    sin = b.unsqueeze(b.gather(b.constant(t.sin, [c.maxSeqLen, hd / 2]), pos.positions, 0), [2]);
+  }
+  const grouped = d.groups > 1;
+  const mask =
+    opts.mask.shape.length === 2 ? opts.mask : b.unsqueeze(opts.mask, grouped ? [1, 2] : [1]);
+  const qScale = b.scalar(1 / Math.sqrt(hd));
+  const presentK: Value[] = [];
+  const presentV: Value[] = [];
+
+  for (let l = 0; l < c.layers; l++) {
+    const h = norm(b, c, p, `layers.${l}.attn_norm`, x);
+    const qkv = b.matmul(h, param(p, `layers.${l}.attn.qkv`));
+    const [qf, kf, vf] = b.split(qkv, [c.heads * hd, d.kvHeads * hd, d.kvHeads * hd], -1);
+    let q = b.reshape(qf!, [0, 0, c.heads, hd]);
+    let k = b.reshape(kf!, [0, 0, d.kvHeads, hd]);
+    const v = b.reshape(vf!, [0, 0, d.kvHeads, hd]);
+    if (cos && sin) {
+      q = applyRotary(b, q, cos, sin, hd / 2);
+      k = applyRotary(b, k, cos, sin, hd / 2);
+    }
+    q = b.mul(q, qScale);
+    // keys cached pre-transposed so decode never transposes the cache
+    let kT = b.transpose(k, [0, 2, 3, 1]);
+    let vv = b.transpose(v, [0, 2, 1, 3]);
+    if (opts.past) {
+      kT = b.concat([opts.past.k[l]!, kT], 3);
+      vv = b.concat([opts.past.v[l]!, vv], 2);
+    }
+    presentK.push(kT);
+    presentV.push(vv);
+    let ctx: Value;
+    if (grouped) {
+      const q5 = b.transpose(b.reshape(q, [0, 0, d.kvHeads, d.groups, hd]), [0, 2, 3, 1, 4]);
+      const scores = b.add(b.matmul(q5, b.unsqueeze(kT, [2])), mask);
+      const ctx5 = b.matmul(b.softmax(scores, -1), b.unsqueeze(vv, [2]));
+      ctx = b.reshape(b.transpose(ctx5, [0, 3, 1, 2, 4]), [0, 0, c.heads * hd]);
+    } else {
+      const q4 = b.transpose(q, [0, 2, 1, 3]);
+      const scores = b.add(b.matmul(q4, kT), mask);
+      const ctx4 = b.matmul(b.softmax(scores, -1), vv);
+      ctx = b.reshape(b.transpose(ctx4, [0, 2, 1, 3]), [0, 0, c.heads * hd]);
+    }
+    x = b.add(x, b.matmul(ctx, param(p, `layers.${l}.attn.out`)));
+
+    const m = norm(b, c, p, `layers.${l}.mlp_norm`, x);
+    const up = b.matmul(m, param(p, `layers.${l}.mlp.up`));
+    let act: Value;
+    if (c.activation === "swiglu") {
+      const [gate, lin] = b.split(up, [d.mlpWidth, d.mlpWidth], -1);
+      act = b.mul(b.mul(gate!, b.sigmoid(gate!)), lin!);
+    } else act = gelu(b, up);
+    x = b.add(x, b.matmul(act, param(p, `layers.${l}.mlp.down`)));
+  }
+  return { hidden: norm(b, c, p, "final_norm", x), presentK, presentV };
+}
+
+export function logitsOf(b: GraphBuilder, c: ModelConfig, p: ParamValues, hidden: Value): Value {
+  const head = c.tiedEmbeddings ? b.transpose(param(p, "embed.weight"), [1, 0]) : param(p, "head.weight");
+  return b.matmul(hidden, head);
+}
+
+function causalMask(b: GraphBuilder, length: number): Value {
+  const m: number[] = [];
+  for (let i = 0; i < length; i++) for (let j = 0; j < length; j++) m.push(j <= i ? 0 : NEG_INF);
+  return b.constant(m, [length, length]);
+}
+
+/** parameters as one flat input, split into named views (the split's backward is one Concat) */
+function flatParams(b: GraphBuilder, layout: ParamLayout, flat: Value): ParamValues {
+  const parts = b.split(
+    flat,
+    layout.specs.map((s) => s.size),
+    0,
+  );
+  const out: Record<string, Value> = {};
+  layout.specs.forEach((s, i) => {
+    out[s.name] = b.reshape(parts[i]!, s.shape);
+  });
+  return out;
+}
+
+/** parameters as one input each (inference graphs: fed as zero-copy views of the flat vector) */
+function separateParams(b: GraphBuilder, layout: ParamLayout): ParamValues {
+  const out: Record<string, Value> = {};
+  for (const s of layout.specs) out[s.name] = b.input(s.name, b.floatType, s.shape);
+  return out;
+}
+
+/** per-token log-prob of the targets and the policy entropy, both [B,T] */
+function tokenStats(b: GraphBuilder, logits: Value, targets: Value): { logp: Value; entropy: Value; logProbs: Value } {
+  const logProbs = b.logSoftmax(logits, -1);
+  const picked = b.gatherElements(logProbs, b.unsqueeze(targets, [-1]), -1);
+  const logp = b.squeeze(picked, [-1]);
+  const entropy = b.neg(b.reduceSum(b.mul(b.exp(logProbs), logProbs), [-1], false));
+  return { logp, entropy, logProbs };
+}
+
+// ---------------------------------------------------------------- scoring
+
+export const SCORE_OUTPUTS = { logp: "logp", entropy: "entropy" } as const;
+
+/** log-probs of `target_ids` given `input_ids` ([B,T] static), with right padding */
+export function buildScoreGraph(c: ModelConfig, batch: number, length: number, floatType: FloatDType = "float32") {
+  const b = new GraphBuilder(floatType);
+  const layout = paramLayout(c);
+  const p = separateParams(b, layout);
+  const inputIds = b.input("input_ids", "int64", [batch, length]);
+  const targetIds = b.input("target_ids", "int64", [batch, length]);
+  const trunk = buildTrunk(b, c, p, inputIds, {
+    positions: { kind: "static", length },
+    mask: causalMask(b, length),
+  });
+  const stats = tokenStats(b, logitsOf(b, c, p, trunk.hidden), targetIds);
+  b.output(stats.logp, SCORE_OUTPUTS.logp);
+  b.output(stats.entropy, SCORE_OUTPUTS.entropy);
+  return b;
+}
+
+// ---------------------------------------------------------------- generation
+
+/**
+ * Prefill (`withPast` false: tokens [B,T], no cache in) or decode (`withPast` true: usually T = 1 with a
+ * cache of P tokens). Inputs: `tokens`, `positions` [B,T] int64, `mask` [B,T,P+T] additive; outputs the
+ * last position's logits [B,V] and `present_k.{l}` [B,KV,hd,P+T], `present_v.{l}` [B,KV,P+T,hd].
+ */
+export function buildGenerateGraph(c: ModelConfig, withPast: boolean, floatType: FloatDType = "float32") {
+  const d = modelDims(c);
+  const b = new GraphBuilder(floatType);
+  const layout = paramLayout(c);
+  const p = separateParams(b, layout);
+  const tokens = b.input("tokens", "int64", ["B", "T"]);
+  const positions = b.input("positions", "int64", ["B", "T"]);
+  const mask = b.input("mask", floatType, ["B", "T", "S"]);
+  let past: TrunkOptions["past"];
+  if (withPast) {
+    const k: Value[] = [];
+    const v: Value[] = [];
+    for (let l = 0; l < c.layers; l++) {
+      k.push(b.input(`past_k.${l}`, floatType, ["B", d.kvHeads, d.headDim, "P"]));
+      v.push(b.input(`past_v.${l}`, floatType, ["B", d.kvHeads, "P", d.headDim]));
+    }
+    past = { k, v };
+  }
+  const trunk = buildTrunk(b, c, p, tokens, { positions: { kind: "dynamic", positions }, mask, ...(past ? { past } : {}) });
+  const last = b.gather(trunk.hidden, b.ints([-1]), 1);
+  const logits = b.squeeze(logitsOf(b, c, p, last), [1]);
+  b.output(logits, "logits");
+  trunk.presentK.forEach((k, l) => b.output(k, `present_k.${l}`));
+  trunk.presentV.forEach((v, l) => b.output(v, `present_v.${l}`));
+  return b;
+}
+
+// ---------------------------------------------------------------- training
+
+export const LossKind = { ppo: "ppo", supervised: "supervised" } as const;
+export type LossKind = (typeof LossKind)[keyof typeof LossKind];
+
+export interface TrainGraphSpec {
+  readonly batch: number;
+  readonly length: number;
+  readonly loss: LossKind;
+  /** add klCoef x KL(policy || reference) per token (needs reference_logp) */
+  readonly klToReference: boolean;
+  /** subtract entropyCoef x entropy per token */
+  readonly entropyBonus: boolean;
+  /** fused: loss, backward and AdamW in one graph; gradient: loss and flat gradient only */
+  readonly mode: "fused" | "gradient";
+}
+
+/** metric sums over masked tokens (divide by the token count), emitted by every train graph */
+export const TRAIN_METRIC_SUMS = {
+  ppo: ["sum_entropy", "sum_clipped", "sum_approx_kl", "sum_pg_loss", "sum_kl_ref", "sum_importance_weight"],
+  supervised: ["sum_entropy", "sum_nll", "sum_correct"],
+} as const;
+
+interface LossParts {
+  loss: Value;
+  sums: Record<string, Value>;
+}
+
+function ppoLoss(b: GraphBuilder, spec: TrainGraphSpec, logp: Value, entropy: Value, mask: Value): LossParts {
+  const shape = [spec.batch, spec.length];
+  const ft = b.floatType;
+  const advantages = b.input("advantages", ft, shape);
+  const behaviour = b.input("behaviour_logp", ft, shape);
+  const proximal = b.input("proximal_logp", ft, shape);
+  const clipLow = b.input("clip_low", ft, []);
+  const clipHigh = b.input("clip_high", ft, []);
+  const iwCap = b.input("iw_cap", ft, []);
+  const one = b.scalar(1);
+  // decoupled PPO: ratio against the proximal policy, behaviour importance weight capped
+  const logRatio = b.sub(logp, proximal);
+  const ratio = b.exp(logRatio);
+  const lo = b.sub(one, clipLow);
+  const hi = b.add(one, clipHigh);
+  const surr1 = b.mul(ratio, advantages);
+  const surr2 = b.mul(b.clip(ratio, lo, hi), advantages);
+  const weight = b.min(b.exp(b.sub(proximal, behaviour)), iwCap);
+  const pg = b.neg(b.mul(b.min(surr1, surr2), weight));
+  let perToken = pg;
+  const zero = b.scalar(0);
+  const positive = b.greater(advantages, zero);
+  const negative = b.less(advantages, zero);
+  const clipped = b.or(b.and(positive, b.greater(ratio, hi)), b.and(negative, b.less(ratio, lo)));
+  const sums: Record<string, Value> = {
+    sum_entropy: b.sumAll(b.mul(entropy, mask)),
+    sum_clipped: b.sumAll(b.mul(b.cast(clipped, ft), mask)),
+    // k3 estimator of KL(proximal || current)
+    sum_approx_kl: b.sumAll(b.mul(b.sub(b.sub(ratio, one), logRatio), mask)),
+    sum_pg_loss: b.sumAll(b.mul(pg, mask)),
+    sum_importance_weight: b.sumAll(b.mul(weight, mask)),
+  };
+  if (spec.klToReference) {
+    const reference = b.input("reference_logp", ft, shape);
+    const klCoef = b.input("kl_coef", ft, []);
+    const r = b.sub(reference, logp);
+    const kl = b.sub(b.sub(b.exp(r), r), one);
+    sums.sum_kl_ref = b.sumAll(b.mul(kl, mask));
+    perToken = b.add(perToken, b.mul(klCoef, kl));
+  } else sums.sum_kl_ref = b.sumAll(b.mul(zero, mask));
+  if (spec.entropyBonus) {
+    const entropyCoef = b.input("entropy_coef", ft, []);
+    perToken = b.sub(perToken, b.mul(entropyCoef, entropy));
+  }
+  return { loss: b.sumAll(b.mul(perToken, mask)), sums };
+}
+
+function supervisedLoss(
+  b: GraphBuilder,
+  spec: TrainGraphSpec,
+  logp: Value,
+  entropy: Value,
+  logProbs: Value,
+  targets: Value,
+  mask: Value,
+): LossParts {
+  const nll = b.neg(logp);
+  let perToken = nll;
+  if (spec.entropyBonus) {
+    const entropyCoef = b.input("entropy_coef", b.floatType, []);
+    perToken = b.sub(perToken, b.mul(entropyCoef, entropy));
+  }
+  const argmax = b.node("ArgMax", [logProbs], [{ dtype: "int64", shape: [spec.batch, spec.length] }], {
+    axis: { kind: "int", value: -1 },
+    keepdims: { kind: "int", value: 0 },
+  })[0]!;
+  const correct = b.cast(b.equal(argmax, targets), b.floatType);
+  return {
+    loss: b.sumAll(b.mul(perToken, mask)),
+    sums: {
+      sum_entropy: b.sumAll(b.mul(entropy, mask)),
+      sum_nll: b.sumAll(b.mul(nll, mask)),
+      sum_correct: b.sumAll(b.mul(correct, mask)),
+    },
+  };
+}
+
+/** AdamW with bias correction and global-norm clipping over flat vectors; emits new_* outputs */
+function adamW(b: GraphBuilder, n: number, params: Value, grad: Value): void {
+  const ft = b.floatType;
+  const m = b.input("adam_m", ft, [n]);
+  const v = b.input("adam_v", ft, [n]);
+  const decay = b.input("decay_mask", ft, [n]);
+  const lr = b.input("lr", ft, []);
+  const beta1 = b.input("beta1", ft, []);
+  const beta2 = b.input("beta2", ft, []);
+  const eps = b.input("adam_eps", ft, []);
+  const weightDecay = b.input("weight_decay", ft, []);
+  const biasCorr1 = b.input("bias_corr1", ft, []);
+  const biasCorr2 = b.input("bias_corr2", ft, []);
+  const maxGradNorm = b.input("max_grad_norm", ft, []);
+  const one = b.scalar(1);
+  const gradNorm = b.sqrt(b.sumAll(b.mul(grad, grad)));
+  const coef = b.min(one, b.div(maxGradNorm, b.add(gradNorm, b.scalar(1e-6))));
+  const g = b.mul(grad, coef);
+  const newM = b.add(b.mul(beta1, m), b.mul(b.sub(one, beta1), g));
+  const newV = b.add(b.mul(beta2, v), b.mul(b.sub(one, beta2), b.mul(g, g)));
+  const update = b.div(b.div(newM, biasCorr1), b.add(b.sqrt(b.div(newV, biasCorr2)), eps));
+  const decayTerm = b.mul(b.mul(weightDecay, decay), params);
+  const newParams = b.sub(params, b.mul(lr, b.add(update, decayTerm)));
+  b.output(newParams, "new_params");
+  b.output(newM, "new_m");
+  b.output(newV, "new_v");
+  b.output(gradNorm, "grad_norm");
+}
+
+/**
+ * Train-step graph for one static (batch, length) bucket. Inputs: `params` [N], `input_ids`,
+ * `target_ids` [B,T] int64, `loss_mask` [B,T], `loss_scale` [] (1 / masked tokens of the whole step),
+ * the loss's own inputs, and for `fused` the AdamW state and hyper-parameters.
+ */
+export function buildTrainGraph(c: ModelConfig, spec: TrainGraphSpec, floatType: FloatDType = "float32") {
+  const b = new GraphBuilder(floatType);
+  const layout = paramLayout(c);
+  const flat = b.input("params", floatType, [layout.total]);
+  const p = flatParams(b, layout, flat);
+  const shape = [spec.batch, spec.length];
+  const inputIds = b.input("input_ids", "int64", shape);
+  const targetIds = b.input("target_ids", "int64", shape);
+  const mask = b.input("loss_mask", floatType, shape);
+  const lossScale = b.input("loss_scale", floatType, []);
+  const trunk = buildTrunk(b, c, p, inputIds, {
+    positions: { kind: "static", length: spec.length },
+    mask: causalMask(b, spec.length),
+  });
+  const stats = tokenStats(b, logitsOf(b, c, p, trunk.hidden), targetIds);
+  const parts =
+    spec.loss === "ppo"
+      ? ppoLoss(b, spec, stats.logp, stats.entropy, mask)
+      : supervisedLoss(b, spec, stats.logp, stats.entropy, stats.logProbs, targetIds, mask);
+  const loss = b.mul(parts.loss, lossScale);
+  const [grad] = gradients(b, loss, [flat]);
+  b.output(loss, "loss");
+  for (const [name, v] of Object.entries(parts.sums)) b.output(v, name);
+  if (spec.mode === "fused") adamW(b, layout.total, flat, grad!);
+  else b.output(grad!, "grad");
+  return b;
+}
+
+/** the optimiser alone, for steps that accumulate gradients over several micro-batches */
+export function buildApplyGraph(c: ModelConfig, floatType: FloatDType = "float32") {
+  const b = new GraphBuilder(floatType);
+  const n = paramLayout(c).total;
+  const params = b.input("params", floatType, [n]);
+  const grad = b.input("grad", floatType, [n]);
+  adamW(b, n, params, grad);
+  return b;
+}

@@ -1,0 +1,78 @@
+export {
+  type AugmentationParams,
+  type AugmentBatchResult,
+  type AugmentedQuestion,
+  type AugmentOutcome,
+  Augmenter,
+  augmentRecord,
+  augmentRecords,
+  DEFAULT_HINT_TEMPLATE,
+  DEFAULT_MIN_PREFIX_CHARS,
+  DEFAULT_UNHINTED_TEMPLATE,
+  DropReason,
+  HintUnit,
+  type Tokenizer,
+} from "./augmentation.ts";
+export {
+  type CurriculumObservation,
+  type CurriculumStage,
+  type CurriculumState,
+  type CurriculumTransition,
+  currentRatio,
+  initialCurriculumState,
+  observeCurriculum,
+  replayCurriculum,
+  type StageUntil,
+  validateCurriculum,
+} from "./curriculum.ts";
+export {
+  type BadRow,
+  DatasetFileFormat,
+  type DatasetMappingName,
+  type DatasetReadResult,
+  datasetMappings,
+  type FieldMapping,
+  FieldMappingSchema,
+  mapRow,
+  type ParseDatasetOptions,
+  parseDataset,
+  readDataset,
+  solutionOfGeneration,
+} from "./dataset-readers.ts";
+export {
+  type ContaminationHit,
+  ContaminationIndex,
+  type DecontaminationParams,
+  type DecontaminationResult,
+  decontaminate,
+  defaultDecontaminationParams,
+  normalisedWords,
+  wordNgrams,
+} from "./decontamination.ts";
+export {
+  decideHardFilter,
+  defaultHardFilterParams,
+  type HardFilterDecision,
+  HardFilterDecisionSchema,
+  HardFilterJournal,
+  type HardFilterParams,
+  HardFilterVerdict,
+  hardFilterDecisionKey,
+  type PassCountFeedback,
+  PassCountFeedbackSchema,
+  validateHardFilterParams,
+} from "./hard-filter.ts";
+export { type MathRecord, MathRecordSchema, normaliseProblemText, recordId } from "./record.ts";
+export { codePointLength, codePointPrefix, prefixCount, solutionAfterThink } from "./solution-text.ts";
+export {
+  type GenerateSyntheticOptions,
+  generateSyntheticProblems,
+  generateSyntheticProblemsWith,
+  type SyntheticDifficulty,
+  type SyntheticDifficultySpec,
+  type SyntheticProblem,
+  type SyntheticSplit,
+  syntheticDifficulties,
+  syntheticSplitOf,
+  syntheticVocabulary,
+} from "./synthetic-task.ts";

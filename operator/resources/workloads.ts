@@ -1,0 +1,186 @@
+import type { QuestATrainingSpec, Resources, Toleration } from "../../functions/contracts/questatraining.ts";
+import type { KubeObject } from "../kube-api.ts";
+import { CONFIG_FILE, CONFIG_MOUNT_DIR } from "./config-map.ts";
+import {
+  CONFIG_HASH_ANNOTATION,
+  configMapName,
+  consumerGroup,
+  type FunctionName,
+  ownerReference,
+  RUN_LABEL,
+  type RunRef,
+  runLabels,
+  workloadName,
+} from "./names.ts";
+import { topicPrefixOf } from "./topics.ts";
+
+export const GPU_RESOURCE = "nvidia.com/gpu";
+export const KAFKA_TLS_DIR = "/etc/questa/kafka-tls";
+export const METRICS_PORT = 9090;
+/** uid/gid of the distroless "nonroot" user the function image runs as */
+export const NON_ROOT_UID = 65532;
+
+export interface WorkloadOptions {
+  /** image of the functions when the spec names none (the operator's own image) */
+  defaultImage: string;
+  imagePullPolicy?: "Always" | "IfNotPresent" | "Never";
+  /** the augment function has no section in the spec; it runs on the CPU with these resources */
+  augmentResources?: Resources;
+  /** hash of the rendered config: a spec change rolls the pods */
+  configHash: string;
+}
+
+export type Replicas = Record<FunctionName, number>;
+
+interface Placement {
+  resources: Resources;
+  nodeSelector?: Record<string, string> | undefined;
+  tolerations?: Toleration[] | undefined;
+}
+
+function placementOf(spec: QuestATrainingSpec, fn: FunctionName, options: WorkloadOptions): Placement {
+  switch (fn) {
+    case "augment":
+      return { resources: options.augmentResources ?? { cpu: "1", memory: "2Gi", gpus: 0 } };
+    case "rollout":
+      return spec.rollout;
+    case "learn":
+      return spec.learner;
+    case "evaluate":
+      return spec.evaluation;
+    default: {
+      const unknown: never = fn;
+      throw new Error(`unknown function ${String(unknown)}`);
+    }
+  }
+}
+
+export function resourceRequirements(resources: Resources): Record<string, Record<string, string>> {
+  const amounts: Record<string, string> = { cpu: resources.cpu, memory: resources.memory };
+  if (resources.gpus > 0) amounts[GPU_RESOURCE] = String(resources.gpus);
+  // requests = limits: GPUs can only be limits-equal, and guaranteed QoS keeps training pods from eviction
+  return { requests: { ...amounts }, limits: { ...amounts } };
+}
+
+function secretEnv(name: string, secret: string, key: string) {
+  return { name, valueFrom: { secretKeyRef: { name: secret, key } } };
+}
+
+/** Environment of a function container: plain settings, and credentials only as secret references. */
+export function functionEnv(run: RunRef, spec: QuestATrainingSpec, fn: FunctionName): Record<string, unknown>[] {
+  const prefix = topicPrefixOf(run, spec.kafka);
+  const env: Record<string, unknown>[] = [
+    { name: "QUESTA_RUN", value: run.name },
+    { name: "QUESTA_NAMESPACE", value: run.namespace },
+    { name: "QUESTA_FUNCTION", value: fn },
+    { name: "QUESTA_CONFIG", value: `${CONFIG_MOUNT_DIR}/${CONFIG_FILE}` },
+    { name: "QUESTA_TOPIC_PREFIX", value: prefix },
+    { name: "QUESTA_CONSUMER_GROUP", value: consumerGroup(prefix, fn) },
+    { name: "QUESTA_METRICS_PORT", value: String(METRICS_PORT) },
+    { name: "KAFKA_BROKERS", value: spec.kafka.brokers.join(",") },
+    { name: "AWS_REGION", value: spec.storage.region },
+    { name: "QUESTA_S3_PREFIX", value: spec.storage.prefix },
+    { name: "HOME", value: "/tmp" },
+  ];
+  if (spec.storage.bucket !== undefined) env.push({ name: "QUESTA_S3_BUCKET", value: spec.storage.bucket });
+  if (spec.storage.endpoint !== undefined) env.push({ name: "QUESTA_S3_ENDPOINT", value: spec.storage.endpoint });
+  if (spec.storage.forcePathStyle) env.push({ name: "QUESTA_S3_FORCE_PATH_STYLE", value: "true" });
+  const credentials = spec.storage.credentialsSecretRef;
+  if (credentials) {
+    env.push(secretEnv("AWS_ACCESS_KEY_ID", credentials.name, "AWS_ACCESS_KEY_ID"));
+    env.push(secretEnv("AWS_SECRET_ACCESS_KEY", credentials.name, "AWS_SECRET_ACCESS_KEY"));
+  }
+  const sasl = spec.kafka.sasl;
+  if (sasl) {
+    env.push({ name: "KAFKA_SASL_MECHANISM", value: sasl.mechanism });
+    env.push(secretEnv("KAFKA_SASL_USERNAME", sasl.secretRef.name, "username"));
+    env.push(secretEnv("KAFKA_SASL_PASSWORD", sasl.secretRef.name, "password"));
+  }
+  if (spec.kafka.tls) env.push({ name: "KAFKA_TLS_DIR", value: KAFKA_TLS_DIR });
+  return env;
+}
+
+/** A Deployment running one function of the run. */
+export function buildWorkload(
+  run: RunRef,
+  spec: QuestATrainingSpec,
+  fn: FunctionName,
+  replicas: number,
+  options: WorkloadOptions,
+): KubeObject {
+  const placement = placementOf(spec, fn, options);
+  const labels = runLabels(run, fn);
+  const selector = { [RUN_LABEL]: run.name, "app.kubernetes.io/component": fn };
+  const volumes: Record<string, unknown>[] = [
+    { name: "config", configMap: { name: configMapName(run), defaultMode: 0o444 } },
+    // the root file system is read-only: scratch space (model cache, temp files) lives here
+    { name: "tmp", emptyDir: {} },
+  ];
+  const mounts: Record<string, unknown>[] = [
+    { name: "config", mountPath: CONFIG_MOUNT_DIR, readOnly: true },
+    { name: "tmp", mountPath: "/tmp" },
+  ];
+  if (spec.kafka.tls) {
+    volumes.push({ name: "kafka-tls", secret: { secretName: spec.kafka.tls.secretRef.name, defaultMode: 0o400 } });
+    mounts.push({ name: "kafka-tls", mountPath: KAFKA_TLS_DIR, readOnly: true });
+  }
+  const podSpec: Record<string, unknown> = {
+    automountServiceAccountToken: false,
+    enableServiceLinks: false,
+    terminationGracePeriodSeconds: 60,
+    securityContext: {
+      runAsNonRoot: true,
+      runAsUser: NON_ROOT_UID,
+      runAsGroup: NON_ROOT_UID,
+      fsGroup: NON_ROOT_UID,
+      seccompProfile: { type: "RuntimeDefault" },
+    },
+    containers: [
+      {
+        name: fn,
+        image: spec.image ?? options.defaultImage,
+        imagePullPolicy: options.imagePullPolicy ?? "IfNotPresent",
+        args: ["function", fn, "--config", `${CONFIG_MOUNT_DIR}/${CONFIG_FILE}`],
+        env: functionEnv(run, spec, fn),
+        ports: [{ name: "metrics", containerPort: METRICS_PORT, protocol: "TCP" }],
+        resources: resourceRequirements(placement.resources),
+        securityContext: {
+          allowPrivilegeEscalation: false,
+          readOnlyRootFilesystem: true,
+          runAsNonRoot: true,
+          capabilities: { drop: ["ALL"] },
+        },
+        volumeMounts: mounts,
+      },
+    ],
+    volumes,
+  };
+  if (placement.nodeSelector && Object.keys(placement.nodeSelector).length > 0) {
+    podSpec.nodeSelector = placement.nodeSelector;
+  }
+  if (placement.tolerations && placement.tolerations.length > 0) podSpec.tolerations = placement.tolerations;
+  return {
+    apiVersion: "apps/v1",
+    kind: "Deployment",
+    metadata: {
+      name: workloadName(run, fn),
+      namespace: run.namespace,
+      labels,
+      ownerReferences: [ownerReference(run)],
+    },
+    spec: {
+      replicas,
+      revisionHistoryLimit: 3,
+      selector: { matchLabels: selector },
+      // the learner is the single writer of checkpoints: never two at once, even during an update
+      strategy: fn === "learn" ? { type: "Recreate" } : { type: "RollingUpdate" },
+      template: {
+        metadata: {
+          labels,
+          annotations: { [CONFIG_HASH_ANNOTATION]: options.configHash, "prometheus.io/port": String(METRICS_PORT) },
+        },
+        spec: podSpec,
+      },
+    },
+  };
+}
