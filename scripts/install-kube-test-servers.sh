@@ -44,11 +44,19 @@ EOF
 }
 
 build_go_binary() {
-  local name="$1" pkg="$2"
+  local name="$1" pkg="$2" ldflags="-s -w"
+  if [[ "$name" == kube-apiserver ]]; then
+    # /version must report a real version: helm and kubectl parse it as semver
+    local v="k8s.io/component-base/version"
+    local minor="${KUBE_VERSION#1.}"
+    minor="${minor%%.*}"
+    ldflags+=" -X $v.gitVersion=v${KUBE_VERSION} -X $v.gitMajor=1 -X $v.gitMinor=${minor} -X $v.gitTreeState=clean"
+    ldflags+=" -X $v.buildDate=1970-01-01T00:00:00Z"
+  fi
   log "building $name from $pkg (slow the first time; cached in $BUILD)"
   [[ -f "$BUILD/go.mod" ]] || write_build_module
   (cd "$BUILD" && GOFLAGS="-mod=mod -buildvcs=false ${GOFLAGS:-}" nice -n 10 go build -p "${QUESTA_GO_BUILD_JOBS:-1}" \
-    -trimpath -ldflags "-s -w" -o "$BIN/$name.tmp" "$pkg")
+    -trimpath -ldflags "$ldflags" -o "$BIN/$name.tmp" "$pkg")
   mv "$BIN/$name.tmp" "$BIN/$name"
 }
 
@@ -68,7 +76,7 @@ if [[ ! -x "$BIN/etcd" ]]; then
   fi
 fi
 
-if [[ ! -x "$BIN/kube-apiserver" ]]; then
+if [[ ! -x "$BIN/kube-apiserver" ]] || ! "$BIN/kube-apiserver" --version 2>/dev/null | grep -q "v${KUBE_VERSION}\$"; then
   build_go_binary kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
 fi
 

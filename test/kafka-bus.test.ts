@@ -186,10 +186,14 @@ describe("KafkaBus against a real broker", () => {
     await bus.ensureTopics([{ name: topic }]);
     await bus.publish(topic, numbered(10));
     const script = fileURLToPath(new URL("./infra/kafka-crash-consumer.ts", import.meta.url));
-    const tsx = fileURLToPath(new URL("../node_modules/.bin/tsx", import.meta.url));
-    const child = spawn(tsx, [script, brokers.join(","), topic, groupId, "15", "6000"], {
-      stdio: ["ignore", "pipe", "inherit"],
-    });
+    // one process (no tsx wrapper) so SIGKILL really kills the consumer
+    const child = spawn(
+      process.execPath,
+      ["--import", "tsx", script, brokers.join(","), topic, groupId, "15", "6000"],
+      {
+        stdio: ["ignore", "pipe", "inherit"],
+      },
+    );
     let output = "";
     child.stdout.on("data", (chunk: Buffer) => {
       output += chunk.toString();
@@ -267,7 +271,7 @@ describe("KafkaBus against a real broker", () => {
   it("fails fast with a RetryableError when no broker answers", async () => {
     const bus = new KafkaBus(
       { brokers: ["127.0.0.1:1"], clientId: "questa-test", connectionTimeoutMs: 500 },
-      { logLevel: "nothing", publishRetries: 1 },
+      { logLevel: "nothing", publishRetries: 1, requestRetries: 1 },
     );
     buses.push(bus);
     await expect(bus.publish("nowhere", numbered(1))).rejects.toBeInstanceOf(RetryableError);

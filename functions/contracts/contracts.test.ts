@@ -31,10 +31,12 @@ describe("generated files", () => {
     const walk = (schema: Record<string, unknown>, path: string) => {
       const props = (schema.properties ?? {}) as Record<string, Record<string, unknown>>;
       for (const [key, child] of Object.entries(props)) {
-        if (typeof child.description !== "string" || child.description.length === 0) missing.push(`${path}.${key}`);
+        if (typeof child.description !== "string" || child.description.length === 0)
+          missing.push(`${path}.${key}`);
         walk(child, `${path}.${key}`);
       }
-      if (schema.items && typeof schema.items === "object") walk(schema.items as Record<string, unknown>, `${path}[]`);
+      if (schema.items && typeof schema.items === "object")
+        walk(schema.items as Record<string, unknown>, `${path}[]`);
       if (schema.additionalProperties && typeof schema.additionalProperties === "object") {
         walk(schema.additionalProperties as Record<string, unknown>, `${path}{}`);
       }
@@ -57,7 +59,9 @@ describe("generated files", () => {
   });
 
   it("have printer columns Phase, Stage, Step, Pass@1, Age", () => {
-    const crd = questaTrainingCrd() as { spec: { versions: { additionalPrinterColumns: { name: string }[] }[] } };
+    const crd = questaTrainingCrd() as {
+      spec: { versions: { additionalPrinterColumns: { name: string }[] }[] };
+    };
     expect(crd.spec.versions[0]?.additionalPrinterColumns.map((c) => c.name)).toEqual([
       "Phase",
       "Stage",

@@ -73,8 +73,10 @@ export const CheckpointPublishedSchema = z
     stage: z.int().min(0).describe("curriculum stage at that step"),
     parentStep: z.int().min(0).optional().describe("step of the checkpoint training resumed from"),
     reason: z
-      .enum(["initial", "interval", "stage-end", "final"])
-      .describe("why this checkpoint was published"),
+      .enum(["initial", "policy", "interval", "stage-end", "final"])
+      .describe(
+        "initial: the starting policy; policy: weights-only update for rollout workers (every step); interval, stage-end, final: full checkpoints with optimiser state",
+      ),
     manifest: ObjectRefSchema.describe("the checkpoint's manifest.json (sha256 of every file)"),
   })
   .describe("a new policy checkpoint is visible (its manifest is written)");

@@ -17,7 +17,7 @@ import {
 
 /** a parsed math expression (LaTeX subset plus plain-text math); relations live one level up */
 export type Expr =
-  | { t: "num"; text: string }
+  | { t: "num"; text: string; repeat?: string }
   | { t: "sym"; name: string }
   | { t: "const"; name: "pi" | "e" | "inf" }
   | { t: "bin"; op: "+" | "-" | "*" | "/" | "^"; a: Expr; b: Expr }
@@ -330,6 +330,12 @@ class Parser {
     }
     const text = this.s.slice(start, this.i);
     if (text.length > 4000) throw new ParseError("number literal too long");
+    // repeating decimal 2.\overline{3} (also 0.1\overline{6}, 3.\overline{142})
+    const rep = /^\.?\s*\\overline\s*\{\s*(\d{1,50})\s*\}/.exec(this.s.slice(this.i, this.i + 80));
+    if (rep && (text.includes(".") || this.s[this.i] === ".")) {
+      this.i += rep[0].length;
+      return { t: "num", text: text.includes(".") ? text : `${text}.`, repeat: rep[1]! };
+    }
     return { t: "num", text };
   }
 
@@ -576,7 +582,7 @@ export function evaluate(e: Expr, env: ReadonlyMap<string, number>, budget: Eval
   tick(budget);
   switch (e.t) {
     case "num":
-      return fromDecimalLiteral(e.text);
+      return e.repeat === undefined ? fromDecimalLiteral(e.text) : repeatingDecimal(e.text, e.repeat);
     case "sym": {
       const v = env.get(e.name);
       if (v === undefined) return NAN;
@@ -640,3 +646,12 @@ export function evaluate(e: Expr, env: ReadonlyMap<string, number>, budget: Eval
 }
 
 const ONE = makeRational(1n, 1n);
+
+/** A.B with C repeating = (ABC - AB) / (10^|B| * (10^|C| - 1)), exact */
+function repeatingDecimal(text: string, repeat: string): Num {
+  const [whole = "0", frac = ""] = text.split(".");
+  const ab = BigInt((whole || "0") + frac);
+  const abc = BigInt((whole || "0") + frac + repeat);
+  const d = 10n ** BigInt(frac.length) * (10n ** BigInt(repeat.length) - 1n);
+  return makeRational(abc - ab, d);
+}

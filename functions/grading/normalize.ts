@@ -176,7 +176,7 @@ export function normalizeAnswer(raw: string): string {
     .replace(/\\right\s*\\?([)\]}|.])/g, (_m, c: string) => (c === "." ? "" : c === "}" ? "\\}" : c))
     .replace(/\\(?:left|right|big|Big|bigg|Bigg)[lr]?(?![a-zA-Z])/g, "")
     .replace(/\\(?:displaystyle|textstyle|scriptstyle|limits|nolimits)(?![a-zA-Z])/g, "")
-    .replace(/\\(?:[!,;: ]|quad|qquad)/g, " ")
+    .replace(/(?<!\\)\\(?:[!,;: ]|quad|qquad)/g, " ")
     .replace(/~/g, " ")
     .replace(/\\(?:d|t|c)frac(?![a-zA-Z])/g, "\\frac")
     .replace(/\\(?:d|t)binom(?![a-zA-Z])/g, "\\binom")

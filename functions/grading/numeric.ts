@@ -205,10 +205,14 @@ export interface Tolerance {
 
 export const DEFAULT_TOLERANCE: Tolerance = { decimal: 1e-4, exact: 1e-9 };
 
-/** a long decimal that rounds to the shorter decimal literal of the other side (e.g. 0.2902435 vs 0.29) */
-function roundsToShorter(a: Num, b: Num): boolean {
-  if (a.decimals === undefined || b.decimals === undefined || !a.q || !b.q) return false;
-  const [short, long] = a.decimals <= b.decimals ? [a, b] : [b, a];
+/**
+ * An unrounded decimal (at least 3 more digits) that rounds to the gold's decimal literal, e.g. gold 0.29
+ * and 0.2902435. Only this direction: an answer coarser than the gold lost precision the gold asks for.
+ */
+function roundsToGold(gold: Num, pred: Num): boolean {
+  if (gold.decimals === undefined || pred.decimals === undefined || !gold.q || !pred.q) return false;
+  const short = gold;
+  const long = pred;
   if (long.decimals! < short.decimals! + 3) return false;
   const scale = 10n ** BigInt(short.decimals!);
   const [ln, ld] = long.q!;
@@ -218,7 +222,7 @@ function roundsToShorter(a: Num, b: Num): boolean {
   return rounded * short.q![1] === short.q![0] * scale;
 }
 
-/** numeric equality under the grading policy (see README of the grading folder) */
+/** numeric equality of gold `a` and answer `b` under the grading policy (README in this folder) */
 export function numbersEqual(a: Num, b: Num, tol: Tolerance = DEFAULT_TOLERANCE): boolean {
   if (Number.isNaN(a.v) || Number.isNaN(b.v)) return false;
   if (a.q && b.q) {
@@ -226,7 +230,7 @@ export function numbersEqual(a: Num, b: Num, tol: Tolerance = DEFAULT_TOLERANCE)
     if (!a.approx && !b.approx) return false;
   }
   if (!Number.isFinite(a.v) || !Number.isFinite(b.v)) return a.v === b.v && a.infinite === true && b.infinite === true;
-  if (roundsToShorter(a, b)) return true;
+  if (roundsToGold(a, b)) return true;
   const rel = a.approx || b.approx ? tol.decimal : tol.exact;
   const diff = Math.abs(a.v - b.v);
   const scale = Math.max(Math.abs(a.v), Math.abs(b.v));

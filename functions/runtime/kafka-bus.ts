@@ -496,6 +496,8 @@ export interface KafkaBusOptions {
   logLevel?: KafkaLogLevel;
   /** producer retries before `publish` fails with a RetryableError; default 10 (~1 minute) */
   publishRetries?: number;
+  /** retries of connections and admin requests before they fail; default 5 (~10 s) */
+  requestRetries?: number;
   /** partitions a consumer processes at once (each in order); default 1 */
   partitionsConsumedConcurrently?: number;
   /** longest a consumer goes between commits inside a long batch; default 1000 ms */
@@ -521,6 +523,7 @@ export class KafkaBus implements Bus {
     this.#kafka = new Kafka({
       ...clientConfig,
       logLevel: logLevels[options.logLevel ?? "warn"],
+      retry: { retries: options.requestRetries ?? 5, initialRetryTime: 300, maxRetryTime: 10_000 },
       logCreator: logCreatorFor(options.logger ?? stderrLogger),
     });
     this.#options = options;

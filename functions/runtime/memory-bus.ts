@@ -402,6 +402,7 @@ class MemoryConsumer implements Consumer {
   #state: "idle" | "joining" | "running" | "stopping" | "stopped" = "idle";
   #paused = false;
   #handler: MessageHandler | undefined;
+  #failure: { error: unknown } | undefined;
   #group: GroupState | undefined;
   readonly #inFlight = new Map<string, { token: DeliveryToken; settled: Promise<void> }>();
   #resolveDone!: () => void;
@@ -427,7 +428,11 @@ class MemoryConsumer implements Consumer {
     this.#handler = handler;
     const group = await this.#bus.subscribe(this, this.#options);
     this.#group = group;
-    if (this.#state !== "joining") return; // stopped or crashed while joining
+    if (this.#state !== "joining") {
+      // stopped or crashed while joining
+      this.#bus.leave(this, group);
+      return;
+    }
     this.#state = "running";
     this.wake();
   }
@@ -459,11 +464,9 @@ class MemoryConsumer implements Consumer {
       return;
     }
     if (this.#state === "stopped") return this.done.catch(() => {});
-    if (this.#state !== "stopping") {
-      this.#state = "stopping";
-      await Promise.all([...this.#inFlight.values()].map((f) => f.settled));
-      this.#finish();
-    }
+    this.#state = "stopping";
+    while (this.#inFlight.size > 0) await Promise.all([...this.#inFlight.values()].map((f) => f.settled));
+    this.#finish();
     return this.done.catch(() => {});
   }
 
@@ -518,9 +521,13 @@ class MemoryConsumer implements Consumer {
         },
         (error: unknown) => {
           if (token.abandoned) return;
-          // a handler rejection means "stop": the message stays uncommitted for the next member
-          this.crash(error);
-          this.#bus.wakeGroup(group);
+          // a handler rejection means "stop": this message stays uncommitted for the next member,
+          // messages in flight on other partitions finish and commit, then the consumer leaves
+          this.#failure ??= { error };
+          this.#inFlight.delete(busyKey);
+          group.busy.delete(busyKey);
+          if (this.#state === "running" || this.#state === "joining") this.#state = "stopping";
+          void Promise.all([...this.#inFlight.values()].map((f) => f.settled)).then(() => this.#finish());
         },
       );
     this.#inFlight.set(busyKey, { token, settled });
@@ -538,7 +545,8 @@ class MemoryConsumer implements Consumer {
     if (this.#state === "stopped") return;
     this.#state = "stopped";
     if (this.#group) this.#bus.leave(this, this.#group);
-    this.#resolveDone();
+    if (this.#failure) this.#rejectDone(this.#failure.error);
+    else this.#resolveDone();
   }
 }
 

@@ -1,0 +1,130 @@
+/**
+ * Final-answer extraction from a model response. Every scan is linear (indexOf / lastIndexOf and
+ * single passes), so a megabyte response costs milliseconds, never a regex blow-up.
+ */
+
+export const DEFAULT_MAX_RESPONSE_CHARS = 1_000_000;
+
+const BOX_COMMANDS = ["\\boxed", "\\fbox"];
+
+/** content of the brace group opening at `open` (which must be '{'), or undefined if unbalanced */
+function braceGroup(s: string, open: number): string | undefined {
+  let depth = 0;
+  for (let i = open; i < s.length; i++) {
+    const c = s[i];
+    if (c === "\\") {
+      i++;
+      continue;
+    }
+    if (c === "{") depth++;
+    else if (c === "}" && --depth === 0) return s.slice(open + 1, i);
+  }
+  return undefined;
+}
+
+/** the last \boxed{...} / \fbox{...} with balanced braces ("\boxed 5" too), or null */
+export function extractBoxed(response: string): string | null {
+  let end = response.length;
+  for (;;) {
+    let at = -1;
+    let cmd = "";
+    for (const c of BOX_COMMANDS) {
+      const i = response.lastIndexOf(c, end);
+      if (i > at) {
+        at = i;
+        cmd = c;
+      }
+    }
+    if (at < 0) return null;
+    let j = at + cmd.length;
+    if (/[a-zA-Z]/.test(response[j] ?? "")) {
+      end = at - 1;
+      if (end < 0) return null;
+      continue;
+    }
+    while (response[j] === " ") j++;
+    if (response[j] === "{") {
+      const content = braceGroup(response, j);
+      if (content !== undefined) return content.trim();
+    } else if (j > at + cmd.length) {
+      // "\boxed 5": one token up to whitespace or a math delimiter
+      const m = /^[^\s$]+/.exec(response.slice(j, j + 200));
+      if (m) return m[0];
+    }
+    end = at - 1;
+    if (end < 0) return null;
+  }
+}
+
+/** the answer after "answer is" / "answer:" up to the end of the sentence */
+function afterMarker(response: string, lower: string): string | null {
+  let best = -1;
+  let bestLen = 0;
+  for (const marker of ["answer is", "answer:", "answer :"]) {
+    const i = lower.lastIndexOf(marker);
+    if (i > best) {
+      best = i;
+      bestLen = marker.length;
+    }
+  }
+  if (best < 0) return null;
+  let rest = response.slice(best + bestLen, best + bestLen + 2000);
+  rest = rest.replace(/^\s*[:=]?\s*/, "");
+  const newline = rest.indexOf("\n");
+  if (newline >= 0) rest = rest.slice(0, newline);
+  rest = cutSentence(rest).trim();
+  if (rest.startsWith("**") && rest.endsWith("**")) rest = rest.slice(2, -2).trim();
+  return rest.length > 0 ? rest : null;
+}
+
+/** cuts at the first sentence end outside math: ". " or a final "." (decimal points survive) */
+function cutSentence(s: string): string {
+  let inMath = false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i];
+    if (c === "$") inMath = !inMath;
+    if (inMath) continue;
+    if (c === "." && (i === s.length - 1 || s[i + 1] === " ")) return s.slice(0, i);
+  }
+  return s;
+}
+
+/** the math block the response ends with: $...$, $$...$$, \(...\), \[...\] */
+function finalMath(response: string): string | null {
+  const trimmed = response.trimEnd().replace(/[.!]+$/, "").trimEnd();
+  const pairs: ReadonlyArray<readonly [string, string]> = [
+    ["$$", "$$"],
+    ["\\[", "\\]"],
+    ["\\(", "\\)"],
+    ["$", "$"],
+  ];
+  for (const [open, close] of pairs) {
+    if (!trimmed.endsWith(close)) continue;
+    const body = trimmed.slice(0, trimmed.length - close.length);
+    const start = body.lastIndexOf(open);
+    if (start < 0) continue;
+    const inner = body.slice(start + open.length).trim();
+    if (open === "$" && inner.includes("$")) continue;
+    if (inner.length > 0) return inner;
+  }
+  return null;
+}
+
+/**
+ * The final answer of a response: the last \boxed{...}/\fbox{...}, else the text after the last
+ * "The answer is"/"Final Answer:", else the math block the response ends with; null when none.
+ * Text inside a <think> block is ignored when the block is closed.
+ */
+export function extractAnswer(response: string, maxChars = DEFAULT_MAX_RESPONSE_CHARS): string | null {
+  if (typeof response !== "string" || response.length === 0 || response.length > maxChars) return null;
+  const thinkEnd = response.lastIndexOf("</think>");
+  const text = thinkEnd >= 0 ? response.slice(thinkEnd + 8) : response;
+  const boxed = extractBoxed(text);
+  if (boxed !== null) return boxed.length > 0 ? boxed : null;
+  const marked = afterMarker(text, text.toLowerCase());
+  if (marked !== null) {
+    const inner = extractBoxed(marked);
+    return inner ?? marked;
+  }
+  return finalMath(text);
+}

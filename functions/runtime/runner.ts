@@ -1,0 +1,435 @@
+import type { Registry } from "prom-client";
+import type { Bus, BusMessage, Consumer, OutgoingMessage } from "./bus.ts";
+import { type Clock, realSleep, type Sleep, systemClock } from "./clock.ts";
+import { parseBinaryMessage, toBinaryMessage } from "./cloudevents.ts";
+import { DeadLetter, DeadLetterReason, deadLetterRecord } from "./dead-letter.ts";
+import type { FunctionDefinition, FunctionDeps, NoServices } from "./define-function.ts";
+import { actionFor, DeadLetterError, ErrorAction, errorMessage, RetryableError } from "./errors.ts";
+import type { CloudEvent, EmittedEvent, EventDefinition } from "./event-definition.ts";
+import { createLogger, type Logger } from "./logger.ts";
+import { createRunnerMetrics, type RunnerMetrics } from "./metrics.ts";
+import type { ObjectStore } from "./object-store.ts";
+import { type Random, seededRandom } from "./random.ts";
+import { backoffDelay, type RetryPolicy, RetryPolicySchema } from "./retry.ts";
+import { sha256Hex } from "./sha256.ts";
+
+interface BaseRunnerOptions {
+  bus: Bus;
+  store: ObjectStore;
+  /** the run name: event subject, log field, default seed */
+  run: string;
+  /** bus topic of an event = `<topicPrefix>.<definition.topic>`; dead letters go to `<topicPrefix>.dead-letter` */
+  topicPrefix: string;
+  /** default `<topicPrefix>.<function name>` */
+  groupId?: string;
+  /** partitions of topics the runner creates (existing topics are left alone); default: the bus's */
+  partitions?: number;
+  /** where a new consumer group starts; default true (from the beginning) */
+  fromBeginning?: boolean;
+  retry?: Partial<RetryPolicy>;
+  logger?: Logger;
+  clock?: Clock;
+  /** waits between retries; tests pass one that returns at once */
+  sleep?: Sleep;
+  /** jitter source for backoff, uniform in [0, 1) */
+  jitter?: () => number;
+  /** seed of the per-event randomness; default the run name */
+  seed?: string;
+  /** Prometheus registry for the runner's metrics; default a new one */
+  registry?: Registry;
+}
+
+export type RunnerOptions<Services> = BaseRunnerOptions &
+  (NoServices extends Services ? { services?: Services } : { services: Services });
+
+/** Thrown inside the runner when a drain interrupts a retry wait; the message stays uncommitted. */
+class DrainInterrupted extends Error {
+  constructor() {
+    super("draining: the message is left uncommitted for the next start");
+    this.name = "DrainInterrupted";
+  }
+}
+
+/** Thrown when publishing outputs or a dead letter keeps failing: the consumer stops, nothing is committed. */
+export class PublishFailedError extends RetryableError {}
+
+/**
+ * A function bound to a bus and an object store. Delivery contract:
+ * - at-least-once: an input offset is committed only after the handler resolved, every emitted
+ *   event was published (durable) and the handler's own object writes resolved (durable);
+ * - idempotent outputs: emitted event ids are deterministic (given by the handler or a hash of the
+ *   input id, type, key and occurrence), so a redelivered input re-emits the same ids;
+ * - retryable errors (RetryableError, unknown errors) back off exponentially with jitter up to
+ *   `retry.maxAttempts`, then the input is dead-lettered; DeadLetterError, InputError, unreadable
+ *   CloudEvents, schema-invalid data and invalid emitted events are dead-lettered at once; a dead
+ *   letter is committed;
+ * - events of types the function does not consume are committed and counted as skipped;
+ * - one message in flight per partition; `stop()` lets in-flight handlers finish, interrupts
+ *   retry waits (leaving those messages uncommitted) and leaves the group.
+ */
+export class FunctionRunner<Services = NoServices> {
+  readonly fn: FunctionDefinition<readonly EventDefinition<unknown>[], Services>;
+  readonly groupId: string;
+  readonly metrics: RunnerMetrics;
+  readonly #options: BaseRunnerOptions;
+  readonly #services: Services;
+  readonly #retry: RetryPolicy;
+  readonly #logger: Logger;
+  readonly #clock: Clock;
+  readonly #sleep: Sleep;
+  readonly #jitter: () => number;
+  readonly #seed: string;
+  readonly #drain = new AbortController();
+  readonly #source: string;
+  #consumer: Consumer | undefined;
+  #state: "new" | "starting" | "running" | "draining" | "stopped" = "new";
+  #done: Promise<void> | undefined;
+
+  constructor(fn: FunctionDefinition<readonly EventDefinition<unknown>[], Services>, options: RunnerOptions<Services>) {
+    this.fn = fn;
+    this.#options = options;
+    this.#services = (options.services ?? {}) as Services;
+    this.groupId = options.groupId ?? `${options.topicPrefix}.${fn.name}`;
+    this.#retry = RetryPolicySchema.parse(options.retry ?? {});
+    this.#logger = (options.logger ?? createLogger()).child({ run: options.run, function: fn.name });
+    this.#clock = options.clock ?? systemClock;
+    this.#sleep = options.sleep ?? realSleep;
+    this.#jitter = options.jitter ?? Math.random;
+    this.#seed = options.seed ?? options.run;
+    this.#source = `/questa/${options.run}/${fn.name}`;
+    this.metrics = createRunnerMetrics({
+      ...(options.registry ? { registry: options.registry } : {}),
+      functionName: fn.name,
+      group: this.groupId,
+      lag: async () => (this.#consumer ? this.#consumer.lag() : 0),
+    });
+  }
+
+  /** the bus topic of an event definition under this runner's prefix */
+  topicOf(definition: { topic: string }): string {
+    return `${this.#options.topicPrefix}.${definition.topic}`;
+  }
+
+  get deadLetterTopic(): string {
+    return this.topicOf(DeadLetter);
+  }
+
+  /** consumer joined and not draining */
+  ready(): boolean {
+    return this.#state === "running";
+  }
+
+  /** resolves when the runner has stopped (after `stop()`), rejects if its consumer died */
+  get done(): Promise<void> {
+    if (!this.#done) throw new Error(`runner of ${this.fn.name} was not started`);
+    return this.#done;
+  }
+
+  /** creates the topics, joins the consumer group and starts delivering */
+  async start(): Promise<void> {
+    if (this.#state !== "new") throw new Error(`runner of ${this.fn.name} was already started`);
+    this.#state = "starting";
+    const consumed = [...new Set([...this.fn.consumesByType.values()].map((d) => this.topicOf(d)))];
+    const produced = [...this.fn.emitsByType.values()].map((d) => this.topicOf(d));
+    const partitions = this.#options.partitions;
+    await this.#options.bus.ensureTopics(
+      [...new Set([...consumed, ...produced, this.deadLetterTopic])].map((name) =>
+        partitions === undefined ? { name } : { name, partitions },
+      ),
+    );
+    const consumer = this.#options.bus.consumer({
+      groupId: this.groupId,
+      topics: consumed,
+      fromBeginning: this.#options.fromBeginning ?? true,
+    });
+    this.#consumer = consumer;
+    this.#done = consumer.done.then(
+      () => {
+        this.#state = "stopped";
+      },
+      (error: unknown) => {
+        this.#state = "stopped";
+        if (error instanceof DrainInterrupted) return;
+        this.#logger.error({ err: error }, "consumer stopped with an error");
+        throw error;
+      },
+    );
+    this.#done.catch(() => {});
+    await consumer.run((message) => this.#handleMessage(message));
+    if (this.#state === "starting") this.#state = "running";
+    this.#logger.info({ group: this.groupId, topics: consumed }, "function started");
+  }
+
+  /** drains: in-flight handlers finish and commit, retry waits are cut short, the consumer leaves */
+  async stop(): Promise<void> {
+    if (this.#state === "new") {
+      this.#state = "stopped";
+      return;
+    }
+    if (this.#state !== "stopped") this.#state = "draining";
+    this.#drain.abort(new DrainInterrupted());
+    await this.#consumer?.stop();
+    await this.#done?.catch(() => {});
+    this.#logger.info("function stopped");
+  }
+
+  async #handleMessage(message: BusMessage): Promise<void> {
+    const started = this.#clock.now();
+    const parsed = parseBinaryMessage(message);
+    if (!parsed.ok) {
+      await this.#deadLetter(message, DeadLetterReason.invalidCloudEvent, parsed.error, 0);
+      return;
+    }
+    const input = parsed.value;
+    const definition = this.fn.consumesByType.get(input.type);
+    if (!definition) {
+      this.metrics.skipped.inc({ function: this.fn.name, type: input.type });
+      this.#logger.debug({ eventId: input.id, eventType: input.type }, "skipped an event type this function does not consume");
+      return;
+    }
+    const data = definition.data.safeParse(input.data);
+    if (!data.success) {
+      const issues = data.error.issues.map((i) => ({ path: i.path.map(String).join("."), message: i.message }));
+      const error = new DeadLetterError(
+        "invalid_event_data",
+        `${input.type} ${input.id}: data does not match the schema: ${issues.map((i) => `${i.path || "(root)"}: ${i.message}`).join("; ")}`,
+      );
+      await this.#deadLetter(message, DeadLetterReason.invalidData, error, 0);
+      return;
+    }
+    const event: CloudEvent<unknown> = { ...input, data: data.data };
+    const outcome = await this.#runHandler(message, event);
+    if (outcome.kind === "dead-letter") {
+      await this.#deadLetter(message, outcome.reason, outcome.error, outcome.attempts);
+      return;
+    }
+    await this.#publishOutputs(outcome.outputs);
+    this.metrics.processed.inc({ function: this.fn.name, type: event.type });
+    this.metrics.handlerSeconds.observe(
+      { function: this.fn.name, type: event.type },
+      Math.max(0, this.#clock.now() - started) / 1000,
+    );
+  }
+
+  async #runHandler(
+    message: BusMessage,
+    event: CloudEvent<unknown>,
+  ): Promise<
+    | { kind: "ok"; outputs: CloudEvent<unknown>[] }
+    | { kind: "dead-letter"; reason: DeadLetterReason; error: unknown; attempts: number }
+  > {
+    const logger = this.#logger.child({ eventId: event.id, eventType: event.type });
+    for (let attempt = 1; ; attempt++) {
+      const deps: FunctionDeps<Services> = {
+        store: this.#options.store,
+        clock: this.#clock,
+        rng: this.#randomFor(event),
+        logger,
+        run: this.#options.run,
+        signal: this.#drain.signal,
+        services: this.#services,
+      };
+      let emitted: readonly EmittedEvent<unknown>[];
+      try {
+        emitted = await this.fn.handle(event, deps);
+      } catch (error) {
+        if (this.#drain.signal.aborted && actionFor(error) === ErrorAction.retry) throw new DrainInterrupted();
+        const code = errorCode(error);
+        this.metrics.failed.inc({ function: this.fn.name, type: event.type, code });
+        if (actionFor(error) !== ErrorAction.retry) {
+          logger.warn({ err: error, attempt }, "handler failed with a non-retryable error; dead-lettering");
+          return { kind: "dead-letter", reason: DeadLetterReason.nonRetryable, error, attempts: attempt };
+        }
+        if (attempt >= this.#retry.maxAttempts) {
+          logger.error({ err: error, attempt }, "handler kept failing; dead-lettering");
+          return { kind: "dead-letter", reason: DeadLetterReason.retriesExhausted, error, attempts: attempt };
+        }
+        const delay = backoffDelay(this.#retry, attempt, this.#jitter(), retryAfter(error));
+        this.metrics.retried.inc({ function: this.fn.name, type: event.type });
+        logger.warn({ err: error, attempt, delayMs: Math.round(delay) }, "handler failed; retrying");
+        await this.#wait(delay);
+        continue;
+      }
+      try {
+        return { kind: "ok", outputs: this.#buildOutputs(event, emitted, message) };
+      } catch (error) {
+        logger.error({ err: error }, "handler emitted an invalid event; dead-lettering");
+        return { kind: "dead-letter", reason: DeadLetterReason.invalidEmittedEvent, error, attempts: attempt };
+      }
+    }
+  }
+
+  /** validates the handler's events and fills in the CloudEvents attributes */
+  #buildOutputs(
+    input: CloudEvent<unknown>,
+    emitted: readonly EmittedEvent<unknown>[],
+    message: BusMessage,
+  ): CloudEvent<unknown>[] {
+    if (!Array.isArray(emitted)) {
+      throw new DeadLetterError("invalid_handler_result", `handler of ${this.fn.name} must return an array of events`);
+    }
+    const problems: string[] = [];
+    const outputs: CloudEvent<unknown>[] = [];
+    const occurrences = new Map<string, number>();
+    const time = new Date(this.#clock.now()).toISOString();
+    for (const [index, item] of emitted.entries()) {
+      const type = item?.definition?.type;
+      const declared = type === undefined ? undefined : this.fn.emitsByType.get(type);
+      if (!declared) {
+        problems.push(`[${index}] ${type ?? "(no definition)"} is not declared in ${this.fn.name}'s emits`);
+        continue;
+      }
+      if (typeof item.key !== "string" || item.key === "") {
+        problems.push(`[${index}] ${type}: key must be a non-empty string`);
+        continue;
+      }
+      const data = declared.data.safeParse(item.data);
+      if (!data.success) {
+        const detail = data.error.issues.map((i) => `${i.path.map(String).join(".") || "(root)"}: ${i.message}`);
+        problems.push(`[${index}] ${type} (key ${item.key}): ${detail.join("; ")}`);
+        continue;
+      }
+      const slot = `${type}\u0000${item.key}`;
+      const occurrence = occurrences.get(slot) ?? 0;
+      occurrences.set(slot, occurrence + 1);
+      outputs.push({
+        specversion: "1.0",
+        id: item.id ?? deterministicEventId(input.id, type!, item.key, occurrence),
+        source: this.#source,
+        type: type!,
+        subject: this.#options.run,
+        time,
+        datacontenttype: "application/json",
+        partitionkey: item.key,
+        data: data.data,
+      });
+    }
+    const ids = new Set<string>();
+    for (const output of outputs) {
+      if (ids.has(output.id)) problems.push(`event id ${output.id} is emitted twice`);
+      ids.add(output.id);
+    }
+    if (problems.length > 0) {
+      throw new DeadLetterError(
+        "invalid_emitted_event",
+        `${this.fn.name} emitted invalid events for ${message.topic}/${message.partition}@${message.offset}: ${problems.join("; ")}`,
+      );
+    }
+    return outputs;
+  }
+
+  async #publishOutputs(outputs: readonly CloudEvent<unknown>[]): Promise<void> {
+    const byTopic = new Map<string, OutgoingMessage[]>();
+    for (const output of outputs) {
+      const definition = this.fn.emitsByType.get(output.type)!;
+      const topic = this.topicOf(definition);
+      const list = byTopic.get(topic) ?? [];
+      list.push(toBinaryMessage(output));
+      byTopic.set(topic, list);
+    }
+    for (const [topic, messages] of byTopic) {
+      await this.#publishWithRetry(topic, messages);
+      for (const output of outputs) {
+        if (this.topicOf(this.fn.emitsByType.get(output.type)!) === topic) {
+          this.metrics.emitted.inc({ function: this.fn.name, type: output.type });
+        }
+      }
+    }
+  }
+
+  async #deadLetter(message: BusMessage, reason: DeadLetterReason, error: unknown, attempts: number): Promise<void> {
+    const time = new Date(this.#clock.now()).toISOString();
+    const record = deadLetterRecord({
+      functionName: this.fn.name,
+      group: this.groupId,
+      reason,
+      attempts,
+      time,
+      message,
+      error,
+    });
+    const data = DeadLetter.data.parse(record);
+    const event: CloudEvent<unknown> = {
+      specversion: "1.0",
+      // one dead letter per (group, message): a redelivered poison message yields the same id
+      id: `dl-${sha256Hex(`${this.groupId}\n${message.topic}\n${message.partition}\n${message.offset}`).slice(0, 32)}`,
+      source: this.#source,
+      type: DeadLetter.type,
+      subject: this.#options.run,
+      time,
+      datacontenttype: "application/json",
+      partitionkey: message.key ?? `${message.topic}/${message.partition}`,
+      data,
+    };
+    await this.#publishWithRetry(this.deadLetterTopic, [toBinaryMessage(event)]);
+    this.metrics.deadLettered.inc({ function: this.fn.name, reason });
+    this.#logger.warn(
+      {
+        reason,
+        code: data.error.code,
+        topic: message.topic,
+        partition: message.partition,
+        offset: message.offset,
+        attempts,
+      },
+      `dead-lettered: ${data.error.message}`,
+    );
+  }
+
+  async #publishWithRetry(topic: string, messages: OutgoingMessage[]): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.#options.bus.publish(topic, messages);
+        return;
+      } catch (error) {
+        if (attempt >= this.#retry.maxAttempts) {
+          throw new PublishFailedError(
+            "publish_failed",
+            `publishing ${messages.length} message(s) to ${topic} failed ${attempt} times: ${errorMessage(error)}`,
+            { cause: error },
+          );
+        }
+        const delay = backoffDelay(this.#retry, attempt, this.#jitter(), retryAfter(error));
+        this.#logger.warn({ err: error, topic, attempt, delayMs: Math.round(delay) }, "publish failed; retrying");
+        await this.#wait(delay);
+      }
+    }
+  }
+
+  async #wait(ms: number): Promise<void> {
+    try {
+      await this.#sleep(ms, this.#drain.signal);
+    } catch (error) {
+      if (this.#drain.signal.aborted) throw new DrainInterrupted();
+      throw error;
+    }
+  }
+
+  #randomFor(event: CloudEvent<unknown>): Random {
+    return seededRandom(`${this.#seed}\u0000${this.fn.name}\u0000${event.id}`);
+  }
+}
+
+/** Binds a function to a bus and an object store; call `start()` to consume. */
+export function bindFunction<Services>(
+  fn: FunctionDefinition<readonly EventDefinition<unknown>[], Services>,
+  options: RunnerOptions<Services>,
+): FunctionRunner<Services> {
+  return new FunctionRunner(fn, options);
+}
+
+/** The id an emitted event gets when the handler gives none: stable across redeliveries. */
+export function deterministicEventId(inputId: string, type: string, key: string, occurrence = 0): string {
+  return sha256Hex(`${inputId}\n${type}\n${key}\n${occurrence}`).slice(0, 32);
+}
+
+function errorCode(error: unknown): string {
+  if (typeof error === "object" && error !== null && typeof (error as { code?: unknown }).code === "string") {
+    return (error as { code: string }).code;
+  }
+  return error instanceof Error ? error.name : "unknown";
+}
+
+function retryAfter(error: unknown): number | undefined {
+  return error instanceof RetryableError ? error.retryAfterMs : undefined;
+}
