@@ -36,8 +36,16 @@ describe("decideRolloutReplicas", () => {
       replicas: 2,
       reason: "bounds",
     });
-    expect(decideRolloutReplicas({ lag: 0, current: 9, policy: withMin, state: {}, now: 0 }).replicas).toBe(4);
-    const scaledDown = decideRolloutReplicas({ lag: 3, current: 4, policy, state: { belowSince: 0 }, now: 10_000 });
+    expect(decideRolloutReplicas({ lag: 0, current: 9, policy: withMin, state: {}, now: 0 }).replicas).toBe(
+      4,
+    );
+    const scaledDown = decideRolloutReplicas({
+      lag: 3,
+      current: 4,
+      policy,
+      state: { belowSince: 0 },
+      now: 10_000,
+    });
     expect(scaledDown).toMatchObject({ replicas: 1, reason: "scale-down" });
   });
 });

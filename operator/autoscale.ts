@@ -36,11 +36,14 @@ export function decideRolloutReplicas(input: {
   const { lag, current, policy, state, now } = input;
   const min = Math.max(0, policy.min);
   const max = Math.max(min, policy.max);
-  const demand = lag > 0 ? clamp(Math.ceil(lag / Math.max(1, policy.lagPerReplica)), Math.max(1, min), max) : min;
-  if (current < min || current > max) return { replicas: clamp(current, min, max), state: {}, reason: "bounds" };
+  const demand =
+    lag > 0 ? clamp(Math.ceil(lag / Math.max(1, policy.lagPerReplica)), Math.max(1, min), max) : min;
+  if (current < min || current > max)
+    return { replicas: clamp(current, min, max), state: {}, reason: "bounds" };
   if (demand > current) return { replicas: demand, state: {}, reason: "scale-up" };
   if (demand === current) return { replicas: current, state: {}, reason: "steady" };
   const belowSince = state.belowSince ?? now;
-  if (now - belowSince < policy.scaleDownAfterMs) return { replicas: current, state: { belowSince }, reason: "steady" };
+  if (now - belowSince < policy.scaleDownAfterMs)
+    return { replicas: current, state: { belowSince }, reason: "steady" };
   return { replicas: demand, state: {}, reason: lag === 0 ? "idle" : "scale-down" };
 }

@@ -104,7 +104,11 @@ export interface KubeEvent {
 export interface KubeApi {
   list(kind: ResourceKind, namespace?: string, labelSelector?: string): Promise<ListResult>;
   /** streams changes after `resourceVersion`; a 410 arrives as a rejected `done` with code 410 */
-  watch(kind: ResourceKind, options: WatchOptions, onEvent: (event: WatchEvent) => void): Promise<WatchHandle>;
+  watch(
+    kind: ResourceKind,
+    options: WatchOptions,
+    onEvent: (event: WatchEvent) => void,
+  ): Promise<WatchHandle>;
   /** returns undefined when the object does not exist */
   get(kind: ResourceKind, name: string, namespace?: string): Promise<KubeObject | undefined>;
   create(kind: ResourceKind, object: KubeObject): Promise<KubeObject>;

@@ -1,5 +1,5 @@
-import { request as httpsRequest, type RequestOptions } from "node:https";
 import { request as httpRequest } from "node:http";
+import { request as httpsRequest, type RequestOptions } from "node:https";
 import { KubeConfig, Watch } from "@kubernetes/client-node";
 import {
   type KubeApi,
@@ -19,13 +19,17 @@ import {
  * implements our `KubeApi` with plain JSON in and out (no generated model classes, so objects stay
  * exactly as the API server sent them).
  */
-export function loadKubeConfig(options: { kubeconfigPath?: string | undefined; inCluster?: boolean } = {}): KubeConfig {
+export function loadKubeConfig(
+  options: { kubeconfigPath?: string | undefined; inCluster?: boolean } = {},
+): KubeConfig {
   const config = new KubeConfig();
   if (options.kubeconfigPath) config.loadFromFile(options.kubeconfigPath);
   else if (options.inCluster) config.loadFromCluster();
   else config.loadFromDefault();
   if (!config.getCurrentCluster()) {
-    throw new Error("no Kubernetes cluster configured: set KUBECONFIG or run in a pod with a service account");
+    throw new Error(
+      "no Kubernetes cluster configured: set KUBECONFIG or run in a pod with a service account",
+    );
   }
   return config;
 }
@@ -37,7 +41,8 @@ export function resourcePath(kind: ResourceKind, namespace: string | undefined, 
   return name === undefined ? collection : `${collection}/${encodeURIComponent(name)}`;
 }
 
-const apiVersionOf = (kind: ResourceKind) => (kind.group === "" ? kind.version : `${kind.group}/${kind.version}`);
+const apiVersionOf = (kind: ResourceKind) =>
+  kind.group === "" ? kind.version : `${kind.group}/${kind.version}`;
 
 interface RawResponse {
   status: number;
@@ -57,7 +62,12 @@ export class ClientNodeKubeApi implements KubeApi {
     this.#requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
   }
 
-  async #raw(method: string, path: string, body?: unknown, contentType = "application/json"): Promise<RawResponse> {
+  async #raw(
+    method: string,
+    path: string,
+    body?: unknown,
+    contentType = "application/json",
+  ): Promise<RawResponse> {
     const url = new URL(path, this.#server);
     const options: RequestOptions = { method, headers: { Accept: "application/json" } };
     await this.#config.applyToHTTPSOptions(options);
@@ -72,10 +82,14 @@ export class ClientNodeKubeApi implements KubeApi {
       const req = send(url, { ...options, headers, timeout: this.#requestTimeoutMs }, (res) => {
         const chunks: Buffer[] = [];
         res.on("data", (chunk: Buffer) => chunks.push(chunk));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString("utf8") }));
+        res.on("end", () =>
+          resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString("utf8") }),
+        );
         res.on("error", reject);
       });
-      req.on("timeout", () => req.destroy(new Error(`${method} ${path} timed out after ${this.#requestTimeoutMs} ms`)));
+      req.on("timeout", () =>
+        req.destroy(new Error(`${method} ${path} timed out after ${this.#requestTimeoutMs} ms`)),
+      );
       req.on("error", reject);
       if (payload !== undefined) req.write(payload);
       req.end();
@@ -95,7 +109,11 @@ export class ClientNodeKubeApi implements KubeApi {
       metadata?: { resourceVersion?: string };
     };
     // list items omit apiVersion/kind; put them back so every object is self-describing
-    const items = (list.items ?? []).map((item) => ({ ...item, apiVersion: apiVersionOf(kind), kind: kind.kind }));
+    const items = (list.items ?? []).map((item) => ({
+      ...item,
+      apiVersion: apiVersionOf(kind),
+      kind: kind.kind,
+    }));
     return { items, resourceVersion: list.metadata?.resourceVersion ?? "" };
   }
 
@@ -124,7 +142,11 @@ export class ClientNodeKubeApi implements KubeApi {
         if (type === "ERROR") {
           // e.g. 410 Gone "too old resource version": the stream is dead, the informer relists
           const status = object as { code?: number; reason?: string; message?: string };
-          failure = new KubeApiError(status.code ?? 500, status.reason ?? "Unknown", status.message ?? "watch error");
+          failure = new KubeApiError(
+            status.code ?? 500,
+            status.reason ?? "Unknown",
+            status.message ?? "watch error",
+          );
           controller?.abort();
           return;
         }
@@ -167,7 +189,11 @@ export class ClientNodeKubeApi implements KubeApi {
   }
 
   async replace(kind: ResourceKind, object: KubeObject): Promise<KubeObject> {
-    return await this.#json("PUT", resourcePath(kind, object.metadata.namespace, object.metadata.name), object);
+    return await this.#json(
+      "PUT",
+      resourcePath(kind, object.metadata.namespace, object.metadata.name),
+      object,
+    );
   }
 
   async apply(kind: ResourceKind, object: KubeObject, fieldManager: string): Promise<KubeObject> {
@@ -175,7 +201,12 @@ export class ClientNodeKubeApi implements KubeApi {
     return await this.#json("PATCH", path, object, "application/apply-patch+yaml");
   }
 
-  async patchStatus(kind: ResourceKind, name: string, namespace: string, status: unknown): Promise<KubeObject> {
+  async patchStatus(
+    kind: ResourceKind,
+    name: string,
+    namespace: string,
+    status: unknown,
+  ): Promise<KubeObject> {
     const path = `${resourcePath(kind, namespace, name)}/status`;
     return await this.#json("PATCH", path, { status }, "application/merge-patch+json");
   }
@@ -215,7 +246,11 @@ export class ClientNodeKubeApi implements KubeApi {
         resourceVersion: involved.metadata.resourceVersion,
       },
     };
-    await this.#json("POST", `/apis/events.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/events`, body);
+    await this.#json(
+      "POST",
+      `/apis/events.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/events`,
+      body,
+    );
   }
 }
 
@@ -227,7 +262,12 @@ export function microTime(date: Date): string {
 function toApiError(status: number, body: string, what: string): KubeApiError {
   try {
     const parsed = JSON.parse(body) as { reason?: string; message?: string; details?: unknown };
-    return new KubeApiError(status, parsed.reason ?? "Unknown", parsed.message ?? `${what}: HTTP ${status}`, parsed.details);
+    return new KubeApiError(
+      status,
+      parsed.reason ?? "Unknown",
+      parsed.message ?? `${what}: HTTP ${status}`,
+      parsed.details,
+    );
   } catch {
     return new KubeApiError(status, "Unknown", `${what}: HTTP ${status}: ${body.slice(0, 200)}`);
   }

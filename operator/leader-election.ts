@@ -152,7 +152,10 @@ export class LeaderElector {
     const spec = (lease.spec ?? {}) as LeaseSpec;
     const record = JSON.stringify([spec.holderIdentity, spec.renewTime, spec.leaseTransitions]);
     if (this.#observed?.record !== record) this.#observed = { record, at: now };
-    const heldByOther = spec.holderIdentity !== undefined && spec.holderIdentity !== "" && spec.holderIdentity !== this.#options.identity;
+    const heldByOther =
+      spec.holderIdentity !== undefined &&
+      spec.holderIdentity !== "" &&
+      spec.holderIdentity !== this.#options.identity;
     const durationMs = (spec.leaseDurationSeconds ?? this.#leaseDurationMs / 1000) * 1000;
     if (heldByOther && now - this.#observed.at < durationMs) return false;
     const updated: KubeObject = { ...lease, spec: this.#desired(spec, now) };
@@ -172,7 +175,12 @@ export class LeaderElector {
     if (!lease || spec.holderIdentity !== this.#options.identity) return;
     await api.replace(LEASE, {
       ...lease,
-      spec: { ...spec, holderIdentity: "", leaseDurationSeconds: 1, renewTime: microTime(this.#options.clock.now()) },
+      spec: {
+        ...spec,
+        holderIdentity: "",
+        leaseDurationSeconds: 1,
+        renewTime: microTime(this.#options.clock.now()),
+      },
     });
   }
 }

@@ -2,8 +2,8 @@ import type { Logger } from "pino";
 import {
   API_VERSION,
   GROUP,
-  KIND,
   type KafkaSpec,
+  KIND,
   PLURAL,
   type QuestATrainingSpec,
   type QuestATrainingStatus,
@@ -42,13 +42,31 @@ import { runTopic, runTopics, topicPrefixOf } from "./resources/topics.ts";
 import { buildWorkload, type Replicas } from "./resources/workloads.ts";
 import { RunEventTracker } from "./run-events.ts";
 import { emptyProgress, progressFromStatus, type RunProgress } from "./run-progress.ts";
-import { deriveStatus, isTerminal } from "./run-status.ts";
+import { deriveStatus } from "./run-status.ts";
 import type { TopicAdmin } from "./topic-admin.ts";
 import { WorkQueue } from "./work-queue.ts";
 
-export const QUESTA_TRAINING: ResourceKind = { group: GROUP, version: VERSION, kind: KIND, plural: PLURAL, namespaced: true };
-export const DEPLOYMENT: ResourceKind = { group: "apps", version: "v1", kind: "Deployment", plural: "deployments", namespaced: true };
-export const CONFIG_MAP: ResourceKind = { group: "", version: "v1", kind: "ConfigMap", plural: "configmaps", namespaced: true };
+export const QUESTA_TRAINING: ResourceKind = {
+  group: GROUP,
+  version: VERSION,
+  kind: KIND,
+  plural: PLURAL,
+  namespaced: true,
+};
+export const DEPLOYMENT: ResourceKind = {
+  group: "apps",
+  version: "v1",
+  kind: "Deployment",
+  plural: "deployments",
+  namespaced: true,
+};
+export const CONFIG_MAP: ResourceKind = {
+  group: "",
+  version: "v1",
+  kind: "ConfigMap",
+  plural: "configmaps",
+  namespaced: true,
+};
 
 /** Reads how many messages a consumer group has not processed yet on some topics. */
 export interface ConsumerLagReader {
@@ -154,7 +172,8 @@ export class QuestATrainingController {
     });
     this.#events = new RunEventTracker(
       (key) => this.#queue.add(key),
-      (key, error) => deps.log.warn({ err: error, run: key }, "run event consumer stopped; restarting on next reconcile"),
+      (key, error) =>
+        deps.log.warn({ err: error, run: key }, "run event consumer stopped; restarting on next reconcile"),
     );
   }
 
@@ -302,7 +321,10 @@ export class QuestATrainingController {
         seed: progressFromStatus(previous),
       });
     } catch (error) {
-      this.#deps.log.warn({ err: error, run: key }, "cannot consume the run's events yet; status keeps its last progress");
+      this.#deps.log.warn(
+        { err: error, run: key },
+        "cannot consume the run's events yet; status keeps its last progress",
+      );
       return previous ? progressFromStatus(previous) : emptyProgress();
     }
   }
@@ -321,11 +343,14 @@ export class QuestATrainingController {
       return { augment: 0, rollout: 0, learn: 0, evaluate: 0 };
     }
     const deployment = this.#deployments.get(`${run.namespace}/${workloadName(run, "rollout")}`);
-    const current = (deployment?.spec as { replicas?: number } | undefined)?.replicas ?? spec.rollout.replicas.min;
+    const current =
+      (deployment?.spec as { replicas?: number } | undefined)?.replicas ?? spec.rollout.replicas.min;
     const prefix = topicPrefixOf(run, spec.kafka);
     let rollout = Math.min(spec.rollout.replicas.max, Math.max(spec.rollout.replicas.min, current));
     try {
-      const lag = await kafka.lag.lag(consumerGroup(prefix, "rollout"), [runTopic(run, spec.kafka, "questions")]);
+      const lag = await kafka.lag.lag(consumerGroup(prefix, "rollout"), [
+        runTopic(run, spec.kafka, "questions"),
+      ]);
       const decision = decideRolloutReplicas({
         lag,
         current,
@@ -341,7 +366,10 @@ export class QuestATrainingController {
       this.#autoscale.set(key, decision.state);
       rollout = decision.replicas;
     } catch (error) {
-      this.#deps.log.warn({ err: error, run: key }, "cannot read rollout lag; keeping the current replica count");
+      this.#deps.log.warn(
+        { err: error, run: key },
+        "cannot read rollout lag; keeping the current replica count",
+      );
     }
     this.#deps.metrics.rolloutReplicas.set({ namespace: run.namespace, run: run.name }, rollout);
     return { augment: 1, rollout, learn: 1, evaluate: 1 };
@@ -351,13 +379,17 @@ export class QuestATrainingController {
     const config = buildConfigMap(run, spec);
     await this.#deps.api.apply(CONFIG_MAP, config, FIELD_MANAGER);
     const hash = configHash(renderTrainingConfig(run, spec));
-    const brokers = spec.kafka.brokers.length > 0 ? spec.kafka.brokers : [...(this.#options.defaultKafkaBrokers ?? [])];
+    const brokers =
+      spec.kafka.brokers.length > 0 ? spec.kafka.brokers : [...(this.#options.defaultKafkaBrokers ?? [])];
     const effective: QuestATrainingSpec = { ...spec, kafka: { ...spec.kafka, brokers } };
     await Promise.all(
       FUNCTIONS.map((fn) =>
         this.#deps.api.apply(
           DEPLOYMENT,
-          buildWorkload(run, effective, fn, replicas[fn], { defaultImage: this.#options.defaultImage, configHash: hash }),
+          buildWorkload(run, effective, fn, replicas[fn], {
+            defaultImage: this.#options.defaultImage,
+            configHash: hash,
+          }),
           FIELD_MANAGER,
         ),
       ),
@@ -371,7 +403,12 @@ export class QuestATrainingController {
     transition: ReturnType<typeof deriveStatus>["transition"],
   ): Promise<void> {
     if (!sameJson(previous, status)) {
-      await this.#deps.api.patchStatus(QUESTA_TRAINING, training.metadata.name, training.metadata.namespace ?? "default", status);
+      await this.#deps.api.patchStatus(
+        QUESTA_TRAINING,
+        training.metadata.name,
+        training.metadata.namespace ?? "default",
+        status,
+      );
     }
     if (transition) {
       this.#deps.log.info(
@@ -432,7 +469,10 @@ export class QuestATrainingController {
   async #deleteArtifacts(run: RunRef, storage: StorageSpec): Promise<void> {
     const store = this.#deps.artifactsFor?.(storage);
     if (!store) {
-      this.#deps.log.warn({ run: run.name }, "artifact deletion asked for but the operator has no object store access");
+      this.#deps.log.warn(
+        { run: run.name },
+        "artifact deletion asked for but the operator has no object store access",
+      );
       return;
     }
     const prefix = `${storage.prefix}/${run.name}/`;

@@ -34,7 +34,11 @@ export class RunEventTracker {
   async ensure(key: string, source: RunEventSource): Promise<RunProgress> {
     const tracked = this.#runs.get(key);
     if (tracked) return tracked.progress;
-    const consumer = source.bus.consumer({ groupId: source.groupId, topics: source.topics, fromBeginning: true });
+    const consumer = source.bus.consumer({
+      groupId: source.groupId,
+      topics: source.topics,
+      fromBeginning: true,
+    });
     const entry: Tracked = { progress: source.seed, consumer };
     this.#runs.set(key, entry);
     consumer.done.catch((error: unknown) => {

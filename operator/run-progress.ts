@@ -73,7 +73,13 @@ export function foldRunEvent(progress: RunProgress, event: CloudEvent<unknown>):
       if (!parsed.success) return progress;
       const data = parsed.data;
       if (progress.stage !== undefined && data.toStage < progress.stage) return progress;
-      return { ...progress, started: true, stage: data.toStage, hintRatio: data.ratio, step: newer(progress.step, data.step) };
+      return {
+        ...progress,
+        started: true,
+        stage: data.toStage,
+        hintRatio: data.ratio,
+        step: newer(progress.step, data.step),
+      };
     }
     case CheckpointPublished.type: {
       const parsed = CheckpointPublished.data.safeParse(event.data);
@@ -88,7 +94,12 @@ export function foldRunEvent(progress: RunProgress, event: CloudEvent<unknown>):
       const data = parsed.data;
       const previous = progress.latestEvaluation[data.benchmark];
       if (previous && previous.step > data.step) return progress;
-      const score: BenchmarkScore = { step: data.step, passAt1: data.passAt1, passAtK: data.passAtK, time: event.time };
+      const score: BenchmarkScore = {
+        step: data.step,
+        passAt1: data.passAt1,
+        passAtK: data.passAtK,
+        time: event.time,
+      };
       return { ...progress, latestEvaluation: { ...progress.latestEvaluation, [data.benchmark]: score } };
     }
     default:

@@ -42,7 +42,10 @@ export interface StatusResult {
 const TERMINAL: ReadonlySet<Phase> = new Set(["Succeeded", "Failed"]);
 export const isTerminal = (phase: Phase | undefined): boolean => phase !== undefined && TERMINAL.has(phase);
 
-function decidePhase(input: StatusInput, startTime: number | undefined): { phase: Phase; reason: Reason; message: string } {
+function decidePhase(
+  input: StatusInput,
+  startTime: number | undefined,
+): { phase: Phase; reason: Reason; message: string } {
   const previous = input.previous;
   if (previous?.phase && isTerminal(previous.phase)) {
     const failed = previous.conditions?.find((c) => c.type === "Failed" && c.status === "True");
@@ -50,16 +53,23 @@ function decidePhase(input: StatusInput, startTime: number | undefined): { phase
     const kept = failed ?? complete;
     return {
       phase: previous.phase,
-      reason: (kept?.reason as Reason | undefined) ?? (previous.phase === "Failed" ? Reason.runFailed : Reason.runFinished),
+      reason:
+        (kept?.reason as Reason | undefined) ??
+        (previous.phase === "Failed" ? Reason.runFailed : Reason.runFinished),
       message: kept?.message ?? "",
     };
   }
-  if (input.invalidSpec !== undefined) return { phase: "Failed", reason: Reason.invalidSpec, message: input.invalidSpec };
+  if (input.invalidSpec !== undefined)
+    return { phase: "Failed", reason: Reason.invalidSpec, message: input.invalidSpec };
   if (input.progress.failed) {
     return { phase: "Failed", reason: Reason.runFailed, message: input.progress.message ?? "the run failed" };
   }
   if (input.progress.finished) {
-    return { phase: "Succeeded", reason: Reason.runFinished, message: `finished at step ${input.progress.step ?? 0}` };
+    return {
+      phase: "Succeeded",
+      reason: Reason.runFinished,
+      message: `finished at step ${input.progress.step ?? 0}`,
+    };
   }
   if (input.activeDeadlineSeconds !== undefined && startTime !== undefined && !input.suspend) {
     if (input.now - startTime >= input.activeDeadlineSeconds * 1000) {
@@ -70,11 +80,24 @@ function decidePhase(input: StatusInput, startTime: number | undefined): { phase
       };
     }
   }
-  if (input.suspend) return { phase: "Suspended", reason: Reason.suspended, message: "spec.suspend is true: workloads scaled to zero" };
+  if (input.suspend)
+    return {
+      phase: "Suspended",
+      reason: Reason.suspended,
+      message: "spec.suspend is true: workloads scaled to zero",
+    };
   if (input.progress.started) {
-    return { phase: "Running", reason: Reason.training, message: `training at step ${input.progress.step ?? 0}` };
+    return {
+      phase: "Running",
+      reason: Reason.training,
+      message: `training at step ${input.progress.step ?? 0}`,
+    };
   }
-  return { phase: "Pending", reason: Reason.waitingForWorkers, message: "workloads created; waiting for the run to start" };
+  return {
+    phase: "Pending",
+    reason: Reason.waitingForWorkers,
+    message: "workloads created; waiting for the run to start",
+  };
 }
 
 function condition(

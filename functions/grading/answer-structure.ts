@@ -195,6 +195,16 @@ export function parseStructure(s: string, depth = 0): Answer {
       return { k: "tuple", open: first, close: last, items: items.map((p) => parseStructure(p, depth + 1)) };
     }
   }
+  const member = /^[a-zA-Z]\s*\\in\s*(?![a-zA-Z])(.+)$/s.exec(s);
+  if (member) return parseStructure(member[1]!, depth + 1);
+  const pm = s.indexOf("\\pm");
+  if (pm >= 0 && !/[a-zA-Z]/.test(s[pm + 3] ?? "")) {
+    // a \pm b stands for the two answers a + b and a - b
+    const before = s.slice(0, pm);
+    const after = s.slice(pm + 3);
+    const plus = before.trim() === "" ? after : `${before}+${after}`;
+    return { k: "collection", items: [parseStructure(plus, depth + 1), parseStructure(`${before}-${after}`, depth + 1)] };
+  }
   const relation = parseRelation(s, depth);
   if (relation) return relation;
   return parseLeaf(s);

@@ -28,7 +28,7 @@ export const DEFAULT_MAX_ANSWER_CHARS = 4000;
 /** variables are sampled at these many points when comparing symbolic expressions */
 const SAMPLE_POINTS = 7;
 const MIN_VALID_POINTS = 3;
-const SYMBOLIC_TOLERANCE: Tolerance = { decimal: DEFAULT_TOLERANCE.decimal, exact: 1e-8 };
+const SYMBOLIC_TOLERANCE: Tolerance = { ...DEFAULT_TOLERANCE, exact: 1e-8 };
 
 interface Context {
   budget: EvalBudget;

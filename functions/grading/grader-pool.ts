@@ -24,6 +24,8 @@ interface Task {
 
 interface Slot {
   worker: Worker;
+  /** the worker posted "ready": its module is loaded, so check timers measure grading only */
+  ready: boolean;
   task?: Task;
   timer?: NodeJS.Timeout;
 }
@@ -32,6 +34,8 @@ const WORKER_URL = new URL("./grader-worker-entry.mjs", import.meta.url);
 
 /** workers that crash this many times in a row (e.g. cannot load) stop being replaced */
 const MAX_CRASH_STREAK = 5;
+/** a worker that has not loaded its module by then counts as crashed */
+const WORKER_STARTUP_MS = 30_000;
 
 /**
  * Grades responses in worker threads so a pathological check can never block the caller's event
@@ -98,8 +102,20 @@ export class GraderPool {
     // the worker module is TypeScript: its JavaScript entry loads it through tsx's API
     const worker = new Worker(this.workerUrl);
     worker.unref();
-    const slot: Slot = { worker };
-    slot.worker.on("message", (message: { id: number; result?: GradeResult; error?: string }) => {
+    const slot: Slot = { worker, ready: false };
+    const startup = setTimeout(() => {
+      if (slot.ready) return;
+      this.crashStreak++;
+      this.replace(slot, { detail: `worker not ready after ${WORKER_STARTUP_MS} ms`, reason: "parse_error" });
+    }, WORKER_STARTUP_MS);
+    startup.unref();
+    slot.worker.on("message", (message: { ready?: true; id?: number; result?: GradeResult; error?: string }) => {
+      if (message.ready) {
+        clearTimeout(startup);
+        slot.ready = true;
+        this.pump();
+        return;
+      }
       const task = slot.task;
       if (!task || task.request.id !== message.id) return;
       this.crashStreak = 0;
@@ -150,7 +166,7 @@ export class GraderPool {
   private pump(): void {
     for (const slot of this.slots) {
       if (this.queue.length === 0) return;
-      if (slot.task) continue;
+      if (slot.task || !slot.ready) continue;
       const task = this.queue.shift()!;
       slot.task = task;
       slot.worker.ref();

@@ -24,4 +24,5 @@ if (port) {
     const { id, gold, response, scale, timeoutMs } = parsed.data;
     port.postMessage({ id, result: gradeResponse(gold, response, { scale, timeoutMs }) });
   });
+  port.postMessage({ ready: true });
 }

@@ -197,13 +197,18 @@ export function applyFloat(a: Num, f: (x: number) => number): Num {
 }
 
 export interface Tolerance {
-  /** relative tolerance when a side came from a decimal literal (a possibly rounded value) */
+  /** relative tolerance when the gold (or an expression) carries decimal literals */
   decimal: number;
+  /**
+   * a bare decimal answer against an exact gold may be that value rounded: accepted within half a
+   * unit of its last digit, but never looser than this relative bound (so 2.7 is not 8/3)
+   */
+  rounded: number;
   /** relative tolerance between exactly written values evaluated in doubles (irrationals) */
   exact: number;
 }
 
-export const DEFAULT_TOLERANCE: Tolerance = { decimal: 1e-4, exact: 1e-9 };
+export const DEFAULT_TOLERANCE: Tolerance = { decimal: 1e-5, rounded: 1e-4, exact: 1e-9 };
 
 /**
  * An unrounded decimal (at least 3 more digits) that rounds to the gold's decimal literal, e.g. gold 0.29
@@ -231,8 +236,13 @@ export function numbersEqual(a: Num, b: Num, tol: Tolerance = DEFAULT_TOLERANCE)
   }
   if (!Number.isFinite(a.v) || !Number.isFinite(b.v)) return a.v === b.v && a.infinite === true && b.infinite === true;
   if (roundsToGold(a, b)) return true;
-  const rel = a.approx || b.approx ? tol.decimal : tol.exact;
   const diff = Math.abs(a.v - b.v);
   const scale = Math.max(Math.abs(a.v), Math.abs(b.v));
+  if (!a.approx && b.decimals !== undefined) {
+    // 2.6667 for 8/3: within half a unit of the answer's last digit, and at most `rounded` relative
+    const halfUnit = 0.5 * 10 ** -b.decimals;
+    if (diff <= Math.min(halfUnit, tol.rounded * Math.abs(a.v)) * (1 + 1e-9)) return true;
+  }
+  const rel = a.approx || b.approx ? tol.decimal : tol.exact;
   return diff <= rel * scale || diff <= 1e-12;
 }

@@ -56,6 +56,24 @@ function sessionOptions(opts: BackendOptions): ort.InferenceSession.SessionOptio
   };
 }
 
+/** a one-node float32 Identity model, serialised by hand (this module stays free of the graph builder) */
+const PROBE_MODEL = Uint8Array.from(
+  Buffer.from(
+    "CAgSBnF1ZXN0YTo7ChAKAXgSAXkiCElkZW50aXR5EgVwcm9iZVoPCgF4EgoKCAgBEgQKAggBYg8KAXkSCgoICAESBAoCCAFCBAoAEBI=",
+    "base64",
+  ),
+);
+
+/**
+ * Fails with a clear InputError when `ep` cannot run here (CUDA asked for on a machine or an
+ * onnxruntime-node build without it); starts a throwaway session to find out.
+ */
+export async function assertExecutionProvider(ep: ExecutionProvider): Promise<void> {
+  if (ep === "cpu") return;
+  const session = await GraphSession.create(PROBE_MODEL, { executionProvider: ep, threads: 1 });
+  await session.release();
+}
+
 export class GraphSession {
   readonly #session: ort.InferenceSession;
   readonly inputNames: readonly string[];

@@ -253,7 +253,8 @@ function toBuffer(bytes: Uint8Array): Buffer {
 export function headersToStrings(headers: IHeaders | undefined): Headers {
   const out: Headers = {};
   if (!headers) return out;
-  for (const [name, raw] of Object.entries(headers)) {
+  for (const name in headers) {
+    const raw = headers[name];
     const value = Array.isArray(raw) ? raw[0] : raw;
     if (value === undefined) continue;
     out[name] = typeof value === "string" ? value : value.toString("utf8");
@@ -675,15 +676,17 @@ class KafkaConsumer implements Consumer {
   async #eachBatch(payload: EachBatchPayload, handler: MessageHandler): Promise<void> {
     const { batch, resolveOffset, heartbeat, isRunning, isStale, commitOffsetsIfNecessary } = payload;
     const { topic, partition } = batch;
-    let finished: bigint | undefined;
-    let committed: bigint | undefined;
+    // offsets stay strings on the hot path; BigInt only when committing
+    let finished: string | undefined;
+    let committed: string | undefined;
     let lastCommitAt = this.#clock();
+    let lastHeartbeatAt = lastCommitAt;
     const commitInterval = this.#busOptions.commitIntervalMs ?? 1_000;
     // commits through the batch's own handle: kafkajs' consumer.commitOffsets refuses once
     // stop() began, but a graceful stop is exactly when finished work must be committed
     const commit = async () => {
       if (finished === undefined || finished === committed) return;
-      const offset = finished.toString();
+      const offset = (BigInt(finished) + 1n).toString();
       await commitOffsetsIfNecessary({ topics: [{ topic, partitions: [{ partition, offset }] }] });
       committed = finished;
       lastCommitAt = this.#clock();
@@ -699,9 +702,13 @@ class KafkaConsumer implements Consumer {
         return;
       }
       resolveOffset(message.offset);
-      finished = BigInt(message.offset) + 1n;
+      finished = message.offset;
+      const now = this.#clock();
+      // kafkajs throttles heartbeats itself; checking the clock first skips its async call chain
+      if (now - lastHeartbeatAt < 250 && now - lastCommitAt < commitInterval) continue;
+      lastHeartbeatAt = now;
       try {
-        if (this.#clock() - lastCommitAt >= commitInterval) await commit();
+        if (now - lastCommitAt >= commitInterval) await commit();
         await heartbeat();
       } catch (error) {
         // a rebalance: hand over what finished before the partition moves

@@ -30,7 +30,12 @@ export async function serveFunction<Services>(
   options.onListening?.(server.url);
   const shutdown = options.shutdown ?? processShutdown();
   try {
-    await runner.start();
+    try {
+      await runner.start();
+    } catch (error) {
+      await runner.stop();
+      throw error;
+    }
     const outcome = await Promise.race([
       shutdown.then(() => "shutdown" as const),
       runner.done.then(
@@ -40,9 +45,6 @@ export async function serveFunction<Services>(
     ]);
     if (outcome === "shutdown") await runner.stop();
     return outcome === "failed" ? 1 : 0;
-  } catch {
-    await runner.stop();
-    return 1;
   } finally {
     await server.close();
   }

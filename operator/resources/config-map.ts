@@ -9,10 +9,16 @@ export const CONFIG_MOUNT_DIR = "/etc/questa";
 
 /** The validated spec, every default filled in, as the file each function reads at start-up. */
 export function renderTrainingConfig(run: RunRef, spec: QuestATrainingSpec): string {
-  return stringify({ apiVersion: API_VERSION, kind: KIND, metadata: { name: run.name, namespace: run.namespace }, spec });
+  return stringify({
+    apiVersion: API_VERSION,
+    kind: KIND,
+    metadata: { name: run.name, namespace: run.namespace },
+    spec,
+  });
 }
 
-export const configHash = (text: string): string => createHash("sha256").update(text).digest("hex").slice(0, 16);
+export const configHash = (text: string): string =>
+  createHash("sha256").update(text).digest("hex").slice(0, 16);
 
 export function buildConfigMap(run: RunRef, spec: QuestATrainingSpec): KubeObject {
   return {

@@ -51,5 +51,12 @@ export function runLabels(run: RunRef, component?: FunctionName | "config"): Rec
 export const MANAGED_SELECTOR = `app.kubernetes.io/managed-by=${MANAGED_BY}`;
 
 export function ownerReference(run: RunRef): OwnerReference {
-  return { apiVersion: API_VERSION, kind: KIND, name: run.name, uid: run.uid, controller: true, blockOwnerDeletion: true };
+  return {
+    apiVersion: API_VERSION,
+    kind: KIND,
+    name: run.name,
+    uid: run.uid,
+    controller: true,
+    blockOwnerDeletion: true,
+  };
 }

@@ -1,9 +1,10 @@
-import type { TopicSpec } from "../../functions/runtime/bus.ts";
-import { ALL_EVENTS } from "../../functions/contracts/registry.ts";
 import type { KafkaSpec } from "../../functions/contracts/questatraining.ts";
+import { ALL_EVENTS } from "../../functions/contracts/registry.ts";
+import type { TopicSpec } from "../../functions/runtime/bus.ts";
 import { defaultTopicPrefix, type RunRef } from "./names.ts";
 
-export const topicPrefixOf = (run: RunRef, kafka: KafkaSpec): string => kafka.topicPrefix ?? defaultTopicPrefix(run);
+export const topicPrefixOf = (run: RunRef, kafka: KafkaSpec): string =>
+  kafka.topicPrefix ?? defaultTopicPrefix(run);
 
 /** logical topic names of every event a run emits (questions, rollouts, checkpoints, ...) */
 export function logicalTopics(): string[] {

@@ -67,7 +67,11 @@ function secretEnv(name: string, secret: string, key: string) {
 }
 
 /** Environment of a function container: plain settings, and credentials only as secret references. */
-export function functionEnv(run: RunRef, spec: QuestATrainingSpec, fn: FunctionName): Record<string, unknown>[] {
+export function functionEnv(
+  run: RunRef,
+  spec: QuestATrainingSpec,
+  fn: FunctionName,
+): Record<string, unknown>[] {
   const prefix = topicPrefixOf(run, spec.kafka);
   const env: Record<string, unknown>[] = [
     { name: "QUESTA_RUN", value: run.name },
@@ -83,7 +87,8 @@ export function functionEnv(run: RunRef, spec: QuestATrainingSpec, fn: FunctionN
     { name: "HOME", value: "/tmp" },
   ];
   if (spec.storage.bucket !== undefined) env.push({ name: "QUESTA_S3_BUCKET", value: spec.storage.bucket });
-  if (spec.storage.endpoint !== undefined) env.push({ name: "QUESTA_S3_ENDPOINT", value: spec.storage.endpoint });
+  if (spec.storage.endpoint !== undefined)
+    env.push({ name: "QUESTA_S3_ENDPOINT", value: spec.storage.endpoint });
   if (spec.storage.forcePathStyle) env.push({ name: "QUESTA_S3_FORCE_PATH_STYLE", value: "true" });
   const credentials = spec.storage.credentialsSecretRef;
   if (credentials) {
@@ -121,7 +126,10 @@ export function buildWorkload(
     { name: "tmp", mountPath: "/tmp" },
   ];
   if (spec.kafka.tls) {
-    volumes.push({ name: "kafka-tls", secret: { secretName: spec.kafka.tls.secretRef.name, defaultMode: 0o400 } });
+    volumes.push({
+      name: "kafka-tls",
+      secret: { secretName: spec.kafka.tls.secretRef.name, defaultMode: 0o400 },
+    });
     mounts.push({ name: "kafka-tls", mountPath: KAFKA_TLS_DIR, readOnly: true });
   }
   const podSpec: Record<string, unknown> = {
@@ -177,7 +185,10 @@ export function buildWorkload(
       template: {
         metadata: {
           labels,
-          annotations: { [CONFIG_HASH_ANNOTATION]: options.configHash, "prometheus.io/port": String(METRICS_PORT) },
+          annotations: {
+            [CONFIG_HASH_ANNOTATION]: options.configHash,
+            "prometheus.io/port": String(METRICS_PORT),
+          },
         },
         spec: podSpec,
       },

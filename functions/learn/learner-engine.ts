@@ -1,0 +1,60 @@
+import type { ObjectRef } from "../contracts/events.ts";
+import type { ObjectStore } from "../runtime/object-store.ts";
+
+/**
+ * What the learner needs from a policy engine. A port, so the learner's logic is tested with a
+ * tiny in-memory policy and runs unchanged on the onnxruntime engine (functions/model).
+ */
+export interface PpoSample {
+  /** prompt + response token ids */
+  tokens: readonly number[];
+  /** 1 on response tokens (trained), 0 on the prompt; aligned with tokens, entry 0 unused */
+  lossMask: readonly number[];
+  /** per-token advantage (the response's scalar advantage broadcast) */
+  advantages: readonly number[];
+  /** log-probs under the policy that sampled the response */
+  behaviourLogProbs: readonly number[];
+  /** log-probs under the current policy before this update (decoupled PPO's proximal policy) */
+  proximalLogProbs: readonly number[];
+}
+
+export interface PpoSettings {
+  learningRate: number;
+  weightDecay: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  gradClip: number;
+  clipLow: number;
+  clipHigh: number;
+  importanceCap: number;
+  klCoef: number;
+  entropyCoef: number;
+}
+
+export interface PpoStepMetrics {
+  loss: number;
+  entropy: number;
+  clipFraction: number;
+  approxKl: number;
+  gradNorm: number;
+  tokens: number;
+}
+
+export interface LearnerEngine {
+  /** per-token log-probs of each sequence under the current parameters (entry 0 is 0) */
+  tokenLogProbs(sequences: readonly (readonly number[])[]): Promise<number[][]>;
+  /** one optimiser step over all samples (gradient accumulation inside if needed) */
+  trainPpo(samples: readonly PpoSample[], settings: PpoSettings): Promise<PpoStepMetrics>;
+  /**
+   * writes a checkpoint under `prefix` (manifest last, so it is visible only when complete);
+   * `withOptimizer: false` writes weights only (a policy update for rollout workers)
+   */
+  saveCheckpoint(
+    store: ObjectStore,
+    prefix: string,
+    meta: { step: number; parentStep?: number; withOptimizer: boolean },
+  ): Promise<ObjectRef>;
+  /** restores parameters and optimiser state from a checkpoint written by saveCheckpoint */
+  loadCheckpoint(store: ObjectStore, prefix: string): Promise<void>;
+}

@@ -1,0 +1,451 @@
+import { z } from "zod";
+import {
+  CheckpointPublished,
+  type CheckpointPublishedData,
+  CurriculumStageChanged,
+  type ObjectRef,
+  type RolloutGroupData,
+  RolloutGroupSchema,
+  RunStatus,
+  type StepMetrics,
+} from "../contracts/events.ts";
+import type { Augmentation, LearnerSpec } from "../contracts/questatraining.ts";
+import { eventDefinition } from "../contracts/registry.ts";
+import { type RolloutShard, RolloutShardSchema } from "../contracts/shards.ts";
+import {
+  type CurriculumState,
+  currentRatio,
+  initialCurriculumState,
+  observeCurriculum,
+} from "../questa/curriculum.ts";
+import { computeAdvantages } from "../rl/advantages.ts";
+import { judgeGroup } from "../rl/group-filter.ts";
+import type { Clock } from "../runtime/clock.ts";
+import { DeadLetterError, RetryableError } from "../runtime/errors.ts";
+import type { EmittedEvent } from "../runtime/event-definition.ts";
+import type { ObjectStore } from "../runtime/object-store.ts";
+import { sha256Hex } from "../runtime/sha256.ts";
+import type { LearnerEngine, PpoSample, PpoSettings } from "./learner-engine.ts";
+import type { RunKeys } from "./run-keys.ts";
+
+/** how many recent steps' group keys are remembered to drop redelivered groups */
+const CONSUMED_MEMORY_STEPS = 16;
+
+const StoredEventSchema = z.object({ type: z.string(), key: z.string(), id: z.string(), data: z.unknown() });
+
+const LearnerStateSchema = z.object({
+  step: z.int().min(0),
+  curriculum: z.object({
+    stageIndex: z.int().min(0),
+    stageStartStep: z.int().min(0),
+    lastStep: z.int(),
+    finished: z.boolean(),
+  }),
+  /** group keys trained on, per step, for the last few steps */
+  consumed: z.array(z.object({ step: z.int(), keys: z.array(z.string()) })),
+  /** groups rejected by the success-rate filter since the last step */
+  rejectedSinceStep: z.int().min(0),
+  staleDropped: z.int().min(0),
+  /** arrival counter: pending groups train in arrival order, also after a restart */
+  arrivals: z.int().min(0),
+  /** the resume slot holding the weights and optimiser state of `step` */
+  resumeSlot: z.int().min(0).max(1).optional(),
+  finished: z.boolean(),
+  /** events of the latest step, re-emitted if its last group is delivered again after a crash */
+  lastStepEvents: z.array(StoredEventSchema),
+  lastStepKeys: z.array(z.string()),
+});
+type LearnerState = z.infer<typeof LearnerStateSchema>;
+
+const PendingGroupSchema = z.object({ arrival: z.int().min(0), group: RolloutGroupSchema });
+type PendingGroup = z.infer<typeof PendingGroupSchema>;
+
+export interface LearnerOptions {
+  run: string;
+  learner: LearnerSpec;
+  curriculum: Augmentation["curriculum"];
+  engine: LearnerEngine;
+  store: ObjectStore;
+  keys: RunKeys;
+  clock: Clock;
+  /** `uri` of a stored object, for claim checks */
+  uri: (key: string) => string;
+}
+
+export function groupKey(group: Pick<RolloutGroupData, "questionId" | "stage" | "epoch">): string {
+  return `${group.questionId}.s${group.stage}.e${group.epoch}`;
+}
+
+function initialState(): LearnerState {
+  return {
+    step: 0,
+    curriculum: { ...initialCurriculumState },
+    consumed: [],
+    rejectedSinceStep: 0,
+    staleDropped: 0,
+    arrivals: 0,
+    finished: false,
+    lastStepEvents: [],
+    lastStepKeys: [],
+  };
+}
+
+async function readJson<T>(store: ObjectStore, key: string, schema: z.ZodType<T>): Promise<T | undefined> {
+  const bytes = await store.get(key);
+  if (bytes === undefined) return undefined;
+  const parsed = schema.safeParse(JSON.parse(new TextDecoder().decode(bytes)));
+  if (!parsed.success) throw new DeadLetterError("corrupt_learner_state", `${key}: ${parsed.error.message}`);
+  return parsed.data;
+}
+
+/**
+ * The learner's state machine: buffers accepted groups, runs a policy update every
+ * `promptsPerStep` groups, publishes policy updates and checkpoints, follows the curriculum.
+ *
+ * Crash safety: every accepted group is written to `learner/pending/` before its message is
+ * committed; after each step the weights and optimiser state go to a resume slot, then
+ * `learner/state.json` (atomic) records the step. A restart loads the slot named by the state, so
+ * no step is lost or repeated; redelivered groups are recognised by key and dropped.
+ */
+export class Learner {
+  readonly #o: LearnerOptions;
+  #state: LearnerState;
+  #pending: PendingGroup[];
+
+  private constructor(options: LearnerOptions, state: LearnerState, pending: PendingGroup[]) {
+    this.#o = options;
+    this.#state = state;
+    this.#pending = pending;
+  }
+
+  /**
+   * Restores the learner from the store: the latest resume slot when there is one, else the
+   * initial checkpoint (step 0), which must exist.
+   */
+  static async open(options: LearnerOptions): Promise<Learner> {
+    const { store, keys, engine } = options;
+    const state =
+      (await readJson(store, keys.key("learner", "state.json"), LearnerStateSchema)) ?? initialState();
+    if (state.resumeSlot !== undefined) {
+      await engine.loadCheckpoint(store, keys.key("learner", `resume-${state.resumeSlot}`));
+    } else {
+      await engine.loadCheckpoint(store, keys.checkpoint(0));
+    }
+    const consumed = new Set(state.consumed.flatMap((c) => c.keys));
+    const pending: PendingGroup[] = [];
+    for (const info of await store.list(keys.folder("learner", "pending"))) {
+      const entry = await readJson(store, info.key, PendingGroupSchema);
+      if (!entry) continue;
+      if (consumed.has(groupKey(entry.group))) {
+        await store.delete(info.key); // trained on before the crash; its delete did not happen
+        continue;
+      }
+      pending.push(entry);
+    }
+    pending.sort((a, b) => a.arrival - b.arrival);
+    return new Learner(options, state, pending);
+  }
+
+  get step(): number {
+    return this.#state.step;
+  }
+
+  get finished(): boolean {
+    return this.#state.finished;
+  }
+
+  get stage(): number {
+    return this.#state.curriculum.stageIndex;
+  }
+
+  get pendingCount(): number {
+    return this.#pending.length;
+  }
+
+  /** Handles one `rollout.group`; returns the events to emit (none until a step runs). */
+  async onGroup(group: RolloutGroupData): Promise<EmittedEvent[]> {
+    if (group.purpose !== "train" || group.run !== this.#o.run) return [];
+    const key = groupKey(group);
+    if (this.#state.lastStepKeys.includes(key)) return this.#rehydrate(this.#state.lastStepEvents);
+    if (this.#state.finished) return [];
+    if (
+      this.#state.consumed.some((c) => c.keys.includes(key)) ||
+      this.#pending.some((p) => groupKey(p.group) === key)
+    ) {
+      return [];
+    }
+    const spec = this.#o.learner;
+    if (group.policyVersion + spec.maxStaleness < this.#state.step) {
+      this.#state.staleDropped++;
+      await this.#saveState();
+      return [];
+    }
+    if (!judgeGroup(group.successRate, spec.groupFilter).keep) {
+      this.#state.rejectedSinceStep++;
+      await this.#saveState();
+      return [];
+    }
+    const entry: PendingGroup = { arrival: this.#state.arrivals, group };
+    await this.#o.store.put(this.#pendingKey(key), JSON.stringify(entry));
+    this.#state.arrivals++;
+    this.#pending.push(entry);
+    // the arrival counter must survive a restart before the next step
+    await this.#saveState();
+    const events: EmittedEvent[] = [];
+    while (this.#pending.length >= spec.promptsPerStep && !this.#state.finished) {
+      events.push(...(await this.#trainStep(this.#pending.slice(0, spec.promptsPerStep))));
+    }
+    return events;
+  }
+
+  /** Events announcing that training starts (the initial policy at step 0). */
+  startEvents(initialCheckpoint: ObjectRef): EmittedEvent[] {
+    const run = this.#o.run;
+    const data: CheckpointPublishedData = {
+      run,
+      step: 0,
+      stage: 0,
+      reason: "initial",
+      manifest: initialCheckpoint,
+    };
+    return [
+      { definition: CheckpointPublished, data, key: run, id: `${run}:checkpoint:0:initial` },
+      {
+        definition: RunStatus,
+        data: {
+          run,
+          kind: "started",
+          step: 0,
+          stage: 0,
+          hintRatio: currentRatio(this.#o.curriculum, initialCurriculumState),
+        },
+        key: run,
+        id: `${run}:status:started`,
+      },
+    ];
+  }
+
+  async #trainStep(batch: PendingGroup[]): Promise<EmittedEvent[]> {
+    const { engine, store, keys, clock, learner: spec, run } = this.#o;
+    const started = clock.now();
+    const shards = await Promise.all(batch.map((p) => this.#readShard(p.group.shard)));
+    const advantages = computeAdvantages(
+      shards.map((s) => s.responses.map((r) => r.reward)),
+      spec.advantage,
+    );
+    const sequences: number[][] = [];
+    const partial: Omit<PpoSample, "proximalLogProbs">[] = [];
+    shards.forEach((shard, g) => {
+      const promptLength = shard.promptTokens.length;
+      shard.responses.forEach((response, r) => {
+        const tokens = [...shard.promptTokens, ...response.tokens];
+        const advantage = advantages[g]?.[r] ?? 0;
+        const lossMask = tokens.map((_, i) => (i >= promptLength ? 1 : 0));
+        partial.push({
+          tokens,
+          lossMask,
+          advantages: lossMask.map((m) => m * advantage),
+          behaviourLogProbs: tokens.map((_, i) =>
+            i >= promptLength ? (response.logProbs[i - promptLength] ?? 0) : 0,
+          ),
+        });
+        sequences.push(tokens);
+      });
+    });
+    // decoupled PPO: the proximal policy is the current one, recomputed before the update
+    const proximal = await engine.tokenLogProbs(sequences);
+    const samples: PpoSample[] = partial.map((p, i) => ({ ...p, proximalLogProbs: proximal[i] ?? [] }));
+    const metrics = await engine.trainPpo(samples, this.#settings());
+    const step = this.#state.step + 1;
+    const rewards = shards.flatMap((s) => s.responses.map((r) => r.reward));
+    const correct = shards.flatMap((s) => s.responses.map((r) => (r.correct ? 1 : 0)));
+    const elapsed = Math.max(1, clock.now() - started);
+    const stepMetrics: StepMetrics = {
+      rewardMean: mean(rewards),
+      passRate: mean(correct),
+      entropy: Math.max(0, metrics.entropy),
+      clipFraction: Math.min(1, Math.max(0, metrics.clipFraction)),
+      approxKl: metrics.approxKl,
+      gradNorm: Math.max(0, metrics.gradNorm),
+      loss: metrics.loss,
+      tokensPerSecond: (metrics.tokens * 1000) / elapsed,
+      staleness: mean(batch.map((p) => this.#state.step - p.group.policyVersion)),
+      groupsKept: batch.length,
+      groupsRejected: this.#state.rejectedSinceStep,
+    };
+    const observed = observeCurriculum(this.#o.curriculum, this.#state.curriculum as CurriculumState, {
+      step,
+      entropy: stepMetrics.entropy,
+    });
+    const finished = step >= spec.totalSteps;
+
+    // durable order: resume slot, then state (the commit point), then pending deletes
+    const slot = step % 2;
+    await engine.saveCheckpoint(store, keys.key("learner", `resume-${slot}`), {
+      step,
+      parentStep: this.#state.step,
+      withOptimizer: true,
+    });
+    const events: EmittedEvent[] = [];
+    const policyRef = await engine.saveCheckpoint(store, keys.policy(step), { step, withOptimizer: false });
+    const stage = observed.state.stageIndex;
+    events.push(this.#checkpointEvent(step, stage, "policy", policyRef));
+    const stageEnded = observed.transitions.length > 0;
+    const fullReason = finished
+      ? "final"
+      : stageEnded
+        ? "stage-end"
+        : step % spec.checkpointInterval === 0
+          ? "interval"
+          : undefined;
+    if (fullReason !== undefined) {
+      const ref = await engine.saveCheckpoint(store, keys.checkpoint(step), {
+        step,
+        parentStep: this.#state.step,
+        withOptimizer: true,
+      });
+      events.push(this.#checkpointEvent(step, stage, fullReason, ref));
+    }
+    const hintRatio = currentRatio(this.#o.curriculum, observed.state);
+    events.push({
+      definition: RunStatus,
+      data: { run, kind: "step", step, stage, hintRatio, metrics: stepMetrics },
+      key: run,
+      id: `${run}:status:step:${step}`,
+    });
+    for (const t of observed.transitions) {
+      if (t.toStage === null) continue;
+      events.push({
+        definition: CurriculumStageChanged,
+        data: {
+          run,
+          fromStage: t.fromStage,
+          toStage: t.toStage,
+          ratio: t.toRatio ?? 0,
+          step: t.atStep,
+          reason: t.reason,
+          ...(t.entropy === undefined ? {} : { entropy: t.entropy }),
+        },
+        key: run,
+        id: `${run}:stage:${t.toStage}`,
+      });
+      events.push({
+        definition: RunStatus,
+        data: {
+          run,
+          kind: "stage",
+          step,
+          stage: t.toStage,
+          hintRatio: t.toRatio ?? 0,
+          message: `curriculum stage ${t.fromStage} -> ${t.toStage} (${t.reason}); hint ratio ${t.fromRatio} -> ${t.toRatio}`,
+        },
+        key: run,
+        id: `${run}:status:stage:${t.toStage}`,
+      });
+    }
+    if (finished) {
+      events.push({
+        definition: RunStatus,
+        data: { run, kind: "finished", step, stage, hintRatio, message: `finished ${step} steps` },
+        key: run,
+        id: `${run}:status:finished`,
+      });
+    }
+    const batchKeys = batch.map((p) => groupKey(p.group));
+    this.#state = {
+      ...this.#state,
+      step,
+      curriculum: observed.state,
+      consumed: [...this.#state.consumed, { step, keys: batchKeys }].slice(-CONSUMED_MEMORY_STEPS),
+      rejectedSinceStep: 0,
+      resumeSlot: slot,
+      finished,
+      lastStepEvents: events.map((e) => ({
+        type: e.definition.type,
+        key: e.key,
+        id: e.id ?? "",
+        data: e.data,
+      })),
+      lastStepKeys: batchKeys,
+    };
+    await this.#saveState();
+    this.#pending = this.#pending.filter((p) => !batchKeys.includes(groupKey(p.group)));
+    for (const k of batchKeys) await store.delete(this.#pendingKey(k));
+    await this.#prunePolicies(step);
+    return events;
+  }
+
+  #checkpointEvent(
+    step: number,
+    stage: number,
+    reason: CheckpointPublishedData["reason"],
+    manifest: ObjectRef,
+  ): EmittedEvent {
+    const run = this.#o.run;
+    return {
+      definition: CheckpointPublished,
+      data: { run, step, stage, parentStep: this.#state.step, reason, manifest },
+      key: run,
+      id: `${run}:checkpoint:${step}:${reason}`,
+    };
+  }
+
+  #rehydrate(stored: LearnerState["lastStepEvents"]): EmittedEvent[] {
+    return stored.map((e) => {
+      const definition = eventDefinition(e.type);
+      if (!definition) throw new Error(`learner state holds an event of unknown type ${e.type}`);
+      return { definition, data: e.data, key: e.key, id: e.id };
+    });
+  }
+
+  async #readShard(ref: ObjectRef): Promise<RolloutShard> {
+    const bytes = await this.#o.store.get(ref.key);
+    if (bytes === undefined)
+      throw new RetryableError("shard_missing", `rollout shard ${ref.key} is not there (yet)`);
+    if (sha256Hex(bytes) !== ref.sha256) {
+      throw new DeadLetterError("shard_checksum", `rollout shard ${ref.key} does not match its sha256`);
+    }
+    const parsed = RolloutShardSchema.safeParse(JSON.parse(new TextDecoder().decode(bytes)));
+    if (!parsed.success) throw new DeadLetterError("shard_invalid", `${ref.key}: ${parsed.error.message}`);
+    return parsed.data;
+  }
+
+  #settings(): PpoSettings {
+    const s = this.#o.learner;
+    return {
+      learningRate: s.learningRate,
+      weightDecay: s.weightDecay,
+      beta1: s.betas[0] ?? 0.9,
+      beta2: s.betas[1] ?? 0.95,
+      eps: s.eps,
+      gradClip: s.gradClip,
+      clipLow: s.clipLow,
+      clipHigh: s.clipHigh,
+      importanceCap: s.importanceCap,
+      klCoef: s.klCoef,
+      entropyCoef: s.entropyCoef,
+    };
+  }
+
+  #pendingKey(key: string): string {
+    return this.#o.keys.key("learner", "pending", `${key}.json`);
+  }
+
+  async #saveState(): Promise<void> {
+    await this.#o.store.put(this.#o.keys.key("learner", "state.json"), JSON.stringify(this.#state));
+  }
+
+  /** weights-only policy updates older than the staleness window are no longer loadable */
+  async #prunePolicies(step: number): Promise<void> {
+    const oldest = step - this.#o.learner.maxStaleness - 2;
+    if (oldest < 1) return;
+    const infos = await this.#o.store.list(`${this.#o.keys.policy(oldest)}/`);
+    // the manifest goes first: a checkpoint without one is never loaded, so no reader sees half of it
+    infos.sort((a, b) => Number(b.key.endsWith("manifest.json")) - Number(a.key.endsWith("manifest.json")));
+    for (const info of infos) await this.#o.store.delete(info.key);
+  }
+}
+
+function mean(values: readonly number[]): number {
+  return values.length === 0 ? 0 : values.reduce((a, b) => a + b, 0) / values.length;
+}

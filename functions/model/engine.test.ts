@@ -1,0 +1,174 @@
+import { afterAll, describe, expect, it } from "vitest";
+import { InputError } from "../runtime/errors.ts";
+import { createEngine, type PolicyEngine } from "./engine.ts";
+import type { PolicySample } from "./hyperparams.ts";
+import { createRng } from "./rng.ts";
+import { argmax } from "./sampler.ts";
+import { charTokenizer } from "./tokenizer.ts";
+
+const engines: PolicyEngine[] = [];
+afterAll(async () => {
+  for (const e of engines) await e.dispose();
+});
+async function engine(config: Parameters<typeof createEngine>[0]["config"], seed = 1) {
+  const e = await createEngine({ config, rng: createRng(seed), threads: 1, tokenizer: charTokenizer() });
+  engines.push(e);
+  return e;
+}
+
+const tok = charTokenizer();
+const small = { vocabSize: tok.vocabSize, layers: 2, width: 32, heads: 4, maxSeqLen: 48, initStd: 0.1 };
+
+describe("PolicyEngine generation", () => {
+  for (const variant of [
+    { name: "learned positions", config: small },
+    {
+      name: "rotary, GQA, swiglu, rmsnorm",
+      config: { ...small, kvHeads: 2, positions: "rotary" as const, activation: "swiglu" as const, norm: "rmsnorm" as const },
+    },
+  ]) {
+    it(`greedy decoding with the KV cache equals argmax over full forward passes (${variant.name})`, async () => {
+      const e = await engine(variant.config, 3);
+      const prompts = ["12+7=", "a", "hello world, x="].map((s) => [tok.bosId!, ...tok.encode(s)]);
+      const cached = await e.generate({ prompts, maxNewTokens: 12, temperature: 0, rng: createRng(1) });
+      for (let i = 0; i < prompts.length; i++) {
+        const seq = [...prompts[i]!];
+        const full: number[] = [];
+        for (let k = 0; k < 12; k++) {
+          const [logits] = await e.nextTokenLogits([seq]);
+          const next = argmax(logits!, 0, tok.vocabSize);
+          full.push(next);
+          seq.push(next);
+        }
+        expect(cached[i]!.tokens).toEqual(full);
+        expect(cached[i]!.finishReason).toBe("length");
+        // the sampler's log-probs agree with the training-side scoring graph
+        const [scored] = await e.forwardLogProbs([[...prompts[i]!, ...cached[i]!.tokens]]);
+        const tail = scored!.logProbs.slice(prompts[i]!.length);
+        tail.forEach((lp, k) => {
+          expect(lp).toBeCloseTo(cached[i]!.logProbs[k]!, 4);
+        });
+      }
+    });
+  }
+
+  it("stops on stop tokens and stop strings, returns text, and is reproducible per seed", async () => {
+    const e = await engine(small, 4);
+    const prompts = [[tok.bosId!, ...tok.encode("x")], [tok.bosId!, ...tok.encode("yy")]];
+    const a = await e.generate({ prompts, maxNewTokens: 30, temperature: 1, topP: 0.9, rng: createRng(5) });
+    const b = await e.generate({ prompts, maxNewTokens: 30, temperature: 1, topP: 0.9, rng: createRng(5) });
+    expect(a).toEqual(b);
+    const stopAt = a[0]!.tokens[3]!;
+    const stopped = await e.generate({ prompts, maxNewTokens: 30, temperature: 1, topP: 0.9, stopTokens: [stopAt], rng: createRng(5) });
+    expect(stopped[0]!.finishReason).toBe("stop");
+    expect(stopped[0]!.tokens.at(-1)).toBe(stopAt);
+    expect(stopped[0]!.tokens.length).toBeLessThanOrEqual(4);
+    const stopString = a[1]!.text!.slice(2, 4);
+    const byString = await e.generate({ prompts, maxNewTokens: 30, temperature: 1, topP: 0.9, stopStrings: [stopString], rng: createRng(5) });
+    expect(byString[1]!.finishReason).toBe("stop");
+    expect(byString[1]!.text!.endsWith(stopString)).toBe(true);
+  });
+
+  it("rejects out-of-vocabulary prompts naming the field", async () => {
+    const e = await engine(small);
+    await expect(e.generate({ prompts: [[1, 5000]], maxNewTokens: 2, rng: createRng(1) })).rejects.toThrow(/prompts\[0\]\.tokens\[1\]/);
+  });
+});
+
+function ppoSamples(seed: number, n: number): PolicySample[] {
+  const rng = createRng(seed);
+  return Array.from({ length: n }, (_, i) => {
+    const len = 6 + ((i * 5) % 17);
+    const tokens = Array.from({ length: len }, () => 3 + Math.floor(rng.next() * 90));
+    return {
+      tokens,
+      lossMask: tokens.map((_, t) => (t >= 3 ? 1 : 0)),
+      advantages: tokens.map(() => (i % 2 === 0 ? 1 : -1)),
+      behaviourLogProbs: tokens.map(() => -4.5 + rng.next() * 0.2),
+    };
+  });
+}
+
+describe("PolicyEngine training", () => {
+  it("reports exact PPO metrics on the first step when proximal = current policy", async () => {
+    const e = await engine(small, 7);
+    const samples = ppoSamples(1, 6);
+    const scored = await e.forwardLogProbs(samples.map((s) => s.tokens));
+    const onPolicy = samples.map((s, i) => ({ ...s, behaviourLogProbs: scored[i]!.logProbs, proximalLogProbs: scored[i]!.logProbs }));
+    const m = await e.trainStep(onPolicy, { lr: 1e-3 });
+    expect(m.clipFraction).toBe(0);
+    expect(m.importanceWeight).toBeCloseTo(1, 5);
+    expect(Math.abs(m.approxKl)).toBeLessThan(1e-5);
+    expect(m.tokens).toBe(samples.reduce((s, x) => s + x.tokens.length - 3, 0));
+    expect(m.gradNorm).toBeGreaterThan(0);
+    expect(m.step).toBe(1);
+    // positive-advantage sequences become more likely, negative ones less
+    const after = await e.forwardLogProbs(samples.map((s) => s.tokens));
+    const delta = (i: number) => after[i]!.logProbs.slice(3).reduce((s, x, t) => s + x - scored[i]!.logProbs[t + 3]!, 0);
+    expect(delta(0)).toBeGreaterThan(0);
+    expect(delta(1)).toBeLessThan(0);
+  });
+
+  it("micro-batch gradient accumulation gives the same update as one batch", async () => {
+    const samples = ppoSamples(2, 8).map((s) => ({ ...s, proximalLogProbs: s.behaviourLogProbs.map((x) => x + 0.05) }));
+    const hp = { lr: 1e-3, klCoef: 0, entropyCoef: 0.01 };
+    const one = await engine(small, 9);
+    const many = await engine(small, 9);
+    const m1 = await one.trainStep(samples, { ...hp, microBatchSize: 8 });
+    const m2 = await many.trainStep(samples, { ...hp, microBatchSize: 2 });
+    expect(m1.microBatches).toBe(1);
+    expect(m2.microBatches).toBe(4);
+    expect(m2.loss).toBeCloseTo(m1.loss, 5);
+    expect(m2.gradNorm).toBeCloseTo(m1.gradNorm, 4);
+    const p1 = one.getParams();
+    const p2 = many.getParams();
+    let maxDiff = 0;
+    for (let i = 0; i < p1.length; i++) maxDiff = Math.max(maxDiff, Math.abs(p1[i]! - p2[i]!));
+    expect(maxDiff).toBeLessThan(1e-5);
+  });
+
+  it("rejects misaligned per-token arrays with every problem listed", async () => {
+    const e = await engine(small);
+    const bad = { tokens: [1, 5, 6], lossMask: [0, 1], advantages: [0, 1, 1], behaviourLogProbs: [0, -1] };
+    const err = await e.trainStep([bad], {}).catch((x: unknown) => x);
+    expect(err).toBeInstanceOf(InputError);
+    expect((err as InputError).issues.map((i) => i.path)).toEqual(["samples[0].lossMask", "samples[0].behaviourLogProbs"]);
+  });
+
+  it("learns to reverse a digit string (supervised) to >= 95% exact match", async () => {
+    const config = { vocabSize: tok.vocabSize, layers: 2, width: 64, heads: 4, maxSeqLen: 16 };
+    const e = await createEngine({ config, rng: createRng(11), threads: 2 });
+    engines.push(e);
+    const rng = createRng(12);
+    const digits = (n: number) => Array.from({ length: n }, () => String(Math.floor(rng.next() * 10))).join("");
+    const example = () => {
+      const s = digits(3 + Math.floor(rng.next() * 4));
+      const prompt = [tok.bosId!, ...tok.encode(`${s}=`)];
+      const answer = [...tok.encode([...s].reverse().join("")), tok.eosId!];
+      return { prompt, answer };
+    };
+    let steps = 0;
+    let exact = 0;
+    for (let round = 0; round < 10 && exact < 0.95; round++) {
+      for (let i = 0; i < 100; i++, steps++) {
+        const batch = Array.from({ length: 64 }, () => {
+          const { prompt, answer } = example();
+          const tokens = [...prompt, ...answer];
+          return { tokens, lossMask: tokens.map((_, t) => (t >= prompt.length ? 1 : 0)) };
+        });
+        await e.supervisedStep(batch, { lr: 3e-3, weightDecay: 0, beta2: 0.99, microBatchSize: 64 });
+      }
+      const tests = Array.from({ length: 200 }, example);
+      const out = await e.generate({
+        prompts: tests.map((t) => t.prompt),
+        maxNewTokens: 8,
+        temperature: 0,
+        stopTokens: [tok.eosId!],
+        rng: createRng(0),
+      });
+      exact = out.filter((o, i) => JSON.stringify(o.tokens) === JSON.stringify(tests[i]!.answer)).length / tests.length;
+    }
+    expect(steps).toBeLessThanOrEqual(1000);
+    expect(exact).toBeGreaterThanOrEqual(0.95);
+  }, 120_000);
+});

@@ -1,0 +1,724 @@
+/**
+ * PolicyEngine: the model as the rest of questa sees it. Holds parameters and AdamW state in flat
+ * Float32Arrays, compiles graphs lazily per shape bucket, and runs one session per train step.
+ */
+import { InputError, type InputIssue } from "../runtime/errors.ts";
+import { type ModelConfig, type ModelConfigInput, ModelConfigSchema, modelDims } from "./config.ts";
+import type { GraphBuilder } from "./graph/graph-builder.ts";
+import { toOnnxModel } from "./graph/onnx-export.ts";
+import {
+  type PolicySample,
+  type PpoHyperparamsInput,
+  PpoHyperparamsSchema,
+  type PpoMetrics,
+  type OptimizerHyperparams,
+  type SupervisedHyperparamsInput,
+  SupervisedHyperparamsSchema,
+  type SupervisedMetrics,
+  type SupervisedSample,
+} from "./hyperparams.ts";
+import {
+  type BackendOptions,
+  type ExecutionProvider,
+  GraphSession,
+  type HostTensor,
+  assertExecutionProvider,
+  defaultThreads,
+} from "./ort-backend.ts";
+import { decayMask, initParams, type ParamLayout, paramLayout } from "./params.ts";
+import type { Rng } from "./rng.ts";
+import { type SamplingOptions, sampleToken } from "./sampler.ts";
+import type { Tokenizer } from "./tokenizer.ts";
+import {
+  buildApplyGraph,
+  buildGenerateGraph,
+  buildScoreGraph,
+  buildTrainGraph,
+  type LossKind,
+  TRAIN_METRIC_SUMS,
+  type TrainGraphSpec,
+} from "./transformer.ts";
+
+export interface OptimizerState {
+  readonly m: Float32Array;
+  readonly v: Float32Array;
+  /** updates applied so far (drives Adam's bias correction) */
+  readonly step: number;
+}
+
+export interface EngineOptions {
+  readonly config: ModelConfigInput;
+  /** flat parameters (see paramLayout); drawn from `rng` when absent */
+  readonly params?: Float32Array;
+  readonly rng?: Rng;
+  readonly optimizerState?: OptimizerState;
+  readonly executionProvider?: ExecutionProvider;
+  /** intra-op threads; defaults to the number of cores */
+  readonly threads?: number;
+  /** let onnxruntime's idle threads spin (see README) */
+  readonly spinning?: boolean;
+  /** used for stop strings and the `text` of generations */
+  readonly tokenizer?: Tokenizer;
+  /** sequence-length buckets for train and scoring graphs; defaults to multiples of 16/32/64 up to maxSeqLen */
+  readonly lengthBuckets?: readonly number[];
+}
+
+export interface GenerateRequest {
+  readonly prompts: readonly (readonly number[])[];
+  readonly maxNewTokens: number;
+  /** 0 = greedy */
+  readonly temperature?: number;
+  readonly topP?: number;
+  readonly topK?: number;
+  /** generation of a row ends after it samples one of these (the token is kept) */
+  readonly stopTokens?: readonly number[];
+  /** generation of a row ends once its decoded text contains one of these (needs a tokenizer) */
+  readonly stopStrings?: readonly string[];
+  readonly rng: Rng;
+}
+
+export const FinishReason = { stop: "stop", length: "length" } as const;
+export type FinishReason = (typeof FinishReason)[keyof typeof FinishReason];
+
+export interface Generation {
+  /** generated tokens (prompt excluded, stop token included) */
+  readonly tokens: number[];
+  /** log-prob of each generated token under the policy (temperature 1, no truncation) */
+  readonly logProbs: number[];
+  readonly finishReason: FinishReason;
+  /** decoded generated text when the engine has a tokenizer */
+  readonly text: string | undefined;
+}
+
+export interface ScoredSequence {
+  /** aligned with the tokens: entry i = log p(tokens[i] | tokens[..i]); entry 0 is 0 */
+  readonly logProbs: number[];
+  /** policy entropy at each position, aligned the same way; entry 0 is 0 */
+  readonly entropy: number[];
+}
+
+const NEG_INF = -1e9;
+
+function defaultBuckets(maxSeqLen: number): number[] {
+  const out: number[] = [];
+  for (let t = 16; t < maxSeqLen; t += t < 64 ? 16 : t < 256 ? 32 : 64) out.push(t);
+  out.push(maxSeqLen);
+  return out;
+}
+
+interface Chunk {
+  readonly rows: readonly number[];
+  readonly batch: number;
+  readonly length: number;
+}
+
+function nextPow2(n: number): number {
+  let p = 1;
+  while (p < n) p *= 2;
+  return p;
+}
+
+export class PolicyEngine {
+  readonly config: ModelConfig;
+  readonly layout: ParamLayout;
+  readonly tokenizer: Tokenizer | undefined;
+  readonly #backend: BackendOptions;
+  readonly #buckets: number[];
+  readonly #sessions = new Map<string, Promise<GraphSession>>();
+  readonly #decayMask: Float32Array;
+  #params: Float32Array;
+  #m: Float32Array;
+  #v: Float32Array;
+  #step: number;
+  #paramFeeds: Record<string, HostTensor> | undefined;
+  #disposed = false;
+
+  constructor(opts: EngineOptions & { params: Float32Array }) {
+    this.config = ModelConfigSchema.parse(opts.config);
+    this.layout = paramLayout(this.config);
+    this.tokenizer = opts.tokenizer;
+    if (opts.params.length !== this.layout.total) {
+      throw new InputError("engine.params_size", [
+        {
+          path: "params",
+          message: `expected ${this.layout.total} parameters for this config, got ${opts.params.length}`,
+          hint: "load parameters saved with the same model config",
+        },
+      ]);
+    }
+    this.#params = opts.params;
+    const state = opts.optimizerState;
+    if (state && (state.m.length !== this.layout.total || state.v.length !== this.layout.total)) {
+      throw new InputError("engine.optimizer_state_size", [
+        { path: "optimizerState", message: "optimizer state size does not match the parameters" },
+      ]);
+    }
+    this.#m = state?.m ?? new Float32Array(this.layout.total);
+    this.#v = state?.v ?? new Float32Array(this.layout.total);
+    this.#step = state?.step ?? 0;
+    this.#decayMask = decayMask(this.layout);
+    this.#backend = {
+      executionProvider: opts.executionProvider ?? "cpu",
+      threads: opts.threads ?? defaultThreads(),
+      spinning: opts.spinning ?? false,
+    };
+    const buckets = [...(opts.lengthBuckets ?? defaultBuckets(this.config.maxSeqLen))].sort((a, b) => a - b);
+    if (buckets.length === 0 || buckets.some((b) => b < 1 || b > this.config.maxSeqLen)) {
+      throw new InputError("engine.length_buckets", [
+        { path: "lengthBuckets", message: `buckets must lie in [1, maxSeqLen=${this.config.maxSeqLen}]` },
+      ]);
+    }
+    if (buckets[buckets.length - 1] !== this.config.maxSeqLen) buckets.push(this.config.maxSeqLen);
+    this.#buckets = buckets;
+  }
+
+  /** a copy of the flat parameters */
+  getParams(): Float32Array {
+    return Float32Array.from(this.#params);
+  }
+
+  /** named copies of every parameter tensor */
+  getNamedParams(): Record<string, { shape: readonly number[]; data: Float32Array }> {
+    const out: Record<string, { shape: readonly number[]; data: Float32Array }> = {};
+    for (const s of this.layout.specs) {
+      out[s.name] = { shape: s.shape, data: this.#params.slice(s.offset, s.offset + s.size) };
+    }
+    return out;
+  }
+
+  getOptimizerState(): OptimizerState {
+    return { m: Float32Array.from(this.#m), v: Float32Array.from(this.#v), step: this.#step };
+  }
+
+  get step(): number {
+    return this.#step;
+  }
+
+  setParams(params: Float32Array): void {
+    if (params.length !== this.layout.total) {
+      throw new InputError("engine.params_size", [
+        { path: "params", message: `expected ${this.layout.total} parameters, got ${params.length}` },
+      ]);
+    }
+    this.#params = Float32Array.from(params);
+    this.#paramFeeds = undefined;
+  }
+
+  async dispose(): Promise<void> {
+    this.#disposed = true;
+    const sessions = [...this.#sessions.values()];
+    this.#sessions.clear();
+    for (const s of sessions) await (await s).release();
+  }
+
+  // ------------------------------------------------------------------ sessions
+
+  #session(key: string, build: () => GraphBuilder): Promise<GraphSession> {
+    if (this.#disposed) throw new Error("PolicyEngine used after dispose()");
+    let s = this.#sessions.get(key);
+    if (!s) {
+      s = GraphSession.create(toOnnxModel(build(), key), this.#backend);
+      this.#sessions.set(key, s);
+      s.catch(() => this.#sessions.delete(key));
+    }
+    return s;
+  }
+
+  #inferenceParamFeeds(): Record<string, HostTensor> {
+    if (!this.#paramFeeds) {
+      const feeds: Record<string, HostTensor> = {};
+      for (const s of this.layout.specs) {
+        feeds[s.name] = {
+          dtype: "float32",
+          data: this.#params.subarray(s.offset, s.offset + s.size),
+          dims: s.shape,
+        };
+      }
+      this.#paramFeeds = feeds;
+    }
+    return this.#paramFeeds;
+  }
+
+  // ------------------------------------------------------------------ batching
+
+  #bucket(predictions: number): number {
+    for (const b of this.#buckets) if (b >= predictions) return b;
+    throw new Error(`sequence needs ${predictions} positions, above maxSeqLen`);
+  }
+
+  /** longest first, `microBatch` rows per chunk, each chunk padded to a pow2 row count and a length bucket */
+  #plan(lengths: readonly number[], microBatch: number): Chunk[] {
+    const order = lengths.map((_, i) => i).sort((a, b) => lengths[b]! - lengths[a]!);
+    const chunks: Chunk[] = [];
+    for (let i = 0; i < order.length; i += microBatch) {
+      const rows = order.slice(i, i + microBatch);
+      const longest = Math.max(...rows.map((r) => lengths[r]!));
+      chunks.push({ rows, batch: Math.min(nextPow2(rows.length), microBatch), length: this.#bucket(longest - 1) });
+    }
+    return chunks;
+  }
+
+  #checkTokens(sequences: readonly (readonly number[])[], path: string, minLength: number): InputIssue[] {
+    const issues: InputIssue[] = [];
+    const { vocabSize, maxSeqLen } = this.config;
+    sequences.forEach((tokens, i) => {
+      if (tokens.length < minLength) {
+        issues.push({ path: `${path}[${i}].tokens`, message: `needs at least ${minLength} tokens, got ${tokens.length}` });
+      }
+      if (tokens.length > maxSeqLen) {
+        issues.push({
+          path: `${path}[${i}].tokens`,
+          message: `${tokens.length} tokens exceed maxSeqLen ${maxSeqLen}`,
+          hint: "truncate the sequence or raise maxSeqLen",
+        });
+      }
+      const bad = tokens.findIndex((t) => !Number.isInteger(t) || t < 0 || t >= vocabSize);
+      if (bad >= 0) {
+        issues.push({
+          path: `${path}[${i}].tokens[${bad}]`,
+          message: `token id ${tokens[bad]} is outside the vocabulary [0, ${vocabSize})`,
+        });
+      }
+    });
+    return issues;
+  }
+
+  /** input/target ids of a chunk; right padding with id 0 */
+  #packIds(tokens: readonly (readonly number[])[], chunk: Chunk): Record<string, HostTensor> {
+    const { batch: B, length: T } = chunk;
+    const input = new BigInt64Array(B * T);
+    const target = new BigInt64Array(B * T);
+    chunk.rows.forEach((r, b) => {
+      const seq = tokens[r]!;
+      for (let t = 0; t < seq.length - 1; t++) {
+        input[b * T + t] = BigInt(seq[t]!);
+        target[b * T + t] = BigInt(seq[t + 1]!);
+      }
+    });
+    return {
+      input_ids: { dtype: "int64", data: input, dims: [B, T] },
+      target_ids: { dtype: "int64", data: target, dims: [B, T] },
+    };
+  }
+
+  /** a per-token array shifted to prediction positions ([b,t] = values[t+1]) */
+  #packShifted(values: (r: number) => readonly number[] | undefined, chunk: Chunk, fallback = 0): HostTensor {
+    const { batch: B, length: T } = chunk;
+    const out = new Float32Array(B * T);
+    chunk.rows.forEach((r, b) => {
+      const v = values(r);
+      if (!v) {
+        if (fallback !== 0) out.fill(fallback, b * T, (b + 1) * T);
+        return;
+      }
+      for (let t = 0; t < v.length - 1; t++) out[b * T + t] = v[t + 1]!;
+    });
+    return { dtype: "float32", data: out, dims: [B, T] };
+  }
+
+  // ------------------------------------------------------------------ scoring
+
+  /** per-token log-probs and entropy of whole sequences under the current parameters */
+  async forwardLogProbs(sequences: readonly (readonly number[])[], opts: { microBatchSize?: number } = {}) {
+    const issues = this.#checkTokens(sequences, "sequences", 1);
+    if (issues.length > 0) throw new InputError("engine.invalid_sequences", issues);
+    const results: ScoredSequence[] = sequences.map((s) => ({
+      logProbs: new Array<number>(s.length).fill(0),
+      entropy: new Array<number>(s.length).fill(0),
+    }));
+    const scorable = sequences.map((s, i) => ({ s, i })).filter(({ s }) => s.length >= 2);
+    const chunks = this.#plan(
+      scorable.map(({ s }) => s.length),
+      opts.microBatchSize ?? 32,
+    );
+    const paramFeeds = this.#inferenceParamFeeds();
+    for (const chunk of chunks) {
+      const session = await this.#session(`score:B${chunk.batch}:T${chunk.length}`, () =>
+        buildScoreGraph(this.config, chunk.batch, chunk.length),
+      );
+      const out = await session.run({ ...paramFeeds, ...this.#packIds(scorable.map(({ s }) => s), chunk) });
+      const logp = out.logp!.data as Float32Array;
+      const entropy = out.entropy!.data as Float32Array;
+      chunk.rows.forEach((r, b) => {
+        const { s, i } = scorable[r]!;
+        const res = results[i]!;
+        for (let t = 0; t < s.length - 1; t++) {
+          res.logProbs[t + 1] = logp[b * chunk.length + t]!;
+          res.entropy[t + 1] = entropy[b * chunk.length + t]!;
+        }
+      });
+    }
+    return results;
+  }
+
+  /** next-token logits [B*V] of each sequence by a full forward pass (no cache) */
+  async nextTokenLogits(sequences: readonly (readonly number[])[]): Promise<Float32Array[]> {
+    const issues = this.#checkTokens(sequences, "sequences", 1);
+    if (issues.length > 0) throw new InputError("engine.invalid_sequences", issues);
+    const session = await this.#session("prefill", () => buildGenerateGraph(this.config, false));
+    const V = this.config.vocabSize;
+    const out: Float32Array[] = [];
+    for (const seq of sequences) {
+      const T = seq.length;
+      const mask = new Float32Array(T * T).fill(NEG_INF);
+      for (let t = 0; t < T; t++) mask.fill(0, t * T, t * T + t + 1);
+      const r = await session.run({
+        ...this.#inferenceParamFeeds(),
+        tokens: { dtype: "int64", data: BigInt64Array.from(seq.map(BigInt)), dims: [1, T] },
+        positions: { dtype: "int64", data: BigInt64Array.from(seq.map((_, i) => BigInt(i))), dims: [1, T] },
+        mask: { dtype: "float32", data: mask, dims: [1, T, T] },
+      });
+      out.push(Float32Array.from((r.logits!.data as Float32Array).subarray(0, V)));
+    }
+    return out;
+  }
+
+  // ------------------------------------------------------------------ training
+
+  /** one PPO update over `samples` (gradient accumulation over micro-batches, one AdamW step) */
+  async trainStep(samples: readonly PolicySample[], hyperparams: PpoHyperparamsInput = {}): Promise<PpoMetrics> {
+    const hp = PpoHyperparamsSchema.parse(hyperparams);
+    const issues = this.#checkTokens(
+      samples.map((s) => s.tokens),
+      "samples",
+      2,
+    );
+    samples.forEach((s, i) => {
+      const arrays: [string, readonly number[] | undefined, boolean][] = [
+        ["lossMask", s.lossMask, true],
+        ["advantages", s.advantages, true],
+        ["behaviourLogProbs", s.behaviourLogProbs, true],
+        ["proximalLogProbs", s.proximalLogProbs, false],
+        ["referenceLogProbs", s.referenceLogProbs, hp.klCoef > 0],
+      ];
+      for (const [name, arr, required] of arrays) {
+        if (!arr) {
+          if (required) issues.push({ path: `samples[${i}].${name}`, message: "is required" });
+        } else if (arr.length !== s.tokens.length) {
+          issues.push({
+            path: `samples[${i}].${name}`,
+            message: `has ${arr.length} entries, tokens has ${s.tokens.length}`,
+            hint: "per-token arrays are aligned with tokens (entry 0 unused)",
+          });
+        }
+      }
+    });
+    if (issues.length > 0) throw new InputError("engine.invalid_ppo_batch", issues);
+    const tokens = samples.map((s) => s.tokens);
+    const spec = { loss: "ppo" as LossKind, klToReference: hp.klCoef > 0, entropyBonus: hp.entropyCoef > 0 };
+    const lossFeeds = (chunk: Chunk): Record<string, HostTensor> => {
+      const f: Record<string, HostTensor> = {
+        advantages: this.#packShifted((r) => samples[r]!.advantages, chunk),
+        behaviour_logp: this.#packShifted((r) => samples[r]!.behaviourLogProbs, chunk),
+        proximal_logp: this.#packShifted((r) => samples[r]!.proximalLogProbs ?? samples[r]!.behaviourLogProbs, chunk),
+        clip_low: scalar(hp.clipLow),
+        clip_high: scalar(hp.clipHigh),
+        iw_cap: scalar(hp.importanceWeightCap),
+      };
+      if (spec.klToReference) {
+        f.reference_logp = this.#packShifted((r) => samples[r]!.referenceLogProbs, chunk);
+        f.kl_coef = scalar(hp.klCoef);
+      }
+      if (spec.entropyBonus) f.entropy_coef = scalar(hp.entropyCoef);
+      return f;
+    };
+    const r = await this.#update(tokens, (r) => samples[r]!.lossMask, spec, hp, lossFeeds);
+    const per = (name: string) => (r.sums[name] ?? 0) / r.tokens;
+    return {
+      loss: r.loss,
+      policyLoss: per("sum_pg_loss"),
+      entropy: per("sum_entropy"),
+      clipFraction: per("sum_clipped"),
+      approxKl: per("sum_approx_kl"),
+      klToReference: per("sum_kl_ref"),
+      importanceWeight: per("sum_importance_weight"),
+      gradNorm: r.gradNorm,
+      tokens: r.tokens,
+      microBatches: r.microBatches,
+      step: this.#step,
+    };
+  }
+
+  /** one supervised (cross-entropy) update: warm start */
+  async supervisedStep(
+    samples: readonly SupervisedSample[],
+    hyperparams: SupervisedHyperparamsInput = {},
+  ): Promise<SupervisedMetrics> {
+    const hp = SupervisedHyperparamsSchema.parse(hyperparams);
+    const issues = this.#checkTokens(
+      samples.map((s) => s.tokens),
+      "samples",
+      2,
+    );
+    samples.forEach((s, i) => {
+      if (s.lossMask && s.lossMask.length !== s.tokens.length) {
+        issues.push({ path: `samples[${i}].lossMask`, message: `has ${s.lossMask.length} entries, tokens has ${s.tokens.length}` });
+      }
+    });
+    if (issues.length > 0) throw new InputError("engine.invalid_supervised_batch", issues);
+    const allOnes = samples.map((s) => (s.lossMask ? undefined : s.tokens.map((_, t) => (t === 0 ? 0 : 1))));
+    const spec = { loss: "supervised" as LossKind, klToReference: false, entropyBonus: hp.entropyCoef > 0 };
+    const r = await this.#update(
+      samples.map((s) => s.tokens),
+      (r) => samples[r]!.lossMask ?? allOnes[r]!,
+      spec,
+      hp,
+      () => (spec.entropyBonus ? { entropy_coef: scalar(hp.entropyCoef) } : {}),
+    );
+    const per = (name: string) => (r.sums[name] ?? 0) / r.tokens;
+    return {
+      loss: r.loss,
+      nll: per("sum_nll"),
+      tokenAccuracy: per("sum_correct"),
+      entropy: per("sum_entropy"),
+      gradNorm: r.gradNorm,
+      tokens: r.tokens,
+      microBatches: r.microBatches,
+      step: this.#step,
+    };
+  }
+
+  async #update(
+    tokens: readonly (readonly number[])[],
+    maskOf: (row: number) => readonly number[],
+    spec: Pick<TrainGraphSpec, "loss" | "klToReference" | "entropyBonus">,
+    hp: OptimizerHyperparams,
+    lossFeeds: (chunk: Chunk) => Record<string, HostTensor>,
+  ): Promise<{ loss: number; sums: Record<string, number>; gradNorm: number; tokens: number; microBatches: number }> {
+    let maskedTokens = 0;
+    tokens.forEach((_, r) => {
+      const m = maskOf(r);
+      for (let t = 1; t < m.length; t++) maskedTokens += m[t]!;
+    });
+    if (!(maskedTokens > 0)) {
+      throw new InputError("engine.empty_batch", [
+        { path: "samples", message: "no token has a non-zero loss mask", hint: "mark completion tokens with lossMask 1" },
+      ]);
+    }
+    const chunks = this.#plan(
+      tokens.map((t) => t.length),
+      hp.microBatchSize,
+    );
+    const mode = chunks.length === 1 ? "fused" : "gradient";
+    const step = this.#step + 1;
+    const n = this.layout.total;
+    const optimizerFeeds: Record<string, HostTensor> = {
+      adam_m: { dtype: "float32", data: this.#m, dims: [n] },
+      adam_v: { dtype: "float32", data: this.#v, dims: [n] },
+      decay_mask: { dtype: "float32", data: this.#decayMask, dims: [n] },
+      lr: scalar(hp.lr),
+      beta1: scalar(hp.beta1),
+      beta2: scalar(hp.beta2),
+      adam_eps: scalar(hp.eps),
+      weight_decay: scalar(hp.weightDecay),
+      bias_corr1: scalar(1 - hp.beta1 ** step),
+      bias_corr2: scalar(1 - hp.beta2 ** step),
+      max_grad_norm: scalar(hp.maxGradNorm),
+    };
+    const params: HostTensor = { dtype: "float32", data: this.#params, dims: [n] };
+    const sums: Record<string, number> = {};
+    let loss = 0;
+    let accumulated: Float32Array | undefined;
+    let applied: Record<string, HostTensor> | undefined;
+    for (const chunk of chunks) {
+      const fullSpec: TrainGraphSpec = { ...spec, batch: chunk.batch, length: chunk.length, mode };
+      const key = `train:${spec.loss}:kl${Number(spec.klToReference)}:ent${Number(spec.entropyBonus)}:${mode}:B${chunk.batch}:T${chunk.length}`;
+      const session = await this.#session(key, () => buildTrainGraph(this.config, fullSpec));
+      const feeds: Record<string, HostTensor> = {
+        params,
+        ...this.#packIds(tokens, chunk),
+        loss_mask: this.#packShifted(maskOf, chunk),
+        loss_scale: scalar(1 / maskedTokens),
+        ...lossFeeds(chunk),
+        ...(mode === "fused" ? optimizerFeeds : {}),
+      };
+      const out = await session.run(feeds);
+      loss += (out.loss!.data as Float32Array)[0]!;
+      for (const name of TRAIN_METRIC_SUMS[spec.loss]) sums[name] = (sums[name] ?? 0) + (out[name]!.data as Float32Array)[0]!;
+      if (mode === "fused") applied = out;
+      else {
+        const g = out.grad!.data as Float32Array;
+        if (!accumulated) accumulated = g;
+        else for (let i = 0; i < n; i++) accumulated[i]! += g[i]!;
+      }
+    }
+    if (!applied) {
+      const session = await this.#session("apply", () => buildApplyGraph(this.config));
+      applied = await session.run({ params, grad: { dtype: "float32", data: accumulated!, dims: [n] }, ...optimizerFeeds });
+    }
+    this.#params = applied.new_params!.data as Float32Array;
+    this.#m = applied.new_m!.data as Float32Array;
+    this.#v = applied.new_v!.data as Float32Array;
+    this.#step = step;
+    this.#paramFeeds = undefined;
+    const gradNorm = (applied.grad_norm!.data as Float32Array)[0]!;
+    return { loss, sums, gradNorm, tokens: maskedTokens, microBatches: chunks.length };
+  }
+
+  // ------------------------------------------------------------------ generation
+
+  /**
+   * Batched sampling with a KV cache. Prompts are left-padded together; finished rows leave the batch.
+   * Results are in prompt order.
+   */
+  async generate(req: GenerateRequest): Promise<Generation[]> {
+    const issues = this.#checkTokens(req.prompts, "prompts", 1);
+    req.prompts.forEach((p, i) => {
+      if (p.length >= this.config.maxSeqLen) {
+        issues.push({ path: `prompts[${i}]`, message: `prompt of ${p.length} tokens leaves no room below maxSeqLen` });
+      }
+    });
+    if (!Number.isInteger(req.maxNewTokens) || req.maxNewTokens < 1) {
+      issues.push({ path: "maxNewTokens", message: "must be a positive integer" });
+    }
+    if (req.stopStrings && req.stopStrings.length > 0 && !this.tokenizer) {
+      issues.push({ path: "stopStrings", message: "stop strings need an engine created with a tokenizer" });
+    }
+    const sampling: SamplingOptions = { temperature: req.temperature ?? 1, topP: req.topP ?? 1, topK: req.topK ?? 0 };
+    if (sampling.topP <= 0 || sampling.topP > 1) issues.push({ path: "topP", message: "must be in (0, 1]" });
+    if (issues.length > 0) throw new InputError("engine.invalid_generate_request", issues);
+    if (req.prompts.length === 0) return [];
+
+    const { vocabSize, layers } = this.config;
+    const d = modelDims(this.config);
+    const kv = d.kvHeads;
+    const hd = d.headDim;
+    const stopTokens = new Set(req.stopTokens ?? []);
+    const stopStrings = req.stopStrings ?? [];
+    const paramFeeds = this.#inferenceParamFeeds();
+    const B0 = req.prompts.length;
+    const Lp = Math.max(...req.prompts.map((p) => p.length));
+
+    // prefill, left-padded
+    const tokens = new BigInt64Array(B0 * Lp);
+    const positions = new BigInt64Array(B0 * Lp);
+    const mask = new Float32Array(B0 * Lp * Lp).fill(NEG_INF);
+    const pads = req.prompts.map((p) => Lp - p.length);
+    req.prompts.forEach((p, b) => {
+      const pad = pads[b]!;
+      for (let t = 0; t < Lp; t++) {
+        if (t >= pad) {
+          tokens[b * Lp + t] = BigInt(p[t - pad]!);
+          positions[b * Lp + t] = BigInt(t - pad);
+        }
+        for (let s = pad; s <= t; s++) mask[(b * Lp + t) * Lp + s] = 0;
+      }
+    });
+    const prefill = await this.#session("prefill", () => buildGenerateGraph(this.config, false));
+    let out = await prefill.run({
+      ...paramFeeds,
+      tokens: { dtype: "int64", data: tokens, dims: [B0, Lp] },
+      positions: { dtype: "int64", data: positions, dims: [B0, Lp] },
+      mask: { dtype: "float32", data: mask, dims: [B0, Lp, Lp] },
+    });
+
+    interface Row {
+      readonly index: number;
+      readonly pad: number;
+      readonly promptLength: number;
+      readonly tokens: number[];
+      readonly logProbs: number[];
+      text: string;
+    }
+    let rows: Row[] = req.prompts.map((p, index) => ({
+      index,
+      pad: pads[index]!,
+      promptLength: p.length,
+      tokens: [],
+      logProbs: [],
+      text: "",
+    }));
+    const results: (Generation | undefined)[] = new Array(B0);
+    let cacheLength = Lp;
+    const decode = await this.#session("decode", () => buildGenerateGraph(this.config, true));
+
+    for (;;) {
+      const logits = out.logits!.data as Float32Array;
+      const keep: number[] = [];
+      rows.forEach((row, b) => {
+        const s = sampleToken(logits, b * vocabSize, vocabSize, sampling, req.rng);
+        row.tokens.push(s.token);
+        row.logProbs.push(s.logProb);
+        let finish: FinishReason | undefined;
+        if (stopTokens.has(s.token)) finish = "stop";
+        if (!finish && stopStrings.length > 0 && this.tokenizer) {
+          const before = row.text.length;
+          row.text = this.tokenizer.decode(row.tokens);
+          const from = (stop: string) => Math.max(0, before - stop.length);
+          if (stopStrings.some((stop) => row.text.indexOf(stop, from(stop)) >= 0)) finish = "stop";
+        }
+        if (
+          !finish &&
+          (row.tokens.length >= req.maxNewTokens || row.promptLength + row.tokens.length >= this.config.maxSeqLen)
+        ) {
+          finish = "length";
+        }
+        if (finish) {
+          results[row.index] = {
+            tokens: row.tokens,
+            logProbs: row.logProbs,
+            finishReason: finish,
+            text: this.tokenizer ? this.tokenizer.decode(row.tokens) : undefined,
+          };
+        } else keep.push(b);
+      });
+      if (keep.length === 0) break;
+
+      const Bk = keep.length;
+      const feeds: Record<string, HostTensor> = { ...paramFeeds };
+      for (let l = 0; l < layers; l++) {
+        const k = out[`present_k.${l}`]!.data as Float32Array;
+        const v = out[`present_v.${l}`]!.data as Float32Array;
+        const rowSize = kv * hd * cacheLength;
+        feeds[`past_k.${l}`] = { dtype: "float32", data: selectRows(k, keep, rowSize, rows.length), dims: [Bk, kv, hd, cacheLength] };
+        feeds[`past_v.${l}`] = { dtype: "float32", data: selectRows(v, keep, rowSize, rows.length), dims: [Bk, kv, cacheLength, hd] };
+      }
+      rows = keep.map((b) => rows[b]!);
+      const S = cacheLength + 1;
+      const stepTokens = new BigInt64Array(Bk);
+      const stepPositions = new BigInt64Array(Bk);
+      const stepMask = new Float32Array(Bk * S);
+      rows.forEach((row, b) => {
+        stepTokens[b] = BigInt(row.tokens[row.tokens.length - 1]!);
+        stepPositions[b] = BigInt(row.promptLength + row.tokens.length - 1);
+        stepMask.fill(NEG_INF, b * S, b * S + row.pad);
+      });
+      feeds.tokens = { dtype: "int64", data: stepTokens, dims: [Bk, 1] };
+      feeds.positions = { dtype: "int64", data: stepPositions, dims: [Bk, 1] };
+      feeds.mask = { dtype: "float32", data: stepMask, dims: [Bk, 1, S] };
+      out = await decode.run(feeds);
+      cacheLength = S;
+    }
+    return results.map((r) => r!);
+  }
+}
+
+function scalar(x: number): HostTensor {
+  return { dtype: "float32", data: Float32Array.of(x), dims: [] };
+}
+
+/** rows `keep` of a [rows, rowSize] buffer; the buffer itself when every row is kept */
+function selectRows(data: Float32Array, keep: readonly number[], rowSize: number, rows: number): Float32Array {
+  if (keep.length === rows) return data;
+  const out = new Float32Array(keep.length * rowSize);
+  keep.forEach((r, i) => {
+    out.set(data.subarray(r * rowSize, (r + 1) * rowSize), i * rowSize);
+  });
+  return out;
+}
+
+/** an engine over fresh (from `rng`) or given parameters; checks the execution provider up front */
+export async function createEngine(opts: EngineOptions): Promise<PolicyEngine> {
+  const config = ModelConfigSchema.parse(opts.config);
+  await assertExecutionProvider(opts.executionProvider ?? "cpu");
+  let params = opts.params;
+  if (!params) {
+    if (!opts.rng) {
+      throw new InputError("engine.no_params", [
+        { path: "params", message: "pass params, or an rng to initialise them", hint: "createEngine({ config, rng: createRng(seed) })" },
+      ]);
+    }
+    params = initParams(config, opts.rng);
+  }
+  return new PolicyEngine({ ...opts, config, params });
+}

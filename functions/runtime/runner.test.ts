@@ -1,0 +1,405 @@
+import { describe, expect, it } from "vitest";
+import { z } from "zod";
+import type { OutgoingMessage } from "./bus.ts";
+import { ManualClock } from "./clock.ts";
+import { parseBinaryMessage, toBinaryMessage } from "./cloudevents.ts";
+import { DeadLetter, type DeadLetterRecord, DeadLetterRecordSchema } from "./dead-letter.ts";
+import { defineFunction, emit, type FunctionDeps, isEvent } from "./define-function.ts";
+import { DeadLetterError, RetryableError } from "./errors.ts";
+import { type CloudEvent, defineEvent } from "./event-definition.ts";
+import { startHealthServer } from "./health-server.ts";
+import { capturingLogger, silentLogger } from "./logger.ts";
+import { MemoryBus } from "./memory-bus.ts";
+import { MemoryObjectStore } from "./memory-object-store.ts";
+import { bindFunction, deterministicEventId, type RunnerOptions } from "./runner.ts";
+
+const NumberSubmitted = defineEvent({
+  type: "dev.questa.test.number.v1",
+  topic: "numbers",
+  data: z.object({ n: z.int() }),
+  description: "a number to square",
+});
+const NumberIgnored = defineEvent({
+  type: "dev.questa.test.other.v1",
+  topic: "numbers",
+  data: z.object({ text: z.string() }),
+  description: "another event on the same topic",
+});
+const NumberSquared = defineEvent({
+  type: "dev.questa.test.squared.v1",
+  topic: "squares",
+  data: z.object({ n: z.int(), square: z.int().nonnegative() }),
+  description: "a squared number",
+});
+
+const prefix = "questa.t";
+
+function input(id: string, data: unknown, type = NumberSubmitted.type, key = `k-${id}`): OutgoingMessage {
+  return toBinaryMessage({
+    specversion: "1.0",
+    id,
+    source: "/questa/t/test",
+    type,
+    subject: "t",
+    time: "2026-01-01T00:00:00.000Z",
+    datacontenttype: "application/json",
+    partitionkey: key,
+    data,
+  });
+}
+
+function events(bus: MemoryBus, topic: string): CloudEvent<unknown>[] {
+  return bus.messages(topic).map((m) => {
+    const parsed = parseBinaryMessage(m);
+    if (!parsed.ok) throw parsed.error;
+    return parsed.value;
+  });
+}
+
+function deadLetters(bus: MemoryBus): DeadLetterRecord[] {
+  return events(bus, `${prefix}.dead-letter`).map((e) => {
+    expect(e.type).toBe(DeadLetter.type);
+    return DeadLetterRecordSchema.parse(e.data);
+  });
+}
+
+async function until(predicate: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 20_000; i++) {
+    if (predicate()) return;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  throw new Error(`gave up waiting for ${what}`);
+}
+
+const committedTotal = (bus: MemoryBus, group: string, topic: string) =>
+  bus.committedOffsets(group, topic).reduce((a, b) => a + b, 0);
+
+function setup<Services>(
+  handle: Parameters<typeof defineFunction<readonly [typeof NumberSubmitted], Services>>[0]["handle"],
+  extra: Partial<RunnerOptions<Services>> = {},
+) {
+  const bus = new MemoryBus({ defaultPartitions: 2 });
+  const store = new MemoryObjectStore();
+  const clock = new ManualClock();
+  const fn = defineFunction({
+    name: "squarer",
+    consumes: [NumberSubmitted],
+    emits: [NumberSquared],
+    handle,
+  });
+  const runner = bindFunction(fn, {
+    bus,
+    store,
+    run: "t",
+    topicPrefix: prefix,
+    logger: silentLogger(),
+    clock,
+    sleep: clock.sleep,
+    jitter: () => 0.5,
+    retry: { maxAttempts: 4, baseDelayMs: 100, maxDelayMs: 1000 },
+    ...extra,
+  } as RunnerOptions<Services>);
+  return { bus, store, clock, runner, group: runner.groupId };
+}
+
+const square = async (event: CloudEvent<{ n: number }>) => [
+  emit(NumberSquared, { n: event.data.n, square: event.data.n ** 2 }, `sq-${event.data.n}`),
+];
+
+describe("FunctionRunner", () => {
+  it("retries a retryable failure with backoff, then succeeds and commits", async () => {
+    let attempts = 0;
+    const { bus, clock, runner, group } = setup(async (event) => {
+      attempts++;
+      if (attempts < 3) throw new RetryableError("busy", "peer not ready");
+      return square(event);
+    });
+    await runner.start();
+    await bus.publish(`${prefix}.numbers`, [input("a", { n: 3 })]);
+    await until(() => committedTotal(bus, group, `${prefix}.numbers`) === 1, "commit");
+    expect(attempts).toBe(3);
+    // equal jitter at 0.5: 3/4 of 100 then of 200
+    expect(clock.sleeps).toEqual([75, 150]);
+    const out = events(bus, `${prefix}.squares`);
+    expect(out).toHaveLength(1);
+    expect(out[0]).toMatchObject({
+      id: deterministicEventId("a", NumberSquared.type, "sq-3"),
+      source: "/questa/t/squarer",
+      subject: "t",
+      partitionkey: "sq-3",
+      data: { n: 3, square: 9 },
+    });
+    const metrics = await runner.metrics.registry.metrics();
+    expect(metrics).toMatch(/questa_function_retries_total\{function="squarer",type="dev.questa.test.number.v1"\} 2/);
+    expect(metrics).toMatch(/questa_function_events_processed_total\{[^}]*\} 1/);
+    expect(metrics).toMatch(/questa_function_consumer_lag\{[^}]*\} 0/);
+    await runner.stop();
+  });
+
+  it("honours retryAfterMs as a floor and dead-letters when retries run out", async () => {
+    const { bus, clock, runner, group } = setup(async () => {
+      throw new RetryableError("throttled", "slow down", { retryAfterMs: 500 });
+    });
+    await runner.start();
+    await bus.publish(`${prefix}.numbers`, [input("a", { n: 1 })]);
+    await until(() => committedTotal(bus, group, `${prefix}.numbers`) === 1, "commit");
+    expect(clock.sleeps).toEqual([500, 500, 500]);
+    const [record] = deadLetters(bus);
+    expect(record).toMatchObject({
+      function: "squarer",
+      reason: "retries-exhausted",
+      attempts: 4,
+      error: { code: "throttled", message: "slow down", action: "retry" },
+      message: { topic: `${prefix}.numbers`, partition: expect.any(Number), offset: "0", key: "k-a" },
+    });
+    expect(JSON.parse(record!.message.value.data)).toEqual({ n: 1 });
+    await runner.stop();
+  });
+
+  it("dead-letters schema-invalid input with the field path, commits it and goes on", async () => {
+    const handled: number[] = [];
+    const { bus, runner, group } = setup(async (event) => {
+      handled.push(event.data.n);
+      return square(event);
+    });
+    await runner.start();
+    await bus.publish(`${prefix}.numbers`, [input("bad", { n: "three" }, undefined, "k"), input("good", { n: 2 }, undefined, "k")]);
+    await until(() => committedTotal(bus, group, `${prefix}.numbers`) === 2, "commits");
+    expect(handled).toEqual([2]);
+    const [record] = deadLetters(bus);
+    expect(record?.reason).toBe("invalid-data");
+    expect(record?.attempts).toBe(0);
+    expect(record?.error.code).toBe("invalid_event_data");
+    expect(record?.error.message).toMatch(/bad: data does not match the schema: n: /);
+    await runner.stop();
+  });
+
+  it("dead-letters a message that is not a CloudEvent with a precise reason", async () => {
+    const { bus, runner, group } = setup(square);
+    await runner.start();
+    await bus.publish(`${prefix}.numbers`, [
+      { key: "x", headers: { "content-type": "application/json" }, value: new TextEncoder().encode("{}") },
+      { key: "y", headers: { ...input("z", {}).headers }, value: new Uint8Array([0xff, 0xfe]) },
+    ]);
+    await until(() => committedTotal(bus, group, `${prefix}.numbers`) === 2, "commits");
+    const records = deadLetters(bus);
+    expect(records.map((r) => r.reason)).toEqual(["invalid-cloudevent", "invalid-cloudevent"]);
+    expect(records.map((r) => r.error.message).sort()).toEqual([
+      "header ce_specversion is missing (not a CloudEvent)",
+      "value is not valid UTF-8 (expected JSON data)",
+    ]);
+    expect(records.find((r) => r.message.key === "y")?.message.value).toEqual({ encoding: "base64", data: "//4=" });
+    await runner.stop();
+  });
+
+  it("dead-letters at once on DeadLetterError and InputError", async () => {
+    const { bus, runner, group } = setup(async (event) => {
+      throw new DeadLetterError("poison", `cannot square ${event.data.n}`);
+    });
+    await runner.start();
+    await bus.publish(`${prefix}.numbers`, [input("a", { n: 5 })]);
+    await until(() => committedTotal(bus, group, `${prefix}.numbers`) === 1, "commit");
+    expect(deadLetters(bus)).toMatchObject([
+      { reason: "non-retryable", attempts: 1, error: { code: "poison", message: "cannot square 5", action: "dead-letter" } },
+    ]);
+    await runner.stop();
+  });
+
+  it("validates emitted events: invalid data or an undeclared type dead-letters and publishes nothing", async () => {
+    const Undeclared = defineEvent({
+      type: "dev.questa.test.undeclared.v1",
+      topic: "other",
+      data: z.object({}),
+      description: "not in emits",
+    });
+    const { bus, runner, group } = setup(async (event) =>
+      event.data.n === 1
+        ? [emit(NumberSquared, { n: 1, square: -1 }, "k")]
+        : [emit(NumberSquared, { n: 2, square: 4 }, "k"), emit(Undeclared, {}, "k")],
+    );
+    await runner.start();
+    await bus.publish(`${prefix}.numbers`, [input("one", { n: 1 }, undefined, "k"), input("two", { n: 2 }, undefined, "k")]);
+    await until(() => committedTotal(bus, group, `${prefix}.numbers`) === 2, "commits");
+    expect(events(bus, `${prefix}.squares`)).toEqual([]);
+    const records = deadLetters(bus);
+    expect(records.map((r) => r.reason)).toEqual(["invalid-emitted-event", "invalid-emitted-event"]);
+    expect(records[0]?.error.message).toMatch(/\[0\] dev.questa.test.squared.v1 \(key k\): square: /);
+    expect(records[1]?.error.message).toMatch(/\[1\] dev.questa.test.undeclared.v1 is not declared in squarer's emits/);
+    await runner.stop();
+  });
+
+  it("commits and counts events of types it does not consume without handling them", async () => {
+    let calls = 0;
+    const { bus, runner, group } = setup(async (event) => {
+      calls++;
+      return square(event);
+    });
+    await runner.start();
+    await bus.publish(`${prefix}.numbers`, [input("o", { text: "hi" }, NumberIgnored.type)]);
+    await until(() => committedTotal(bus, group, `${prefix}.numbers`) === 1, "commit");
+    expect(calls).toBe(0);
+    expect(deadLetters(bus)).toEqual([]);
+    expect(await runner.metrics.registry.metrics()).toMatch(
+      /questa_function_events_skipped_total\{function="squarer",type="dev.questa.test.other.v1"\} 1/,
+    );
+    await runner.stop();
+  });
+
+  it("gives repeated outputs distinct deterministic ids and the same ids on reprocessing", async () => {
+    const twice = async (event: CloudEvent<{ n: number }>) => [
+      emit(NumberSquared, { n: event.data.n, square: 0 }, "same"),
+      emit(NumberSquared, { n: event.data.n, square: 1 }, "same"),
+      emit(NumberSquared, { n: event.data.n, square: 2 }, "same", "explicit-id"),
+    ];
+    const first = setup(twice);
+    await first.runner.start();
+    await first.bus.publish(`${prefix}.numbers`, [input("a", { n: 1 })]);
+    await until(() => committedTotal(first.bus, first.group, `${prefix}.numbers`) === 1, "commit");
+    const second = setup(twice, { groupId: "other" });
+    await second.runner.start();
+    await second.bus.publish(`${prefix}.numbers`, [input("a", { n: 1 })]);
+    await until(() => committedTotal(second.bus, "other", `${prefix}.numbers`) === 1, "commit");
+    const ids = events(first.bus, `${prefix}.squares`).map((e) => e.id);
+    expect(new Set(ids).size).toBe(3);
+    expect(ids[2]).toBe("explicit-id");
+    expect(events(second.bus, `${prefix}.squares`).map((e) => e.id)).toEqual(ids);
+    await first.runner.stop();
+    await second.runner.stop();
+  });
+
+  it("hands handlers typed services, a per-event seeded rng and a logger with event fields", async () => {
+    const { logger, records } = capturingLogger();
+    const draws: number[] = [];
+    const { bus, runner, group } = setup(
+      async (event, deps: FunctionDeps<{ multiplier: number }>) => {
+        draws.push(deps.rng.next());
+        deps.logger.info("handling");
+        return [
+          emit(NumberSquared, { n: event.data.n, square: event.data.n ** 2 * deps.services.multiplier }, "k"),
+        ];
+      },
+      { services: { multiplier: 10 }, logger },
+    );
+    await runner.start();
+    await bus.publish(`${prefix}.numbers`, [input("a", { n: 2 }), input("b", { n: 2 }), input("a", { n: 2 })]);
+    await until(() => committedTotal(bus, group, `${prefix}.numbers`) === 3, "commits");
+    expect(events(bus, `${prefix}.squares`).map((e) => e.data)).toEqual([
+      { n: 2, square: 40 },
+      { n: 2, square: 40 },
+      { n: 2, square: 40 },
+    ]);
+    // same event id, same draws; another id, other draws
+    const byOrder = bus.messages(`${prefix}.numbers`).map((m) => m.headers.ce_id);
+    const drawOf = (id: string) => draws[byOrder.indexOf(id)];
+    expect(draws).toHaveLength(3);
+    expect(new Set(draws).size).toBe(2);
+    expect(drawOf("a")).toBeDefined();
+    expect(records.find((r) => r.msg === "handling")).toMatchObject({ run: "t", function: "squarer", eventId: "a" });
+    await runner.stop();
+  });
+
+  it("drains on stop: the in-flight handler finishes, publishes and commits; nothing new starts", async () => {
+    let release!: () => void;
+    const started: string[] = [];
+    const { bus, runner, group } = setup(async (event) => {
+      started.push(event.id);
+      await new Promise<void>((resolve) => (release = resolve));
+      return square(event);
+    });
+    await runner.start();
+    expect(runner.ready()).toBe(true);
+    await bus.publish(`${prefix}.numbers`, [input("a", { n: 4 }, undefined, "k"), input("b", { n: 5 }, undefined, "k")]);
+    await until(() => started.length === 1, "first delivery");
+    const stopped = runner.stop();
+    expect(runner.ready()).toBe(false);
+    release();
+    await stopped;
+    await runner.done;
+    expect(started).toEqual(["a"]);
+    expect(events(bus, `${prefix}.squares`).map((e) => e.data)).toEqual([{ n: 4, square: 16 }]);
+    expect(committedTotal(bus, group, `${prefix}.numbers`)).toBe(1);
+  });
+
+  it("a drain interrupts a retry wait and leaves that message uncommitted", async () => {
+    let sleeping!: () => void;
+    const { bus, runner, group } = setup(
+      async () => {
+        throw new RetryableError("busy", "try later");
+      },
+      {
+        sleep: (_ms, signal) =>
+          new Promise<void>((_resolve, reject) => {
+            sleeping();
+            signal?.addEventListener("abort", () => reject(signal.reason), { once: true });
+          }),
+      },
+    );
+    const asleep = new Promise<void>((resolve) => (sleeping = resolve));
+    await runner.start();
+    await bus.publish(`${prefix}.numbers`, [input("a", { n: 1 })]);
+    await asleep;
+    await runner.stop();
+    await runner.done;
+    expect(committedTotal(bus, group, `${prefix}.numbers`)).toBe(0);
+    expect(deadLetters(bus)).toEqual([]);
+  });
+
+  it("stops with an error when outputs cannot be published, leaving the input uncommitted", async () => {
+    const { bus, runner, group } = setup(square);
+    await runner.start();
+    const publish = bus.publish.bind(bus);
+    bus.publish = async (topic, messages) => {
+      if (topic.endsWith(".squares")) throw new Error("broker down");
+      return publish(topic, messages);
+    };
+    await bus.publish(`${prefix}.numbers`, [input("a", { n: 1 })]);
+    await expect(runner.done).rejects.toThrow(/publishing 1 message\(s\) to questa.t.squares failed 4 times: broker down/);
+    expect(committedTotal(bus, group, `${prefix}.numbers`)).toBe(0);
+  });
+
+  it("serves /metrics, /healthz and /readyz on 127.0.0.1", async () => {
+    const { bus, runner } = setup(square);
+    const server = await startHealthServer({ registry: runner.metrics.registry, isReady: () => runner.ready() });
+    try {
+      expect((await fetch(`${server.url}/readyz`)).status).toBe(503);
+      await runner.start();
+      await bus.publish(`${prefix}.numbers`, [input("a", { n: 1 })]);
+      expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
+      expect((await fetch(`${server.url}/readyz`)).status).toBe(200);
+      const metrics = await (await fetch(`${server.url}/metrics`)).text();
+      expect(metrics).toContain("# TYPE questa_function_handler_duration_seconds histogram");
+      expect(metrics).toContain("questa_function_consumer_lag");
+      await runner.stop();
+      expect((await fetch(`${server.url}/readyz`)).status).toBe(503);
+      expect((await fetch(`${server.url}/nope`)).status).toBe(404);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe("defineFunction", () => {
+  it("rejects bad names, empty consumes and duplicate types", () => {
+    const handle = async () => [];
+    expect(() => defineFunction({ name: "Bad Name", consumes: [NumberSubmitted], emits: [], handle })).toThrow(
+      /kebab-case/,
+    );
+    expect(() => defineFunction({ name: "f", consumes: [], emits: [], handle })).toThrow(/at least one/);
+    expect(() =>
+      defineFunction({ name: "f", consumes: [NumberSubmitted, NumberSubmitted], emits: [], handle }),
+    ).toThrow(/twice/);
+  });
+
+  it("narrows consumed events by definition", () => {
+    const fn = defineFunction({
+      name: "both",
+      consumes: [NumberSubmitted, NumberIgnored],
+      emits: [],
+      handle: (event) => {
+        if (isEvent(event, NumberIgnored)) return event.data.text === "" ? [] : [];
+        return event.data.n > 0 ? [] : [];
+      },
+    });
+    expect([...fn.consumesByType.keys()]).toEqual([NumberSubmitted.type, NumberIgnored.type]);
+  });
+});
