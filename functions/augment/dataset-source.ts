@@ -1,9 +1,9 @@
-import { InputError } from "../runtime/errors.ts";
-import type { ObjectStore } from "../runtime/object-store.ts";
-import { type DatasetReadResult, type FieldMapping, parseDataset } from "../questa/dataset-readers.ts";
 import type { DatasetMappingName } from "../questa/dataset-readers.ts";
+import { type DatasetReadResult, type FieldMapping, parseDataset } from "../questa/dataset-readers.ts";
 import type { MathRecord } from "../questa/record.ts";
 import { generateSyntheticProblems } from "../questa/synthetic-task.ts";
+import { InputError } from "../runtime/errors.ts";
+import type { ObjectStore } from "../runtime/object-store.ts";
 import type { DatasetSource } from "./schema.ts";
 
 /** Bytes of a dataset file by its URI, or `undefined` when there is none. */
@@ -15,7 +15,10 @@ export function storeDatasetOpener(store: ObjectStore): OpenDataset {
 }
 
 /** Reads a dataset file, or generates the synthetic task's problems. */
-export async function loadDatasetSource(source: DatasetSource, open: OpenDataset): Promise<DatasetReadResult> {
+export async function loadDatasetSource(
+  source: DatasetSource,
+  open: OpenDataset,
+): Promise<DatasetReadResult> {
   if (source.synthetic !== undefined) {
     const problems = generateSyntheticProblems({ ...source.synthetic, source: source.name });
     const records: MathRecord[] = problems.map(({ id, source: name, problem, answer, solution }) => ({

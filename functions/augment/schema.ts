@@ -109,7 +109,12 @@ export const AugmentManifestSchema = z.strictObject({
   rejections: ObjectInfoSchema.extend({ count: z.int().min(0) }),
   report: z.strictObject({
     datasets: z.array(
-      z.strictObject({ name: z.string(), totalRows: z.int().min(0), records: z.int().min(0), badRows: z.int().min(0) }),
+      z.strictObject({
+        name: z.string(),
+        totalRows: z.int().min(0),
+        records: z.int().min(0),
+        badRows: z.int().min(0),
+      }),
     ),
     decontamination: z.strictObject({
       enabled: z.boolean(),

@@ -11,7 +11,13 @@ import type { MathRecord } from "./record.ts";
 import { codePointLength, codePointPrefix, solutionAfterThink } from "./solution-text.ts";
 
 function record(problem: string, solution: string | undefined, answer: string): MathRecord {
-  return { id: `t-${problem.length}`, source: "test", problem, answer, ...(solution === undefined ? {} : { solution }) };
+  return {
+    id: `t-${problem.length}`,
+    source: "test",
+    problem,
+    answer,
+    ...(solution === undefined ? {} : { solution }),
+  };
 }
 
 function promptOf(rec: MathRecord, params: AugmentationParams): string | undefined {
@@ -98,13 +104,19 @@ describe("augmentation rules", () => {
   });
 
   it("keeps answerless-solution rows un-hinted when the answer check is off", () => {
-    const outcome = augmentRecord(record("Q?", undefined, "3"), { ratio: 0.5, requireAnswerInSolution: false });
+    const outcome = augmentRecord(record("Q?", undefined, "3"), {
+      ratio: 0.5,
+      requireAnswerInSolution: false,
+    });
     expect(outcome.kind === "augmented" && outcome.question.prompt).toBe("Q?\n\n");
   });
 
   it("gives un-hinted prompts at ratio 0", () => {
     const outcome = augmentRecord(record("Q?", "a long enough solution: \\boxed{3}", "3"), { ratio: 0 });
-    expect(outcome.kind === "augmented" && outcome.question).toMatchObject({ prompt: "Q?\n\n", hinted: false });
+    expect(outcome.kind === "augmented" && outcome.question).toMatchObject({
+      prompt: "Q?\n\n",
+      hinted: false,
+    });
   });
 
   it("renders custom templates literally (no $-patterns, placeholders in the problem stay text)", () => {

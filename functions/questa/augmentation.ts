@@ -71,7 +71,7 @@ export interface AugmentedQuestion {
 
 export type AugmentOutcome =
   | { kind: "augmented"; question: AugmentedQuestion }
-  | { kind: "dropped"; id: string; reason: DropReason };
+  | { kind: "dropped"; id: string; source: string; reason: DropReason };
 
 type TemplatePart = { literal: string } | { slot: "problem" | "hint" };
 
@@ -89,11 +89,19 @@ export class Augmenter {
     const issues: InputIssue[] = [];
     const { ratio } = params;
     if (!Number.isFinite(ratio) || ratio < 0 || ratio > 1) {
-      issues.push({ path: "augmentation.ratio", message: `must be in [0, 1], got ${ratio}`, hint: "e.g. 0.5" });
+      issues.push({
+        path: "augmentation.ratio",
+        message: `must be in [0, 1], got ${ratio}`,
+        hint: "e.g. 0.5",
+      });
     }
     const unit = params.unit ?? HintUnit.chars;
     if (!Object.values(HintUnit).includes(unit)) {
-      issues.push({ path: "augmentation.unit", message: `unknown unit ${JSON.stringify(unit)}`, hint: "chars, tokens or lines" });
+      issues.push({
+        path: "augmentation.unit",
+        message: `unknown unit ${JSON.stringify(unit)}`,
+        hint: "chars, tokens or lines",
+      });
     }
     if (unit === HintUnit.tokens && params.tokenizer === undefined) {
       issues.push({
@@ -104,9 +112,17 @@ export class Augmenter {
     }
     const minPrefixChars = params.minPrefixChars ?? DEFAULT_MIN_PREFIX_CHARS;
     if (!Number.isInteger(minPrefixChars) || minPrefixChars < 0) {
-      issues.push({ path: "augmentation.minPrefixChars", message: `must be a whole number >= 0, got ${minPrefixChars}` });
+      issues.push({
+        path: "augmentation.minPrefixChars",
+        message: `must be a whole number >= 0, got ${minPrefixChars}`,
+      });
     }
-    const hinted = compileTemplate(params.template ?? DEFAULT_HINT_TEMPLATE, "augmentation.template", ["problem", "hint"], issues);
+    const hinted = compileTemplate(
+      params.template ?? DEFAULT_HINT_TEMPLATE,
+      "augmentation.template",
+      ["problem", "hint"],
+      issues,
+    );
     const unhinted = compileTemplate(
       params.unhintedTemplate ?? DEFAULT_UNHINTED_TEMPLATE,
       "augmentation.unhintedTemplate",
@@ -126,9 +142,16 @@ export class Augmenter {
   augment(record: MathRecord): AugmentOutcome {
     const solution = record.solution === undefined ? undefined : solutionAfterThink(record.solution);
     if (this.requireAnswerInSolution) {
-      if (solution === undefined) return { kind: "dropped", id: record.id, reason: DropReason.missingSolution };
+      if (solution === undefined) {
+        return { kind: "dropped", id: record.id, source: record.source, reason: DropReason.missingSolution };
+      }
       if (!solution.includes(record.answer)) {
-        return { kind: "dropped", id: record.id, reason: DropReason.answerNotInSolution };
+        return {
+          kind: "dropped",
+          id: record.id,
+          source: record.source,
+          reason: DropReason.answerNotInSolution,
+        };
       }
     }
     const hint = solution === undefined || this.ratio === 0 ? { text: "", length: 0 } : this.hintOf(solution);
@@ -181,8 +204,14 @@ export function augmentRecord(record: MathRecord, params: AugmentationParams): A
 
 export interface AugmentBatchResult {
   questions: AugmentedQuestion[];
-  dropped: Array<{ id: string; reason: DropReason }>;
-  counts: { input: number; augmented: number; hinted: number; unhinted: number; dropped: Record<DropReason, number> };
+  dropped: Array<{ id: string; source: string; reason: DropReason }>;
+  counts: {
+    input: number;
+    augmented: number;
+    hinted: number;
+    unhinted: number;
+    dropped: Record<DropReason, number>;
+  };
 }
 
 /** Augments records in order; dropped rows are listed and counted, never silently lost. */
@@ -196,7 +225,7 @@ export function augmentRecords(records: Iterable<MathRecord>, augmenter: Augment
     input++;
     const outcome = augmenter.augment(record);
     if (outcome.kind === "dropped") {
-      dropped.push({ id: outcome.id, reason: outcome.reason });
+      dropped.push({ id: outcome.id, source: outcome.source, reason: outcome.reason });
       droppedCounts[outcome.reason]++;
       continue;
     }
@@ -245,7 +274,11 @@ function compileTemplate(
   for (let match = pattern.exec(template); match !== null; match = pattern.exec(template)) {
     const slot = match[1] as "problem" | "hint";
     if (!slots.includes(slot)) {
-      issues.push({ path, message: `{${slot}} is not allowed here`, hint: `use only ${slots.map((s) => `{${s}}`).join(" and ")}` });
+      issues.push({
+        path,
+        message: `{${slot}} is not allowed here`,
+        hint: `use only ${slots.map((s) => `{${s}}`).join(" and ")}`,
+      });
     }
     if (match.index > last) parts.push({ literal: template.slice(last, match.index) });
     parts.push({ slot });
@@ -255,7 +288,11 @@ function compileTemplate(
   if (last < template.length) parts.push({ literal: template.slice(last) });
   for (const slot of slots) {
     if (!seen.has(slot)) {
-      issues.push({ path, message: `has no {${slot}} placeholder`, hint: `e.g. ${JSON.stringify(DEFAULT_HINT_TEMPLATE)}` });
+      issues.push({
+        path,
+        message: `has no {${slot}} placeholder`,
+        hint: `e.g. ${JSON.stringify(DEFAULT_HINT_TEMPLATE)}`,
+      });
     }
   }
   return parts;

@@ -15,13 +15,18 @@ describe("hint curriculum", () => {
   it("holds stage 0 until step 100, then moves to p = 0.25 once", () => {
     const steps = Array.from({ length: 150 }, (_, i) => ({ step: i + 1 }));
     const { state, transitions } = replayCurriculum(official, steps);
-    expect(transitions).toEqual([{ fromStage: 0, toStage: 1, fromRatio: 0.5, toRatio: 0.25, atStep: 100, reason: "steps" }]);
+    expect(transitions).toEqual([
+      { fromStage: 0, toStage: 1, fromRatio: 0.5, toRatio: 0.25, atStep: 100, reason: "steps" },
+    ]);
     expect(state).toEqual({ stageIndex: 1, stageStartStep: 100, lastStep: 150, finished: false });
     expect(currentRatio(official, state)).toBe(0.25);
   });
 
   it("ends a stage when entropy falls below the threshold, whichever comes first", () => {
-    const stages: CurriculumStage[] = [{ ratio: 0.5, until: { steps: 100, entropyBelow: 0.3 } }, { ratio: 0.25 }];
+    const stages: CurriculumStage[] = [
+      { ratio: 0.5, until: { steps: 100, entropyBelow: 0.3 } },
+      { ratio: 0.25 },
+    ];
     const observations = [
       { step: 1, entropy: 0.9 },
       { step: 2 },
@@ -31,7 +36,15 @@ describe("hint curriculum", () => {
     ];
     const { state, transitions } = replayCurriculum(stages, observations);
     expect(transitions).toEqual([
-      { fromStage: 0, toStage: 1, fromRatio: 0.5, toRatio: 0.25, atStep: 4, reason: "entropy", entropy: 0.29 },
+      {
+        fromStage: 0,
+        toStage: 1,
+        fromRatio: 0.5,
+        toRatio: 0.25,
+        atStep: 4,
+        reason: "entropy",
+        entropy: 0.29,
+      },
     ]);
     expect(state.stageIndex).toBe(1);
   });
@@ -66,12 +79,21 @@ describe("hint curriculum", () => {
   it("ignores repeated and older observations (at-least-once delivery)", () => {
     const once = observeCurriculum(official, initialCurriculumState, { step: 100 });
     expect(once.transitions).toHaveLength(1);
-    expect(observeCurriculum(official, once.state, { step: 100 })).toEqual({ state: once.state, transitions: [] });
-    expect(observeCurriculum(official, once.state, { step: 50 })).toEqual({ state: once.state, transitions: [] });
+    expect(observeCurriculum(official, once.state, { step: 100 })).toEqual({
+      state: once.state,
+      transitions: [],
+    });
+    expect(observeCurriculum(official, once.state, { step: 50 })).toEqual({
+      state: once.state,
+      transitions: [],
+    });
   });
 
   it("finishes when the last stage's condition is met", () => {
-    const stages: CurriculumStage[] = [{ ratio: 0.5, until: { steps: 2 } }, { ratio: 0.25, until: { steps: 4 } }];
+    const stages: CurriculumStage[] = [
+      { ratio: 0.5, until: { steps: 2 } },
+      { ratio: 0.25, until: { steps: 4 } },
+    ];
     const { state, transitions } = replayCurriculum(stages, [{ step: 2 }, { step: 4 }, { step: 6 }]);
     expect(transitions.map((t) => t.toStage)).toEqual([1, null]);
     expect(state.finished).toBe(true);

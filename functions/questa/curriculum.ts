@@ -60,9 +60,13 @@ export const initialCurriculumState: CurriculumState = {
 };
 
 /** Checks the stages; throws an InputError listing every problem with its path. */
-export function validateCurriculum(stages: readonly CurriculumStage[], path = "augmentation.curriculum"): void {
+export function validateCurriculum(
+  stages: readonly CurriculumStage[],
+  path = "augmentation.curriculum",
+): void {
   const issues: InputIssue[] = [];
-  if (stages.length === 0) issues.push({ path, message: "needs at least one stage", hint: "e.g. [{ ratio: 0.5 }]" });
+  if (stages.length === 0)
+    issues.push({ path, message: "needs at least one stage", hint: "e.g. [{ ratio: 0.5 }]" });
   stages.forEach((stage, index) => {
     const at = `${path}[${index}]`;
     if (!Number.isFinite(stage.ratio) || stage.ratio < 0 || stage.ratio > 1) {
@@ -81,8 +85,14 @@ export function validateCurriculum(stages: readonly CurriculumStage[], path = "a
     if (until.steps !== undefined && (!Number.isInteger(until.steps) || until.steps < 1)) {
       issues.push({ path: `${at}.until.steps`, message: `must be a whole number >= 1, got ${until.steps}` });
     }
-    if (until.entropyBelow !== undefined && (!Number.isFinite(until.entropyBelow) || until.entropyBelow <= 0)) {
-      issues.push({ path: `${at}.until.entropyBelow`, message: `must be a positive number, got ${until.entropyBelow}` });
+    if (
+      until.entropyBelow !== undefined &&
+      (!Number.isFinite(until.entropyBelow) || until.entropyBelow <= 0)
+    ) {
+      issues.push({
+        path: `${at}.until.entropyBelow`,
+        message: `must be a positive number, got ${until.entropyBelow}`,
+      });
     }
   });
   if (issues.length > 0) throw new InputError("invalid_curriculum", issues);

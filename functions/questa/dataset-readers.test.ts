@@ -73,17 +73,26 @@ describe("dataset readers", () => {
       { problem: "A", answer: "1", solution: "s" },
       { problem: 3, answer: "2" },
     ]);
-    const result = await parseDataset(encode(body), { source: "x", mapping: "deepscaler-aime", name: "aime.json" });
+    const result = await parseDataset(encode(body), {
+      source: "x",
+      mapping: "deepscaler-aime",
+      name: "aime.json",
+    });
     expect(result.records).toHaveLength(1);
-    expect(result.badRows).toEqual([{ row: 2, unit: "element", reason: "field problem (problem) is a number, not text" }]);
+    expect(result.badRows).toEqual([
+      { row: 2, unit: "element", reason: "field problem (problem) is a number, not text" },
+    ]);
   });
 
   it("reads a .json file that is really JSON Lines", async () => {
-    const result = await parseDataset(encode('{"problem":"A","answer":"1"}\n{"problem":"B","answer":"2"}\n'), {
-      source: "x",
-      mapping: "auto",
-      name: "d.json",
-    });
+    const result = await parseDataset(
+      encode('{"problem":"A","answer":"1"}\n{"problem":"B","answer":"2"}\n'),
+      {
+        source: "x",
+        mapping: "auto",
+        name: "d.json",
+      },
+    );
     expect(result.records.map((r) => r.problem)).toEqual(["A", "B"]);
   });
 
@@ -105,23 +114,28 @@ describe("dataset readers", () => {
   });
 
   it("auto-detects OpenR1 generations", async () => {
-    const result = await parseDataset(encode(JSON.stringify({ problem: "P", answer: "1", generation: "<think>t</think>ok 1" })), {
-      source: "s",
-      mapping: "auto",
-      format: "jsonl",
-    });
+    const result = await parseDataset(
+      encode(JSON.stringify({ problem: "P", answer: "1", generation: "<think>t</think>ok 1" })),
+      {
+        source: "s",
+        mapping: "auto",
+        format: "jsonl",
+      },
+    );
     expect(result.records[0]?.solution).toBe("ok 1");
   });
 
   it("throws input errors for a missing object, an unknown format or a broken file", async () => {
     const store = new MemoryObjectStore();
-    await expect(readDataset(store, "nope.jsonl", { source: "s", mapping: "auto" })).rejects.toBeInstanceOf(InputError);
+    await expect(readDataset(store, "nope.jsonl", { source: "s", mapping: "auto" })).rejects.toBeInstanceOf(
+      InputError,
+    );
     await expect(parseDataset(encode("{}"), { source: "s", mapping: "auto", name: "x.csv" })).rejects.toThrow(
       /dataset.format/,
     );
-    await expect(parseDataset(encode("[{"), { source: "s", mapping: "auto", name: "x.json" })).rejects.toThrow(
-      /not a JSON array/,
-    );
+    await expect(
+      parseDataset(encode("[{"), { source: "s", mapping: "auto", name: "x.json" }),
+    ).rejects.toThrow(/not a JSON array/);
     await expect(
       parseDataset(encode("PAR1garbage"), { source: "s", mapping: "auto", format: "parquet" }),
     ).rejects.toBeInstanceOf(InputError);

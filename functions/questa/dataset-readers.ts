@@ -94,7 +94,10 @@ export async function readDataset(
   return parseDataset(bytes, { ...options, name: key });
 }
 
-export async function parseDataset(bytes: Uint8Array, options: ParseDatasetOptions): Promise<DatasetReadResult> {
+export async function parseDataset(
+  bytes: Uint8Array,
+  options: ParseDatasetOptions,
+): Promise<DatasetReadResult> {
   const format = options.format ?? formatFromName(options.name);
   const rows = await rowsOf(bytes, format, options.name ?? "(dataset)");
   const mapping = parseMapping(resolveMapping(options.mapping, rows.rows));
@@ -132,7 +135,8 @@ function resolveMapping(mapping: ParseDatasetOptions["mapping"], rows: RawRows["
       },
     ]);
   }
-  if (fields.has("generation")) return { problem, answer, solution: "generation", solutionIsGeneration: true };
+  if (fields.has("generation"))
+    return { problem, answer, solution: "generation", solutionIsGeneration: true };
   if (fields.has("solution")) return { problem, answer, solution: "solution" };
   return { problem, answer };
 }
@@ -171,8 +175,11 @@ interface RawRows {
 
 async function rowsOf(bytes: Uint8Array, format: DatasetFileFormat, name: string): Promise<RawRows> {
   switch (format) {
-    case "jsonl":
-      return jsonlRows(new TextDecoder().decode(bytes));
+    case "jsonl": {
+      const text = new TextDecoder().decode(bytes);
+      // a JSON array named as JSON Lines (the spec's default format) is still read as an array
+      return text.trimStart().startsWith("[") ? jsonArrayRows(text, name) : jsonlRows(text);
+    }
     case "json":
       return jsonArrayRows(new TextDecoder().decode(bytes), name);
     case "parquet":
@@ -211,7 +218,9 @@ function jsonArrayRows(text: string, name: string): RawRows {
     ]);
   }
   if (!Array.isArray(parsed)) {
-    throw new InputError("dataset_unreadable", [{ path: "dataset.key", message: `${name} is not a JSON array` }]);
+    throw new InputError("dataset_unreadable", [
+      { path: "dataset.key", message: `${name} is not a JSON array` },
+    ]);
   }
   return { unit: "element", rows: parsed.map((row, index) => [index + 1, row]), unparsable: [] };
 }
@@ -274,7 +283,8 @@ export function mapRow(
   if (typeof row !== "object" || row === null || Array.isArray(row)) return "row is not an object";
   const fields = row as Record<string, unknown>;
   const problem = fields[mapping.problem];
-  if (typeof problem !== "string") return `field ${mapping.problem} (problem) is ${describe(problem)}, not text`;
+  if (typeof problem !== "string")
+    return `field ${mapping.problem} (problem) is ${describe(problem)}, not text`;
   if (problem.trim() === "") return `field ${mapping.problem} (problem) is empty`;
   const answer = answerText(fields[mapping.answer], mapping.integerAnswer);
   if (answer.error !== undefined) return `field ${mapping.answer} (answer) ${answer.error}`;
@@ -282,7 +292,8 @@ export function mapRow(
   if (mapping.solution !== undefined) {
     const solution = fields[mapping.solution];
     if (solution !== undefined && solution !== null) {
-      if (typeof solution !== "string") return `field ${mapping.solution} (solution) is ${describe(solution)}, not text`;
+      if (typeof solution !== "string")
+        return `field ${mapping.solution} (solution) is ${describe(solution)}, not text`;
       const text = mapping.solutionIsGeneration ? solutionOfGeneration(solution) : solution;
       if (text.trim() !== "") record.solution = text;
     }
@@ -299,7 +310,10 @@ export function solutionOfGeneration(generation: string): string {
   return solutionAfterThink(unquoted);
 }
 
-function answerText(value: unknown, integer: boolean): { text: string; error?: undefined } | { error: string } {
+function answerText(
+  value: unknown,
+  integer: boolean,
+): { text: string; error?: undefined } | { error: string } {
   let text: string;
   if (typeof value === "string") text = value.trim();
   else if (typeof value === "number") {

@@ -17,7 +17,15 @@ function train(id: string, problem: string): MathRecord {
 
 describe("decontamination", () => {
   it("normalises case, markup, LaTeX commands and single-letter variables away", () => {
-    expect(normalisedWords("Let $\\frac{x}{2}$ be THE Value, 3 times.")).toEqual(["let", "2", "be", "the", "value", "3", "times"]);
+    expect(normalisedWords("Let $\\frac{x}{2}$ be THE Value, 3 times.")).toEqual([
+      "let",
+      "2",
+      "be",
+      "the",
+      "value",
+      "3",
+      "times",
+    ]);
     expect(wordNgrams("a b c", 13)).toEqual([]);
     expect(wordNgrams("one two three", 13)).toEqual(["one two three"]);
     expect(wordNgrams("w1 w2 w3 w4", 3)).toEqual(["w1 w2 w3", "w2 w3 w4"]);
@@ -26,11 +34,16 @@ describe("decontamination", () => {
   it("drops copies, reformatted copies and embedded copies; keeps unrelated and boilerplate-sharing problems", () => {
     const index = new ContaminationIndex(evaluation);
     expect(index.size).toBe(13);
-    expect(index.find("Find the sum of all integer bases $b>9$ for which $17_b$ is a divisor of 1000")).toBeUndefined();
+    expect(
+      index.find("Find the sum of all integer bases $b>9$ for which $17_b$ is a divisor of 1000"),
+    ).toBeUndefined();
     const result = decontaminate(
       [
         train("copy", evaluation[0]!.problem),
-        train("reformatted", `FIND the sum of all integer bases  b > 9 for which 17_{b} is a divisor of 97_{b}, given that every base is written in decimal notation here!`),
+        train(
+          "reformatted",
+          `FIND the sum of all integer bases  b > 9 for which 17_{b} is a divisor of 97_{b}, given that every base is written in decimal notation here!`,
+        ),
         train("embedded", `Warm-up first. ${evaluation[0]!.problem} Then explain.`),
         train("unrelated", "Compute the number of ordered pairs of positive integers whose product is 2025."),
         train(
@@ -48,7 +61,9 @@ describe("decontamination", () => {
 
   it("keeps everything when disabled, and rejects a bad n", () => {
     const index = new ContaminationIndex(evaluation);
-    expect(decontaminate([train("copy", evaluation[0]!.problem)], index, { enabled: false }).counts.dropped).toBe(0);
+    expect(
+      decontaminate([train("copy", evaluation[0]!.problem)], index, { enabled: false }).counts.dropped,
+    ).toBe(0);
     expect(() => new ContaminationIndex(evaluation, { ngram: 0 })).toThrow(InputError);
   });
 });

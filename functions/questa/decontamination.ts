@@ -77,10 +77,16 @@ export class ContaminationIndex {
     const minOverlap = params.minOverlap ?? defaultDecontaminationParams.minOverlap;
     const issues: InputIssue[] = [];
     if (!Number.isInteger(ngram) || ngram < 1) {
-      issues.push({ path: "augmentation.decontamination.ngram", message: `must be a whole number >= 1, got ${ngram}` });
+      issues.push({
+        path: "augmentation.decontamination.ngram",
+        message: `must be a whole number >= 1, got ${ngram}`,
+      });
     }
     if (!(minOverlap > 0 && minOverlap <= 1)) {
-      issues.push({ path: "augmentation.decontamination.minOverlap", message: `must be in (0, 1], got ${minOverlap}` });
+      issues.push({
+        path: "augmentation.decontamination.minOverlap",
+        message: `must be in (0, 1], got ${minOverlap}`,
+      });
     }
     if (issues.length > 0) throw new InputError("invalid_decontamination", issues);
     this.ngram = ngram;
@@ -147,5 +153,9 @@ export function decontaminate(
     dropped.push({ id: record.id, ...hit });
     droppedBySource[record.source] = (droppedBySource[record.source] ?? 0) + 1;
   }
-  return { kept, dropped, counts: { input: records.length, kept: kept.length, dropped: dropped.length, droppedBySource } };
+  return {
+    kept,
+    dropped,
+    counts: { input: records.length, kept: kept.length, dropped: dropped.length, droppedBySource },
+  };
 }

@@ -12,10 +12,22 @@ import {
 
 describe("hard-problem filter", () => {
   it("keeps 0..4 passes of 8 and drops the easier ones", () => {
-    const verdicts = Array.from({ length: 9 }, (_, passes) =>
-      decideHardFilter({ questionId: "q", samples: 8, passes }, defaultHardFilterParams).verdict,
+    const verdicts = Array.from(
+      { length: 9 },
+      (_, passes) =>
+        decideHardFilter({ questionId: "q", samples: 8, passes }, defaultHardFilterParams).verdict,
     );
-    expect(verdicts).toEqual(["keep", "keep", "keep", "keep", "keep", "too-easy", "too-easy", "too-easy", "too-easy"]);
+    expect(verdicts).toEqual([
+      "keep",
+      "keep",
+      "keep",
+      "keep",
+      "keep",
+      "too-easy",
+      "too-easy",
+      "too-easy",
+      "too-easy",
+    ]);
   });
 
   it("judges groups of another size by pass rate, and the lower bound", () => {
@@ -27,21 +39,30 @@ describe("hard-problem filter", () => {
   });
 
   it("keeps everything when disabled", () => {
-    const decision = decideHardFilter({ questionId: "q", samples: 8, passes: 8 }, { ...defaultHardFilterParams, enabled: false });
+    const decision = decideHardFilter(
+      { questionId: "q", samples: 8, passes: 8 },
+      { ...defaultHardFilterParams, enabled: false },
+    );
     expect(decision).toMatchObject({ keep: true, verdict: "filter-disabled" });
   });
 
   it("persists each decision once under a deterministic key; a restart finds it", async () => {
     const store = new MemoryObjectStore();
     const journal = new HardFilterJournal(store, "runs/demo");
-    const first = await journal.decide({ questionId: "aime24-abc", samples: 8, passes: 2, policyVersion: 0 }, defaultHardFilterParams);
+    const first = await journal.decide(
+      { questionId: "aime24-abc", samples: 8, passes: 2, policyVersion: 0 },
+      defaultHardFilterParams,
+    );
     expect(first).toMatchObject({ created: true, decision: { keep: true, passes: 2 } });
     expect(hardFilterDecisionKey("runs/demo", "aime24-abc")).toBe("runs/demo/hard-filter/aime24-abc.json");
     expect(await store.head("runs/demo/hard-filter/aime24-abc.json")).toBeDefined();
 
     // a restarted process with a fresh journal, redelivered (or newer) feedback: the first decision stands
     const restarted = new HardFilterJournal(store, "runs/demo");
-    const again = await restarted.decide({ questionId: "aime24-abc", samples: 8, passes: 8 }, defaultHardFilterParams);
+    const again = await restarted.decide(
+      { questionId: "aime24-abc", samples: 8, passes: 8 },
+      defaultHardFilterParams,
+    );
     expect(again).toEqual({ created: false, decision: first.decision });
     await restarted.decide({ questionId: "aime24-def", samples: 8, passes: 7 }, defaultHardFilterParams);
     expect((await restarted.all()).map((d) => [d.questionId, d.keep])).toEqual([
@@ -53,7 +74,9 @@ describe("hard-problem filter", () => {
 
   it("rejects impossible feedback and parameters", () => {
     expect(PassCountFeedbackSchema.safeParse({ questionId: "q", samples: 8, passes: 9 }).success).toBe(false);
-    expect(() => validateHardFilterParams({ enabled: true, samples: 8, minPasses: 5, maxPasses: 4 })).toThrow(InputError);
+    expect(() => validateHardFilterParams({ enabled: true, samples: 8, minPasses: 5, maxPasses: 4 })).toThrow(
+      InputError,
+    );
     expect(() => validateHardFilterParams(defaultHardFilterParams)).not.toThrow();
   });
 });

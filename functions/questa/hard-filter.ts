@@ -20,7 +20,12 @@ export interface HardFilterParams {
   maxPasses: number;
 }
 
-export const defaultHardFilterParams: HardFilterParams = { enabled: true, samples: 8, minPasses: 0, maxPasses: 4 };
+export const defaultHardFilterParams: HardFilterParams = {
+  enabled: true,
+  samples: 8,
+  minPasses: 0,
+  maxPasses: 4,
+};
 
 /** Pass counts of one question's group of rollouts on its hinted prompt. */
 export const PassCountFeedbackSchema = z
@@ -64,9 +69,16 @@ export function validateHardFilterParams(params: HardFilterParams, path = "augme
     issues.push({ path: `${path}.samples`, message: `must be a whole number >= 1, got ${params.samples}` });
   }
   if (!Number.isInteger(params.minPasses) || params.minPasses < 0) {
-    issues.push({ path: `${path}.minPasses`, message: `must be a whole number >= 0, got ${params.minPasses}` });
+    issues.push({
+      path: `${path}.minPasses`,
+      message: `must be a whole number >= 0, got ${params.minPasses}`,
+    });
   }
-  if (!Number.isInteger(params.maxPasses) || params.maxPasses > params.samples || params.maxPasses < params.minPasses) {
+  if (
+    !Number.isInteger(params.maxPasses) ||
+    params.maxPasses > params.samples ||
+    params.maxPasses < params.minPasses
+  ) {
     issues.push({
       path: `${path}.maxPasses`,
       message: `must be a whole number in [minPasses, samples] = [${params.minPasses}, ${params.samples}], got ${params.maxPasses}`,

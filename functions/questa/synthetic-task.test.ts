@@ -53,7 +53,9 @@ describe("synthetic task", () => {
       expect(lines).toHaveLength(problem.steps + 1);
       expect(lines.at(-1)).toBe(`\\boxed{${problem.answer}}`);
       expect(gradeResponse(problem.answer, problem.solution).equal).toBe(true);
-      expect(gradeResponse(problem.answer, `\\boxed{${(Number(problem.answer) + 1) % 97}}`).equal).toBe(false);
+      expect(gradeResponse(problem.answer, `\\boxed{${(Number(problem.answer) + 1) % 97}}`).equal).toBe(
+        false,
+      );
     }
   });
 
@@ -63,7 +65,10 @@ describe("synthetic task", () => {
     expect(rate(easy)).toBeGreaterThan(0.01);
     expect(rate(easy)).toBeLessThan(0.03);
     expect(hard.every((p) => p.rareSteps >= 1 && p.problem.includes("*"))).toBe(true);
-    const lengths = (set: SyntheticProblem[]) => [Math.min(...set.map((p) => p.steps)), Math.max(...set.map((p) => p.steps))];
+    const lengths = (set: SyntheticProblem[]) => [
+      Math.min(...set.map((p) => p.steps)),
+      Math.max(...set.map((p) => p.steps)),
+    ];
     expect(lengths(hard)).toEqual(lengths(easy));
   });
 
@@ -101,13 +106,20 @@ describe("synthetic task", () => {
       split: "eval",
       difficulty: { minSteps: 3, maxSteps: 3, rareOpRate: 0, modulus: 11, operandMax: 5, multiplierMax: 3 },
     });
-    expect(custom.every((p) => p.steps === 3 && p.difficulty === "custom" && Number(p.answer) < 11)).toBe(true);
-    expect(custom.every((p) => p.answer === String(evaluate(p.problem, 11)))).toBe(true);
-    expect(() => generateSyntheticProblems({ seed: 0, count: 1, split: "train", difficulty: { modulus: 10 } })).toThrow(
-      InputError,
+    expect(custom.every((p) => p.steps === 3 && p.difficulty === "custom" && Number(p.answer) < 11)).toBe(
+      true,
     );
+    expect(custom.every((p) => p.answer === String(evaluate(p.problem, 11)))).toBe(true);
     expect(() =>
-      generateSyntheticProblems({ seed: 0, count: 10, split: "eval", difficulty: { minSteps: 1, maxSteps: 1, modulus: 3, operandMax: 1, multiplierMax: 2 } }),
+      generateSyntheticProblems({ seed: 0, count: 1, split: "train", difficulty: { modulus: 10 } }),
+    ).toThrow(InputError);
+    expect(() =>
+      generateSyntheticProblems({
+        seed: 0,
+        count: 10,
+        split: "eval",
+        difficulty: { minSteps: 1, maxSteps: 1, modulus: 3, operandMax: 1, multiplierMax: 2 },
+      }),
     ).toThrow(/distinct eval problems/);
   });
 });

@@ -13,8 +13,8 @@
  * disjoint by construction whatever the seeds, counts and difficulties.
  */
 import { createHash } from "node:crypto";
-import { InputError, type InputIssue } from "../runtime/errors.ts";
 import { createRng, type Rng } from "../model/rng.ts";
+import { InputError, type InputIssue } from "../runtime/errors.ts";
 import { DEFAULT_HINT_TEMPLATE, DEFAULT_UNHINTED_TEMPLATE } from "./augmentation.ts";
 import { type MathRecord, recordId } from "./record.ts";
 
@@ -34,8 +34,24 @@ export interface SyntheticDifficultySpec {
 }
 
 export const syntheticDifficulties = {
-  easy: { minSteps: 2, maxSteps: 4, operandMax: 50, multiplierMax: 9, rareOpRate: 0.02, minRareSteps: 0, modulus: 97 },
-  hard: { minSteps: 2, maxSteps: 4, operandMax: 50, multiplierMax: 9, rareOpRate: 0.1, minRareSteps: 1, modulus: 97 },
+  easy: {
+    minSteps: 2,
+    maxSteps: 4,
+    operandMax: 50,
+    multiplierMax: 9,
+    rareOpRate: 0.02,
+    minRareSteps: 0,
+    modulus: 97,
+  },
+  hard: {
+    minSteps: 2,
+    maxSteps: 4,
+    operandMax: 50,
+    multiplierMax: 9,
+    rareOpRate: 0.1,
+    minRareSteps: 1,
+    modulus: 97,
+  },
 } as const satisfies Record<string, SyntheticDifficultySpec>;
 
 /** `mixed`: each problem is easy or hard with equal chance; an object overrides the easy settings */
@@ -76,7 +92,11 @@ export function generateSyntheticProblemsWith(
 ): SyntheticProblem[] {
   const evalFraction = options.evalFraction ?? DEFAULT_EVAL_FRACTION;
   const plans = difficultyPlans(options.difficulty);
-  validate(options.count, evalFraction, plans.map((plan) => plan.spec));
+  validate(
+    options.count,
+    evalFraction,
+    plans.map((plan) => plan.spec),
+  );
   const source = options.source ?? "synthetic";
   const problems: SyntheticProblem[] = [];
   const seen = new Set<string>();
@@ -197,22 +217,42 @@ function randomInt(rng: Rng, min: number, max: number): number {
 
 function validate(count: number, evalFraction: number, specs: readonly SyntheticDifficultySpec[]): void {
   const issues: InputIssue[] = [];
-  if (!Number.isInteger(count) || count < 0) issues.push({ path: "synthetic.count", message: `must be a whole number >= 0, got ${count}` });
+  if (!Number.isInteger(count) || count < 0)
+    issues.push({ path: "synthetic.count", message: `must be a whole number >= 0, got ${count}` });
   if (!(evalFraction > 0 && evalFraction < 1)) {
     issues.push({ path: "synthetic.evalFraction", message: `must be in (0, 1), got ${evalFraction}` });
   }
   for (const spec of specs) {
     const path = "synthetic.difficulty";
-    if (!Number.isInteger(spec.minSteps) || spec.minSteps < 1 || !Number.isInteger(spec.maxSteps) || spec.maxSteps < spec.minSteps) {
-      issues.push({ path: `${path}.maxSteps`, message: `steps must satisfy 1 <= minSteps <= maxSteps, got ${spec.minSteps}..${spec.maxSteps}` });
+    if (
+      !Number.isInteger(spec.minSteps) ||
+      spec.minSteps < 1 ||
+      !Number.isInteger(spec.maxSteps) ||
+      spec.maxSteps < spec.minSteps
+    ) {
+      issues.push({
+        path: `${path}.maxSteps`,
+        message: `steps must satisfy 1 <= minSteps <= maxSteps, got ${spec.minSteps}..${spec.maxSteps}`,
+      });
     }
     if (!Number.isInteger(spec.modulus) || spec.modulus < 3 || !isPrime(spec.modulus)) {
-      issues.push({ path: `${path}.modulus`, message: `must be a prime >= 3, got ${spec.modulus}`, hint: "e.g. 97" });
+      issues.push({
+        path: `${path}.modulus`,
+        message: `must be a prime >= 3, got ${spec.modulus}`,
+        hint: "e.g. 97",
+      });
     }
     if (!Number.isInteger(spec.operandMax) || spec.operandMax < 1) {
-      issues.push({ path: `${path}.operandMax`, message: `must be a whole number >= 1, got ${spec.operandMax}` });
+      issues.push({
+        path: `${path}.operandMax`,
+        message: `must be a whole number >= 1, got ${spec.operandMax}`,
+      });
     }
-    if (!Number.isInteger(spec.multiplierMax) || spec.multiplierMax < 2 || spec.multiplierMax >= spec.modulus) {
+    if (
+      !Number.isInteger(spec.multiplierMax) ||
+      spec.multiplierMax < 2 ||
+      spec.multiplierMax >= spec.modulus
+    ) {
       issues.push({
         path: `${path}.multiplierMax`,
         message: `must be a whole number in [2, modulus - 1], got ${spec.multiplierMax}`,
@@ -222,7 +262,10 @@ function validate(count: number, evalFraction: number, specs: readonly Synthetic
       issues.push({ path: `${path}.rareOpRate`, message: `must be in [0, 1], got ${spec.rareOpRate}` });
     }
     if (!Number.isInteger(spec.minRareSteps) || spec.minRareSteps < 0 || spec.minRareSteps > spec.minSteps) {
-      issues.push({ path: `${path}.minRareSteps`, message: `must be a whole number in [0, minSteps], got ${spec.minRareSteps}` });
+      issues.push({
+        path: `${path}.minRareSteps`,
+        message: `must be a whole number in [0, minSteps], got ${spec.minRareSteps}`,
+      });
     }
   }
   if (issues.length > 0) throw new InputError("invalid_synthetic_task", issues);

@@ -39,7 +39,10 @@ export class StalenessGate {
 
   /** groups that may still be produced before the learner advances */
   get capacity(): number {
-    return Math.max(0, (this.#learnerVersion + this.#maxStaleness + 1) * this.#promptsPerStep - this.#produced);
+    return Math.max(
+      0,
+      (this.#learnerVersion + this.#maxStaleness + 1) * this.#promptsPerStep - this.#produced,
+    );
   }
 
   /** the oldest policy version a rollout may be generated with now */

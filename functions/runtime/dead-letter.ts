@@ -51,7 +51,9 @@ export const DeadLetterRecordSchema = z
       code: z.string(),
       message: z.string(),
       action: z.enum([ErrorAction.retry, ErrorAction.deadLetter, ErrorAction.reject]),
-      issues: z.array(z.object({ path: z.string(), message: z.string(), hint: z.string().optional() })).optional(),
+      issues: z
+        .array(z.object({ path: z.string(), message: z.string(), hint: z.string().optional() }))
+        .optional(),
     }),
   })
   .describe("a message a function could not process, with the reason");
@@ -118,15 +120,18 @@ function describeError(error: unknown): DeadLetterRecord["error"] {
         : "unknown";
   const action =
     typeof error === "object" && error !== null && "action" in error
-      ? z.enum([ErrorAction.retry, ErrorAction.deadLetter, ErrorAction.reject]).catch(ErrorAction.retry).parse(
-          (error as { action: unknown }).action,
-        )
+      ? z
+          .enum([ErrorAction.retry, ErrorAction.deadLetter, ErrorAction.reject])
+          .catch(ErrorAction.retry)
+          .parse((error as { action: unknown }).action)
       : ErrorAction.retry;
   const base = { code, message: errorMessage(error), action };
   if (error instanceof InputError) {
     return {
       ...base,
-      issues: error.issues.map((i) => (i.hint === undefined ? { path: i.path, message: i.message } : { ...i })),
+      issues: error.issues.map((i) =>
+        i.hint === undefined ? { path: i.path, message: i.message } : { ...i },
+      ),
     };
   }
   return base;

@@ -49,11 +49,16 @@ export interface FunctionSpec<Consumes extends readonly AnyDefinition[], Service
    * transient trouble, `DeadLetterError`/`InputError` for input that can never succeed; anything
    * else is retried up to the attempt limit. Must be idempotent: a message may be delivered again.
    */
-  handle(event: ConsumedEvent<Consumes>, deps: FunctionDeps<Services>): Promise<HandlerResult> | HandlerResult;
+  handle(
+    event: ConsumedEvent<Consumes>,
+    deps: FunctionDeps<Services>,
+  ): Promise<HandlerResult> | HandlerResult;
 }
 
-export interface FunctionDefinition<Consumes extends readonly AnyDefinition[] = readonly AnyDefinition[], Services = NoServices>
-  extends FunctionSpec<Consumes, Services> {
+export interface FunctionDefinition<
+  Consumes extends readonly AnyDefinition[] = readonly AnyDefinition[],
+  Services = NoServices,
+> extends FunctionSpec<Consumes, Services> {
   /** consumed definitions by CloudEvents type */
   readonly consumesByType: ReadonlyMap<string, AnyDefinition>;
   /** emitted definitions by CloudEvents type */
@@ -73,7 +78,8 @@ export function defineFunction<const Consumes extends readonly AnyDefinition[], 
   if (!functionNamePattern.test(spec.name)) {
     throw new Error(`function name ${JSON.stringify(spec.name)} must be lowercase kebab-case (a-z, 0-9, -)`);
   }
-  if (spec.consumes.length === 0) throw new Error(`function ${spec.name}: consumes must list at least one event`);
+  if (spec.consumes.length === 0)
+    throw new Error(`function ${spec.name}: consumes must list at least one event`);
   return {
     ...spec,
     consumesByType: byType(spec.name, "consumes", spec.consumes),
@@ -81,17 +87,25 @@ export function defineFunction<const Consumes extends readonly AnyDefinition[], 
   };
 }
 
-function byType(name: string, field: string, definitions: readonly AnyDefinition[]): Map<string, AnyDefinition> {
+function byType(
+  name: string,
+  field: string,
+  definitions: readonly AnyDefinition[],
+): Map<string, AnyDefinition> {
   const map = new Map<string, AnyDefinition>();
   for (const definition of definitions) {
-    if (map.has(definition.type)) throw new Error(`function ${name}: ${field} lists ${definition.type} twice`);
+    if (map.has(definition.type))
+      throw new Error(`function ${name}: ${field} lists ${definition.type} twice`);
     map.set(definition.type, definition);
   }
   return map;
 }
 
 /** Narrows a consumed event to one definition's type. */
-export function isEvent<Data>(event: CloudEvent<unknown>, definition: EventDefinition<Data>): event is CloudEvent<Data> {
+export function isEvent<Data>(
+  event: CloudEvent<unknown>,
+  definition: EventDefinition<Data>,
+): event is CloudEvent<Data> {
   return event.type === definition.type;
 }
 

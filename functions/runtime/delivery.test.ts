@@ -46,7 +46,9 @@ function worker(hook: (event: CloudEvent<{ n: number }>) => Promise<void>) {
         ifAbsent: true,
       });
       await hook(event);
-      return [emit(JobDone, { n: event.data.n, result: key, sha256: put.info.sha256 }, `job-${event.data.n % 5}`)];
+      return [
+        emit(JobDone, { n: event.data.n, result: key, sha256: put.info.sha256 }, `job-${event.data.n % 5}`),
+      ];
     },
   });
 }
@@ -142,7 +144,10 @@ describe("delivery across a consumer crash (acceptance)", () => {
 
     const second = bind(fn, bus, store);
     await second.start();
-    await until(() => bus.committedOffsets(group, `${prefix}.jobs`).reduce((a, b) => a + b, 0) === 40, "all commits");
+    await until(
+      () => bus.committedOffsets(group, `${prefix}.jobs`).reduce((a, b) => a + b, 0) === 40,
+      "all commits",
+    );
     // the killed process wakes up and finishes its handler: its publish lands, its commit does not
     releaseZombie();
     await until(() => handled.filter((id) => id === "job-17").length === 2, "redelivery of job-17");
@@ -186,7 +191,10 @@ describe("delivery across a consumer crash (acceptance)", () => {
         store2,
       );
       await second.start();
-      await until(() => bus2.committedOffsets(group, `${prefix}.jobs`).reduce((a, b) => a + b, 0) === 30, "commits");
+      await until(
+        () => bus2.committedOffsets(group, `${prefix}.jobs`).reduce((a, b) => a + b, 0) === 30,
+        "commits",
+      );
       await second.stop();
       await bus2.close();
 

@@ -20,7 +20,10 @@ describe("FsObjectStore", () => {
 
   it("puts, gets, heads and deletes objects as plain files", async () => {
     const put = await store.put("runs/r1/a.json", '{"a":1}');
-    expect(put).toEqual({ created: true, info: { key: "runs/r1/a.json", size: 7, sha256: sha256Hex('{"a":1}') } });
+    expect(put).toEqual({
+      created: true,
+      info: { key: "runs/r1/a.json", size: 7, sha256: sha256Hex('{"a":1}') },
+    });
     expect(new TextDecoder().decode(await store.get("runs/r1/a.json"))).toBe('{"a":1}');
     expect(await readFile(join(root, "runs/r1/a.json"), "utf8")).toBe('{"a":1}');
     expect(await store.head("runs/r1/a.json")).toEqual(put.info);
@@ -84,6 +87,7 @@ describe("FsObjectStore", () => {
       await symlink(outside, join(root, "link"));
       await store.put("real", "r");
       expect((await store.list("")).map((i) => i.key)).toEqual(["real"]);
+      expect(await store.list("link/")).toEqual([]);
     } finally {
       await rm(outside, { recursive: true, force: true });
     }
@@ -92,7 +96,9 @@ describe("FsObjectStore", () => {
   it("reports a key that collides with a directory of other keys", async () => {
     await store.put("a/b/c", "x");
     await expect(store.put("a/b", "y")).rejects.toMatchObject({ code: "object_key_conflict" });
-    await expect(store.put("a/b", "y", { ifAbsent: true })).rejects.toMatchObject({ code: "object_key_conflict" });
+    await expect(store.put("a/b", "y", { ifAbsent: true })).rejects.toMatchObject({
+      code: "object_key_conflict",
+    });
     await expect(store.put("a/b/c/d", "y")).rejects.toMatchObject({ code: "object_key_conflict" });
     expect(await store.get("a/b")).toBeUndefined();
   });

@@ -129,12 +129,19 @@ export class FsObjectStore implements ObjectStore {
         : undefined);
     if (problem) {
       throw new InputError("invalid_object_prefix", [
-        { path: "prefix", message: `${JSON.stringify(prefix)} ${problem}`, hint: "use a relative a/b/ prefix" },
+        {
+          path: "prefix",
+          message: `${JSON.stringify(prefix)} ${problem}`,
+          hint: "use a relative a/b/ prefix",
+        },
       ]);
     }
     const keys: string[] = [];
+    if (!(await this.#isPlainDirectory(dirPart))) return [];
     await this.#walk(dirPart, keys);
-    const matching = keys.filter((key) => key.startsWith(prefix) && !key.startsWith(reservedKeyPrefix)).sort();
+    const matching = keys
+      .filter((key) => key.startsWith(prefix) && !key.startsWith(reservedKeyPrefix))
+      .sort();
     const infos: ObjectInfo[] = [];
     for (const key of matching) {
       const info = await this.head(key);
@@ -163,7 +170,11 @@ export class FsObjectStore implements ObjectStore {
     assertObjectKey(key);
     if (key.startsWith(reservedKeyPrefix) || key === ".questa") {
       throw new InputError("invalid_object_key", [
-        { path: "key", message: `${JSON.stringify(key)} is reserved for the store itself`, hint: "use another prefix" },
+        {
+          path: "key",
+          message: `${JSON.stringify(key)} is reserved for the store itself`,
+          hint: "use another prefix",
+        },
       ]);
     }
     const path = join(this.root, ...key.split("/"));
@@ -198,6 +209,17 @@ export class FsObjectStore implements ObjectStore {
         throw error;
       }
     }
+  }
+
+  /** true when every segment of `relativeDir` is a real directory (no symlink leads out of the root) */
+  async #isPlainDirectory(relativeDir: string): Promise<boolean> {
+    let path = this.root;
+    for (const segment of relativeDir === "" ? [] : relativeDir.split("/")) {
+      path = join(path, segment);
+      const info = await lstat(path).catch(() => undefined);
+      if (!info?.isDirectory()) return false;
+    }
+    return true;
   }
 
   async #walk(relativeDir: string, keys: string[]): Promise<void> {
@@ -235,7 +257,9 @@ export class FsObjectStore implements ObjectStore {
 
   async #readSidecar(key: string): Promise<ChecksumSidecar | undefined> {
     try {
-      const parsed = ChecksumSidecarSchema.safeParse(JSON.parse(await readFile(this.#sidecarPath(key), "utf8")));
+      const parsed = ChecksumSidecarSchema.safeParse(
+        JSON.parse(await readFile(this.#sidecarPath(key), "utf8")),
+      );
       return parsed.success ? parsed.data : undefined;
     } catch {
       return undefined; // missing or corrupt cache: recompute

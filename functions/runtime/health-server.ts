@@ -32,7 +32,9 @@ export async function startHealthServer(options: HealthServerOptions): Promise<H
       response.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
     } else if (path === "/readyz") {
       const ready = options.isReady();
-      response.writeHead(ready ? 200 : 503, { "content-type": "text/plain" }).end(ready ? "ready\n" : "not ready\n");
+      response
+        .writeHead(ready ? 200 : 503, { "content-type": "text/plain" })
+        .end(ready ? "ready\n" : "not ready\n");
     } else if (path === "/metrics") {
       options.registry.metrics().then(
         (text) => response.writeHead(200, { "content-type": options.registry.contentType }).end(text),
@@ -40,7 +42,9 @@ export async function startHealthServer(options: HealthServerOptions): Promise<H
           response.writeHead(500, { "content-type": "text/plain" }).end(`metrics failed: ${String(error)}\n`),
       );
     } else {
-      response.writeHead(404, { "content-type": "text/plain" }).end("not found: try /metrics, /healthz, /readyz\n");
+      response
+        .writeHead(404, { "content-type": "text/plain" })
+        .end("not found: try /metrics, /healthz, /readyz\n");
     }
   });
   const host = options.host ?? "127.0.0.1";

@@ -274,7 +274,9 @@ describe("MemoryBus journaled to a directory", () => {
   it("refuses messages that are not CloudEvents", async () => {
     dir = await mkdtemp(join(tmpdir(), "questa-bus-"));
     const bus = await MemoryBus.open({ dir });
-    await expect(bus.publish("t", [msg("k", "not json")])).rejects.toThrow(/CloudEvents only.*ce_specversion/);
+    await expect(bus.publish("t", [msg("k", "not json")])).rejects.toThrow(
+      /CloudEvents only.*ce_specversion/,
+    );
     await bus.close();
   });
 });

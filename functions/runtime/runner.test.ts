@@ -130,7 +130,9 @@ describe("FunctionRunner", () => {
       data: { n: 3, square: 9 },
     });
     const metrics = await runner.metrics.registry.metrics();
-    expect(metrics).toMatch(/questa_function_retries_total\{function="squarer",type="dev.questa.test.number.v1"\} 2/);
+    expect(metrics).toMatch(
+      /questa_function_retries_total\{function="squarer",type="dev.questa.test.number.v1"\} 2/,
+    );
     expect(metrics).toMatch(/questa_function_events_processed_total\{[^}]*\} 1/);
     expect(metrics).toMatch(/questa_function_consumer_lag\{[^}]*\} 0/);
     await runner.stop();
@@ -163,7 +165,10 @@ describe("FunctionRunner", () => {
       return square(event);
     });
     await runner.start();
-    await bus.publish(`${prefix}.numbers`, [input("bad", { n: "three" }, undefined, "k"), input("good", { n: 2 }, undefined, "k")]);
+    await bus.publish(`${prefix}.numbers`, [
+      input("bad", { n: "three" }, undefined, "k"),
+      input("good", { n: 2 }, undefined, "k"),
+    ]);
     await until(() => committedTotal(bus, group, `${prefix}.numbers`) === 2, "commits");
     expect(handled).toEqual([2]);
     const [record] = deadLetters(bus);
@@ -188,7 +193,10 @@ describe("FunctionRunner", () => {
       "header ce_specversion is missing (not a CloudEvent)",
       "value is not valid UTF-8 (expected JSON data)",
     ]);
-    expect(records.find((r) => r.message.key === "y")?.message.value).toEqual({ encoding: "base64", data: "//4=" });
+    expect(records.find((r) => r.message.key === "y")?.message.value).toEqual({
+      encoding: "base64",
+      data: "//4=",
+    });
     await runner.stop();
   });
 
@@ -200,7 +208,11 @@ describe("FunctionRunner", () => {
     await bus.publish(`${prefix}.numbers`, [input("a", { n: 5 })]);
     await until(() => committedTotal(bus, group, `${prefix}.numbers`) === 1, "commit");
     expect(deadLetters(bus)).toMatchObject([
-      { reason: "non-retryable", attempts: 1, error: { code: "poison", message: "cannot square 5", action: "dead-letter" } },
+      {
+        reason: "non-retryable",
+        attempts: 1,
+        error: { code: "poison", message: "cannot square 5", action: "dead-letter" },
+      },
     ]);
     await runner.stop();
   });
@@ -218,13 +230,18 @@ describe("FunctionRunner", () => {
         : [emit(NumberSquared, { n: 2, square: 4 }, "k"), emit(Undeclared, {}, "k")],
     );
     await runner.start();
-    await bus.publish(`${prefix}.numbers`, [input("one", { n: 1 }, undefined, "k"), input("two", { n: 2 }, undefined, "k")]);
+    await bus.publish(`${prefix}.numbers`, [
+      input("one", { n: 1 }, undefined, "k"),
+      input("two", { n: 2 }, undefined, "k"),
+    ]);
     await until(() => committedTotal(bus, group, `${prefix}.numbers`) === 2, "commits");
     expect(events(bus, `${prefix}.squares`)).toEqual([]);
     const records = deadLetters(bus);
     expect(records.map((r) => r.reason)).toEqual(["invalid-emitted-event", "invalid-emitted-event"]);
     expect(records[0]?.error.message).toMatch(/\[0\] dev.questa.test.squared.v1 \(key k\): square: /);
-    expect(records[1]?.error.message).toMatch(/\[1\] dev.questa.test.undeclared.v1 is not declared in squarer's emits/);
+    expect(records[1]?.error.message).toMatch(
+      /\[1\] dev.questa.test.undeclared.v1 is not declared in squarer's emits/,
+    );
     await runner.stop();
   });
 
@@ -281,7 +298,11 @@ describe("FunctionRunner", () => {
       { services: { multiplier: 10 }, logger },
     );
     await runner.start();
-    await bus.publish(`${prefix}.numbers`, [input("a", { n: 2 }), input("b", { n: 2 }), input("a", { n: 2 })]);
+    await bus.publish(`${prefix}.numbers`, [
+      input("a", { n: 2 }),
+      input("b", { n: 2 }),
+      input("a", { n: 2 }),
+    ]);
     await until(() => committedTotal(bus, group, `${prefix}.numbers`) === 3, "commits");
     expect(events(bus, `${prefix}.squares`).map((e) => e.data)).toEqual([
       { n: 2, square: 40 },
@@ -294,7 +315,11 @@ describe("FunctionRunner", () => {
     expect(draws).toHaveLength(3);
     expect(new Set(draws).size).toBe(2);
     expect(drawOf("a")).toBeDefined();
-    expect(records.find((r) => r.msg === "handling")).toMatchObject({ run: "t", function: "squarer", eventId: "a" });
+    expect(records.find((r) => r.msg === "handling")).toMatchObject({
+      run: "t",
+      function: "squarer",
+      eventId: "a",
+    });
     await runner.stop();
   });
 
@@ -308,7 +333,10 @@ describe("FunctionRunner", () => {
     });
     await runner.start();
     expect(runner.ready()).toBe(true);
-    await bus.publish(`${prefix}.numbers`, [input("a", { n: 4 }, undefined, "k"), input("b", { n: 5 }, undefined, "k")]);
+    await bus.publish(`${prefix}.numbers`, [
+      input("a", { n: 4 }, undefined, "k"),
+      input("b", { n: 5 }, undefined, "k"),
+    ]);
     await until(() => started.length === 1, "first delivery");
     const stopped = runner.stop();
     expect(runner.ready()).toBe(false);
@@ -353,13 +381,18 @@ describe("FunctionRunner", () => {
       return publish(topic, messages);
     };
     await bus.publish(`${prefix}.numbers`, [input("a", { n: 1 })]);
-    await expect(runner.done).rejects.toThrow(/publishing 1 message\(s\) to questa.t.squares failed 4 times: broker down/);
+    await expect(runner.done).rejects.toThrow(
+      /publishing 1 message\(s\) to questa.t.squares failed 4 times: broker down/,
+    );
     expect(committedTotal(bus, group, `${prefix}.numbers`)).toBe(0);
   });
 
   it("serves /metrics, /healthz and /readyz on 127.0.0.1", async () => {
     const { bus, runner } = setup(square);
-    const server = await startHealthServer({ registry: runner.metrics.registry, isReady: () => runner.ready() });
+    const server = await startHealthServer({
+      registry: runner.metrics.registry,
+      isReady: () => runner.ready(),
+    });
     try {
       expect((await fetch(`${server.url}/readyz`)).status).toBe(503);
       await runner.start();
@@ -381,9 +414,9 @@ describe("FunctionRunner", () => {
 describe("defineFunction", () => {
   it("rejects bad names, empty consumes and duplicate types", () => {
     const handle = async () => [];
-    expect(() => defineFunction({ name: "Bad Name", consumes: [NumberSubmitted], emits: [], handle })).toThrow(
-      /kebab-case/,
-    );
+    expect(() =>
+      defineFunction({ name: "Bad Name", consumes: [NumberSubmitted], emits: [], handle }),
+    ).toThrow(/kebab-case/);
     expect(() => defineFunction({ name: "f", consumes: [], emits: [], handle })).toThrow(/at least one/);
     expect(() =>
       defineFunction({ name: "f", consumes: [NumberSubmitted, NumberSubmitted], emits: [], handle }),

@@ -85,7 +85,10 @@ export class FunctionRunner<Services = NoServices> {
   #state: "new" | "starting" | "running" | "draining" | "stopped" = "new";
   #done: Promise<void> | undefined;
 
-  constructor(fn: FunctionDefinition<readonly EventDefinition<unknown>[], Services>, options: RunnerOptions<Services>) {
+  constructor(
+    fn: FunctionDefinition<readonly EventDefinition<unknown>[], Services>,
+    options: RunnerOptions<Services>,
+  ) {
     this.fn = fn;
     this.#options = options;
     this.#services = (options.services ?? {}) as Services;
@@ -184,12 +187,18 @@ export class FunctionRunner<Services = NoServices> {
     const definition = this.fn.consumesByType.get(input.type);
     if (!definition) {
       this.metrics.skipped.inc({ function: this.fn.name, type: input.type });
-      this.#logger.debug({ eventId: input.id, eventType: input.type }, "skipped an event type this function does not consume");
+      this.#logger.debug(
+        { eventId: input.id, eventType: input.type },
+        "skipped an event type this function does not consume",
+      );
       return;
     }
     const data = definition.data.safeParse(input.data);
     if (!data.success) {
-      const issues = data.error.issues.map((i) => ({ path: i.path.map(String).join("."), message: i.message }));
+      const issues = data.error.issues.map((i) => ({
+        path: i.path.map(String).join("."),
+        message: i.message,
+      }));
       const error = new DeadLetterError(
         "invalid_event_data",
         `${input.type} ${input.id}: data does not match the schema: ${issues.map((i) => `${i.path || "(root)"}: ${i.message}`).join("; ")}`,
@@ -233,7 +242,8 @@ export class FunctionRunner<Services = NoServices> {
       try {
         emitted = await this.fn.handle(event, deps);
       } catch (error) {
-        if (this.#drain.signal.aborted && actionFor(error) === ErrorAction.retry) throw new DrainInterrupted();
+        if (this.#drain.signal.aborted && actionFor(error) === ErrorAction.retry)
+          throw new DrainInterrupted();
         const code = errorCode(error);
         this.metrics.failed.inc({ function: this.fn.name, type: event.type, code });
         if (actionFor(error) !== ErrorAction.retry) {
@@ -254,7 +264,12 @@ export class FunctionRunner<Services = NoServices> {
         return { kind: "ok", outputs: this.#buildOutputs(event, emitted, message) };
       } catch (error) {
         logger.error({ err: error }, "handler emitted an invalid event; dead-lettering");
-        return { kind: "dead-letter", reason: DeadLetterReason.invalidEmittedEvent, error, attempts: attempt };
+        return {
+          kind: "dead-letter",
+          reason: DeadLetterReason.invalidEmittedEvent,
+          error,
+          attempts: attempt,
+        };
       }
     }
   }
@@ -266,7 +281,10 @@ export class FunctionRunner<Services = NoServices> {
     message: BusMessage,
   ): CloudEvent<unknown>[] {
     if (!Array.isArray(emitted)) {
-      throw new DeadLetterError("invalid_handler_result", `handler of ${this.fn.name} must return an array of events`);
+      throw new DeadLetterError(
+        "invalid_handler_result",
+        `handler of ${this.fn.name} must return an array of events`,
+      );
     }
     const problems: string[] = [];
     const outputs: CloudEvent<unknown>[] = [];
@@ -285,7 +303,9 @@ export class FunctionRunner<Services = NoServices> {
       }
       const data = declared.data.safeParse(item.data);
       if (!data.success) {
-        const detail = data.error.issues.map((i) => `${i.path.map(String).join(".") || "(root)"}: ${i.message}`);
+        const detail = data.error.issues.map(
+          (i) => `${i.path.map(String).join(".") || "(root)"}: ${i.message}`,
+        );
         problems.push(`[${index}] ${type} (key ${item.key}): ${detail.join("; ")}`);
         continue;
       }
@@ -337,7 +357,12 @@ export class FunctionRunner<Services = NoServices> {
     }
   }
 
-  async #deadLetter(message: BusMessage, reason: DeadLetterReason, error: unknown, attempts: number): Promise<void> {
+  async #deadLetter(
+    message: BusMessage,
+    reason: DeadLetterReason,
+    error: unknown,
+    attempts: number,
+  ): Promise<void> {
     const time = new Date(this.#clock.now()).toISOString();
     const record = deadLetterRecord({
       functionName: this.fn.name,
@@ -390,7 +415,10 @@ export class FunctionRunner<Services = NoServices> {
           );
         }
         const delay = backoffDelay(this.#retry, attempt, this.#jitter(), retryAfter(error));
-        this.#logger.warn({ err: error, topic, attempt, delayMs: Math.round(delay) }, "publish failed; retrying");
+        this.#logger.warn(
+          { err: error, topic, attempt, delayMs: Math.round(delay) },
+          "publish failed; retrying",
+        );
         await this.#wait(delay);
       }
     }

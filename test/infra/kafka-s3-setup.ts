@@ -21,7 +21,12 @@ declare module "vitest" {
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   // both start in parallel: the JVM and MinIO each want a core for a few seconds
-  const [kafka, s3] = await Promise.allSettled([startKafka(), startS3()]);
+  const kafkaVersion = process.env.QUESTA_KAFKA_VERSION;
+  const minioVersion = process.env.QUESTA_MINIO_VERSION;
+  const [kafka, s3] = await Promise.allSettled([
+    startKafka(kafkaVersion ? { version: kafkaVersion } : {}),
+    startS3(minioVersion ? { moduleVersion: minioVersion } : {}),
+  ]);
   const started = [kafka, s3].flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
   const teardown = async () => {
     await Promise.all(started.map((server) => server.stop()));

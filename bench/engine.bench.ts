@@ -1,0 +1,137 @@
+/**
+ * Engine benchmark: forward, KV-cache decode (batch 1/32/256) and PPO train-step throughput for a
+ * 2-layer width-128 model and a ~10M-parameter model. Prints JSON with medians over repeats.
+ * Env: BENCH_MODELS=small|large|small,large (default both), BENCH_THREADS (default: all cores).
+ */
+import { availableParallelism, cpus, loadavg } from "node:os";
+import { createEngine, createRng, type ModelConfigInput, type PolicyEngine, type PolicySample, paramCount } from "../functions/model/index.ts";
+
+interface ModelCase {
+  readonly name: string;
+  readonly config: ModelConfigInput;
+  readonly repeats: { forward: number; decode: number; train: number };
+  readonly decodeNewTokens: number;
+}
+
+const VOCAB = 99; // the synthetic task's character vocabulary
+
+const CASES: ModelCase[] = [
+  {
+    name: "small",
+    config: { vocabSize: VOCAB, layers: 2, width: 128, heads: 4, maxSeqLen: 256 },
+    repeats: { forward: 7, decode: 5, train: 7 },
+    decodeNewTokens: 64,
+  },
+  {
+    name: "large",
+    config: { vocabSize: VOCAB, layers: 6, width: 384, heads: 6, maxSeqLen: 256 },
+    repeats: { forward: 3, decode: 3, train: 3 },
+    decodeNewTokens: 32,
+  },
+];
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+async function timed(repeats: number, fn: () => Promise<number>): Promise<{ median: number; all: number[] }> {
+  await fn(); // warm-up: compiles the graph for this shape
+  const rates: number[] = [];
+  for (let i = 0; i < repeats; i++) {
+    const t0 = performance.now();
+    const units = await fn();
+    rates.push(units / ((performance.now() - t0) / 1000));
+  }
+  return { median: Math.round(median(rates)), all: rates.map(Math.round) };
+}
+
+function randomTokens(rng: ReturnType<typeof createRng>, n: number): number[] {
+  return Array.from({ length: n }, () => 3 + Math.floor(rng.next() * (VOCAB - 3)));
+}
+
+async function decodeRate(engine: PolicyEngine, batch: number, newTokens: number, repeats: number, seed: number) {
+  const rng = createRng(seed);
+  const prompts = Array.from({ length: batch }, () => randomTokens(rng, 16));
+  return timed(repeats, async () => {
+    const out = await engine.generate({ prompts, maxNewTokens: newTokens, temperature: 1, rng });
+    return out.reduce((s, g) => s + g.tokens.length, 0);
+  });
+}
+
+async function runCase(c: ModelCase, threads: number) {
+  const rng = createRng(1);
+  const engine = await createEngine({ config: c.config, rng, threads });
+  const B = 32;
+  const T = 128;
+  const sequences = Array.from({ length: B }, () => randomTokens(rng, T + 1));
+  const samples: PolicySample[] = sequences.map((tokens) => ({
+    tokens,
+    lossMask: tokens.map((_, i) => (i >= 16 ? 1 : 0)),
+    advantages: tokens.map(() => rng.next() - 0.5),
+    behaviourLogProbs: tokens.map(() => -Math.log(VOCAB)),
+  }));
+  const forward = await timed(c.repeats.forward, async () => {
+    await engine.forwardLogProbs(sequences);
+    return B * T;
+  });
+  const train = await timed(c.repeats.train, async () => {
+    await engine.trainStep(samples, { lr: 1e-4, microBatchSize: B });
+    return B * T;
+  });
+  const decode: Record<string, { median: number; all: number[] }> = {};
+  for (const batch of [1, 32, 256]) decode[`batch${batch}`] = await decodeRate(engine, batch, c.decodeNewTokens, c.repeats.decode, batch);
+  await engine.dispose();
+  let spinning: Record<string, unknown> | undefined;
+  if (c.name === "small") {
+    // the same decode with onnxruntime's intra-op threads spinning between runs
+    const spin = await createEngine({ config: c.config, rng: createRng(1), threads, spinning: true });
+    spinning = {
+      decodeBatch32TokensPerSecond: (await decodeRate(spin, 32, c.decodeNewTokens, c.repeats.decode, 32)).median,
+      trainTokensPerSecond: (
+        await timed(c.repeats.train, async () => {
+          await spin.trainStep(samples, { lr: 1e-4, microBatchSize: B });
+          return B * T;
+        })
+      ).median,
+    };
+    await spin.dispose();
+  }
+  return {
+    model: c.name,
+    config: c.config,
+    parameters: paramCount(engine.config),
+    forwardTokensPerSecond: forward,
+    trainStepTokensPerSecond: { batch: B, length: T, ...train },
+    decodeTokensPerSecond: Object.fromEntries(Object.entries(decode).map(([k, v]) => [k, v])),
+    decodeSetup: { promptTokens: 16, newTokens: c.decodeNewTokens, kvCache: true },
+    ...(spinning ? { withSpinning: spinning } : {}),
+    peakRssMiB: Math.round(process.resourceUsage().maxRSS / 1024),
+  };
+}
+
+const wanted = (process.env.BENCH_MODELS ?? "small,large").split(",");
+const threads = Number(process.env.BENCH_THREADS ?? availableParallelism());
+const loadBefore = loadavg();
+const results = [];
+for (const c of CASES) if (wanted.includes(c.name)) results.push(await runCase(c, threads));
+console.log(
+  JSON.stringify(
+    {
+      benchmark: "engine",
+      machine: {
+        cpu: cpus()[0]?.model ?? "unknown",
+        cores: availableParallelism(),
+        node: process.version,
+        threads,
+        loadAverageBefore: loadBefore.map((x) => Math.round(x * 100) / 100),
+        loadAverageAfter: loadavg().map((x) => Math.round(x * 100) / 100),
+      },
+      targets: { smallTrainStepTokensPerSecond: 40000, smallDecodeBatch32TokensPerSecond: 25000 },
+      results,
+    },
+    null,
+    2,
+  ),
+);

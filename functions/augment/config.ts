@@ -1,0 +1,33 @@
+import type { DatasetRef, QuestATrainingSpec } from "../contracts/questatraining.ts";
+import { keySegment } from "../runtime/object-key.ts";
+import { type AugmentConfig, AugmentConfigSchema, type DatasetSource } from "./schema.ts";
+
+/** The augment function's config from a validated QuestATraining spec (every default filled in). */
+export function augmentConfigFromSpec(run: string, spec: QuestATrainingSpec, runPrefix = keySegment(run)): AugmentConfig {
+  const { augmentation } = spec;
+  return AugmentConfigSchema.parse({
+    runPrefix,
+    groupSize: spec.rollout.groupSize,
+    augmentation: {
+      template: augmentation.template,
+      unit: augmentation.unit,
+      minPrefixChars: augmentation.minPrefixChars,
+      requireAnswerInSolution: augmentation.requireAnswerInSolution,
+      curriculum: augmentation.curriculum,
+      hardFilter: augmentation.hardFilter,
+      decontamination: augmentation.decontamination,
+    },
+    train: spec.datasets.train.map(datasetSource),
+    evaluation: spec.evaluation.benchmarks.map(datasetSource),
+  });
+}
+
+function datasetSource(ref: DatasetRef): DatasetSource {
+  return {
+    name: ref.name,
+    mapping: ref.mapping,
+    format: ref.format,
+    ...(ref.uri === undefined ? {} : { uri: ref.uri }),
+    ...(ref.synthetic === undefined ? {} : { synthetic: ref.synthetic }),
+  };
+}

@@ -1,0 +1,134 @@
+/**
+ * The augmented set of one curriculum stage in the object store:
+ *
+ *     <runPrefix>/augmented/stage-<i>/questions-00000.jsonl   one AugmentedLine per line
+ *     <runPrefix>/augmented/stage-<i>/rejections.jsonl        every row that did not become a question
+ *     <runPrefix>/augmented/stage-<i>/manifest.json           sha256 of each, counts, parameters, report
+ *
+ * Keys and bytes are deterministic (no timestamps, inputs in order), and the manifest is written
+ * last: a stage is visible once its manifest exists, and rewriting after a crash gives the same bytes.
+ */
+import { DeadLetterError } from "../runtime/errors.ts";
+import type { ObjectStore } from "../runtime/object-store.ts";
+import {
+  type AugmentedLine,
+  AugmentedLineSchema,
+  type AugmentManifest,
+  AugmentManifestSchema,
+  type Rejection,
+} from "./schema.ts";
+
+export function stagePrefix(runPrefix: string, stage: number): string {
+  return `${runPrefix}/augmented/stage-${stage}`;
+}
+
+export function manifestKey(runPrefix: string, stage: number): string {
+  return `${stagePrefix(runPrefix, stage)}/manifest.json`;
+}
+
+export interface StageShardInput {
+  runPrefix: string;
+  stage: number;
+  questions: readonly AugmentedLine[];
+  rejections: readonly Rejection[];
+  /** questions per shard object */
+  shardSize: number;
+  manifest: Omit<AugmentManifest, "version" | "stage" | "shards" | "rejections">;
+}
+
+/** Writes the shards, the rejections and then the manifest; returns the manifest and its key. */
+export async function writeStageShards(
+  store: ObjectStore,
+  input: StageShardInput,
+): Promise<{ manifest: AugmentManifest; key: string; sha256: string; size: number }> {
+  const prefix = stagePrefix(input.runPrefix, input.stage);
+  const shards: AugmentManifest["shards"] = [];
+  for (
+    let start = 0, index = 0;
+    start < input.questions.length || index === 0;
+    start += input.shardSize, index++
+  ) {
+    const slice = input.questions.slice(start, start + input.shardSize);
+    const key = `${prefix}/questions-${String(index).padStart(5, "0")}.jsonl`;
+    const { info } = await store.put(key, jsonLines(slice), { contentType: "application/x-ndjson" });
+    shards.push({ key, sha256: info.sha256, size: info.size, count: slice.length });
+  }
+  const rejectionsKey = `${prefix}/rejections.jsonl`;
+  const rejections = await store.put(rejectionsKey, jsonLines(input.rejections), {
+    contentType: "application/x-ndjson",
+  });
+  const manifest: AugmentManifest = {
+    version: 1,
+    stage: input.stage,
+    ...input.manifest,
+    shards,
+    rejections: {
+      key: rejectionsKey,
+      sha256: rejections.info.sha256,
+      size: rejections.info.size,
+      count: input.rejections.length,
+    },
+  };
+  const key = manifestKey(input.runPrefix, input.stage);
+  const put = await store.put(key, `${JSON.stringify(manifest, null, 2)}\n`, {
+    contentType: "application/json",
+  });
+  return { manifest, key, sha256: put.info.sha256, size: put.info.size };
+}
+
+/** The stage's manifest, or `undefined` when the stage has not been written. */
+export async function readStageManifest(
+  store: ObjectStore,
+  runPrefix: string,
+  stage: number,
+): Promise<{ manifest: AugmentManifest; sha256: string } | undefined> {
+  const key = manifestKey(runPrefix, stage);
+  const bytes = await store.get(key);
+  if (bytes === undefined) return undefined;
+  const parsed = AugmentManifestSchema.safeParse(parseJson(new TextDecoder().decode(bytes), key));
+  if (!parsed.success)
+    throw new DeadLetterError("corrupt_augment_manifest", `${key}: ${parsed.error.message}`);
+  const info = await store.head(key);
+  return { manifest: parsed.data, sha256: info?.sha256 ?? "" };
+}
+
+/** Every question of a written stage, checked against the manifest's sha256 sums. */
+export async function readStageQuestions(
+  store: ObjectStore,
+  manifest: AugmentManifest,
+): Promise<AugmentedLine[]> {
+  const questions: AugmentedLine[] = [];
+  for (const shard of manifest.shards) {
+    const bytes = await store.get(shard.key);
+    const info = await store.head(shard.key);
+    if (bytes === undefined || info === undefined || info.sha256 !== shard.sha256) {
+      throw new DeadLetterError(
+        "augment_shard_mismatch",
+        `${shard.key} is missing or does not match its manifest`,
+      );
+    }
+    const text = new TextDecoder().decode(bytes);
+    for (const line of text.split("\n")) {
+      if (line === "") continue;
+      const parsed = AugmentedLineSchema.safeParse(parseJson(line, shard.key));
+      if (!parsed.success)
+        throw new DeadLetterError("corrupt_augment_shard", `${shard.key}: ${parsed.error.message}`);
+      questions.push(parsed.data);
+    }
+  }
+  return questions;
+}
+
+function jsonLines(rows: readonly unknown[]): string {
+  let out = "";
+  for (const row of rows) out += `${JSON.stringify(row)}\n`;
+  return out;
+}
+
+function parseJson(text: string, key: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new DeadLetterError("corrupt_augment_object", `${key} is not JSON`, { cause: error });
+  }
+}

@@ -1,0 +1,143 @@
+import {
+  CheckpointPublished,
+  type CheckpointPublishedData,
+  EvaluationResult,
+  type EvaluationResultData,
+} from "../contracts/events.ts";
+import type { EvaluationSpec } from "../contracts/questatraining.ts";
+import type { EvaluationProblemResult } from "../contracts/shards.ts";
+import type { RunKeys } from "../learn/run-keys.ts";
+import { DEFAULT_UNHINTED_TEMPLATE } from "../questa/augmentation.ts";
+import { bootstrapInterval, scoreBenchmark } from "../rl/pass-at-k.ts";
+import type { Grade, PolicySampler } from "../rollout/policy-sampler.ts";
+import { defineFunction, emit, type FunctionDeps } from "../runtime/define-function.ts";
+import type { EmittedEvent } from "../runtime/event-definition.ts";
+import { seededRandom } from "../runtime/random.ts";
+import { sha256Hex } from "../runtime/sha256.ts";
+
+/** One evaluation problem: the original problem, never a hint. */
+export interface BenchmarkProblem {
+  id: string;
+  problem: string;
+  answer: string;
+}
+
+export interface Benchmark {
+  name: string;
+  problems: readonly BenchmarkProblem[];
+}
+
+export interface EvaluateServices {
+  sampler: PolicySampler;
+  grade: Grade;
+  evaluation: EvaluationSpec;
+  /** the run's final step: its checkpoint is always evaluated */
+  totalSteps: number;
+  benchmarks: () => Promise<readonly Benchmark[]>;
+  keys: RunKeys;
+}
+
+/** The evaluation prompt: the official un-hinted format (`problem + "\n\n"`), the same as an un-hinted training prompt. */
+export function evaluationPrompt(problem: string): string {
+  return DEFAULT_UNHINTED_TEMPLATE.replace("{problem}", problem);
+}
+
+/** Which published checkpoints are evaluated: the start (if asked), every `interval` steps, the end. */
+export function shouldEvaluate(
+  checkpoint: CheckpointPublishedData,
+  spec: EvaluationSpec,
+  totalSteps: number,
+): boolean {
+  if (checkpoint.reason === "policy") return false;
+  if (checkpoint.reason === "initial") return spec.atStart;
+  if (checkpoint.reason === "final" || checkpoint.step >= totalSteps) return true;
+  return checkpoint.step % spec.interval === 0;
+}
+
+export function evaluationResultsKey(keys: RunKeys, step: number, benchmark: string): string {
+  return keys.key("evaluations", `step-${String(step).padStart(6, "0")}`, `${benchmark}.jsonl`);
+}
+
+export async function evaluateCheckpoint(
+  checkpoint: CheckpointPublishedData,
+  deps: FunctionDeps<EvaluateServices>,
+): Promise<EmittedEvent[]> {
+  const { services, store } = deps;
+  const spec = services.evaluation;
+  if (!shouldEvaluate(checkpoint, spec, services.totalSteps)) return [];
+  const folder = checkpoint.manifest.key.replace(/\/manifest\.json$/, "");
+  await services.sampler.load(store, folder, checkpoint.step);
+  const events: EmittedEvent[] = [];
+  const settings = {
+    temperature: spec.temperature,
+    topP: spec.topP,
+    topK: 0,
+    maxNewTokens: spec.maxNewTokens,
+  };
+  for (const benchmark of await services.benchmarks()) {
+    const key = evaluationResultsKey(services.keys, checkpoint.step, benchmark.name);
+    const results: EvaluationProblemResult[] = [];
+    for (const problem of benchmark.problems) {
+      deps.signal.throwIfAborted();
+      const prompt = services.sampler.encodePrompt(evaluationPrompt(problem.problem));
+      const seed = Number.parseInt(
+        sha256Hex(`${checkpoint.step}:${benchmark.name}:${problem.id}`).slice(0, 8),
+        16,
+      );
+      const responses = await services.sampler.sample(prompt, spec.samples, settings, seed);
+      const graded = await Promise.all(responses.map((r) => services.grade(problem.answer, r.text)));
+      const correct = graded.filter((g) => g.correct).length;
+      results.push({
+        benchmark: benchmark.name,
+        step: checkpoint.step,
+        problemId: problem.id,
+        answer: problem.answer,
+        samples: graded.map((g, i) => ({
+          extracted: g.extracted,
+          correct: g.correct,
+          reason: g.reason,
+          tokens: responses[i]?.tokens.length ?? 0,
+        })),
+        passAt1: correct / Math.max(1, graded.length),
+      });
+    }
+    const scores = scoreBenchmark(
+      results.map((r) => ({
+        answers: r.samples.map((s) => s.extracted),
+        correct: r.samples.map((s) => s.correct),
+      })),
+      spec.k,
+    );
+    const random = seededRandom(`${checkpoint.step}:${benchmark.name}`);
+    const interval = bootstrapInterval(scores.perProblemPassAt1, () => random.next());
+    const body = results.map((r) => JSON.stringify(r)).join("\n") + (results.length > 0 ? "\n" : "");
+    const put = await store.put(key, body, { contentType: "application/x-ndjson" });
+    const data: EvaluationResultData = {
+      run: checkpoint.run,
+      step: checkpoint.step,
+      benchmark: benchmark.name,
+      problems: Math.max(1, results.length),
+      samples: spec.samples,
+      temperature: spec.temperature,
+      topP: spec.topP,
+      hinted: false,
+      passAt1: scores.passAt1,
+      passAtK: scores.passAtK,
+      majAtK: scores.majAtK,
+      passAt1Interval: {
+        low: Math.min(interval.low, scores.passAt1),
+        high: Math.max(interval.high, scores.passAt1),
+      },
+      results: { uri: store.uri(key), key, sha256: put.info.sha256, size: put.info.size },
+    };
+    events.push(emit(EvaluationResult, data, `${checkpoint.run}:${benchmark.name}`));
+  }
+  return events;
+}
+
+export const evaluateFunction = defineFunction({
+  name: "evaluate",
+  consumes: [CheckpointPublished] as const,
+  emits: [EvaluationResult],
+  handle: (event, deps: FunctionDeps<EvaluateServices>) => evaluateCheckpoint(event.data, deps),
+});

@@ -1,0 +1,96 @@
+import { describe, expect, it } from "vitest";
+import { DeadLetterError, RetryableError } from "../runtime/errors.ts";
+import { MemoryObjectStore } from "../runtime/memory-object-store.ts";
+import type { ObjectStore } from "../runtime/object-store.ts";
+import { loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
+import { ModelConfigSchema } from "./config.ts";
+import { initParams } from "./params.ts";
+import { createRng } from "./rng.ts";
+import { decodeSafetensors, encodeSafetensors } from "./safetensors.ts";
+import { charTokenizer } from "./tokenizer.ts";
+
+const config = ModelConfigSchema.parse({ vocabSize: 99, layers: 2, width: 16, heads: 2, maxSeqLen: 32 });
+
+function data() {
+  const rng = createRng(3);
+  const params = initParams(config, rng);
+  const m = initParams(config, rng);
+  const v = initParams(config, rng).map(Math.abs);
+  // awkward values must survive bit-exactly
+  params[0] = -0;
+  params[1] = Number.MIN_VALUE;
+  params[2] = 3.4028234663852886e38;
+  return { config, params, optimizerState: { m, v, step: 17 }, tokenizerJson: charTokenizer().toJSON(), step: 17, parent: "ckpt/step-16" };
+}
+
+function sameBits(a: Float32Array, b: Float32Array): boolean {
+  const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const y = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  return x.length === y.length && x.every((w, i) => w === y[i]);
+}
+
+describe("checkpoints", () => {
+  it("round-trips weights, optimizer state, config and tokenizer bit-exactly", async () => {
+    const store = new MemoryObjectStore();
+    const order: string[] = [];
+    const recording: ObjectStore = {
+      put: (key, body, options) => {
+        order.push(key);
+        return store.put(key, body, options);
+      },
+      get: (key) => store.get(key),
+      head: (key) => store.head(key),
+      list: (prefix) => store.list(prefix),
+      delete: (key) => store.delete(key),
+      uri: (key) => store.uri(key),
+    };
+    const d = data();
+    const { manifest } = await saveCheckpoint(recording, "runs/a/ckpt/step-17", d);
+    expect(order.at(-1)).toBe("runs/a/ckpt/step-17/manifest.json");
+    expect(order).toHaveLength(5);
+    expect(Object.keys(manifest.files).sort()).toEqual(["config.json", "model.safetensors", "optimizer.safetensors", "tokenizer.json"]);
+    const loaded = await loadCheckpoint(store, "runs/a/ckpt/step-17");
+    expect(sameBits(loaded.params, d.params)).toBe(true);
+    expect(sameBits(loaded.optimizerState!.m, d.optimizerState.m)).toBe(true);
+    expect(sameBits(loaded.optimizerState!.v, d.optimizerState.v)).toBe(true);
+    expect(loaded.optimizerState!.step).toBe(17);
+    expect(loaded.config).toEqual(config);
+    expect(loaded.tokenizerJson).toEqual(d.tokenizerJson);
+    expect(loaded.manifest.parent).toBe("ckpt/step-16");
+  });
+
+  it("saving the same checkpoint twice is idempotent; a different one at the same prefix is refused", async () => {
+    const store = new MemoryObjectStore();
+    await saveCheckpoint(store, "c", data());
+    await expect(saveCheckpoint(store, "c", data())).resolves.toBeDefined();
+    await expect(saveCheckpoint(store, "c", { ...data(), step: 18 })).rejects.toThrow(DeadLetterError);
+  });
+
+  it("refuses a partial checkpoint (no manifest yet)", async () => {
+    const store = new MemoryObjectStore();
+    await saveCheckpoint(store, "c", data());
+    await store.delete("c/manifest.json");
+    await expect(loadCheckpoint(store, "c")).rejects.toThrow(RetryableError);
+    await expect(loadCheckpoint(store, "c")).rejects.toThrow(/partial or not written/);
+  });
+
+  it("refuses a corrupted or missing file naming it", async () => {
+    const store = new MemoryObjectStore();
+    await saveCheckpoint(store, "c", data());
+    const bytes = (await store.get("c/model.safetensors"))!;
+    bytes[bytes.length - 1]! ^= 1;
+    await store.put("c/model.safetensors", bytes);
+    await expect(loadCheckpoint(store, "c")).rejects.toThrow(/model\.safetensors is corrupted/);
+    await store.delete("c/model.safetensors");
+    await expect(loadCheckpoint(store, "c")).rejects.toThrow(/missing/);
+  });
+
+  it("safetensors header is 8-byte aligned and parseable", () => {
+    const bytes = encodeSafetensors({ w: { shape: [2, 3], data: Float32Array.from([1, 2, 3, 4, 5, 6]) } }, { k: "v" });
+    const headerLength = Number(new DataView(bytes.buffer).getBigUint64(0, true));
+    expect((8 + headerLength) % 8).toBe(0);
+    const decoded = decodeSafetensors(bytes);
+    expect(Array.from(decoded.tensors.w!.data)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(decoded.metadata).toEqual({ k: "v" });
+  });
+});

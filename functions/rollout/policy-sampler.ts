@@ -1,0 +1,42 @@
+import type { ObjectStore } from "../runtime/object-store.ts";
+
+/**
+ * What rollout and evaluation need from a policy engine: load a published checkpoint, turn text
+ * into prompt tokens and sample responses. A port, implemented on functions/model.
+ */
+export interface SamplingSettings {
+  temperature: number;
+  topP: number;
+  topK: number;
+  maxNewTokens: number;
+}
+
+export interface SampledResponse {
+  text: string;
+  tokens: number[];
+  /** log-probability of each sampled token under the sampling policy (before temperature) */
+  logProbs: number[];
+  finishReason: "stop" | "length";
+}
+
+export interface PolicySampler {
+  /** learner step of the loaded weights; -1 before the first load */
+  readonly version: number;
+  /** loads the checkpoint in `folder` (manifest verified) as policy `version` */
+  load(store: ObjectStore, folder: string, version: number): Promise<void>;
+  /** prompt text -> the token ids the policy is conditioned on */
+  encodePrompt(prompt: string): number[];
+  /** `samples` responses to one prompt; `seed` makes the draw reproducible */
+  sample(
+    promptTokens: readonly number[],
+    samples: number,
+    settings: SamplingSettings,
+    seed: number,
+  ): Promise<SampledResponse[]>;
+}
+
+/** Grades a response against a plain-string gold answer. */
+export type Grade = (
+  gold: string,
+  response: string,
+) => Promise<{ reward: number; correct: boolean; extracted: string | null; reason: string }>;
