@@ -13,8 +13,8 @@ RUN npm ci --omit=dev --no-audit --no-fund \
 
 FROM node:20-bookworm-slim
 ENV NODE_ENV=production \
-    # the AWS SDK's node-version notice is noise in pod logs
-    AWS_SDK_JS_SUPPRESS_MAINTENANCE_MODE_MESSAGE=1
+    # the AWS SDK's notice about future Node versions is noise in pod logs
+    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json package-lock.json ./

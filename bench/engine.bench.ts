@@ -4,7 +4,14 @@
  * Env: BENCH_MODELS=small|large|small,large (default both), BENCH_THREADS (default: all cores).
  */
 import { availableParallelism, cpus, loadavg } from "node:os";
-import { createEngine, createRng, type ModelConfigInput, type PolicyEngine, type PolicySample, paramCount } from "../functions/model/index.ts";
+import {
+  createEngine,
+  createRng,
+  type ModelConfigInput,
+  type PolicyEngine,
+  type PolicySample,
+  paramCount,
+} from "../functions/model/index.ts";
 
 interface ModelCase {
   readonly name: string;
@@ -51,7 +58,13 @@ function randomTokens(rng: ReturnType<typeof createRng>, n: number): number[] {
   return Array.from({ length: n }, () => 3 + Math.floor(rng.next() * (VOCAB - 3)));
 }
 
-async function decodeRate(engine: PolicyEngine, batch: number, newTokens: number, repeats: number, seed: number) {
+async function decodeRate(
+  engine: PolicyEngine,
+  batch: number,
+  newTokens: number,
+  repeats: number,
+  seed: number,
+) {
   const rng = createRng(seed);
   const prompts = Array.from({ length: batch }, () => randomTokens(rng, 16));
   return timed(repeats, async () => {
@@ -81,14 +94,16 @@ async function runCase(c: ModelCase, threads: number) {
     return B * T;
   });
   const decode: Record<string, { median: number; all: number[] }> = {};
-  for (const batch of [1, 32, 256]) decode[`batch${batch}`] = await decodeRate(engine, batch, c.decodeNewTokens, c.repeats.decode, batch);
+  for (const batch of [1, 32, 256])
+    decode[`batch${batch}`] = await decodeRate(engine, batch, c.decodeNewTokens, c.repeats.decode, batch);
   await engine.dispose();
   let spinning: Record<string, unknown> | undefined;
   if (c.name === "small") {
     // the same decode with onnxruntime's intra-op threads spinning between runs
     const spin = await createEngine({ config: c.config, rng: createRng(1), threads, spinning: true });
     spinning = {
-      decodeBatch32TokensPerSecond: (await decodeRate(spin, 32, c.decodeNewTokens, c.repeats.decode, 32)).median,
+      decodeBatch32TokensPerSecond: (await decodeRate(spin, 32, c.decodeNewTokens, c.repeats.decode, 32))
+        .median,
       trainTokensPerSecond: (
         await timed(c.repeats.train, async () => {
           await spin.trainStep(samples, { lr: 1e-4, microBatchSize: B });

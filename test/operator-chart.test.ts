@@ -2,6 +2,7 @@ import { join } from "node:path";
 import { describe, expect, inject, it } from "vitest";
 import {
   createNamespace,
+  eventually,
   installChart,
   kubectlApply,
   mustTool,
@@ -31,6 +32,7 @@ describe("helm chart and CRD against a real kube-apiserver", () => {
 
   it("installs with helm; the CRD is established and structural; kubectl explain works", async () => {
     await installChart(bin, kubeconfig, operatorNamespace);
+    await kubectl("wait", "--for=condition=Established", "--timeout=30s", "crd/questatrainings.questa.dev");
     const crd = JSON.parse(await kubectl("get", "crd", "questatrainings.questa.dev", "-o", "json")) as {
       status: { conditions: { type: string; status: string; reason: string }[] };
     };
@@ -40,7 +42,8 @@ describe("helm chart and CRD against a real kube-apiserver", () => {
     // a non-structural schema would show up as NonStructuralSchema=True
     expect(condition("NonStructuralSchema")).toBeUndefined();
 
-    const explain = await kubectl("explain", "questatraining.spec.augmentation");
+    // the API server publishes a new CRD's OpenAPI a moment after it is established
+    const explain = await eventually("kubectl explain", () => kubectl("explain", "questatraining.spec.augmentation"));
     expect(explain).toContain("curriculum");
     expect(explain).toContain("hardFilter");
     const explainRollout = await kubectl("explain", "qt.spec.rollout.replicas");

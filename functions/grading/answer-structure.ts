@@ -198,7 +198,7 @@ export function parseStructure(s: string, depth = 0): Answer {
   const member = /^[a-zA-Z]\s*\\in\s*(?![a-zA-Z])(.+)$/s.exec(s);
   if (member) return parseStructure(member[1]!, depth + 1);
   const pm = s.indexOf("\\pm");
-  if (pm >= 0 && !/[a-zA-Z]/.test(s[pm + 3] ?? "")) {
+  if (pm >= 0 && !/[a-zA-Z]/.test(s[pm + 3] ?? "") && s.indexOf("\\pm", pm + 3) < 0) {
     // a \pm b stands for the two answers a + b and a - b
     const before = s.slice(0, pm);
     const after = s.slice(pm + 3);

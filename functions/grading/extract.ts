@@ -22,34 +22,60 @@ function braceGroup(s: string, open: number): string | undefined {
   return undefined;
 }
 
+/** for every '{', the index of its matching '}' (or -1): one linear pass, used when scans repeat */
+function braceMatches(s: string): Int32Array {
+  const match = new Int32Array(s.length).fill(-1);
+  const stack: number[] = [];
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i];
+    if (c === "\\") {
+      i++;
+      continue;
+    }
+    if (c === "{") stack.push(i);
+    else if (c === "}") {
+      const open = stack.pop();
+      if (open !== undefined) match[open] = i;
+    }
+  }
+  return match;
+}
+
 /** the last \boxed{...} / \fbox{...} with balanced braces ("\boxed 5" too), or null */
 export function extractBoxed(response: string): string | null {
   let end = response.length;
+  let matches: Int32Array | undefined;
+  // last position of each command at or before `end`; refreshed only once passed (keeps it linear)
+  const found = BOX_COMMANDS.map((c) => response.lastIndexOf(c, end));
   for (;;) {
     let at = -1;
     let cmd = "";
-    for (const c of BOX_COMMANDS) {
-      const i = response.lastIndexOf(c, end);
-      if (i > at) {
-        at = i;
+    BOX_COMMANDS.forEach((c, k) => {
+      if (found[k]! > end) found[k] = response.lastIndexOf(c, end);
+      if (found[k]! > at) {
+        at = found[k]!;
         cmd = c;
       }
-    }
+    });
     if (at < 0) return null;
     let j = at + cmd.length;
-    if (/[a-zA-Z]/.test(response[j] ?? "")) {
-      end = at - 1;
-      if (end < 0) return null;
-      continue;
-    }
-    while (response[j] === " ") j++;
-    if (response[j] === "{") {
-      const content = braceGroup(response, j);
-      if (content !== undefined) return content.trim();
-    } else if (j > at + cmd.length) {
-      // "\boxed 5": one token up to whitespace or a math delimiter
-      const m = /^[^\s$]+/.exec(response.slice(j, j + 200));
-      if (m) return m[0];
+    if (!/[a-zA-Z]/.test(response[j] ?? "")) {
+      while (response[j] === " ") j++;
+      if (response[j] === "{") {
+        // first candidate: direct scan; after a failure, a precomputed table keeps the search linear
+        if (matches === undefined) {
+          const content = braceGroup(response, j);
+          if (content !== undefined) return content.trim();
+          matches = braceMatches(response);
+        } else {
+          const close = matches[j]!;
+          if (close >= 0) return response.slice(j + 1, close).trim();
+        }
+      } else if (j > at + cmd.length) {
+        // "\boxed 5": one token up to whitespace or a math delimiter
+        const m = /^[^\s$]+/.exec(response.slice(j, j + 200));
+        if (m) return m[0];
+      }
     }
     end = at - 1;
     if (end < 0) return null;
@@ -91,7 +117,9 @@ function cutSentence(s: string): string {
 
 /** the math block the response ends with: $...$, $$...$$, \(...\), \[...\] */
 function finalMath(response: string): string | null {
-  const trimmed = response.trimEnd().replace(/[.!]+$/, "").trimEnd();
+  let endAt = response.trimEnd().length;
+  while (endAt > 0 && (response[endAt - 1] === "." || response[endAt - 1] === "!")) endAt--;
+  const trimmed = response.slice(0, endAt).trimEnd();
   const pairs: ReadonlyArray<readonly [string, string]> = [
     ["$$", "$$"],
     ["\\[", "\\]"],

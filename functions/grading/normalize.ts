@@ -133,7 +133,8 @@ const UNIT_WORDS =
 
 /** "90 degrees", "10 square units", "5 cm" -> the number part */
 function stripTrailingUnitWords(s: string): string {
-  const m = /^(.*?[0-9}).])\s*((?:[a-zA-Z]+\s*){1,4})\.?$/.exec(s);
+  if (s.length > 400) return s;
+  const m = /^(.*?[0-9}).])\s*((?:[a-zA-Z]+\s+){0,3}[a-zA-Z]+)\s*\.?$/.exec(s);
   if (!m) return s;
   const words = m[2]!.trim().split(/\s+/);
   if (words.every((w) => UNIT_WORDS.test(w)) && !/[a-zA-Z]\s*$/.test(m[1]!.replace(/\\[a-zA-Z]+/g, ""))) {

@@ -48,8 +48,8 @@ const LearnerStateSchema = z.object({
   staleDropped: z.int().min(0),
   /** arrival counter: pending groups train in arrival order, also after a restart */
   arrivals: z.int().min(0),
-  /** the resume slot holding the weights and optimiser state of `step` */
-  resumeSlot: z.int().min(0).max(1).optional(),
+  /** whether `learner/resume/step-<step>` holds the weights and optimiser state of `step` */
+  resumable: z.boolean().default(false),
   finished: z.boolean(),
   /** events of the latest step, re-emitted if its last group is delivered again after a crash */
   lastStepEvents: z.array(StoredEventSchema),
@@ -72,6 +72,10 @@ export interface LearnerOptions {
   uri: (key: string) => string;
 }
 
+function resumeFolder(keys: RunKeys, step: number): string {
+  return keys.key("learner", "resume", `step-${String(step).padStart(6, "0")}`);
+}
+
 export function groupKey(group: Pick<RolloutGroupData, "questionId" | "stage" | "epoch">): string {
   return `${group.questionId}.s${group.stage}.e${group.epoch}`;
 }
@@ -84,6 +88,7 @@ function initialState(): LearnerState {
     rejectedSinceStep: 0,
     staleDropped: 0,
     arrivals: 0,
+    resumable: false,
     finished: false,
     lastStepEvents: [],
     lastStepKeys: [],
@@ -103,8 +108,8 @@ async function readJson<T>(store: ObjectStore, key: string, schema: z.ZodType<T>
  * `promptsPerStep` groups, publishes policy updates and checkpoints, follows the curriculum.
  *
  * Crash safety: every accepted group is written to `learner/pending/` before its message is
- * committed; after each step the weights and optimiser state go to a resume slot, then
- * `learner/state.json` (atomic) records the step. A restart loads the slot named by the state, so
+ * committed; after each step the weights and optimiser state go to a resume folder, then
+ * `learner/state.json` (atomic) records the step. A restart loads the folder of the state's step, so
  * no step is lost or repeated; redelivered groups are recognised by key and dropped.
  */
 export class Learner {
@@ -119,15 +124,15 @@ export class Learner {
   }
 
   /**
-   * Restores the learner from the store: the latest resume slot when there is one, else the
+   * Restores the learner from the store: the resume folder of the recorded step when there is one, else the
    * initial checkpoint (step 0), which must exist.
    */
   static async open(options: LearnerOptions): Promise<Learner> {
     const { store, keys, engine } = options;
     const state =
       (await readJson(store, keys.key("learner", "state.json"), LearnerStateSchema)) ?? initialState();
-    if (state.resumeSlot !== undefined) {
-      await engine.loadCheckpoint(store, keys.key("learner", `resume-${state.resumeSlot}`));
+    if (state.resumable) {
+      await engine.loadCheckpoint(store, resumeFolder(keys, state.step));
     } else {
       await engine.loadCheckpoint(store, keys.checkpoint(0));
     }
@@ -279,9 +284,8 @@ export class Learner {
     });
     const finished = step >= spec.totalSteps;
 
-    // durable order: resume slot, then state (the commit point), then pending deletes
-    const slot = step % 2;
-    await engine.saveCheckpoint(store, keys.key("learner", `resume-${slot}`), {
+    // durable order: resume folder, then state (the commit point), then cleanup
+    await engine.saveCheckpoint(store, resumeFolder(keys, step), {
       step,
       parentStep: this.#state.step,
       withOptimizer: true,
@@ -358,7 +362,7 @@ export class Learner {
       curriculum: observed.state,
       consumed: [...this.#state.consumed, { step, keys: batchKeys }].slice(-CONSUMED_MEMORY_STEPS),
       rejectedSinceStep: 0,
-      resumeSlot: slot,
+      resumable: true,
       finished,
       lastStepEvents: events.map((e) => ({
         type: e.definition.type,
@@ -371,7 +375,9 @@ export class Learner {
     await this.#saveState();
     this.#pending = this.#pending.filter((p) => !batchKeys.includes(groupKey(p.group)));
     for (const k of batchKeys) await store.delete(this.#pendingKey(k));
-    await this.#prunePolicies(step);
+    await this.#removeFolder(resumeFolder(keys, step - 1));
+    const stalePolicy = step - spec.maxStaleness - 2;
+    if (stalePolicy >= 1) await this.#removeFolder(keys.policy(stalePolicy));
     return events;
   }
 
@@ -435,11 +441,9 @@ export class Learner {
     await this.#o.store.put(this.#o.keys.key("learner", "state.json"), JSON.stringify(this.#state));
   }
 
-  /** weights-only policy updates older than the staleness window are no longer loadable */
-  async #prunePolicies(step: number): Promise<void> {
-    const oldest = step - this.#o.learner.maxStaleness - 2;
-    if (oldest < 1) return;
-    const infos = await this.#o.store.list(`${this.#o.keys.policy(oldest)}/`);
+  /** removes a checkpoint folder no reader needs any more (old resume state, stale policy updates) */
+  async #removeFolder(folder: string): Promise<void> {
+    const infos = await this.#o.store.list(`${folder}/`);
     // the manifest goes first: a checkpoint without one is never loaded, so no reader sees half of it
     infos.sort((a, b) => Number(b.key.endsWith("manifest.json")) - Number(a.key.endsWith("manifest.json")));
     for (const info of infos) await this.#o.store.delete(info.key);

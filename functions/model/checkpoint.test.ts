@@ -20,7 +20,14 @@ function data() {
   params[0] = -0;
   params[1] = Number.MIN_VALUE;
   params[2] = 3.4028234663852886e38;
-  return { config, params, optimizerState: { m, v, step: 17 }, tokenizerJson: charTokenizer().toJSON(), step: 17, parent: "ckpt/step-16" };
+  return {
+    config,
+    params,
+    optimizerState: { m, v, step: 17 },
+    tokenizerJson: charTokenizer().toJSON(),
+    step: 17,
+    parent: "ckpt/step-16",
+  };
 }
 
 function sameBits(a: Float32Array, b: Float32Array): boolean {
@@ -48,7 +55,12 @@ describe("checkpoints", () => {
     const { manifest } = await saveCheckpoint(recording, "runs/a/ckpt/step-17", d);
     expect(order.at(-1)).toBe("runs/a/ckpt/step-17/manifest.json");
     expect(order).toHaveLength(5);
-    expect(Object.keys(manifest.files).sort()).toEqual(["config.json", "model.safetensors", "optimizer.safetensors", "tokenizer.json"]);
+    expect(Object.keys(manifest.files).sort()).toEqual([
+      "config.json",
+      "model.safetensors",
+      "optimizer.safetensors",
+      "tokenizer.json",
+    ]);
     const loaded = await loadCheckpoint(store, "runs/a/ckpt/step-17");
     expect(sameBits(loaded.params, d.params)).toBe(true);
     expect(sameBits(loaded.optimizerState!.m, d.optimizerState.m)).toBe(true);
@@ -86,7 +98,10 @@ describe("checkpoints", () => {
   });
 
   it("safetensors header is 8-byte aligned and parseable", () => {
-    const bytes = encodeSafetensors({ w: { shape: [2, 3], data: Float32Array.from([1, 2, 3, 4, 5, 6]) } }, { k: "v" });
+    const bytes = encodeSafetensors(
+      { w: { shape: [2, 3], data: Float32Array.from([1, 2, 3, 4, 5, 6]) } },
+      { k: "v" },
+    );
     const headerLength = Number(new DataView(bytes.buffer).getBigUint64(0, true));
     expect((8 + headerLength) % 8).toBe(0);
     const decoded = decodeSafetensors(bytes);

@@ -20,7 +20,10 @@ export const CheckpointManifestSchema = z.object({
   step: z.number().int().nonnegative(),
   /** prefix of the checkpoint this one was trained from, null for the first */
   parent: z.string().nullable(),
-  files: z.record(z.string(), z.object({ sha256: z.string().regex(/^[0-9a-f]{64}$/), size: z.number().int().nonnegative() })),
+  files: z.record(
+    z.string(),
+    z.object({ sha256: z.string().regex(/^[0-9a-f]{64}$/), size: z.number().int().nonnegative() }),
+  ),
   metadata: z.record(z.string(), z.string()).default({}),
 });
 export type CheckpointManifest = z.infer<typeof CheckpointManifestSchema>;
@@ -57,13 +60,21 @@ function split(config: ModelConfig, flat: Float32Array, namePrefix = ""): Record
   return out;
 }
 
-function join(config: ModelConfig, tensors: Record<string, NamedTensor>, namePrefix: string, file: string): Float32Array {
+function join(
+  config: ModelConfig,
+  tensors: Record<string, NamedTensor>,
+  namePrefix: string,
+  file: string,
+): Float32Array {
   const layout = paramLayout(config);
   const flat = new Float32Array(layout.total);
   for (const s of layout.specs) {
     const t = tensors[`${namePrefix}${s.name}`];
     if (!t || t.data.length !== s.size || t.shape.join(",") !== s.shape.join(",")) {
-      throw new DeadLetterError("checkpoint.mismatch", `${file}: tensor ${namePrefix}${s.name} is missing or has the wrong shape for config.json`);
+      throw new DeadLetterError(
+        "checkpoint.mismatch",
+        `${file}: tensor ${namePrefix}${s.name} is missing or has the wrong shape for config.json`,
+      );
     }
     flat.set(t.data, s.offset);
   }
@@ -128,15 +139,23 @@ export async function loadCheckpoint(store: ObjectStore, prefix: string): Promis
   try {
     manifest = CheckpointManifestSchema.parse(JSON.parse(new TextDecoder().decode(raw)));
   } catch (error) {
-    throw new DeadLetterError("checkpoint.corrupt", `${store.uri(manifestKey)} is not a valid checkpoint manifest`, {
-      cause: error,
-    });
+    throw new DeadLetterError(
+      "checkpoint.corrupt",
+      `${store.uri(manifestKey)} is not a valid checkpoint manifest`,
+      {
+        cause: error,
+      },
+    );
   }
   const files: Record<string, Uint8Array> = {};
   for (const [name, expected] of Object.entries(manifest.files)) {
     const key = keyOf(prefix, name);
     const bytes = await store.get(key);
-    if (!bytes) throw new DeadLetterError("checkpoint.corrupt", `checkpoint file ${store.uri(key)} listed in the manifest is missing`);
+    if (!bytes)
+      throw new DeadLetterError(
+        "checkpoint.corrupt",
+        `checkpoint file ${store.uri(key)} listed in the manifest is missing`,
+      );
     const actual = sha256Hex(bytes);
     if (actual !== expected.sha256 || bytes.length !== expected.size) {
       throw new DeadLetterError(
@@ -147,10 +166,16 @@ export async function loadCheckpoint(store: ObjectStore, prefix: string): Promis
     files[name] = bytes;
   }
   for (const required of ["config.json", "model.safetensors"]) {
-    if (!files[required]) throw new DeadLetterError("checkpoint.corrupt", `checkpoint at ${prefix} has no ${required}`);
+    if (!files[required])
+      throw new DeadLetterError("checkpoint.corrupt", `checkpoint at ${prefix} has no ${required}`);
   }
   const config = ModelConfigSchema.parse(JSON.parse(new TextDecoder().decode(files["config.json"])));
-  const params = join(config, decodeSafetensors(files["model.safetensors"]!).tensors, "", "model.safetensors");
+  const params = join(
+    config,
+    decodeSafetensors(files["model.safetensors"]!).tensors,
+    "",
+    "model.safetensors",
+  );
   let optimizerState: OptimizerState | undefined;
   if (files["optimizer.safetensors"]) {
     const decoded = decodeSafetensors(files["optimizer.safetensors"]);
@@ -160,6 +185,8 @@ export async function loadCheckpoint(store: ObjectStore, prefix: string): Promis
       step: Number(decoded.metadata.step ?? "0"),
     };
   }
-  const tokenizerJson = files["tokenizer.json"] ? JSON.parse(new TextDecoder().decode(files["tokenizer.json"])) : undefined;
+  const tokenizerJson = files["tokenizer.json"]
+    ? JSON.parse(new TextDecoder().decode(files["tokenizer.json"]))
+    : undefined;
   return { config, params, optimizerState, tokenizerJson, manifest };
 }

@@ -7,7 +7,12 @@ export const ModelConfigSchema = z
     layers: z.number().int().min(1).describe("transformer blocks"),
     width: z.number().int().min(2).describe("residual stream width (d_model)"),
     heads: z.number().int().min(1).describe("query heads"),
-    kvHeads: z.number().int().min(1).optional().describe("key/value heads (grouped-query attention); defaults to heads"),
+    kvHeads: z
+      .number()
+      .int()
+      .min(1)
+      .optional()
+      .describe("key/value heads (grouped-query attention); defaults to heads"),
     mlpWidth: z.number().int().min(1).optional().describe("hidden width of the MLP; defaults to 4 x width"),
     activation: z.enum(["gelu", "swiglu"]).default("gelu"),
     norm: z.enum(["layernorm", "rmsnorm"]).default("layernorm"),
@@ -20,14 +25,26 @@ export const ModelConfigSchema = z
   })
   .superRefine((c, ctx) => {
     if (c.width % c.heads !== 0) {
-      ctx.addIssue({ code: "custom", path: ["heads"], message: `width ${c.width} must be divisible by heads ${c.heads}` });
+      ctx.addIssue({
+        code: "custom",
+        path: ["heads"],
+        message: `width ${c.width} must be divisible by heads ${c.heads}`,
+      });
     }
     const kv = c.kvHeads ?? c.heads;
     if (c.heads % kv !== 0) {
-      ctx.addIssue({ code: "custom", path: ["kvHeads"], message: `heads ${c.heads} must be divisible by kvHeads ${kv}` });
+      ctx.addIssue({
+        code: "custom",
+        path: ["kvHeads"],
+        message: `heads ${c.heads} must be divisible by kvHeads ${kv}`,
+      });
     }
     if (c.positions === "rotary" && (c.width / c.heads) % 2 !== 0) {
-      ctx.addIssue({ code: "custom", path: ["positions"], message: "rotary positions need an even head dimension" });
+      ctx.addIssue({
+        code: "custom",
+        path: ["positions"],
+        message: "rotary positions need an even head dimension",
+      });
     }
   });
 export type ModelConfig = z.infer<typeof ModelConfigSchema>;

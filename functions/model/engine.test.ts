@@ -24,7 +24,13 @@ describe("PolicyEngine generation", () => {
     { name: "learned positions", config: small },
     {
       name: "rotary, GQA, swiglu, rmsnorm",
-      config: { ...small, kvHeads: 2, positions: "rotary" as const, activation: "swiglu" as const, norm: "rmsnorm" as const },
+      config: {
+        ...small,
+        kvHeads: 2,
+        positions: "rotary" as const,
+        activation: "swiglu" as const,
+        norm: "rmsnorm" as const,
+      },
     },
   ]) {
     it(`greedy decoding with the KV cache equals argmax over full forward passes (${variant.name})`, async () => {
@@ -54,24 +60,43 @@ describe("PolicyEngine generation", () => {
 
   it("stops on stop tokens and stop strings, returns text, and is reproducible per seed", async () => {
     const e = await engine(small, 4);
-    const prompts = [[tok.bosId!, ...tok.encode("x")], [tok.bosId!, ...tok.encode("yy")]];
+    const prompts = [
+      [tok.bosId!, ...tok.encode("x")],
+      [tok.bosId!, ...tok.encode("yy")],
+    ];
     const a = await e.generate({ prompts, maxNewTokens: 30, temperature: 1, topP: 0.9, rng: createRng(5) });
     const b = await e.generate({ prompts, maxNewTokens: 30, temperature: 1, topP: 0.9, rng: createRng(5) });
     expect(a).toEqual(b);
     const stopAt = a[0]!.tokens[3]!;
-    const stopped = await e.generate({ prompts, maxNewTokens: 30, temperature: 1, topP: 0.9, stopTokens: [stopAt], rng: createRng(5) });
+    const stopped = await e.generate({
+      prompts,
+      maxNewTokens: 30,
+      temperature: 1,
+      topP: 0.9,
+      stopTokens: [stopAt],
+      rng: createRng(5),
+    });
     expect(stopped[0]!.finishReason).toBe("stop");
     expect(stopped[0]!.tokens.at(-1)).toBe(stopAt);
     expect(stopped[0]!.tokens.length).toBeLessThanOrEqual(4);
     const stopString = a[1]!.text!.slice(2, 4);
-    const byString = await e.generate({ prompts, maxNewTokens: 30, temperature: 1, topP: 0.9, stopStrings: [stopString], rng: createRng(5) });
+    const byString = await e.generate({
+      prompts,
+      maxNewTokens: 30,
+      temperature: 1,
+      topP: 0.9,
+      stopStrings: [stopString],
+      rng: createRng(5),
+    });
     expect(byString[1]!.finishReason).toBe("stop");
     expect(byString[1]!.text!.endsWith(stopString)).toBe(true);
   });
 
   it("rejects out-of-vocabulary prompts naming the field", async () => {
     const e = await engine(small);
-    await expect(e.generate({ prompts: [[1, 5000]], maxNewTokens: 2, rng: createRng(1) })).rejects.toThrow(/prompts\[0\]\.tokens\[1\]/);
+    await expect(e.generate({ prompts: [[1, 5000]], maxNewTokens: 2, rng: createRng(1) })).rejects.toThrow(
+      /prompts\[0\]\.tokens\[1\]/,
+    );
   });
 });
 
@@ -94,7 +119,11 @@ describe("PolicyEngine training", () => {
     const e = await engine(small, 7);
     const samples = ppoSamples(1, 6);
     const scored = await e.forwardLogProbs(samples.map((s) => s.tokens));
-    const onPolicy = samples.map((s, i) => ({ ...s, behaviourLogProbs: scored[i]!.logProbs, proximalLogProbs: scored[i]!.logProbs }));
+    const onPolicy = samples.map((s, i) => ({
+      ...s,
+      behaviourLogProbs: scored[i]!.logProbs,
+      proximalLogProbs: scored[i]!.logProbs,
+    }));
     const m = await e.trainStep(onPolicy, { lr: 1e-3 });
     expect(m.clipFraction).toBe(0);
     expect(m.importanceWeight).toBeCloseTo(1, 5);
@@ -104,13 +133,17 @@ describe("PolicyEngine training", () => {
     expect(m.step).toBe(1);
     // positive-advantage sequences become more likely, negative ones less
     const after = await e.forwardLogProbs(samples.map((s) => s.tokens));
-    const delta = (i: number) => after[i]!.logProbs.slice(3).reduce((s, x, t) => s + x - scored[i]!.logProbs[t + 3]!, 0);
+    const delta = (i: number) =>
+      after[i]!.logProbs.slice(3).reduce((s, x, t) => s + x - scored[i]!.logProbs[t + 3]!, 0);
     expect(delta(0)).toBeGreaterThan(0);
     expect(delta(1)).toBeLessThan(0);
   });
 
   it("micro-batch gradient accumulation gives the same update as one batch", async () => {
-    const samples = ppoSamples(2, 8).map((s) => ({ ...s, proximalLogProbs: s.behaviourLogProbs.map((x) => x + 0.05) }));
+    const samples = ppoSamples(2, 8).map((s) => ({
+      ...s,
+      proximalLogProbs: s.behaviourLogProbs.map((x) => x + 0.05),
+    }));
     const hp = { lr: 1e-3, klCoef: 0, entropyCoef: 0.01 };
     const one = await engine(small, 9);
     const many = await engine(small, 9);
@@ -132,7 +165,10 @@ describe("PolicyEngine training", () => {
     const bad = { tokens: [1, 5, 6], lossMask: [0, 1], advantages: [0, 1, 1], behaviourLogProbs: [0, -1] };
     const err = await e.trainStep([bad], {}).catch((x: unknown) => x);
     expect(err).toBeInstanceOf(InputError);
-    expect((err as InputError).issues.map((i) => i.path)).toEqual(["samples[0].lossMask", "samples[0].behaviourLogProbs"]);
+    expect((err as InputError).issues.map((i) => i.path)).toEqual([
+      "samples[0].lossMask",
+      "samples[0].behaviourLogProbs",
+    ]);
   });
 
   it("learns to reverse a digit string (supervised) to >= 95% exact match", async () => {
@@ -140,7 +176,8 @@ describe("PolicyEngine training", () => {
     const e = await createEngine({ config, rng: createRng(11), threads: 2 });
     engines.push(e);
     const rng = createRng(12);
-    const digits = (n: number) => Array.from({ length: n }, () => String(Math.floor(rng.next() * 10))).join("");
+    const digits = (n: number) =>
+      Array.from({ length: n }, () => String(Math.floor(rng.next() * 10))).join("");
     const example = () => {
       const s = digits(3 + Math.floor(rng.next() * 4));
       const prompt = [tok.bosId!, ...tok.encode(`${s}=`)];
@@ -166,7 +203,9 @@ describe("PolicyEngine training", () => {
         stopTokens: [tok.eosId!],
         rng: createRng(0),
       });
-      exact = out.filter((o, i) => JSON.stringify(o.tokens) === JSON.stringify(tests[i]!.answer)).length / tests.length;
+      exact =
+        out.filter((o, i) => JSON.stringify(o.tokens) === JSON.stringify(tests[i]!.answer)).length /
+        tests.length;
     }
     expect(steps).toBeLessThanOrEqual(1000);
     expect(exact).toBeGreaterThanOrEqual(0.95);

@@ -7,23 +7,23 @@ import { type ModelConfig, type ModelConfigInput, ModelConfigSchema, modelDims }
 import type { GraphBuilder } from "./graph/graph-builder.ts";
 import { toOnnxModel } from "./graph/onnx-export.ts";
 import {
+  type OptimizerHyperparams,
   type PolicySample,
   type PpoHyperparamsInput,
   PpoHyperparamsSchema,
   type PpoMetrics,
-  type OptimizerHyperparams,
   type SupervisedHyperparamsInput,
   SupervisedHyperparamsSchema,
   type SupervisedMetrics,
   type SupervisedSample,
 } from "./hyperparams.ts";
 import {
+  assertExecutionProvider,
   type BackendOptions,
+  defaultThreads,
   type ExecutionProvider,
   GraphSession,
   type HostTensor,
-  assertExecutionProvider,
-  defaultThreads,
 } from "./ort-backend.ts";
 import { decayMask, initParams, type ParamLayout, paramLayout } from "./params.ts";
 import type { Rng } from "./rng.ts";
@@ -253,7 +253,11 @@ export class PolicyEngine {
     for (let i = 0; i < order.length; i += microBatch) {
       const rows = order.slice(i, i + microBatch);
       const longest = Math.max(...rows.map((r) => lengths[r]!));
-      chunks.push({ rows, batch: Math.min(nextPow2(rows.length), microBatch), length: this.#bucket(longest - 1) });
+      chunks.push({
+        rows,
+        batch: Math.min(nextPow2(rows.length), microBatch),
+        length: this.#bucket(longest - 1),
+      });
     }
     return chunks;
   }
@@ -263,7 +267,10 @@ export class PolicyEngine {
     const { vocabSize, maxSeqLen } = this.config;
     sequences.forEach((tokens, i) => {
       if (tokens.length < minLength) {
-        issues.push({ path: `${path}[${i}].tokens`, message: `needs at least ${minLength} tokens, got ${tokens.length}` });
+        issues.push({
+          path: `${path}[${i}].tokens`,
+          message: `needs at least ${minLength} tokens, got ${tokens.length}`,
+        });
       }
       if (tokens.length > maxSeqLen) {
         issues.push({
@@ -336,7 +343,13 @@ export class PolicyEngine {
       const session = await this.#session(`score:B${chunk.batch}:T${chunk.length}`, () =>
         buildScoreGraph(this.config, chunk.batch, chunk.length),
       );
-      const out = await session.run({ ...paramFeeds, ...this.#packIds(scorable.map(({ s }) => s), chunk) });
+      const out = await session.run({
+        ...paramFeeds,
+        ...this.#packIds(
+          scorable.map(({ s }) => s),
+          chunk,
+        ),
+      });
       const logp = out.logp!.data as Float32Array;
       const entropy = out.entropy!.data as Float32Array;
       chunk.rows.forEach((r, b) => {
@@ -376,7 +389,10 @@ export class PolicyEngine {
   // ------------------------------------------------------------------ training
 
   /** one PPO update over `samples` (gradient accumulation over micro-batches, one AdamW step) */
-  async trainStep(samples: readonly PolicySample[], hyperparams: PpoHyperparamsInput = {}): Promise<PpoMetrics> {
+  async trainStep(
+    samples: readonly PolicySample[],
+    hyperparams: PpoHyperparamsInput = {},
+  ): Promise<PpoMetrics> {
     const hp = PpoHyperparamsSchema.parse(hyperparams);
     const issues = this.#checkTokens(
       samples.map((s) => s.tokens),
@@ -410,7 +426,10 @@ export class PolicyEngine {
       const f: Record<string, HostTensor> = {
         advantages: this.#packShifted((r) => samples[r]!.advantages, chunk),
         behaviour_logp: this.#packShifted((r) => samples[r]!.behaviourLogProbs, chunk),
-        proximal_logp: this.#packShifted((r) => samples[r]!.proximalLogProbs ?? samples[r]!.behaviourLogProbs, chunk),
+        proximal_logp: this.#packShifted(
+          (r) => samples[r]!.proximalLogProbs ?? samples[r]!.behaviourLogProbs,
+          chunk,
+        ),
         clip_low: scalar(hp.clipLow),
         clip_high: scalar(hp.clipHigh),
         iw_cap: scalar(hp.importanceWeightCap),
@@ -452,7 +471,10 @@ export class PolicyEngine {
     );
     samples.forEach((s, i) => {
       if (s.lossMask && s.lossMask.length !== s.tokens.length) {
-        issues.push({ path: `samples[${i}].lossMask`, message: `has ${s.lossMask.length} entries, tokens has ${s.tokens.length}` });
+        issues.push({
+          path: `samples[${i}].lossMask`,
+          message: `has ${s.lossMask.length} entries, tokens has ${s.tokens.length}`,
+        });
       }
     });
     if (issues.length > 0) throw new InputError("engine.invalid_supervised_batch", issues);
@@ -484,7 +506,13 @@ export class PolicyEngine {
     spec: Pick<TrainGraphSpec, "loss" | "klToReference" | "entropyBonus">,
     hp: OptimizerHyperparams,
     lossFeeds: (chunk: Chunk) => Record<string, HostTensor>,
-  ): Promise<{ loss: number; sums: Record<string, number>; gradNorm: number; tokens: number; microBatches: number }> {
+  ): Promise<{
+    loss: number;
+    sums: Record<string, number>;
+    gradNorm: number;
+    tokens: number;
+    microBatches: number;
+  }> {
     let maskedTokens = 0;
     tokens.forEach((_, r) => {
       const m = maskOf(r);
@@ -492,7 +520,11 @@ export class PolicyEngine {
     });
     if (!(maskedTokens > 0)) {
       throw new InputError("engine.empty_batch", [
-        { path: "samples", message: "no token has a non-zero loss mask", hint: "mark completion tokens with lossMask 1" },
+        {
+          path: "samples",
+          message: "no token has a non-zero loss mask",
+          hint: "mark completion tokens with lossMask 1",
+        },
       ]);
     }
     const chunks = this.#plan(
@@ -534,7 +566,8 @@ export class PolicyEngine {
       };
       const out = await session.run(feeds);
       loss += (out.loss!.data as Float32Array)[0]!;
-      for (const name of TRAIN_METRIC_SUMS[spec.loss]) sums[name] = (sums[name] ?? 0) + (out[name]!.data as Float32Array)[0]!;
+      for (const name of TRAIN_METRIC_SUMS[spec.loss])
+        sums[name] = (sums[name] ?? 0) + (out[name]!.data as Float32Array)[0]!;
       if (mode === "fused") applied = out;
       else {
         const g = out.grad!.data as Float32Array;
@@ -544,7 +577,11 @@ export class PolicyEngine {
     }
     if (!applied) {
       const session = await this.#session("apply", () => buildApplyGraph(this.config));
-      applied = await session.run({ params, grad: { dtype: "float32", data: accumulated!, dims: [n] }, ...optimizerFeeds });
+      applied = await session.run({
+        params,
+        grad: { dtype: "float32", data: accumulated!, dims: [n] },
+        ...optimizerFeeds,
+      });
     }
     this.#params = applied.new_params!.data as Float32Array;
     this.#m = applied.new_m!.data as Float32Array;
@@ -565,7 +602,10 @@ export class PolicyEngine {
     const issues = this.#checkTokens(req.prompts, "prompts", 1);
     req.prompts.forEach((p, i) => {
       if (p.length >= this.config.maxSeqLen) {
-        issues.push({ path: `prompts[${i}]`, message: `prompt of ${p.length} tokens leaves no room below maxSeqLen` });
+        issues.push({
+          path: `prompts[${i}]`,
+          message: `prompt of ${p.length} tokens leaves no room below maxSeqLen`,
+        });
       }
     });
     if (!Number.isInteger(req.maxNewTokens) || req.maxNewTokens < 1) {
@@ -574,7 +614,11 @@ export class PolicyEngine {
     if (req.stopStrings && req.stopStrings.length > 0 && !this.tokenizer) {
       issues.push({ path: "stopStrings", message: "stop strings need an engine created with a tokenizer" });
     }
-    const sampling: SamplingOptions = { temperature: req.temperature ?? 1, topP: req.topP ?? 1, topK: req.topK ?? 0 };
+    const sampling: SamplingOptions = {
+      temperature: req.temperature ?? 1,
+      topP: req.topP ?? 1,
+      topK: req.topK ?? 0,
+    };
     if (sampling.topP <= 0 || sampling.topP > 1) issues.push({ path: "topP", message: "must be in (0, 1]" });
     if (issues.length > 0) throw new InputError("engine.invalid_generate_request", issues);
     if (req.prompts.length === 0) return [];
@@ -649,7 +693,8 @@ export class PolicyEngine {
         }
         if (
           !finish &&
-          (row.tokens.length >= req.maxNewTokens || row.promptLength + row.tokens.length >= this.config.maxSeqLen)
+          (row.tokens.length >= req.maxNewTokens ||
+            row.promptLength + row.tokens.length >= this.config.maxSeqLen)
         ) {
           finish = "length";
         }
@@ -670,8 +715,16 @@ export class PolicyEngine {
         const k = out[`present_k.${l}`]!.data as Float32Array;
         const v = out[`present_v.${l}`]!.data as Float32Array;
         const rowSize = kv * hd * cacheLength;
-        feeds[`past_k.${l}`] = { dtype: "float32", data: selectRows(k, keep, rowSize, rows.length), dims: [Bk, kv, hd, cacheLength] };
-        feeds[`past_v.${l}`] = { dtype: "float32", data: selectRows(v, keep, rowSize, rows.length), dims: [Bk, kv, cacheLength, hd] };
+        feeds[`past_k.${l}`] = {
+          dtype: "float32",
+          data: selectRows(k, keep, rowSize, rows.length),
+          dims: [Bk, kv, hd, cacheLength],
+        };
+        feeds[`past_v.${l}`] = {
+          dtype: "float32",
+          data: selectRows(v, keep, rowSize, rows.length),
+          dims: [Bk, kv, cacheLength, hd],
+        };
       }
       rows = keep.map((b) => rows[b]!);
       const S = cacheLength + 1;
@@ -698,7 +751,12 @@ function scalar(x: number): HostTensor {
 }
 
 /** rows `keep` of a [rows, rowSize] buffer; the buffer itself when every row is kept */
-function selectRows(data: Float32Array, keep: readonly number[], rowSize: number, rows: number): Float32Array {
+function selectRows(
+  data: Float32Array,
+  keep: readonly number[],
+  rowSize: number,
+  rows: number,
+): Float32Array {
   if (keep.length === rows) return data;
   const out = new Float32Array(keep.length * rowSize);
   keep.forEach((r, i) => {
@@ -715,7 +773,11 @@ export async function createEngine(opts: EngineOptions): Promise<PolicyEngine> {
   if (!params) {
     if (!opts.rng) {
       throw new InputError("engine.no_params", [
-        { path: "params", message: "pass params, or an rng to initialise them", hint: "createEngine({ config, rng: createRng(seed) })" },
+        {
+          path: "params",
+          message: "pass params, or an rng to initialise them",
+          hint: "createEngine({ config, rng: createRng(seed) })",
+        },
       ]);
     }
     params = initParams(config, opts.rng);

@@ -12,7 +12,9 @@ export interface ParamSpec {
   readonly size: number;
   /** AdamW weight decay applies (matrices yes; norms and positions no) */
   readonly decay: boolean;
-  readonly init: { readonly kind: "normal"; readonly std: number } | { readonly kind: "const"; readonly value: number };
+  readonly init:
+    | { readonly kind: "normal"; readonly std: number }
+    | { readonly kind: "const"; readonly value: number };
 }
 
 export interface ParamLayout {
@@ -36,7 +38,8 @@ export function paramLayout(c: ModelConfig): ParamLayout {
     if (c.norm === "layernorm") add(`${prefix}.bias`, [c.width], false, { kind: "const", value: 0 });
   };
   add("embed.weight", [c.vocabSize, c.width], true, { kind: "normal", std });
-  if (c.positions === "learned") add("pos.weight", [c.maxSeqLen, c.width], false, { kind: "normal", std: std / 2 });
+  if (c.positions === "learned")
+    add("pos.weight", [c.maxSeqLen, c.width], false, { kind: "normal", std: std / 2 });
   const qkvOut = (c.heads + 2 * d.kvHeads) * d.headDim;
   const upOut = c.activation === "swiglu" ? 2 * d.mlpWidth : d.mlpWidth;
   for (let l = 0; l < c.layers; l++) {

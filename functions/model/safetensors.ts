@@ -23,7 +23,8 @@ export function encodeSafetensors(
   for (const name of names) {
     const t = tensors[name]!;
     const expected = t.shape.reduce((a, d) => a * d, 1);
-    if (expected !== t.data.length) throw new Error(`tensor ${name}: shape ${t.shape} does not match ${t.data.length} values`);
+    if (expected !== t.data.length)
+      throw new Error(`tensor ${name}: shape ${t.shape} does not match ${t.data.length} values`);
     header[name] = { dtype: "F32", shape: t.shape, data_offsets: [offset, offset + t.data.byteLength] };
     offset += t.data.byteLength;
   }
@@ -69,7 +70,8 @@ export function decodeSafetensors(bytes: Uint8Array): {
     // copy: the source may be unaligned for Float32Array
     const data = new Float32Array((end - begin) / 4);
     new Uint8Array(data.buffer).set(bytes.subarray(dataStart + begin, dataStart + end));
-    if (data.length !== e.shape.reduce((a, d) => a * d, 1)) throw new Error(`safetensors: tensor ${name} size mismatch`);
+    if (data.length !== e.shape.reduce((a, d) => a * d, 1))
+      throw new Error(`safetensors: tensor ${name} size mismatch`);
     tensors[name] = { shape: e.shape, data };
   }
   return { tensors, metadata };

@@ -22,7 +22,9 @@ describe("char tokenizer", () => {
     const texts = [sample, " ", "\n\n", "\\boxed{x}"];
     for (let i = 0; i < 50; i++) {
       const n = 1 + Math.floor(rng.next() * 40);
-      texts.push(Array.from({ length: n }, () => alphabet[Math.floor(rng.next() * alphabet.length)]!).join(""));
+      texts.push(
+        Array.from({ length: n }, () => alphabet[Math.floor(rng.next() * alphabet.length)]!).join(""),
+      );
     }
     for (const t of texts) {
       expect(fast.encode(t)).toEqual(library.encode(t));

@@ -9,14 +9,19 @@ import { buildTrainGraph, type LossKind } from "./transformer.ts";
 
 const B = 2;
 const T = 5;
-const f64 = (data: number[], dims: number[]): HostTensor => ({ dtype: "float64", data: Float64Array.from(data), dims });
+const f64 = (data: number[], dims: number[]): HostTensor => ({
+  dtype: "float64",
+  data: Float64Array.from(data),
+  dims,
+});
 const scalar = (x: number) => f64([x], []);
 
 function feedsFor(configInput: ModelConfigInput, loss: LossKind): Record<string, HostTensor> {
   const config = ModelConfigSchema.parse(configInput);
   const rng = createRng(5);
   const params = Float64Array.from(initParams(config, rng));
-  const ids = (n: number) => BigInt64Array.from({ length: n }, () => BigInt(Math.floor(rng.next() * config.vocabSize)));
+  const ids = (n: number) =>
+    BigInt64Array.from({ length: n }, () => BigInt(Math.floor(rng.next() * config.vocabSize)));
   const feeds: Record<string, HostTensor> = {
     params: { dtype: "float64", data: params, dims: [params.length] },
     input_ids: { dtype: "int64", data: ids(B * T), dims: [B, T] },

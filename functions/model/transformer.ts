@@ -64,7 +64,10 @@ function norm(b: GraphBuilder, c: ModelConfig, p: ParamValues, prefix: string, x
 
 function gelu(b: GraphBuilder, x: Value): Value {
   // tanh approximation (onnxruntime fuses it on float32; Erf has no float64 kernel for grad checks)
-  const inner = b.mul(b.scalar(Math.sqrt(2 / Math.PI)), b.add(x, b.mul(b.scalar(0.044715), b.mul(b.mul(x, x), x))));
+  const inner = b.mul(
+    b.scalar(Math.sqrt(2 / Math.PI)),
+    b.add(x, b.mul(b.scalar(0.044715), b.mul(b.mul(x, x), x))),
+  );
   return b.mul(b.mul(b.scalar(0.5), x), b.add(b.scalar(1), b.tanh(inner)));
 }
 
@@ -73,7 +76,13 @@ function applyRotary(b: GraphBuilder, x: Value, cos: Value, sin: Value, half: nu
   return b.concat([b.sub(b.mul(x1!, cos), b.mul(x2!, sin)), b.add(b.mul(x2!, cos), b.mul(x1!, sin))], -1);
 }
 
-export function buildTrunk(b: GraphBuilder, c: ModelConfig, p: ParamValues, tokens: Value, opts: TrunkOptions): Trunk {
+export function buildTrunk(
+  b: GraphBuilder,
+  c: ModelConfig,
+  p: ParamValues,
+  tokens: Value,
+  opts: TrunkOptions,
+): Trunk {
   const d = modelDims(c);
   const hd = d.headDim;
   let x = b.gather(param(p, "embed.weight"), tokens, 0);
@@ -82,7 +91,10 @@ export function buildTrunk(b: GraphBuilder, c: ModelConfig, p: ParamValues, toke
   const pos = opts.positions;
   if (c.positions === "learned") {
     const table = param(p, "pos.weight");
-    x = b.add(x, pos.kind === "static" ? b.slice(table, [0], [pos.length], [0]) : b.gather(table, pos.positions, 0));
+    x = b.add(
+      x,
+      pos.kind === "static" ? b.slice(table, [0], [pos.length], [0]) : b.gather(table, pos.positions, 0),
+    );
   } else if (pos.kind === "static") {
     const t = rotaryTable(c, pos.length);
     cos = b.constant(t.cos, [pos.length, 1, hd / 2]);
@@ -93,8 +105,7 @@ export function buildTrunk(b: GraphBuilder, c: ModelConfig, p: ParamValues, toke
     sin = b.unsqueeze(b.gather(b.constant(t.sin, [c.maxSeqLen, hd / 2]), pos.positions, 0), [2]);
   }
   const grouped = d.groups > 1;
-  const mask =
-    opts.mask.shape.length === 2 ? opts.mask : b.unsqueeze(opts.mask, grouped ? [1, 2] : [1]);
+  const mask = opts.mask.shape.length === 2 ? opts.mask : b.unsqueeze(opts.mask, grouped ? [1, 2] : [1]);
   const qScale = b.scalar(1 / Math.sqrt(hd));
   const presentK: Value[] = [];
   const presentV: Value[] = [];
@@ -179,7 +190,11 @@ function separateParams(b: GraphBuilder, layout: ParamLayout): ParamValues {
 }
 
 /** per-token log-prob of the targets and the policy entropy, both [B,T] */
-function tokenStats(b: GraphBuilder, logits: Value, targets: Value): { logp: Value; entropy: Value; logProbs: Value } {
+function tokenStats(
+  b: GraphBuilder,
+  logits: Value,
+  targets: Value,
+): { logp: Value; entropy: Value; logProbs: Value } {
   const logProbs = b.logSoftmax(logits, -1);
   const picked = b.gatherElements(logProbs, b.unsqueeze(targets, [-1]), -1);
   const logp = b.squeeze(picked, [-1]);
@@ -192,7 +207,12 @@ function tokenStats(b: GraphBuilder, logits: Value, targets: Value): { logp: Val
 export const SCORE_OUTPUTS = { logp: "logp", entropy: "entropy" } as const;
 
 /** log-probs of `target_ids` given `input_ids` ([B,T] static), with right padding */
-export function buildScoreGraph(c: ModelConfig, batch: number, length: number, floatType: FloatDType = "float32") {
+export function buildScoreGraph(
+  c: ModelConfig,
+  batch: number,
+  length: number,
+  floatType: FloatDType = "float32",
+) {
   const b = new GraphBuilder(floatType);
   const layout = paramLayout(c);
   const p = separateParams(b, layout);
@@ -233,12 +253,20 @@ export function buildGenerateGraph(c: ModelConfig, withPast: boolean, floatType:
     }
     past = { k, v };
   }
-  const trunk = buildTrunk(b, c, p, tokens, { positions: { kind: "dynamic", positions }, mask, ...(past ? { past } : {}) });
+  const trunk = buildTrunk(b, c, p, tokens, {
+    positions: { kind: "dynamic", positions },
+    mask,
+    ...(past ? { past } : {}),
+  });
   const last = b.gather(trunk.hidden, b.ints([-1]), 1);
   const logits = b.squeeze(logitsOf(b, c, p, last), [1]);
   b.output(logits, "logits");
-  trunk.presentK.forEach((k, l) => b.output(k, `present_k.${l}`));
-  trunk.presentV.forEach((v, l) => b.output(v, `present_v.${l}`));
+  trunk.presentK.forEach((k, l) => {
+    b.output(k, `present_k.${l}`);
+  });
+  trunk.presentV.forEach((v, l) => {
+    b.output(v, `present_v.${l}`);
+  });
   return b;
 }
 

@@ -227,13 +227,29 @@ export class FunctionRunner<Services = NoServices> {
     | { kind: "ok"; outputs: CloudEvent<unknown>[] }
     | { kind: "dead-letter"; reason: DeadLetterReason; error: unknown; attempts: number }
   > {
-    const logger = this.#logger.child({ eventId: event.id, eventType: event.type });
+    // the child logger and the rng cost a hash and an allocation: made on first use
+    let eventLogger: Logger | undefined;
+    const parentLogger = this.#logger;
+    const loggerFor = () => {
+      eventLogger ??= parentLogger.child({ eventId: event.id, eventType: event.type });
+      return eventLogger;
+    };
     for (let attempt = 1; ; attempt++) {
+      let rng: Random | undefined;
+      const randomFor = () => {
+        // a fresh stream per attempt: a retried attempt draws what the first one drew
+        rng ??= this.#randomFor(event);
+        return rng;
+      };
       const deps: FunctionDeps<Services> = {
         store: this.#options.store,
         clock: this.#clock,
-        rng: this.#randomFor(event),
-        logger,
+        get rng() {
+          return randomFor();
+        },
+        get logger() {
+          return loggerFor();
+        },
         run: this.#options.run,
         signal: this.#drain.signal,
         services: this.#services,
@@ -263,7 +279,7 @@ export class FunctionRunner<Services = NoServices> {
       try {
         return { kind: "ok", outputs: this.#buildOutputs(event, emitted, message) };
       } catch (error) {
-        logger.error({ err: error }, "handler emitted an invalid event; dead-lettering");
+        loggerFor().error({ err: error }, "handler emitted an invalid event; dead-lettering");
         return {
           kind: "dead-letter",
           reason: DeadLetterReason.invalidEmittedEvent,

@@ -82,19 +82,24 @@ export interface ServerProcess {
 }
 
 // the server runs under a tiny shell watchdog: the watchdog reads its stdin (a pipe from this
-// process) and kills the server when the pipe closes, which happens even if the test run itself is
-// SIGKILLed. Plain `detached: false` children would otherwise outlive a killed vitest.
+// process) and, when the pipe closes, stops the server (TERM, KILL after 10 s) and deletes its work
+// directory. The pipe closes on stop() and also when the test run dies, SIGKILL included, which
+// plain child processes would otherwise outlive.
 // (background jobs of a non-interactive sh read /dev/null, hence the explicit fd 3)
 const watchdogScript = [
   "exec 3<&0",
   '"$@" 3<&- </dev/null &',
   "server=$!",
-  "(cat <&3; kill -TERM $server; sleep 10; kill -KILL $server) >/dev/null 2>&1 &",
-  "watcher=$!",
+  "(",
+  "  cat <&3",
+  "  kill -TERM $server",
+  "  i=0",
+  "  while kill -0 $server && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done",
+  "  kill -KILL $server",
+  '  if [ -n "$QUESTA_WATCHDOG_CLEANUP" ]; then rm -rf "$QUESTA_WATCHDOG_CLEANUP"; fi',
+  ") >/dev/null 2>&1 &",
+  "exec 3<&-",
   "wait $server",
-  "status=$?",
-  "kill $watcher 2>/dev/null",
-  "exit $status",
 ].join("\n");
 
 const liveServers = new Set<ChildProcess>();
@@ -116,12 +121,14 @@ export function startServer(options: {
   env: NodeJS.ProcessEnv;
   cwd: string;
   logFile: string;
+  /** deleted by the watchdog once the server is gone */
+  cleanupDir?: string;
 }): ServerProcess {
   installExitHook();
   const log = createWriteStream(options.logFile);
   const child = spawn("sh", ["-c", watchdogScript, "watchdog", options.command, ...options.args], {
     cwd: options.cwd,
-    env: options.env,
+    env: { ...options.env, QUESTA_WATCHDOG_CLEANUP: options.cleanupDir ?? "" },
     stdio: ["pipe", "pipe", "pipe"],
   });
   liveServers.add(child);

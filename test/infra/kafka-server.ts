@@ -197,6 +197,7 @@ export async function startKafka(options: { version?: string } = {}): Promise<Ru
     args: [...jvm, "-cp", classpath, "kafka.Kafka", propertiesFile],
     env: process.env,
     cwd: workDir,
+    cleanupDir: workDir,
     logFile: join(workDir, "stdout.log"),
   });
   const stop = async () => {

@@ -100,6 +100,7 @@ export async function startS3(options: { moduleVersion?: string } = {}): Promise
       HOME: workDir,
     },
     cwd: workDir,
+    cleanupDir: workDir,
     logFile: join(workDir, "minio.log"),
   });
   const endpoint = `http://127.0.0.1:${port}`;

@@ -10,7 +10,11 @@ function diff(name: string, dims: number[], scale = 1, offset = 0): GradCheckInp
   return { name, tensor: randomTensor(rng, dims, scale, offset), differentiable: true };
 }
 function i64(name: string, dims: number[], values: number[]): GradCheckInput {
-  return { name, tensor: { dtype: "int64", data: BigInt64Array.from(values.map(BigInt)), dims }, differentiable: false };
+  return {
+    name,
+    tensor: { dtype: "int64", data: BigInt64Array.from(values.map(BigInt)), dims },
+    differentiable: false,
+  };
 }
 
 /** loss = sum(y * w) with fixed random weights, so every output element matters differently */
@@ -55,7 +59,11 @@ const cases: Case[] = [
   ["Softmax", [diff("a", [2, 3, 5])], (b, v) => b.softmax(v.a!, -1)],
   ["Softmax axis 1", [diff("a", [2, 3, 5])], (b, v) => b.softmax(v.a!, 1)],
   ["LogSoftmax", [diff("a", [2, 3, 5])], (b, v) => b.logSoftmax(v.a!, -1)],
-  ["Gather (embedding, repeated ids)", [diff("w", [6, 3]), i64("i", [2, 3], [0, 5, 2, 2, 0, 1])], (b, v) => b.gather(v.w!, v.i!, 0)],
+  [
+    "Gather (embedding, repeated ids)",
+    [diff("w", [6, 3]), i64("i", [2, 3], [0, 5, 2, 2, 0, 1])],
+    (b, v) => b.gather(v.w!, v.i!, 0),
+  ],
   [
     "GatherElements",
     [diff("a", [2, 3, 4]), i64("i", [2, 3, 1], [0, 3, 2, 1, 1, 0])],

@@ -2,9 +2,21 @@
  * Reverse-mode automatic differentiation over the ONNX ops of graph-builder.ts: walks the recorded
  * nodes backwards from a scalar loss and emits the backward pass as more nodes of the same graph.
  */
-import { type Dim, type GraphBuilder, type GraphNode, isFloat, isStatic, numel, type Value } from "./graph-builder.ts";
+import {
+  type Dim,
+  type GraphBuilder,
+  type GraphNode,
+  isFloat,
+  isStatic,
+  numel,
+  type Value,
+} from "./graph-builder.ts";
 
-type GradRule = (b: GraphBuilder, node: GraphNode, gOut: readonly (Value | undefined)[]) => (Value | undefined)[];
+type GradRule = (
+  b: GraphBuilder,
+  node: GraphNode,
+  gOut: readonly (Value | undefined)[],
+) => (Value | undefined)[];
 
 function sameShape(a: readonly Dim[], b: readonly Dim[]): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);
@@ -127,7 +139,10 @@ const RULES: Record<string, GradRule> = {
     const count =
       nx !== undefined && ny !== undefined
         ? b.scalar(nx / ny, x.dtype)
-        : b.div(b.cast(b.node("Size", [x], [{ dtype: "int64", shape: [] }])[0]!, x.dtype), b.cast(b.node("Size", [y], [{ dtype: "int64", shape: [] }])[0]!, x.dtype));
+        : b.div(
+            b.cast(b.node("Size", [x], [{ dtype: "int64", shape: [] }])[0]!, x.dtype),
+            b.cast(b.node("Size", [y], [{ dtype: "int64", shape: [] }])[0]!, x.dtype),
+          );
     return [b.div(reduceBackward(b, n, g!), count)];
   },
   ReduceMax: (b, n, [g]) => {
@@ -158,7 +173,8 @@ const RULES: Record<string, GradRule> = {
       // [.., K] x [K, N]: fold the batch dims into one Gemm for the weight gradient
       const k = w.shape[0] as number;
       const nOut = w.shape[1] as number;
-      if (typeof k !== "number" || typeof nOut !== "number") throw new Error("MatMul grad: weight dims must be static");
+      if (typeof k !== "number" || typeof nOut !== "number")
+        throw new Error("MatMul grad: weight dims must be static");
       ga = b.matmul(g!, b.transpose(w, [1, 0]));
       gw = b.gemm(b.reshape(a, [-1, k]), b.reshape(g!, [-1, nOut]), undefined, { transA: true });
     } else {
@@ -209,7 +225,7 @@ const RULES: Record<string, GradRule> = {
   },
   Transpose: (b, n, [g]) => {
     const perm = n.attrs.perm;
-    if (!perm || perm.kind !== "ints") throw new Error("Transpose grad: perm attribute required");
+    if (perm?.kind !== "ints") throw new Error("Transpose grad: perm attribute required");
     const inv: number[] = [];
     perm.value.forEach((p, i) => {
       inv[p] = i;
@@ -223,7 +239,8 @@ const RULES: Record<string, GradRule> = {
   Concat: (b, n, [g]) => {
     const axis = attrInt(n, "axis", 0);
     const sizes = n.inputs.map((x) => x!.shape[axis]);
-    if (!sizes.every((s) => typeof s === "number")) throw new Error("Concat grad: concat axis must be static");
+    if (!sizes.every((s) => typeof s === "number"))
+      throw new Error("Concat grad: concat axis must be static");
     return b.split(g!, sizes as number[], axis);
   },
   Split: (b, n, gs) => {
@@ -273,7 +290,8 @@ const RULES: Record<string, GradRule> = {
     return [b.where(mask, g!, b.scalar(0, x.dtype)), undefined, undefined];
   },
   LayerNormalization: (b, n, gs) => {
-    if (gs[1] || gs[2]) throw new Error("LayerNormalization grad: mean/invStd outputs are not differentiable");
+    if (gs[1] || gs[2])
+      throw new Error("LayerNormalization grad: mean/invStd outputs are not differentiable");
     const g = gs[0]!;
     const x = inp(n, 0);
     const scale = inp(n, 1);

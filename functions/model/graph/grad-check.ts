@@ -50,7 +50,9 @@ export async function gradCheck(
     loss,
     diffInputs.map((i) => values[i.name]!),
   );
-  grads.forEach((g, k) => b.output(g, `grad_${diffInputs[k]!.name}`));
+  grads.forEach((g, k) => {
+    b.output(g, `grad_${diffInputs[k]!.name}`);
+  });
   const feeds: Record<string, HostTensor> = {};
   for (const i of inputs) feeds[i.name] = i.tensor;
   return checkGraphGradients(
@@ -94,7 +96,8 @@ export async function checkGraphGradients(
         perturbed[c] = data[c]! - h;
         const minus = await session.run({ ...feeds, [input]: { ...tensor, data: perturbed } });
         const numeric =
-          ((plus[lossOutput]!.data as Float64Array)[0]! - (minus[lossOutput]!.data as Float64Array)[0]!) / (2 * h);
+          ((plus[lossOutput]!.data as Float64Array)[0]! - (minus[lossOutput]!.data as Float64Array)[0]!) /
+          (2 * h);
         const a = analytic[c]!;
         diff2 += (a - numeric) ** 2;
         a2 += a * a;

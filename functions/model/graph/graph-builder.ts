@@ -91,6 +91,9 @@ export class GraphBuilder {
   #counter = 0;
   readonly #names = new Set<string>();
   readonly #constCache = new Map<string, Value>();
+  /** names of values produced by nodes (renamable when they become outputs) */
+  readonly #produced = new Set<string>();
+  readonly #renamed = new Set<string>();
 
   constructor(floatType: FloatDType = "float32") {
     this.floatType = floatType;
@@ -120,8 +123,17 @@ export class GraphBuilder {
   output(value: Value, name?: string): Value {
     let out = value;
     if (name !== undefined && name !== value.name) {
-      out = { name: this.#claim(name), dtype: value.dtype, shape: value.shape };
-      this.nodes.push({ op: "Identity", inputs: [value], outputs: [out], attrs: {} });
+      const renamable =
+        this.#produced.has(value.name) && !this.outputs.includes(value) && !this.#renamed.has(value.name);
+      if (renamable) {
+        // rename the node output in place (consumers hold the same object): no Identity copy at run time
+        this.#names.delete(value.name);
+        (value as { name: string }).name = this.#claim(name);
+        this.#renamed.add(value.name);
+      } else {
+        out = { name: this.#claim(name), dtype: value.dtype, shape: value.shape };
+        this.nodes.push({ op: "Identity", inputs: [value], outputs: [out], attrs: {} });
+      }
     }
     this.outputs.push(out);
     return out;
@@ -170,7 +182,11 @@ export class GraphBuilder {
     outs: readonly { dtype: DType; shape: readonly Dim[] }[],
     attrs: Record<string, AttrValue> = {},
   ): Value[] {
-    const outputs = outs.map((o) => ({ name: this.#fresh(op.toLowerCase()), dtype: o.dtype, shape: [...o.shape] }));
+    const outputs = outs.map((o) => ({
+      name: this.#fresh(op.toLowerCase()),
+      dtype: o.dtype,
+      shape: [...o.shape],
+    }));
     this.nodes.push({ op, inputs: [...inputs], outputs, attrs });
     return outputs;
   }
@@ -256,7 +272,12 @@ export class GraphBuilder {
     return this.#one("Clip", [x, lo, hi], x.dtype, x.shape);
   }
   where(cond: Value, a: Value, b: Value): Value {
-    return this.#one("Where", [cond, a, b], a.dtype, broadcastShapes(cond.shape, broadcastShapes(a.shape, b.shape)));
+    return this.#one(
+      "Where",
+      [cond, a, b],
+      a.dtype,
+      broadcastShapes(cond.shape, broadcastShapes(a.shape, b.shape)),
+    );
   }
   cast(x: Value, to: DType): Value {
     return this.#one("Cast", [x], to, x.shape, { to: int(ONNX_DTYPE[to]) });
@@ -270,7 +291,12 @@ export class GraphBuilder {
     const batch = broadcastShapes(a.shape.slice(0, -2), b.shape.slice(0, -2));
     return this.#one("MatMul", [a, b], a.dtype, [...batch, m, n]);
   }
-  gemm(a: Value, b: Value, c?: Value, opts: { transA?: boolean; transB?: boolean; alpha?: number; beta?: number } = {}) {
+  gemm(
+    a: Value,
+    b: Value,
+    c?: Value,
+    opts: { transA?: boolean; transB?: boolean; alpha?: number; beta?: number } = {},
+  ) {
     const m = opts.transA ? a.shape[1]! : a.shape[0]!;
     const n = opts.transB ? b.shape[0]! : b.shape[1]!;
     return this.#one("Gemm", [a, b, c], a.dtype, [m, n], {
@@ -390,7 +416,7 @@ export class GraphBuilder {
     const inferred = shape.indexOf(-1);
     if (inferred >= 0) {
       const total = numel(x.shape);
-      const known = shape.filter((d, i) => i !== inferred);
+      const known = shape.filter((_, i) => i !== inferred);
       const knownN = numel(known);
       if (total !== undefined && knownN !== undefined) shape[inferred] = total / knownN;
       else {

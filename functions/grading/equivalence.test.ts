@@ -1,0 +1,135 @@
+import { describe, expect, it } from "vitest";
+import { answersEqual } from "./equivalence.ts";
+
+const equal: ReadonlyArray<readonly [string, string]> = [
+  ["25", "025"],
+  ["1000000", "1,000,000"],
+  ["1000000", "1{,}000{,}000"],
+  ["0.5", "\\tfrac12"],
+  ["\\frac{1}{2}", "1/2"],
+  ["\\frac{7}{2}", "3\\frac{1}{2}"],
+  ["2\\sqrt2", "\\sqrt8"],
+  ["\\frac{\\pi}{2}", "\\pi/2"],
+  ["e^2", "e\\cdot e"],
+  ["2^{10}", "1024"],
+  ["1.5\\times10^{3}", "1500"],
+  ["1500", "1.5e3"],
+  ["50\\%", "0.5"],
+  ["10\\%", "10"],
+  ["30^\\circ", "30"],
+  ["5\\text{ cm}^2", "5"],
+  ["\\$5.00", "5"],
+  ["\\left(1,2\\right)", "(1,2)"],
+  ["5", "x=5"],
+  ["x = 5", "5"],
+  ["[1,3)", "[1,3)"],
+  ["(-\\infty, 2]", "x \\le 2"],
+  ["[1,2]", "x \\in [1,2]"],
+  ["\\{1,2,3\\}", "\\{3,2,1\\}"],
+  ["\\frac{-1+\\sqrt{17}}{2}, \\frac{-1-\\sqrt{17}}{2}", "\\frac{-1-\\sqrt{17}}{2}, \\frac{-1+\\sqrt{17}}{2}"],
+  ["\\pm 2", "2, -2"],
+  ["\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}", "\\begin{bmatrix}1&2\\\\3&4\\end{bmatrix}"],
+  ["y=2x+1", "y-2x-1=0"],
+  ["x^2-1", "(x-1)(x+1)"],
+  ["\\tan^2(y)+1", "\\sec^2(y)"],
+  ["\\text{(B)}", "B"],
+  ["D", "(D) 1,008,016"],
+  ["yes", "\\text{Yes}"],
+  ["\\sqrt{2}/2", "\\frac{1}{\\sqrt{2}}"],
+  ["5!", "120"],
+  ["\\binom{5}{2}", "10"],
+  ["2.\\overline{3}", "\\frac{7}{3}"],
+  ["\\frac{8}{3}", "2.6667"],
+  ["\\frac{1}{12}", "0.0833333333333333"],
+  ["\\frac{\\sqrt{3}}{3}", "\\frac{\\sqrt{3}}{3} \\approx 0.577"],
+  ["-0", "0"],
+  ["\\dfrac{3}{4}", "0.75"],
+  ["\\log_2 8", "3"],
+  ["\\sin\\left(\\frac{\\pi}{6}\\right)", "\\frac12"],
+  ["\\sqrt[3]{27}", "3"],
+  ["-5\\le x\\le1 \\text{ or } 3\\le x\\le9", "[-5,1]\\cup[3,9]"],
+];
+
+const different: ReadonlyArray<readonly [string, string]> = [
+  ["2", "3"],
+  ["999999999999999999", "999999999999999998"],
+  ["[1,3)", "[1,3]"],
+  ["(1,2)", "(2,1)"],
+  ["(1,2)", "[1,2]"],
+  ["\\sqrt{67},-\\sqrt{85}", "\\sqrt{67}"],
+  ["\\frac{8}{3}", "2.7"],
+  ["\\sqrt2", "1.414"],
+  ["5", "5.001"],
+  ["1.0001", "1"],
+  ["33.3", "\\frac{100}{3}"],
+  ["x+1", "t+1"],
+  ["odd", "\\text{oddd}"],
+  ["E", "\\mathrm{E}*2"],
+  ["D", "(C) 1,008,016"],
+  ["\\pi", "\\frac{355}{113}"],
+  ["4", "2+2=5"],
+  ["x^2+2x+1", "x^3+2x+1"],
+];
+
+describe("answersEqual", () => {
+  it.each(equal)("%s = %s", (gold, pred) => {
+    expect(answersEqual(gold, pred)).toEqual({ equal: true, reason: "equal" });
+  });
+
+  it.each(different)("%s != %s", (gold, pred) => {
+    expect(answersEqual(gold, pred).equal).toBe(false);
+  });
+
+  it("reports the empty answer as a parse error", () => {
+    expect(answersEqual("3", "  ")).toMatchObject({ equal: false, reason: "parse_error" });
+  });
+
+  it("is bounded by answer size", () => {
+    expect(answersEqual("1", "1".repeat(5000))).toMatchObject({ equal: false, reason: "parse_error" });
+  });
+
+  it("is bounded by a step budget", () => {
+    const long = Array.from({ length: 400 }, (_, i) => `x^{${i}}`).join("+");
+    expect(answersEqual(long, `${long}+1`, { maxSteps: 500 })).toMatchObject({ equal: false, reason: "timeout" });
+  });
+
+  it("is bounded by a deadline from the injected clock", () => {
+    let t = 0;
+    const long = Array.from({ length: 400 }, (_, i) => `x^{${i}}`).join("+");
+    const verdict = answersEqual(long, `${long}+1`, { timeoutMs: 10, now: () => (t += 5) });
+    expect(verdict).toMatchObject({ equal: false, reason: "timeout" });
+  });
+});
+
+/** seeded xorshift so every run tries the same inputs */
+function rng(seed: number): () => number {
+  let s = seed >>> 0 || 1;
+  return () => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return (s >>> 0) / 2 ** 32;
+  };
+}
+
+const TOKENS = [
+  "1", "2", "0", "9", ".", ",", "x", "y", "e", "i", "+", "-", "*", "/", "^", "_", "!", "'", "(", ")", "[", "]",
+  "{", "}", "\\{", "\\}", "|", "=", "<", "\\le", "\\frac", "\\sqrt", "\\pi", "\\infty", "\\cdot", "\\pm", "\\cup",
+  "\\text{a}", "\\left(", "\\right)", "\\begin{pmatrix}", "&", "\\\\", "\\end{pmatrix}", "%", "$", "\\%", " ",
+  "\\overline{3}", "\\binom", "\\sin", "\\log_", "\\boxed{", "or", "\\in", "10^{10^{10}}",
+];
+
+describe("answersEqual fuzz", () => {
+  it("never throws and never calls a random string equal to a different number", () => {
+    const next = rng(20260226);
+    for (let n = 0; n < 3000; n++) {
+      const len = 1 + Math.floor(next() * 14);
+      let s = "";
+      for (let k = 0; k < len; k++) s += TOKENS[Math.floor(next() * TOKENS.length)];
+      const a = answersEqual(s, s);
+      const b = answersEqual("123456789", s);
+      expect(typeof a.equal).toBe("boolean");
+      expect(b.equal && !s.includes("123456789")).toBe(false);
+    }
+  });
+});

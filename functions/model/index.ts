@@ -1,0 +1,56 @@
+export {
+  CHECKPOINT_FORMAT,
+  type CheckpointData,
+  type CheckpointManifest,
+  CheckpointManifestSchema,
+  type LoadedCheckpoint,
+  loadCheckpoint,
+  MANIFEST_FILE,
+  saveCheckpoint,
+} from "./checkpoint.ts";
+export {
+  type ModelConfig,
+  type ModelConfigInput,
+  ModelConfigSchema,
+  type ModelDims,
+  modelDims,
+} from "./config.ts";
+export {
+  createEngine,
+  type EngineOptions,
+  FinishReason,
+  type GenerateRequest,
+  type Generation,
+  type OptimizerState,
+  PolicyEngine,
+  type ScoredSequence,
+} from "./engine.ts";
+export { gradients } from "./graph/autodiff.ts";
+export { checkGraphGradients, type GradCheckResult, gradCheck } from "./graph/grad-check.ts";
+export { type Dim, type DType, GraphBuilder, type Value } from "./graph/graph-builder.ts";
+export { OPSET_VERSION, toOnnxModel } from "./graph/onnx-export.ts";
+export {
+  type OptimizerHyperparams,
+  OptimizerHyperparamsSchema,
+  type PolicySample,
+  type PpoHyperparams,
+  type PpoHyperparamsInput,
+  PpoHyperparamsSchema,
+  type PpoMetrics,
+  type SupervisedHyperparams,
+  type SupervisedHyperparamsInput,
+  SupervisedHyperparamsSchema,
+  type SupervisedMetrics,
+  type SupervisedSample,
+} from "./hyperparams.ts";
+export { availableExecutionProviders, ExecutionProvider } from "./ort-backend.ts";
+export { initParams, type ParamLayout, type ParamSpec, paramCount, paramLayout } from "./params.ts";
+export { createRng, normal, type Rng } from "./rng.ts";
+export { type SampledToken, type SamplingOptions, sampleToken } from "./sampler.ts";
+export {
+  charAlphabet,
+  charTokenizer,
+  charTokenizerJson,
+  loadTokenizer,
+  type Tokenizer,
+} from "./tokenizer.ts";

@@ -1,0 +1,226 @@
+import type { ObjectRef } from "../contracts/events.ts";
+import type { LearnerEngine, PpoSample, PpoSettings, PpoStepMetrics } from "../learn/learner-engine.ts";
+import { loadCheckpoint, saveCheckpoint } from "../model/checkpoint.ts";
+import type { ModelConfigInput } from "../model/config.ts";
+import { createEngine, type PolicyEngine } from "../model/engine.ts";
+import type { ExecutionProvider } from "../model/ort-backend.ts";
+import { createRng } from "../model/rng.ts";
+import { loadTokenizer, type Tokenizer } from "../model/tokenizer.ts";
+import type { PolicySampler, SampledResponse, SamplingSettings } from "../rollout/policy-sampler.ts";
+import { DeadLetterError } from "../runtime/errors.ts";
+import type { ObjectStore } from "../runtime/object-store.ts";
+
+export interface EngineSettings {
+  executionProvider: ExecutionProvider;
+  /** intra-op threads; 0 = one per core */
+  threads: number;
+}
+
+/** Runs `work` after every earlier call finished: weights never change under a running generation. */
+class SerialQueue {
+  #tail: Promise<unknown> = Promise.resolve();
+
+  run<T>(work: () => Promise<T>): Promise<T> {
+    const next = this.#tail.then(work, work);
+    this.#tail = next.catch(() => undefined);
+    return next;
+  }
+}
+
+async function manifestRef(store: ObjectStore, key: string): Promise<ObjectRef> {
+  const info = await store.head(key);
+  if (!info) throw new DeadLetterError("checkpoint.missing", `checkpoint manifest ${key} vanished after writing`);
+  return { uri: store.uri(key), key, sha256: info.sha256, size: info.size };
+}
+
+async function removeFolder(store: ObjectStore, folder: string): Promise<void> {
+  const infos = await store.list(`${folder}/`);
+  // the manifest first: without it the rest is never loaded
+  infos.sort((a, b) => Number(b.key.endsWith("manifest.json")) - Number(a.key.endsWith("manifest.json")));
+  for (const info of infos) await store.delete(info.key);
+}
+
+function engineOptions(settings: EngineSettings) {
+  return {
+    executionProvider: settings.executionProvider,
+    ...(settings.threads > 0 ? { threads: settings.threads } : {}),
+  };
+}
+
+/** The learner's engine on onnxruntime (functions/model): PPO steps and checkpoints. */
+export class OnnxLearnerEngine implements LearnerEngine {
+  #engine: PolicyEngine | undefined;
+  #tokenizer: Tokenizer | undefined;
+  readonly #settings: EngineSettings;
+
+  constructor(settings: EngineSettings) {
+    this.#settings = settings;
+  }
+
+  get engine(): PolicyEngine {
+    if (!this.#engine) throw new Error("the learner engine has no checkpoint loaded");
+    return this.#engine;
+  }
+
+  async tokenLogProbs(sequences: readonly (readonly number[])[]): Promise<number[][]> {
+    const scored = await this.engine.forwardLogProbs(sequences);
+    return scored.map((s) => s.logProbs);
+  }
+
+  async trainPpo(samples: readonly PpoSample[], s: PpoSettings): Promise<PpoStepMetrics> {
+    const metrics = await this.engine.trainStep(samples, {
+      lr: s.learningRate,
+      beta1: s.beta1,
+      beta2: s.beta2,
+      eps: s.eps,
+      weightDecay: s.weightDecay,
+      maxGradNorm: s.gradClip,
+      clipLow: s.clipLow,
+      clipHigh: s.clipHigh,
+      importanceWeightCap: s.importanceCap,
+      klCoef: s.klCoef,
+      entropyCoef: s.entropyCoef,
+    });
+    return {
+      loss: metrics.loss,
+      entropy: metrics.entropy,
+      clipFraction: metrics.clipFraction,
+      approxKl: metrics.approxKl,
+      gradNorm: metrics.gradNorm,
+      tokens: metrics.tokens,
+    };
+  }
+
+  async saveCheckpoint(
+    store: ObjectStore,
+    prefix: string,
+    meta: { step: number; parentStep?: number; withOptimizer: boolean },
+  ): Promise<ObjectRef> {
+    const engine = this.engine;
+    // a step redone after a crash rewrites its folder: whatever a dead process left there goes first
+    await removeFolder(store, prefix);
+    const { manifestKey } = await saveCheckpoint(store, prefix, {
+      config: engine.config,
+      params: engine.getParams(),
+      ...(meta.withOptimizer ? { optimizerState: engine.getOptimizerState() } : {}),
+      ...(this.#tokenizer ? { tokenizerJson: this.#tokenizer.toJSON() } : {}),
+      step: meta.step,
+      ...(meta.parentStep === undefined ? {} : { parent: `step-${meta.parentStep}` }),
+    });
+    return manifestRef(store, manifestKey);
+  }
+
+  async loadCheckpoint(store: ObjectStore, prefix: string): Promise<void> {
+    const loaded = await loadCheckpoint(store, prefix);
+    this.#tokenizer = loaded.tokenizerJson === undefined ? undefined : loadTokenizer(loaded.tokenizerJson);
+    await this.#engine?.dispose();
+    this.#engine = await createEngine({
+      config: loaded.config,
+      params: loaded.params,
+      ...(loaded.optimizerState ? { optimizerState: loaded.optimizerState } : {}),
+      ...(this.#tokenizer ? { tokenizer: this.#tokenizer } : {}),
+      ...engineOptions(this.#settings),
+    });
+  }
+
+  async dispose(): Promise<void> {
+    await this.#engine?.dispose();
+    this.#engine = undefined;
+  }
+}
+
+/** Rollout and evaluation sampling on onnxruntime (functions/model). */
+export class OnnxPolicySampler implements PolicySampler {
+  #engine: PolicyEngine | undefined;
+  #tokenizer: Tokenizer | undefined;
+  #version = -1;
+  readonly #settings: EngineSettings;
+  readonly #queue = new SerialQueue();
+
+  constructor(settings: EngineSettings) {
+    this.#settings = settings;
+  }
+
+  get version(): number {
+    return this.#version;
+  }
+
+  load(store: ObjectStore, folder: string, version: number): Promise<void> {
+    return this.#queue.run(async () => {
+      if (version <= this.#version && this.#engine) return;
+      const loaded = await loadCheckpoint(store, folder);
+      const sameShape =
+        this.#engine !== undefined && JSON.stringify(this.#engine.config) === JSON.stringify(loaded.config);
+      if (loaded.tokenizerJson !== undefined) this.#tokenizer = loadTokenizer(loaded.tokenizerJson);
+      if (sameShape && this.#engine) {
+        this.#engine.setParams(loaded.params);
+      } else {
+        await this.#engine?.dispose();
+        this.#engine = await createEngine({
+          config: loaded.config as ModelConfigInput,
+          params: loaded.params,
+          ...(this.#tokenizer ? { tokenizer: this.#tokenizer } : {}),
+          ...engineOptions(this.#settings),
+        });
+      }
+      this.#version = version;
+    });
+  }
+
+  encodePrompt(prompt: string): number[] {
+    const tokenizer = this.#requireTokenizer();
+    const ids = tokenizer.encode(prompt);
+    return tokenizer.bosId === undefined ? ids : [tokenizer.bosId, ...ids];
+  }
+
+  sample(
+    promptTokens: readonly number[],
+    samples: number,
+    settings: SamplingSettings,
+    seed: number,
+  ): Promise<SampledResponse[]> {
+    return this.#queue.run(async () => {
+      const engine = this.#engine;
+      if (!engine) throw new Error("the sampler has no policy loaded");
+      const tokenizer = this.#requireTokenizer();
+      const room = engine.config.maxSeqLen - promptTokens.length;
+      if (room < 1) {
+        throw new DeadLetterError(
+          "prompt_too_long",
+          `the prompt has ${promptTokens.length} tokens; the policy's context is ${engine.config.maxSeqLen}`,
+        );
+      }
+      const eos = tokenizer.eosId;
+      const generations = await engine.generate({
+        prompts: Array.from({ length: samples }, () => promptTokens),
+        maxNewTokens: Math.min(settings.maxNewTokens, room),
+        temperature: settings.temperature,
+        topP: settings.topP,
+        topK: settings.topK,
+        ...(eos === undefined ? {} : { stopTokens: [eos] }),
+        rng: createRng(seed),
+      });
+      return generations.map((g) => {
+        const content = eos !== undefined && g.tokens[g.tokens.length - 1] === eos ? g.tokens.slice(0, -1) : g.tokens;
+        return {
+          text: tokenizer.decode(content),
+          tokens: g.tokens,
+          logProbs: g.logProbs,
+          finishReason: g.finishReason,
+        };
+      });
+    });
+  }
+
+  #requireTokenizer(): Tokenizer {
+    if (!this.#tokenizer) throw new Error("the sampler's checkpoint has no tokenizer.json");
+    return this.#tokenizer;
+  }
+
+  async dispose(): Promise<void> {
+    await this.#queue.run(async () => {
+      await this.#engine?.dispose();
+      this.#engine = undefined;
+    });
+  }
+}
