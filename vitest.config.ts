@@ -14,7 +14,12 @@ export default defineConfig({
         extends: true,
         test: {
           name: "unit",
-          include: ["functions/**/*.test.ts", "operator/**/*.test.ts", "cli/**/*.test.ts", "scripts/**/*.test.ts"],
+          include: [
+            "functions/**/*.test.ts",
+            "operator/**/*.test.ts",
+            "cli/**/*.test.ts",
+            "scripts/**/*.test.ts",
+          ],
         },
       },
       {
@@ -22,7 +27,7 @@ export default defineConfig({
         test: {
           name: "integration",
           include: ["test/**/*.test.ts"],
-          globalSetup: [],
+          globalSetup: ["test/infra/kafka-s3-setup.ts"],
         },
       },
     ],

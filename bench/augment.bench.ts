@@ -12,7 +12,7 @@
  */
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { createRng, type Rng } from "../functions/model/rng.ts";
@@ -27,7 +27,26 @@ function median(values: number[]): number {
   return sorted.length % 2 === 1 ? (sorted[mid] ?? 0) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
 }
 
-const WORDS = ["we", "have", "the", "sum", "of", "roots", "so", "thus", "let", "then", "x", "y", "=", "+", "\\frac{1}{2}", "$", "≤", "π"];
+const WORDS = [
+  "we",
+  "have",
+  "the",
+  "sum",
+  "of",
+  "roots",
+  "so",
+  "thus",
+  "let",
+  "then",
+  "x",
+  "y",
+  "=",
+  "+",
+  "\\frac{1}{2}",
+  "$",
+  "≤",
+  "π",
+];
 
 function text(rng: Rng, chars: number, astral: boolean): string {
   let out = "";
@@ -39,19 +58,21 @@ function text(rng: Rng, chars: number, astral: boolean): string {
   return out;
 }
 
-function openR1Rows(rng: Rng, n: number): Array<{ problem: string; answer: string; generation: string }> {
-  const rows = [];
+/** the dataset as JSON Lines, built row by row so the rows themselves are never all held */
+function openR1Jsonl(rng: Rng, n: number): string {
+  const lines: string[] = [];
   for (let i = 0; i < n; i++) {
     const answer = String(Math.floor(rng.next() * 1000));
     const astral = rng.next() < 0.1;
     const solution = `${text(rng, 650, astral)}The answer is $\\boxed{${answer}}$.`;
-    rows.push({
+    const row = {
       problem: `Problem ${i}: ${text(rng, 250, false)}Find the answer.`,
       answer,
       generation: `<think>${text(rng, 600, astral)}</think>\n${solution}`,
-    });
+    };
+    lines.push(JSON.stringify(row));
   }
-  return rows;
+  return `${lines.join("\n")}\n`;
 }
 
 const utf8Bytes: Tokenizer = {
@@ -59,7 +80,11 @@ const utf8Bytes: Tokenizer = {
   decode: (ids) => new TextDecoder().decode(Uint8Array.from(ids)),
 };
 
-function measure(records: readonly MathRecord[], augmenter: Augmenter, runs: number): { perSecond: number; digest: string } {
+function measure(
+  records: readonly MathRecord[],
+  augmenter: Augmenter,
+  runs: number,
+): { perSecond: number; digest: string } {
   const rates: number[] = [];
   let digest = "";
   for (let run = 0; run < runs; run++) {
@@ -110,25 +135,32 @@ rates.sort()
 print(json.dumps({"perSecond": round(rates[len(rates) // 2]), "digest": digest}))
 `;
 
-function officialPython(path: string): { perSecond: number; digest: string; python: string } | { skipped: string } {
+function officialPython(
+  path: string,
+): { perSecond: number; digest: string; python: string } | { skipped: string } {
   const version = spawnSync("python3", ["--version"], { encoding: "utf8" });
   if (version.status !== 0) return { skipped: "python3 not found" };
-  const result = spawnSync("python3", ["-c", OFFICIAL_PYTHON, path, String(Math.max(1, Math.min(repeats, 3)))], {
-    encoding: "utf8",
-    maxBuffer: 1 << 20,
-  });
+  const result = spawnSync(
+    "python3",
+    ["-c", OFFICIAL_PYTHON, path, String(Math.max(1, Math.min(repeats, 3)))],
+    {
+      encoding: "utf8",
+      maxBuffer: 1 << 20,
+    },
+  );
   if (result.status !== 0) return { skipped: `python3 failed: ${result.stderr.slice(0, 300)}` };
-  return { ...(JSON.parse(result.stdout) as { perSecond: number; digest: string }), python: version.stdout.trim() };
+  return {
+    ...(JSON.parse(result.stdout) as { perSecond: number; digest: string }),
+    python: version.stdout.trim(),
+  };
 }
 
 async function main(): Promise<void> {
-  const rows = openR1Rows(createRng(20250717), count);
-  const jsonl = `${rows.map((row) => JSON.stringify(row)).join("\n")}\n`;
   const dir = mkdtempSync(join(tmpdir(), "questa-augment-bench-"));
   const path = join(dir, "openr1.jsonl");
-  writeFileSync(path, jsonl);
+  writeFileSync(path, openR1Jsonl(createRng(20250717), count));
   try {
-    const bytes = new TextEncoder().encode(jsonl);
+    const bytes = new Uint8Array(readFileSync(path));
     const readRates: number[] = [];
     let records: MathRecord[] = [];
     for (let run = 0; run < Math.min(repeats, 3); run++) {
@@ -138,7 +170,11 @@ async function main(): Promise<void> {
       records = read.records;
     }
     const chars = measure(records, new Augmenter({ ratio: 0.5 }), repeats);
-    const tokens = measure(records, new Augmenter({ ratio: 0.5, unit: "tokens", tokenizer: utf8Bytes }), Math.min(repeats, 3));
+    const tokens = measure(
+      records,
+      new Augmenter({ ratio: 0.5, unit: "tokens", tokenizer: utf8Bytes }),
+      Math.min(repeats, 3),
+    );
     const lines = measure(records, new Augmenter({ ratio: 0.5, unit: "lines" }), repeats);
     // the reader already cut the text after </think>; the official script gets the raw generations
     const peer = officialPython(path);
@@ -149,7 +185,9 @@ async function main(): Promise<void> {
           benchmark: "augment",
           records: records.length,
           repeats,
-          meanSolutionChars: Math.round(records.reduce((n, r) => n + (r.solution?.length ?? 0), 0) / records.length),
+          meanSolutionChars: Math.round(
+            records.reduce((n, r) => n + (r.solution?.length ?? 0), 0) / records.length,
+          ),
           recordsPerSecond: {
             chars: chars.perSecond,
             tokens: tokens.perSecond,

@@ -7,10 +7,13 @@ import { availableParallelism, cpus, loadavg } from "node:os";
 import {
   createEngine,
   createRng,
+  forwardFlops,
   type ModelConfigInput,
+  matmulThroughput,
   type PolicyEngine,
   type PolicySample,
   paramCount,
+  trainStepFlops,
 } from "../functions/model/index.ts";
 
 interface ModelCase {
@@ -73,7 +76,16 @@ async function decodeRate(
   });
 }
 
-async function runCase(c: ModelCase, threads: number) {
+/** achieved GFLOP/s of a tokens-per-second figure, and its share of the MatMul ceiling measured in this run */
+function efficiency(tokensPerSecond: number, flopsPerRun: number, tokensPerRun: number, ceiling: number) {
+  const gflops = (tokensPerSecond / tokensPerRun) * flopsPerRun * 1e-9;
+  return {
+    gflops: Math.round(gflops * 10) / 10,
+    ofMatmulCeiling: Math.round((gflops / (ceiling * 1e-9)) * 100) / 100,
+  };
+}
+
+async function runCase(c: ModelCase, threads: number, ceiling: number) {
   const rng = createRng(1);
   const engine = await createEngine({ config: c.config, rng, threads });
   const B = 32;
@@ -117,8 +129,16 @@ async function runCase(c: ModelCase, threads: number) {
     model: c.name,
     config: c.config,
     parameters: paramCount(engine.config),
-    forwardTokensPerSecond: forward,
-    trainStepTokensPerSecond: { batch: B, length: T, ...train },
+    forwardTokensPerSecond: {
+      ...forward,
+      ...efficiency(forward.median, forwardFlops(engine.config, B, T), B * T, ceiling),
+    },
+    trainStepTokensPerSecond: {
+      batch: B,
+      length: T,
+      ...train,
+      ...efficiency(train.median, trainStepFlops(engine.config, B, T), B * T, ceiling),
+    },
     decodeTokensPerSecond: Object.fromEntries(Object.entries(decode).map(([k, v]) => [k, v])),
     decodeSetup: { promptTokens: 16, newTokens: c.decodeNewTokens, kvCache: true },
     ...(spinning ? { withSpinning: spinning } : {}),
@@ -129,8 +149,12 @@ async function runCase(c: ModelCase, threads: number) {
 const wanted = (process.env.BENCH_MODELS ?? "small,large").split(",");
 const threads = Number(process.env.BENCH_THREADS ?? availableParallelism());
 const loadBefore = loadavg();
+// the practical ceiling right now: a large MatMul in the same onnxruntime, same threads (measured
+// before and after, since the 2 shared cores' load moves during the run)
+const ceilingBefore = await matmulThroughput({ threads, n: 1024 });
 const results = [];
-for (const c of CASES) if (wanted.includes(c.name)) results.push(await runCase(c, threads));
+for (const c of CASES) if (wanted.includes(c.name)) results.push(await runCase(c, threads, ceilingBefore));
+const ceilingAfter = await matmulThroughput({ threads, n: 1024 });
 console.log(
   JSON.stringify(
     {
@@ -142,6 +166,10 @@ console.log(
         threads,
         loadAverageBefore: loadBefore.map((x) => Math.round(x * 100) / 100),
         loadAverageAfter: loadavg().map((x) => Math.round(x * 100) / 100),
+      },
+      matmulCeilingGflops: {
+        before: Math.round(ceilingBefore / 1e8) / 10,
+        after: Math.round(ceilingAfter / 1e8) / 10,
       },
       targets: { smallTrainStepTokensPerSecond: 40000, smallDecodeBatch32TokensPerSecond: 25000 },
       results,

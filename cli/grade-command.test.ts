@@ -2,8 +2,8 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import type { CliIO } from "./io.ts";
 import { runGrade } from "./grade-command.ts";
+import type { CliIO } from "./io.ts";
 
 function fakeIO(cwd = process.cwd()): CliIO & { out: string[]; err: string[] } {
   const out: string[] = [];

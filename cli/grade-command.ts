@@ -53,7 +53,8 @@ function parseArgs(args: string[]): Parsed | string {
   }
   const single = out.gold !== undefined || out.response !== undefined;
   if (single && out.file !== undefined) return "give either --gold/--response or FILE.jsonl, not both";
-  if (single && (out.gold === undefined || out.response === undefined)) return "--gold and --response go together";
+  if (single && (out.gold === undefined || out.response === undefined))
+    return "--gold and --response go together";
   if (!single && out.file === undefined) return "nothing to grade";
   return out;
 }

@@ -10,6 +10,10 @@ const commands: Record<string, Command> = {
     summary: "print the QuestATraining CustomResourceDefinition",
     load: async () => (await import("./crd-command.ts")).runCrd,
   },
+  grade: {
+    summary: "grade answers: questa grade --gold G --response R | questa grade FILE.jsonl",
+    load: async () => (await import("./grade-command.ts")).runGrade,
+  },
   events: {
     summary: "print a local run's events as JSON lines: questa events DIR [--type T] [--follow]",
     load: async () => (await import("./events-command.ts")).runEvents,

@@ -229,7 +229,8 @@ export class ClientNodeKubeApi implements KubeApi {
     const body = {
       apiVersion: "events.k8s.io/v1",
       kind: "Event",
-      metadata: { generateName: `${involved.metadata.name}.`, namespace },
+      // client-go's naming: <object>.<hex timestamp>, unique enough and a valid subdomain
+      metadata: { name: `${involved.metadata.name}.${eventSuffix(now)}`, namespace },
       eventTime: microTime(now),
       reportingController: event.component,
       reportingInstance: event.instance,
@@ -253,6 +254,9 @@ export class ClientNodeKubeApi implements KubeApi {
     );
   }
 }
+
+const eventSuffix = (now: Date): string =>
+  (BigInt(now.getTime()) * 1_000_000n + BigInt(Math.floor(Math.random() * 1_000_000))).toString(16);
 
 /** RFC 3339 with exactly six fractional digits, as the API server's MicroTime expects. */
 export function microTime(date: Date): string {

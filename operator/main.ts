@@ -1,6 +1,6 @@
 import { hostname } from "node:os";
 import { z } from "zod";
-import type { KafkaSpec } from "../functions/contracts/questatraining.ts";
+import type { KafkaSpec, StorageSpec } from "../functions/contracts/questatraining.ts";
 import { systemClock } from "../functions/runtime/clock.ts";
 import { InputError } from "../functions/runtime/errors.ts";
 import {
@@ -9,6 +9,8 @@ import {
   kafkaConnectionConfigFromEnv,
 } from "../functions/runtime/kafka-bus.ts";
 import { createLogger } from "../functions/runtime/logger.ts";
+import type { ObjectStore } from "../functions/runtime/object-store.ts";
+import { S3ObjectStore } from "../functions/runtime/s3-object-store.ts";
 import { ClientNodeKubeApi, loadKubeConfig } from "./kube-client.ts";
 import { OperatorMetrics } from "./metrics.ts";
 import { Operator, startHttpServer } from "./operator.ts";
@@ -101,6 +103,30 @@ function kafkaConnections(defaults: KafkaConnectionConfig | undefined) {
   };
 }
 
+/**
+ * Object stores for deleting a run's artifacts when it asks for that; credentials come from the
+ * operator's own environment (the SDK chain: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY from the chart).
+ */
+function artifactStores(defaultEndpoint: string | undefined) {
+  const stores = new Map<string, ObjectStore>();
+  return (storage: StorageSpec): ObjectStore | undefined => {
+    if (storage.bucket === undefined) return undefined;
+    const endpoint = storage.endpoint ?? defaultEndpoint;
+    const key = `${storage.bucket}@${endpoint ?? "aws"}`;
+    let store = stores.get(key);
+    if (!store) {
+      store = new S3ObjectStore({
+        bucket: storage.bucket,
+        region: storage.region,
+        ...(endpoint === undefined ? {} : { endpoint }),
+        ...(storage.forcePathStyle ? { forcePathStyle: true } : {}),
+      });
+      stores.set(key, store);
+    }
+    return store;
+  };
+}
+
 export async function main(env = process.env, argv = process.argv.slice(2)): Promise<void> {
   const config = parseOperatorConfig(env, argv);
   const log = createLogger({ level: config.QUESTA_LOG_LEVEL, name: "questa-operator" });
@@ -114,7 +140,14 @@ export async function main(env = process.env, argv = process.argv.slice(2)): Pro
   const metrics = new OperatorMetrics();
   const identity = config.POD_NAME ?? `${hostname()}-${process.pid}`;
   const operator = new Operator(
-    { api, kafkaFor: kafka.kafkaFor, clock: systemClock, metrics, log },
+    {
+      api,
+      kafkaFor: kafka.kafkaFor,
+      artifactsFor: artifactStores(env.QUESTA_S3_ENDPOINT || undefined),
+      clock: systemClock,
+      metrics,
+      log,
+    },
     {
       defaultImage: config.QUESTA_OPERATOR_IMAGE,
       defaultKafkaBrokers: kafka.defaultBrokers,

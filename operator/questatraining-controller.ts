@@ -14,7 +14,7 @@ import {
 import { validateQuestATraining } from "../functions/contracts/validate.ts";
 import type { Bus } from "../functions/runtime/bus.ts";
 import type { Clock } from "../functions/runtime/clock.ts";
-import { formatInputIssue } from "../functions/runtime/errors.ts";
+import { formatInputIssue, InputError } from "../functions/runtime/errors.ts";
 import type { ObjectStore } from "../functions/runtime/object-store.ts";
 import {
   type AutoscaleState,
@@ -262,22 +262,30 @@ export class QuestATrainingController {
     const now = this.#deps.clock.now();
     const generation = training.metadata.generation ?? 0;
 
-    if (!validated.ok) {
-      const message = validated.issues.map(formatInputIssue).join("; ");
+    const reject = async (message: string) => {
       const result = deriveStatus({
         generation,
         previous,
         suspend: false,
-        invalidSpec: `spec is invalid: ${message}`,
+        invalidSpec: message,
         progress: progressFromStatus(previous),
         now,
       });
       await this.#writeStatus(training, previous, result.status, result.transition);
       return undefined;
-    }
+    };
+    if (!validated.ok)
+      return await reject(`spec is invalid: ${validated.issues.map(formatInputIssue).join("; ")}`);
 
     const spec = validated.value.spec;
-    const kafka = this.#deps.kafkaFor(spec.kafka);
+    let kafka: RunKafka;
+    try {
+      kafka = this.#deps.kafkaFor(spec.kafka);
+    } catch (error) {
+      // e.g. no brokers in the spec and none configured for the operator: the user must fix the spec
+      if (error instanceof InputError) return await reject(error.message);
+      throw error;
+    }
     const topicsKey = `${run.uid}/${generation}`;
     if (!this.#topicsEnsured.has(topicsKey)) {
       await kafka.topics.ensureTopics(runTopics(run, spec.kafka));
@@ -440,8 +448,18 @@ export class QuestATrainingController {
     });
     if (validated.ok) {
       const spec = validated.value.spec;
-      const kafka = this.#deps.kafkaFor(spec.kafka);
-      await kafka.topics.deleteTopics(runTopics(run, spec.kafka).map((t) => t.name));
+      let kafka: RunKafka | undefined;
+      try {
+        kafka = this.#deps.kafkaFor(spec.kafka);
+      } catch (error) {
+        // no Kafka was ever reachable for this run, so it has no topics to delete
+        if (!(error instanceof InputError)) throw error;
+        this.#deps.log.warn(
+          { err: error, run: key },
+          "no Kafka connection for the run; skipping topic deletion",
+        );
+      }
+      await kafka?.topics.deleteTopics(runTopics(run, spec.kafka).map((t) => t.name));
       if (training.metadata.annotations?.[DELETE_ARTIFACTS_ANNOTATION] === "true") {
         await this.#deleteArtifacts(run, spec.storage);
       }

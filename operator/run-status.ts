@@ -47,8 +47,10 @@ function decidePhase(
   startTime: number | undefined,
 ): { phase: Phase; reason: Reason; message: string } {
   const previous = input.previous;
-  if (previous?.phase && isTerminal(previous.phase)) {
-    const failed = previous.conditions?.find((c) => c.type === "Failed" && c.status === "True");
+  const failed = previous?.conditions?.find((c) => c.type === "Failed" && c.status === "True");
+  // an invalid spec is the one failure a user can fix: a corrected spec starts the run
+  const fixable = failed?.reason === Reason.invalidSpec && input.invalidSpec === undefined;
+  if (previous?.phase && isTerminal(previous.phase) && !fixable) {
     const complete = previous.conditions?.find((c) => c.type === "Complete" && c.status === "True");
     const kept = failed ?? complete;
     return {
@@ -119,7 +121,8 @@ function condition(
 export function deriveStatus(input: StatusInput): StatusResult {
   const previous = input.previous;
   const nowIso = new Date(input.now).toISOString();
-  const previousStart = previous?.startTime ? Date.parse(previous.startTime) : undefined;
+  const restarting = previous?.phase === "Failed" && input.invalidSpec === undefined;
+  const previousStart = previous?.startTime && !restarting ? Date.parse(previous.startTime) : undefined;
   // like a Job, the deadline clock runs only while the run is not suspended, and restarts on resume
   const startTime = input.suspend ? undefined : (previousStart ?? input.now);
   const decided = decidePhase(input, startTime);
@@ -169,7 +172,7 @@ export function deriveStatus(input: StatusInput): StatusResult {
   if (passAt1 !== undefined) status.passAt1 = passAt1;
   if (terminal) {
     if (previous?.startTime) status.startTime = previous.startTime;
-    status.completionTime = previous?.completionTime ?? nowIso;
+    status.completionTime = (isTerminal(previous?.phase) ? previous?.completionTime : undefined) ?? nowIso;
   } else if (startTime !== undefined) {
     status.startTime = new Date(startTime).toISOString();
   }

@@ -4,7 +4,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, inject, it } from "vitest";
 import type { BusMessage, OutgoingMessage } from "../functions/runtime/bus.ts";
 import { InputError, RetryableError } from "../functions/runtime/errors.ts";
-import { KafkaBus, type KafkaBusOptions } from "../functions/runtime/kafka-bus.ts";
+import { KafkaAdmin, KafkaBus, type KafkaBusOptions } from "../functions/runtime/kafka-bus.ts";
 
 // Integration tests of KafkaBus against the real broker started by test/infra/kafka-s3-setup.ts.
 // Every test uses its own topics and groups.
@@ -256,6 +256,13 @@ describe("KafkaBus against a real broker", () => {
     await bus.ensureTopics([{ name, partitions: 3, replicationFactor: 1, retentionMs: 3_600_000 }]);
     // existing topics are left as they are
     expect(await bus.admin.ensureTopics([{ name, partitions: 5 }])).toEqual([]);
+    // the operator's way in: an admin client of its own, from the same connection config
+    const admin = new KafkaAdmin({ brokers }, { logLevel: "error" });
+    try {
+      expect(await admin.listTopics()).toContain(name);
+    } finally {
+      await admin.close();
+    }
     const [described] = await bus.admin.describeTopics([name, unique("absent")]);
     expect(described).toMatchObject({ name, partitions: 3, replicationFactor: 1, retentionMs: 3_600_000 });
     expect(described?.configs["cleanup.policy"]).toBe("delete");
@@ -274,6 +281,7 @@ describe("KafkaBus against a real broker", () => {
       { logLevel: "nothing", publishRetries: 1, requestRetries: 1 },
     );
     buses.push(bus);
+    await expect(bus.connect()).rejects.toBeInstanceOf(RetryableError);
     await expect(bus.publish("nowhere", numbered(1))).rejects.toBeInstanceOf(RetryableError);
   });
 });
@@ -305,5 +313,41 @@ describe("KafkaBus with SASL", () => {
     );
     buses.push(bus);
     await expect(bus.ensureTopics([{ name: unique("denied") }])).rejects.toThrow(/SASL|authentication/i);
+  });
+});
+
+describe("KafkaBus with TLS", () => {
+  const tls = inject("kafkaTls");
+
+  it("connects with a CA and a client certificate read from files", async () => {
+    const bus = new KafkaBus(
+      {
+        brokers: tls.brokers,
+        tls: { ca: tls.files.caFile, cert: tls.files.certFile, key: tls.files.keyFile },
+      },
+      fast,
+    );
+    buses.push(bus);
+    const topic = unique("tls");
+    await bus.ensureTopics([{ name: topic }]);
+    await bus.publish(topic, [{ key: "k", headers: { over: "tls" }, value: text("encrypted") }]);
+    const [message] = await consumeAll(bus, topic, unique("g"), 1);
+    expect(decoder.decode(message?.value)).toBe("encrypted");
+    expect(message?.headers).toEqual({ over: "tls" });
+  });
+
+  it("is refused without the client certificate the listener requires", async () => {
+    const bus = new KafkaBus(
+      { brokers: tls.brokers, tls: { ca: tls.files.caFile }, connectionTimeoutMs: 2000 },
+      { logLevel: "nothing", requestRetries: 1 },
+    );
+    buses.push(bus);
+    const error = await bus.ensureTopics([{ name: unique("no-cert") }]).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    // a handshake failure is configuration, not a transient outage
+    expect(error).not.toBeInstanceOf(RetryableError);
+    expect(String((error as Error).cause ?? error)).toMatch(/bad certificate|certificate required/);
   });
 });

@@ -1,9 +1,10 @@
 import { join } from "node:path";
-import { describe, expect, inject, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import {
   createNamespace,
   eventually,
   installChart,
+  kubeContext,
   kubectlApply,
   mustTool,
   repoRoot,
@@ -11,9 +12,11 @@ import {
   trainingYaml,
 } from "./infra/kube-test-helpers.ts";
 
-const bin = inject("kubeBinDir");
-const kubeconfig = inject("kubeconfig");
-const operatorNamespace = inject("operatorNamespace");
+const kube = await kubeContext();
+afterAll(async () => await kube.stop());
+const bin = kube.binDir;
+const kubeconfig = kube.kubeconfig;
+const operatorNamespace = kube.operatorNamespace;
 const kubectl = (...args: string[]) => mustTool(bin, "kubectl", ["--kubeconfig", kubeconfig, ...args]);
 
 const minimalSpec = `
@@ -43,13 +46,22 @@ describe("helm chart and CRD against a real kube-apiserver", () => {
     expect(condition("NonStructuralSchema")).toBeUndefined();
 
     // the API server publishes a new CRD's OpenAPI a moment after it is established
-    const explain = await eventually("kubectl explain", () => kubectl("explain", "questatraining.spec.augmentation"));
+    const explain = await eventually("kubectl explain", () =>
+      kubectl("explain", "questatraining.spec.augmentation"),
+    );
     expect(explain).toContain("curriculum");
     expect(explain).toContain("hardFilter");
     const explainRollout = await kubectl("explain", "qt.spec.rollout.replicas");
     expect(explainRollout).toContain("min");
 
-    const objects = await kubectl("-n", operatorNamespace, "get", "deployment,serviceaccount,service", "-o", "name");
+    const objects = await kubectl(
+      "-n",
+      operatorNamespace,
+      "get",
+      "deployment,serviceaccount,service",
+      "-o",
+      "name",
+    );
     expect(objects).toContain("deployment.apps/questa");
     expect(objects).toContain("serviceaccount/questa");
     expect(objects).toContain("service/questa-metrics");
@@ -84,11 +96,19 @@ describe("helm chart and CRD against a real kube-apiserver", () => {
     expect(celInvalid.stderr).toContain("spec.rollout.replicas.min");
     expect(celInvalid.stderr).toContain("min must be <= max");
 
-    const missing = await kubectlApply(bin, kubeconfig, trainingYaml(namespace, "bad-missing", "suspend: false"));
+    const missing = await kubectlApply(
+      bin,
+      kubeconfig,
+      trainingYaml(namespace, "bad-missing", "suspend: false"),
+    );
     expect(missing.code).not.toBe(0);
     expect(missing.stderr).toContain("spec.datasets");
 
-    const unknownField = await kubectlApply(bin, kubeconfig, trainingYaml(namespace, "bad-unknown", `${minimalSpec}\nrollout:\n  temprature: 1`));
+    const unknownField = await kubectlApply(
+      bin,
+      kubeconfig,
+      trainingYaml(namespace, "bad-unknown", `${minimalSpec}\nrollout:\n  temprature: 1`),
+    );
     expect(unknownField.code).not.toBe(0);
     expect(unknownField.stderr).toContain("temprature");
 
@@ -97,5 +117,25 @@ describe("helm chart and CRD against a real kube-apiserver", () => {
     expect(valid.code).toBe(0);
     const listed = await kubectl("-n", namespace, "get", "qt", "good", "-o", "jsonpath={.metadata.name}");
     expect(listed).toBe("good");
+  });
+
+  it("manifests/rbac grants the namespaced operator what it needs there and nothing elsewhere", async () => {
+    const exists = await tool(bin, "kubectl", ["--kubeconfig", kubeconfig, "get", "namespace", "questa"]);
+    if (exists.code !== 0) await kubectl("create", "namespace", "questa");
+    await kubectl("apply", "-f", join(repoRoot, "manifests", "rbac", "namespaced.yaml"));
+    const as = "--as=system:serviceaccount:questa:questa-operator";
+    const can = async (...args: string[]) =>
+      (await tool(bin, "kubectl", ["--kubeconfig", kubeconfig, "auth", "can-i", as, ...args])).stdout.trim();
+    expect(await can("watch", "questatrainings.questa.dev", "-n", "questa")).toBe("yes");
+    expect(await can("patch", "questatrainings.questa.dev", "--subresource=status", "-n", "questa")).toBe(
+      "yes",
+    );
+    expect(await can("patch", "deployments.apps", "-n", "questa")).toBe("yes");
+    expect(await can("create", "events.events.k8s.io", "-n", "questa")).toBe("yes");
+    expect(await can("update", "leases.coordination.k8s.io/questa-operator", "-n", "questa")).toBe("yes");
+    expect(await can("update", "leases.coordination.k8s.io/someone-else", "-n", "questa")).toBe("no");
+    expect(await can("list", "questatrainings.questa.dev", "-n", "default")).toBe("no");
+    expect(await can("get", "secrets", "-n", "questa")).toBe("no");
+    expect(await can("delete", "deployments.apps", "-n", "questa")).toBe("no");
   });
 });

@@ -1,6 +1,7 @@
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { toBinaryMessage } from "../functions/runtime/cloudevents.ts";
 import type { CloudEvent } from "../functions/runtime/event-definition.ts";
+import { MemoryObjectStore } from "../functions/runtime/memory-object-store.ts";
 import type { KubeObject, ResourceKind } from "../operator/kube-api.ts";
 import { ClientNodeKubeApi, loadKubeConfig } from "../operator/kube-client.ts";
 import { CONFIG_MAP, DEPLOYMENT, QUESTA_TRAINING } from "../operator/questatraining-controller.ts";
@@ -8,6 +9,7 @@ import {
   createNamespace,
   eventually,
   installChart,
+  kubeContext,
   kubectlApply,
   mustTool,
   startTestOperator,
@@ -15,15 +17,24 @@ import {
   trainingYaml,
 } from "./infra/kube-test-helpers.ts";
 
-const bin = inject("kubeBinDir");
-const kubeconfig = inject("kubeconfig");
-const operatorKubeconfig = inject("operatorKubeconfig");
-const operatorNamespace = inject("operatorNamespace");
+const kube = await kubeContext();
+afterAll(async () => await kube.stop());
+const bin = kube.binDir;
+const kubeconfig = kube.kubeconfig;
+const operatorKubeconfig = kube.operatorKubeconfig;
+const operatorNamespace = kube.operatorNamespace;
 const admin = new ClientNodeKubeApi(loadKubeConfig({ kubeconfigPath: kubeconfig }));
-const EVENTS: ResourceKind = { group: "events.k8s.io", version: "v1", kind: "Event", plural: "events", namespaced: true };
+const EVENTS: ResourceKind = {
+  group: "events.k8s.io",
+  version: "v1",
+  kind: "Event",
+  plural: "events",
+  namespaced: true,
+};
 
 let namespace: string;
 let test: TestOperator;
+const artifacts = new MemoryObjectStore();
 
 const spec = (extra = "") => `
 datasets:
@@ -70,7 +81,10 @@ async function waitForPhase(name: string, phase: string): Promise<Status> {
 }
 
 type Deployment = {
-  metadata: { ownerReferences?: { kind: string; name: string; controller?: boolean }[]; labels?: Record<string, string> };
+  metadata: {
+    ownerReferences?: { kind: string; name: string; controller?: boolean }[];
+    labels?: Record<string, string>;
+  };
   spec: {
     replicas: number;
     strategy: { type: string };
@@ -81,9 +95,14 @@ type Deployment = {
         securityContext: Record<string, unknown>;
         nodeSelector?: Record<string, string>;
         tolerations?: unknown[];
+        volumes: unknown[];
         containers: {
           image: string;
-          env: { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } }[];
+          env: {
+            name: string;
+            value?: string;
+            valueFrom?: { secretKeyRef?: { name: string; key: string } };
+          }[];
           resources: { limits: Record<string, string>; requests: Record<string, string> };
           securityContext: Record<string, unknown>;
         }[];
@@ -120,9 +139,21 @@ async function publish(topic: string, type: string, data: unknown, id: string): 
 
 beforeAll(async () => {
   await installChart(bin, kubeconfig, operatorNamespace);
-  await mustTool(bin, "kubectl", ["--kubeconfig", kubeconfig, "wait", "--for=condition=Established", "--timeout=30s", "crd/questatrainings.questa.dev"]);
+  await mustTool(bin, "kubectl", [
+    "--kubeconfig",
+    kubeconfig,
+    "wait",
+    "--for=condition=Established",
+    "--timeout=30s",
+    "crd/questatrainings.questa.dev",
+  ]);
   namespace = await createNamespace(bin, kubeconfig, "reconcile");
-  test = startTestOperator(operatorKubeconfig, { instance: "reconcile-test" });
+  test = startTestOperator(
+    operatorKubeconfig,
+    { instance: "reconcile-test", namespace },
+    undefined,
+    artifacts,
+  );
   await test.operator.start();
 });
 
@@ -141,20 +172,35 @@ describe("the operator against a real kube-apiserver (as the chart's service acc
     expect(rollout.metadata.ownerReferences).toEqual([
       expect.objectContaining({ kind: "QuestATraining", name: "alpha", controller: true }),
     ]);
-    expect(rollout.metadata.labels).toMatchObject({ "questa.dev/run": "alpha", "app.kubernetes.io/component": "rollout" });
+    expect(rollout.metadata.labels).toMatchObject({
+      "questa.dev/run": "alpha",
+      "app.kubernetes.io/component": "rollout",
+    });
     expect(container.resources.limits).toMatchObject({ "nvidia.com/gpu": "2", cpu: "4", memory: "16Gi" });
     expect(container.resources.requests["nvidia.com/gpu"]).toBe("2");
     expect(pod.nodeSelector).toEqual({ "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3" });
     expect(pod.tolerations).toEqual([{ key: "nvidia.com/gpu", operator: "Exists", effect: "NoSchedule" }]);
     expect(pod.securityContext).toMatchObject({ runAsNonRoot: true });
     expect(pod.automountServiceAccountToken).toBe(false);
-    expect(container.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false });
+    expect(container.securityContext).toMatchObject({
+      readOnlyRootFilesystem: true,
+      allowPrivilegeEscalation: false,
+    });
     expect(container.image).toBe("ghcr.io/questa-dev/questa:test");
     const env = new Map(container.env.map((e) => [e.name, e]));
-    expect(env.get("AWS_SECRET_ACCESS_KEY")?.valueFrom?.secretKeyRef).toEqual({ name: "s3-credentials", key: "AWS_SECRET_ACCESS_KEY" });
-    expect(env.get("AWS_SECRET_ACCESS_KEY")?.value).toBeUndefined();
-    expect(env.get("QUESTA_KAFKA_SASL_PASSWORD")?.valueFrom?.secretKeyRef).toEqual({ name: "kafka-user", key: "password" });
+    // credentials: mounted secret files and secretKeyRefs only, never values
+    expect(env.get("QUESTA_S3_SECRET_DIR")?.value).toBe("/etc/questa/s3-credentials");
+    expect(pod.volumes).toContainEqual({
+      name: "s3-credentials",
+      secret: { secretName: "s3-credentials", defaultMode: 0o400 },
+    });
+    expect(env.get("QUESTA_KAFKA_SASL_USERNAME")?.valueFrom?.secretKeyRef).toEqual({
+      name: "kafka-user",
+      key: "username",
+    });
     expect(env.get("QUESTA_KAFKA_BROKERS")?.value).toBe("kafka-0.kafka:9092");
+    expect(env.get("QUESTA_S3_BUCKET")?.value).toBe("questa-runs");
+    expect(JSON.stringify(container.env)).not.toMatch(/AWS_SECRET_ACCESS_KEY/);
 
     const learn = await eventually("learn deployment", () => deployment("alpha-learn"));
     expect(learn.spec.strategy.type).toBe("Recreate");
@@ -177,47 +223,113 @@ describe("the operator against a real kube-apiserver (as the chart's service acc
     });
     expect((await training("alpha"))?.metadata.finalizers).toContain("questa.dev/cleanup");
     expect([...test.topics.topics.keys()].sort()).toEqual(
-      ["checkpoints", "dead-letter", "evaluations", "questions", "rollouts", "status"].map((t) => `questa.${namespace}.alpha.${t}`),
+      ["checkpoints", "dead-letter", "evaluations", "questions", "rollouts", "status"].map(
+        (t) => `questa.${namespace}.alpha.${t}`,
+      ),
     );
     const events = await eventually("a Kubernetes Event", async () => {
       const list = await admin.list(EVENTS, namespace);
       return list.items.length > 0 ? list.items : undefined;
     });
-    expect(events[0]).toMatchObject({ reason: "WaitingForWorkers", regarding: { name: "alpha", kind: "QuestATraining" } });
-    const printed = await mustTool(bin, "kubectl", ["--kubeconfig", kubeconfig, "-n", namespace, "get", "qt"]);
+    expect(events[0]).toMatchObject({
+      reason: "WaitingForWorkers",
+      regarding: { name: "alpha", kind: "QuestATraining" },
+    });
+    const printed = await mustTool(bin, "kubectl", [
+      "--kubeconfig",
+      kubeconfig,
+      "-n",
+      namespace,
+      "get",
+      "qt",
+    ]);
     expect(printed).toMatch(/alpha\s+Pending/);
   });
 
   it("folds run events into the status: phase, step, stage, checkpoint, pass@1", async () => {
     const prefix = `questa.${namespace}.alpha`;
-    await publish(`${prefix}.status`, "dev.questa.run.status.v1", { run: "alpha", kind: "started", step: 0, stage: 0, hintRatio: 0.5 }, "s0");
-    await publish(`${prefix}.status`, "dev.questa.run.status.v1", { run: "alpha", kind: "step", step: 7, stage: 1, hintRatio: 0.25 }, "s7");
+    await publish(
+      `${prefix}.status`,
+      "dev.questa.run.status.v1",
+      { run: "alpha", kind: "started", step: 0, stage: 0, hintRatio: 0.5 },
+      "s0",
+    );
+    await publish(
+      `${prefix}.status`,
+      "dev.questa.run.status.v1",
+      { run: "alpha", kind: "step", step: 7, stage: 1, hintRatio: 0.25 },
+      "s7",
+    );
     const ref = (key: string) => ({ uri: `s3://questa-runs/${key}`, key, sha256: "a".repeat(64), size: 10 });
-    await publish(`${prefix}.checkpoints`, "dev.questa.checkpoint.published.v1", {
-      run: "alpha", step: 5, stage: 1, reason: "interval", manifest: ref("questa/alpha/ckpt/5/manifest.json"),
-    }, "c5");
-    for (const [benchmark, passAt1] of [["aime24", 0.5], ["aime25", 0.25]] as const) {
-      await publish(`${prefix}.evaluations`, "dev.questa.evaluation.result.v1", {
-        run: "alpha", step: 5, benchmark, problems: 30, samples: 32, temperature: 0.6, topP: 0.95, hinted: false,
-        passAt1, passAtK: { "1": passAt1 }, majAtK: { "1": passAt1 }, passAt1Interval: { low: 0, high: 1 },
-        results: ref(`questa/alpha/eval/${benchmark}.jsonl`),
-      }, `e-${benchmark}`);
+    await publish(
+      `${prefix}.checkpoints`,
+      "dev.questa.checkpoint.published.v1",
+      {
+        run: "alpha",
+        step: 5,
+        stage: 1,
+        reason: "interval",
+        manifest: ref("questa/alpha/ckpt/5/manifest.json"),
+      },
+      "c5",
+    );
+    for (const [benchmark, passAt1] of [
+      ["aime24", 0.5],
+      ["aime25", 0.25],
+    ] as const) {
+      await publish(
+        `${prefix}.evaluations`,
+        "dev.questa.evaluation.result.v1",
+        {
+          run: "alpha",
+          step: 5,
+          benchmark,
+          problems: 30,
+          samples: 32,
+          temperature: 0.6,
+          topP: 0.95,
+          hinted: false,
+          passAt1,
+          passAtK: { "1": passAt1 },
+          majAtK: { "1": passAt1 },
+          passAt1Interval: { low: 0, high: 1 },
+          results: ref(`questa/alpha/eval/${benchmark}.jsonl`),
+        },
+        `e-${benchmark}`,
+      );
     }
     const status = await eventually("folded status", async () => {
       const s = statusOf(await training("alpha"));
       return s.phase === "Running" && s.passAt1 !== undefined && s.latestCheckpoint ? s : undefined;
     });
-    expect(status).toMatchObject({ step: 7, stage: 1, passAt1: 0.375, latestCheckpoint: { step: 5, uri: "s3://questa-runs/questa/alpha/ckpt/5/manifest.json" } });
-    const printed = await mustTool(bin, "kubectl", ["--kubeconfig", kubeconfig, "-n", namespace, "get", "qt", "alpha"]);
+    expect(status).toMatchObject({
+      step: 7,
+      stage: 1,
+      passAt1: 0.375,
+      latestCheckpoint: { step: 5, uri: "s3://questa-runs/questa/alpha/ckpt/5/manifest.json" },
+    });
+    const printed = await mustTool(bin, "kubectl", [
+      "--kubeconfig",
+      kubeconfig,
+      "-n",
+      namespace,
+      "get",
+      "qt",
+      "alpha",
+    ]);
     expect(printed).toMatch(/alpha\s+Running\s+1\s+7\s+0\.375/);
   });
 
   it("scales rollout workers with consumer lag, and to zero when idle", async () => {
     const group = `questa.${namespace}.alpha.rollout`;
     test.lag.lags.set(group, 25);
-    await eventually("3 rollout workers", async () => ((await replicasOf("alpha")).rollout === 3 ? true : undefined));
+    await eventually("3 rollout workers", async () =>
+      (await replicasOf("alpha")).rollout === 3 ? true : undefined,
+    );
     test.lag.lags.set(group, 0);
-    await eventually("rollout workers scaled to zero", async () => ((await replicasOf("alpha")).rollout === 0 ? true : undefined));
+    await eventually("rollout workers scaled to zero", async () =>
+      (await replicasOf("alpha")).rollout === 0 ? true : undefined,
+    );
   });
 
   it("applies spec changes to the config map and workloads", async () => {
@@ -225,18 +337,22 @@ describe("the operator against a real kube-apiserver (as the chart's service acc
     const applied = await kubectlApply(
       bin,
       kubeconfig,
-      trainingYaml(namespace, "alpha", `${spec()}\nevaluation:\n  samples: 64\n  k: [1, 64]\n  resources: { gpus: 4 }`),
+      trainingYaml(
+        namespace,
+        "alpha",
+        `${spec()}\nevaluation:\n  samples: 64\n  k: [1, 64]\n  resources: { gpus: 4 }`,
+      ),
     );
     expect(applied.code).toBe(0);
     const after = await eventually("updated evaluate deployment", async () => {
       const d = await deployment("alpha-evaluate");
-      return d?.spec.template.spec.containers[0]!.resources.limits["nvidia.com/gpu"] === "4" ? d : undefined;
+      return d?.spec.template.spec.containers[0]?.resources.limits["nvidia.com/gpu"] === "4" ? d : undefined;
     });
     expect(after.spec.template.metadata.annotations["questa.dev/config-hash"]).not.toBe(
       before?.spec.template.metadata.annotations["questa.dev/config-hash"],
     );
     const config = await admin.get(CONFIG_MAP, "alpha-config", namespace);
-    expect((config?.data as Record<string, string>)["training.yaml"]).toContain("samples: 64");
+    expect((config?.data as Record<string, string> | undefined)?.["training.yaml"]).toContain("samples: 64");
     const status = await eventually("observedGeneration 2", async () => {
       const s = statusOf(await training("alpha"));
       return s.observedGeneration === 2 ? s : undefined;
@@ -247,7 +363,16 @@ describe("the operator against a real kube-apiserver (as the chart's service acc
   it("suspends (workloads to zero) and resumes", async () => {
     const suspend = (value: boolean) =>
       mustTool(bin, "kubectl", [
-        "--kubeconfig", kubeconfig, "-n", namespace, "patch", "qt", "alpha", "--type=merge", "-p", JSON.stringify({ spec: { suspend: value } }),
+        "--kubeconfig",
+        kubeconfig,
+        "-n",
+        namespace,
+        "patch",
+        "qt",
+        "alpha",
+        "--type=merge",
+        "-p",
+        JSON.stringify({ spec: { suspend: value } }),
       ]);
     await suspend(true);
     const suspended = await waitForPhase("alpha", "Suspended");
@@ -258,7 +383,10 @@ describe("the operator against a real kube-apiserver (as the chart's service acc
     });
     await suspend(false);
     const resumed = await waitForPhase("alpha", "Running");
-    expect(resumed.conditions?.find((c) => c.type === "Suspended")).toMatchObject({ status: "False", reason: "Resumed" });
+    expect(resumed.conditions?.find((c) => c.type === "Suspended")).toMatchObject({
+      status: "False",
+      reason: "Resumed",
+    });
     await eventually("workloads back", async () => {
       const replicas = await replicasOf("alpha");
       return replicas.learn === 1 && replicas.augment === 1 && replicas.evaluate === 1 ? true : undefined;
@@ -269,7 +397,10 @@ describe("the operator against a real kube-apiserver (as the chart's service acc
     await kubectlApply(bin, kubeconfig, trainingYaml(namespace, "beta", spec("activeDeadlineSeconds: 2")));
     await waitForPhase("beta", "Pending");
     const failed = await waitForPhase("beta", "Failed");
-    expect(failed.conditions?.find((c) => c.type === "Failed")).toMatchObject({ status: "True", reason: "DeadlineExceeded" });
+    expect(failed.conditions?.find((c) => c.type === "Failed")).toMatchObject({
+      status: "True",
+      reason: "DeadlineExceeded",
+    });
     await eventually("beta workloads at zero", async () => {
       const replicas = await replicasOf("beta");
       return Object.values(replicas).every((r) => r === 0) ? true : undefined;
@@ -281,14 +412,44 @@ describe("the operator against a real kube-apiserver (as the chart's service acc
     expect(warning.type).toBe("Warning");
   });
 
-  it("runs the finalizer on delete: topics go, the object goes", async () => {
+  it("runs the finalizer on delete: topics go, artifacts only when asked, the object goes", async () => {
     const prefix = `questa.${namespace}.beta`;
     expect(test.topics.topics.has(`${prefix}.questions`)).toBe(true);
-    await mustTool(bin, "kubectl", ["--kubeconfig", kubeconfig, "-n", namespace, "delete", "qt", "beta", "--wait=false"]);
+    for (const key of [
+      "questa/beta/ckpt/1/manifest.json",
+      "questa/beta/rollouts/0.jsonl",
+      "questa/alpha/ckpt/1/manifest.json",
+    ]) {
+      await artifacts.put(key, "x");
+    }
+    await mustTool(bin, "kubectl", [
+      "--kubeconfig",
+      kubeconfig,
+      "-n",
+      namespace,
+      "annotate",
+      "qt",
+      "beta",
+      "questa.dev/delete-artifacts=true",
+    ]);
+    await mustTool(bin, "kubectl", [
+      "--kubeconfig",
+      kubeconfig,
+      "-n",
+      namespace,
+      "delete",
+      "qt",
+      "beta",
+      "--wait=false",
+    ]);
     await eventually("beta deleted", async () => ((await training("beta")) === undefined ? true : undefined));
     expect(test.topics.deleted).toContain(`${prefix}.questions`);
     expect([...test.topics.topics.keys()].some((t) => t.startsWith(`${prefix}.`))).toBe(false);
+    expect((await artifacts.list("questa/beta/")).map((o) => o.key)).toEqual([]);
     // the other run is untouched
     expect(test.topics.topics.has(`questa.${namespace}.alpha.questions`)).toBe(true);
+    expect((await artifacts.list("questa/alpha/")).map((o) => o.key)).toEqual([
+      "questa/alpha/ckpt/1/manifest.json",
+    ]);
   });
 });

@@ -3,13 +3,18 @@ import { keySegment } from "../runtime/object-key.ts";
 import { type AugmentConfig, AugmentConfigSchema, type DatasetSource } from "./schema.ts";
 
 /** The augment function's config from a validated QuestATraining spec (every default filled in). */
-export function augmentConfigFromSpec(run: string, spec: QuestATrainingSpec, runPrefix = keySegment(run)): AugmentConfig {
+export function augmentConfigFromSpec(
+  run: string,
+  spec: QuestATrainingSpec,
+  runPrefix = keySegment(run),
+): AugmentConfig {
   const { augmentation } = spec;
   return AugmentConfigSchema.parse({
     runPrefix,
     groupSize: spec.rollout.groupSize,
     augmentation: {
       template: augmentation.template,
+      unhintedTemplate: augmentation.unhintedTemplate,
       unit: augmentation.unit,
       minPrefixChars: augmentation.minPrefixChars,
       requireAnswerInSolution: augmentation.requireAnswerInSolution,

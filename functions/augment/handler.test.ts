@@ -16,14 +16,32 @@ import { type AugmentConfigInput, AugmentConfigSchema, RejectionSchema } from ".
 import { readStageManifest, readStageQuestions } from "./shard-writer.ts";
 
 const trainLines = [
-  { problem: "What is 2+3?", answer: "5", generation: "<think>2 and 3</think>Adding: 2+3=5, so the answer is \\boxed{5}." },
-  { problem: "What is 4*4?", answer: "16", generation: "<think>x</think>Multiply four by four to get \\boxed{16} here." },
-  { problem: "No answer in solution", answer: "9", generation: "<think>t</think>This solution never says it." },
+  {
+    problem: "What is 2+3?",
+    answer: "5",
+    generation: "<think>2 and 3</think>Adding: 2+3=5, so the answer is \\boxed{5}.",
+  },
+  {
+    problem: "What is 4*4?",
+    answer: "16",
+    generation: "<think>x</think>Multiply four by four to get \\boxed{16} here.",
+  },
+  {
+    problem: "No answer in solution",
+    answer: "9",
+    generation: "<think>t</think>This solution never says it.",
+  },
   "not json at all",
-  { problem: "Copy of a benchmark problem about integer bases and divisors written in decimal notation for everyone here", answer: "70", generation: "Sum is \\boxed{70} after checking every base carefully." },
+  {
+    problem:
+      "Copy of a benchmark problem about integer bases and divisors written in decimal notation for everyone here",
+    answer: "70",
+    generation: "Sum is \\boxed{70} after checking every base carefully.",
+  },
 ];
 const benchmark = {
-  problem: "Copy of a benchmark problem about integer bases and divisors written in decimal notation for everyone here",
+  problem:
+    "Copy of a benchmark problem about integer bases and divisors written in decimal notation for everyone here",
   answer: 70,
 };
 
@@ -76,7 +94,8 @@ function cloudEvent<Data>(definition: EventDefinition<Data>, data: Data): CloudE
   };
 }
 
-const started = () => cloudEvent(RunStatus, { run: "demo", kind: "started", step: 0, stage: 0, hintRatio: 0.5 });
+const started = () =>
+  cloudEvent(RunStatus, { run: "demo", kind: "started", step: 0, stage: 0, hintRatio: 0.5 });
 
 function probeGroup(questionId: string, stage: number, passes: number) {
   const rewards = Array.from({ length: 8 }, (_, i) => (i < passes ? 5 : 0));
@@ -113,12 +132,22 @@ describe("augment function", () => {
     expect(events[0]?.key).toBe(`${questions[0]?.questionId}:0`);
 
     const written = await readStageManifest(store, "demo", 0);
-    expect(written?.manifest.shards.map((s) => [s.key, s.count])).toEqual([["demo/augmented/stage-0/questions-00000.jsonl", 2]]);
+    expect(written?.manifest.shards.map((s) => [s.key, s.count])).toEqual([
+      ["demo/augmented/stage-0/questions-00000.jsonl", 2],
+    ]);
     expect(written?.manifest.report).toMatchObject({
       datasets: [{ name: "openr1", totalRows: 5, records: 4, badRows: 1 }],
       decontamination: { dropped: 1, droppedBySource: { openr1: 1 }, evaluationProblems: 1 },
-      augmentation: { input: 3, augmented: 2, dropped: { "answer-not-in-solution": 1, "missing-solution": 0 } },
+      augmentation: {
+        input: 3,
+        augmented: 2,
+        dropped: { "answer-not-in-solution": 1, "missing-solution": 0 },
+      },
     });
+    const shardLines = await readStageQuestions(store, written!.manifest);
+    expect(shardLines.map((line) => [line.questionId, line.prompt])).toEqual(
+      questions.map((q) => [q.questionId, q.prompt]),
+    );
     const rejections = new TextDecoder()
       .decode(await store.get("demo/augmented/stage-0/rejections.jsonl"))
       .trim()
@@ -166,7 +195,14 @@ describe("augment function", () => {
     // the next stage cuts shorter hints and probes afresh
     const stage1 = data(
       await augmentFunction.handle(
-        cloudEvent(CurriculumStageChanged, { run: "demo", fromStage: 0, toStage: 1, ratio: 0.25, step: 100, reason: "steps" }),
+        cloudEvent(CurriculumStageChanged, {
+          run: "demo",
+          fromStage: 0,
+          toStage: 1,
+          ratio: 0.25,
+          step: 100,
+          reason: "steps",
+        }),
         deps,
       ),
     );
@@ -178,26 +214,45 @@ describe("augment function", () => {
   });
 
   it("emits every question for training when the filter is off; ignores training groups and other statuses", async () => {
-    const { deps } = await setup(config({ hardFilter: { enabled: false, samples: 8, minPasses: 0, maxPasses: 4 } }));
+    const { deps } = await setup(
+      config({ hardFilter: { enabled: false, samples: 8, minPasses: 0, maxPasses: 4 } }),
+    );
     const questions = data(await augmentFunction.handle(started(), deps));
     expect(questions.map((q) => [q.purpose, q.samples])).toEqual([
       ["train", 16],
       ["train", 16],
     ]);
     const trainGroup = probeGroup(questions[0]!.questionId, 0, 3);
-    expect(await augmentFunction.handle({ ...trainGroup, data: { ...trainGroup.data, purpose: "train" } }, deps)).toEqual([]);
+    expect(
+      await augmentFunction.handle({ ...trainGroup, data: { ...trainGroup.data, purpose: "train" } }, deps),
+    ).toEqual([]);
     const step = cloudEvent(RunStatus, { run: "demo", kind: "step", step: 3, stage: 0, hintRatio: 0.5 });
     expect(await augmentFunction.handle(step, deps)).toEqual([]);
   });
 
   it("generates the synthetic task when a dataset is synthetic", async () => {
     const { deps } = await setup({
-      ...config({ hardFilter: { enabled: false, samples: 8, minPasses: 0, maxPasses: 4 }, minPrefixChars: 3 }),
+      ...config({
+        hardFilter: { enabled: false, samples: 8, minPasses: 0, maxPasses: 4 },
+        minPrefixChars: 3,
+      }),
       train: [{ name: "synthetic", synthetic: { split: "train", difficulty: "hard", count: 20, seed: 1 } }],
-      evaluation: [{ name: "synthetic-eval", synthetic: { split: "eval", difficulty: "hard", count: 20, seed: 1 } }],
+      evaluation: [
+        { name: "synthetic-eval", synthetic: { split: "eval", difficulty: "hard", count: 20, seed: 1 } },
+      ],
     });
     const questions = data(await augmentFunction.handle(started(), deps));
     expect(questions).toHaveLength(20);
     expect(questions.every((q) => q.hinted && q.prompt.includes("=?\n\n## Hint."))).toBe(true);
+  });
+});
+
+describe("augment function input errors", () => {
+  it("rejects a training dataset without one usable record, naming it and the first reasons", async () => {
+    const { store, deps } = await setup();
+    await store.put("datasets/train.jsonl", "oops\n{}\n");
+    await expect(augmentFunction.handle(started(), deps)).rejects.toThrow(
+      /datasets\.train\[0\]: openr1 has no usable records in 2 rows \(line 1: not JSON/,
+    );
   });
 });

@@ -1,4 +1,5 @@
 export { augmentConfigFromSpec } from "./config.ts";
+export { curriculumStageChangedData } from "./curriculum-events.ts";
 export { loadDatasetSource, type OpenDataset, storeDatasetOpener } from "./dataset-source.ts";
 export {
   type AugmentDeps,
@@ -23,4 +24,10 @@ export {
   type Rejection,
   RejectionSchema,
 } from "./schema.ts";
-export { manifestKey, readStageManifest, readStageQuestions, stagePrefix, writeStageShards } from "./shard-writer.ts";
+export {
+  manifestKey,
+  readStageManifest,
+  readStageQuestions,
+  stagePrefix,
+  writeStageShards,
+} from "./shard-writer.ts";

@@ -7,13 +7,13 @@ import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { validateYaml } from "../contracts/validate.ts";
 import { charTokenizer, loadTokenizer } from "../model/tokenizer.ts";
+import type { Tokenizer } from "../questa/augmentation.ts";
 import { InputError } from "../runtime/errors.ts";
 import { KafkaBus, kafkaConnectionConfigFromEnv } from "../runtime/kafka-bus.ts";
 import { createLogger } from "../runtime/logger.ts";
 import { bindFunction } from "../runtime/runner.ts";
 import { S3ObjectStore, type S3StoreConfig, s3StoreConfigFromEnv } from "../runtime/s3-object-store.ts";
 import { serveFunction } from "../runtime/serve.ts";
-import type { Tokenizer } from "../questa/augmentation.ts";
 import { augmentConfigFromSpec } from "./config.ts";
 import type { OpenDataset } from "./dataset-source.ts";
 import { augmentFunction } from "./handler.ts";
@@ -39,7 +39,10 @@ export async function main(env: Record<string, string | undefined> = process.env
   const documents = validateYaml(await readFile(settings.QUESTA_CONFIG, "utf8"));
   const first = documents[0]?.result;
   if (first === undefined || !first.ok) {
-    throw new InputError("invalid_training_config", first?.ok === false ? first.issues : [{ path: "", message: "empty" }]);
+    throw new InputError(
+      "invalid_training_config",
+      first?.ok === false ? first.issues : [{ path: "", message: "empty" }],
+    );
   }
   const spec = first.value.spec;
   const storeConfig = s3StoreConfigFromEnv(env);
@@ -97,7 +100,11 @@ async function checkpointTokenizer(open: OpenDataset, checkpointUri: string): Pr
   const bytes = await open(uri);
   if (bytes === undefined) {
     throw new InputError("tokenizer_not_found", [
-      { path: "model.uri", message: `no tokenizer.json at ${uri}`, hint: "the tokens unit needs the policy's tokenizer" },
+      {
+        path: "model.uri",
+        message: `no tokenizer.json at ${uri}`,
+        hint: "the tokens unit needs the policy's tokenizer",
+      },
     ]);
   }
   return loadTokenizer(JSON.parse(new TextDecoder().decode(bytes)));

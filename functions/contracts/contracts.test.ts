@@ -175,6 +175,7 @@ describe("validation", () => {
     const results = validateYaml("a: [1, 2\n---\nkind: QuestATraining\n");
     expect(results.length).toBeGreaterThanOrEqual(1);
     expect(results.every((r) => !r.result.ok)).toBe(true);
-    expect(results[0]?.result.ok ? "" : results[0]?.result.issues[0]?.path).toBe("(yaml)");
+    const first = results[0]?.result;
+    expect(first && !first.ok ? first.issues[0]?.path : undefined).toBe("(yaml)");
   });
 });

@@ -15,6 +15,8 @@ export const SHORT_NAMES = ["qt"] as const;
 
 /** the official hint template: `problem + "\n\n" + "## Hint." + prefix` */
 export const OFFICIAL_HINT_TEMPLATE = "{problem}\n\n## Hint.{hint}";
+/** the official prompt without a hint: the problem and a blank line */
+export const OFFICIAL_UNHINTED_TEMPLATE = "{problem}\n\n";
 
 /** CEL rules (`x-kubernetes-validations`) that mirror a schema's `.refine` checks in the CRD */
 function cel(...rules: [rule: string, message: string, fieldPath?: string][]) {
@@ -113,7 +115,7 @@ export const SyntheticDatasetSchema = z
   .describe("the built-in synthetic arithmetic task (embedded default)");
 
 export const DatasetMappingSchema = z
-  .enum(["openr1", "questa", "aime24", "aime25", "hmmt-feb-2025", "math-500", "auto"])
+  .enum(["openr1", "questa", "aime24", "aime25", "hmmt-feb-2025", "math-500", "deepscaler-aime", "auto"])
   .describe("how records map to problem, answer and solution: a known source's field names, or auto-detect");
 
 export const DatasetRefSchema = z
@@ -291,6 +293,14 @@ export const DecontaminationSchema = z
       .max(64)
       .default(13)
       .describe("overlap = a shared word n-gram of this length after normalisation"),
+    minOverlap: z
+      .number()
+      .gt(0)
+      .max(1)
+      .default(0.5)
+      .describe(
+        "drop a problem covering at least this fraction of one benchmark problem's n-grams (stock phrases alone don't count)",
+      ),
   })
   .describe("decontamination of the training set against the evaluation benchmarks");
 
@@ -310,6 +320,16 @@ export const AugmentationSchema = z
           "self.contains('{problem}') && self.contains('{hint}')",
           "template must contain {problem} and {hint}",
         ]),
+      }),
+    unhintedTemplate: z
+      .string()
+      .max(8192)
+      .refine((t) => t.includes("{problem}"), { message: "unhintedTemplate must contain {problem}" })
+      .default(OFFICIAL_UNHINTED_TEMPLATE)
+      .meta({
+        description:
+          'prompt when there is no hint (p = 0 or a prefix shorter than minPrefixChars); the official code keeps the blank line: problem + "\\n\\n"',
+        ...cel(["self.contains('{problem}')", "unhintedTemplate must contain {problem}"]),
       }),
     unit: z
       .enum(["chars", "tokens", "lines"])

@@ -1,3 +1,4 @@
+import { DeadLetter } from "../runtime/dead-letter.ts";
 import type { EventDefinition } from "../runtime/event-definition.ts";
 import {
   CheckpointPublished,
@@ -16,6 +17,7 @@ export const ALL_EVENTS: readonly EventDefinition[] = [
   EvaluationResult,
   RunStatus,
   CurriculumStageChanged,
+  DeadLetter,
 ] as EventDefinition[];
 
 export function eventDefinition(type: string): EventDefinition | undefined {

@@ -1,3 +1,4 @@
+import { MAX_COMPUTE_ENGINE_CHARS, parseWithComputeEngine } from "./compute-engine-parse.ts";
 import { type Expr, ParseError, parseExpression } from "./expression.ts";
 import { matchBrace, normalizeAnswer } from "./normalize.ts";
 
@@ -16,6 +17,12 @@ export type Answer =
   | { k: "matrix"; rows: Answer[][] };
 
 const MAX_ITEMS = 64;
+
+/**
+ * Notation only the symbolic library reads. Its parser is slow on malformed input (hundreds of ms),
+ * so it is asked only when one of these appears, never for arbitrary text.
+ */
+const NEEDS_SYMBOLIC_PARSER = /\\(?:sum|prod)(?![a-zA-Z])/;
 const MAX_DEPTH = 16;
 
 export class StructureError extends Error {
@@ -68,7 +75,8 @@ function wordSeparator(s: string, i: number): number {
   return 0;
 }
 
-const cupSeparator = (s: string, i: number): number => (s.startsWith("\\cup", i) && !/[a-zA-Z]/.test(s[i + 4] ?? "") ? 4 : 0);
+const cupSeparator = (s: string, i: number): number =>
+  s.startsWith("\\cup", i) && !/[a-zA-Z]/.test(s[i + 4] ?? "") ? 4 : 0;
 
 const RELATIONS: ReadonlyArray<readonly [string, RelOp, boolean]> = [
   ["\\approx", "\\approx", false],
@@ -117,7 +125,10 @@ function parseRelation(s: string, depth: number): Answer | undefined {
   const flips: boolean[] = [];
   const parts = splitTopLevel(s, (text, i) => {
     for (const [token, op, flip] of RELATIONS) {
-      if (text.startsWith(token, i) && !(token.startsWith("\\") && /[a-zA-Z]/.test(text[i + token.length] ?? ""))) {
+      if (
+        text.startsWith(token, i) &&
+        !(token.startsWith("\\") && /[a-zA-Z]/.test(text[i + token.length] ?? ""))
+      ) {
         ops.push(op);
         flips.push(flip);
         return token.length;
@@ -126,15 +137,11 @@ function parseRelation(s: string, depth: number): Answer | undefined {
     return 0;
   });
   if (ops.length === 0) return undefined;
-  let answers = parts.map((p) => parseStructure(p.trim(), depth + 1));
-  // write every chain with < and \le pointing left to right
-  if (flips.every((f) => f) && ops.every((o) => o === "<" || o === "\\le")) answers = answers.reverse();
-  else if (flips.some((f) => f)) {
-    if (ops.some((o, idx) => flips[idx] && o !== "<" && o !== "\\le")) throw new StructureError("mixed relation");
-    throw new StructureError("mixed inequality directions");
-  }
-  const orderedOps = flips.every((f) => f) ? [...ops].reverse() : ops;
-  return { k: "rel", ops: orderedOps, parts: answers };
+  const answers = parts.map((p) => parseStructure(p.trim(), depth + 1));
+  // "b > a" is stored as "a < b": a chain is either all left-pointing or all right-pointing
+  if (flips.every((f) => f)) return { k: "rel", ops: [...ops].reverse(), parts: answers.reverse() };
+  if (flips.some((f) => f)) throw new StructureError("mixed inequality directions");
+  return { k: "rel", ops, parts: answers };
 }
 
 function parseLeaf(s: string): Answer {
@@ -151,9 +158,17 @@ function parseLeaf(s: string): Answer {
   try {
     return { k: "expr", src, expr: parseExpression(src), percent };
   } catch (e) {
-    if (e instanceof ParseError) return { k: "text", text: textKey(s) };
-    throw e;
+    if (!(e instanceof ParseError)) throw e;
   }
+  if (NEEDS_SYMBOLIC_PARSER.test(src) && src.length <= MAX_COMPUTE_ENGINE_CHARS) {
+    // LaTeX our parser does not know: let the symbolic library read it
+    try {
+      return { k: "expr", src, expr: parseWithComputeEngine(src), percent };
+    } catch (e) {
+      if (!(e instanceof ParseError)) throw e;
+    }
+  }
+  return { k: "text", text: textKey(s) };
 }
 
 /** comparison key for free-text answers: case, spacing and markup insensitive */
@@ -167,7 +182,8 @@ export function textKey(s: string): string {
 export function parseStructure(s: string, depth = 0): Answer {
   if (depth > MAX_DEPTH) throw new StructureError("answer nested too deeply");
   s = s.trim();
-  if (/^\\(?:emptyset|varnothing)$/.test(s) || s === "\\{\\}" || s === "{}") return { k: "collection", items: [] };
+  if (/^\\(?:emptyset|varnothing)$/.test(s) || s === "\\{\\}" || s === "{}")
+    return { k: "collection", items: [] };
   const matrix = s.includes("\\begin") ? parseMatrix(s, depth) : undefined;
   if (matrix) return matrix;
   if (/^[+-]?\d{1,3}(,\d{3})+(\.\d+)?%?$/.test(s)) return parseLeaf(s);
@@ -187,7 +203,11 @@ export function parseStructure(s: string, depth = 0): Answer {
   }
   const first = s[0];
   const last = s[s.length - 1];
-  if ((first === "(" || first === "[") && (last === ")" || last === "]") && closingBracket(s) === s.length - 1) {
+  if (
+    (first === "(" || first === "[") &&
+    (last === ")" || last === "]") &&
+    closingBracket(s) === s.length - 1
+  ) {
     const inner = s.slice(1, -1);
     const items = splitTopLevel(inner, commaSeparator);
     if (items.length > 1) {
@@ -203,7 +223,10 @@ export function parseStructure(s: string, depth = 0): Answer {
     const before = s.slice(0, pm);
     const after = s.slice(pm + 3);
     const plus = before.trim() === "" ? after : `${before}+${after}`;
-    return { k: "collection", items: [parseStructure(plus, depth + 1), parseStructure(`${before}-${after}`, depth + 1)] };
+    return {
+      k: "collection",
+      items: [parseStructure(plus, depth + 1), parseStructure(`${before}-${after}`, depth + 1)],
+    };
   }
   const relation = parseRelation(s, depth);
   if (relation) return relation;

@@ -26,7 +26,10 @@ const equal: ReadonlyArray<readonly [string, string]> = [
   ["(-\\infty, 2]", "x \\le 2"],
   ["[1,2]", "x \\in [1,2]"],
   ["\\{1,2,3\\}", "\\{3,2,1\\}"],
-  ["\\frac{-1+\\sqrt{17}}{2}, \\frac{-1-\\sqrt{17}}{2}", "\\frac{-1-\\sqrt{17}}{2}, \\frac{-1+\\sqrt{17}}{2}"],
+  [
+    "\\frac{-1+\\sqrt{17}}{2}, \\frac{-1-\\sqrt{17}}{2}",
+    "\\frac{-1-\\sqrt{17}}{2}, \\frac{-1+\\sqrt{17}}{2}",
+  ],
   ["\\pm 2", "2, -2"],
   ["\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}", "\\begin{bmatrix}1&2\\\\3&4\\end{bmatrix}"],
   ["y=2x+1", "y-2x-1=0"],
@@ -48,6 +51,12 @@ const equal: ReadonlyArray<readonly [string, string]> = [
   ["\\sin\\left(\\frac{\\pi}{6}\\right)", "\\frac12"],
   ["\\sqrt[3]{27}", "3"],
   ["-5\\le x\\le1 \\text{ or } 3\\le x\\le9", "[-5,1]\\cup[3,9]"],
+  ["\\$32,\\!348", "32348"],
+  ["1\\,000", "1000"],
+  ["\\left[ -\\frac{1}{2}, \\frac{1}{2} \\right)", "[-0.5, 0.5)"],
+  ["\\begin{pmatrix} -1 \\\\ 2 \\end{pmatrix}", "(-1, 2)"],
+  ["(1,2)", "\\langle 1, 2\\rangle"],
+  ["(-\\infty, \\infty)", "\\mathbb{R}"],
 ];
 
 const different: ReadonlyArray<readonly [string, string]> = [
@@ -90,7 +99,10 @@ describe("answersEqual", () => {
 
   it("is bounded by a step budget", () => {
     const long = Array.from({ length: 400 }, (_, i) => `x^{${i}}`).join("+");
-    expect(answersEqual(long, `${long}+1`, { maxSteps: 500 })).toMatchObject({ equal: false, reason: "timeout" });
+    expect(answersEqual(long, `${long}+1`, { maxSteps: 500 })).toMatchObject({
+      equal: false,
+      reason: "timeout",
+    });
   });
 
   it("is bounded by a deadline from the injected clock", () => {
@@ -113,10 +125,62 @@ function rng(seed: number): () => number {
 }
 
 const TOKENS = [
-  "1", "2", "0", "9", ".", ",", "x", "y", "e", "i", "+", "-", "*", "/", "^", "_", "!", "'", "(", ")", "[", "]",
-  "{", "}", "\\{", "\\}", "|", "=", "<", "\\le", "\\frac", "\\sqrt", "\\pi", "\\infty", "\\cdot", "\\pm", "\\cup",
-  "\\text{a}", "\\left(", "\\right)", "\\begin{pmatrix}", "&", "\\\\", "\\end{pmatrix}", "%", "$", "\\%", " ",
-  "\\overline{3}", "\\binom", "\\sin", "\\log_", "\\boxed{", "or", "\\in", "10^{10^{10}}",
+  "1",
+  "2",
+  "0",
+  "9",
+  ".",
+  ",",
+  "x",
+  "y",
+  "e",
+  "i",
+  "+",
+  "-",
+  "*",
+  "/",
+  "^",
+  "_",
+  "!",
+  "'",
+  "(",
+  ")",
+  "[",
+  "]",
+  "{",
+  "}",
+  "\\{",
+  "\\}",
+  "|",
+  "=",
+  "<",
+  "\\le",
+  "\\frac",
+  "\\sqrt",
+  "\\pi",
+  "\\infty",
+  "\\cdot",
+  "\\pm",
+  "\\cup",
+  "\\text{a}",
+  "\\left(",
+  "\\right)",
+  "\\begin{pmatrix}",
+  "&",
+  "\\\\",
+  "\\end{pmatrix}",
+  "%",
+  "$",
+  "\\%",
+  " ",
+  "\\overline{3}",
+  "\\binom",
+  "\\sin",
+  "\\log_",
+  "\\boxed{",
+  "or",
+  "\\in",
+  "10^{10^{10}}",
 ];
 
 describe("answersEqual fuzz", () => {
@@ -131,5 +195,62 @@ describe("answersEqual fuzz", () => {
       expect(typeof a.equal).toBe("boolean");
       expect(b.equal && !s.includes("123456789")).toBe(false);
     }
+  });
+
+  it("never throws on input that reaches the symbolic library", () => {
+    const next = rng(7);
+    for (let n = 0; n < 150; n++) {
+      let s = "\\sum_{k=1}^{3}";
+      const len = 1 + Math.floor(next() * 8);
+      for (let k = 0; k < len; k++) s += TOKENS[Math.floor(next() * TOKENS.length)];
+      expect(typeof answersEqual("6", s).equal).toBe("boolean");
+    }
+  });
+});
+
+describe("answersEqual beyond the hand-written parser", () => {
+  it.each([
+    ["385", "\\sum_{k=1}^{10} k^2"],
+    ["120", "\\prod_{i=1}^{5} i"],
+    ["12", "\\operatorname{lcm}(4,6)"],
+    ["6", "\\gcd(12, 18)"],
+    ["2", "\\lfloor 2.5 \\rfloor"],
+    ["4", "\\lceil \\frac{7}{2} \\rceil"],
+  ])("%s = %s", (gold, pred) => {
+    expect(answersEqual(gold, pred).equal).toBe(true);
+  });
+
+  it("bounds series length", () => {
+    expect(answersEqual("1", "\\sum_{k=1}^{10^{9}} k")).toMatchObject({ equal: false, reason: "timeout" });
+  });
+
+  it("tells sqrt(x^2) from x by sampling both signs", () => {
+    expect(answersEqual("x", "\\sqrt{x^2}").equal).toBe(false);
+  });
+});
+
+describe("relations against bare values", () => {
+  it.each([
+    ["x^2", "f(x) = x^2", true],
+    ["2", "\\sqrt{4} = 2", true],
+    ["-1", "e^{i\\pi} = -1", true],
+    ["0", "5x - 7y + 11z + 4 = 0", false],
+    ["5x - 7y + 11z + 4 = 0", "0", false],
+  ] as const)("%s vs %s -> %s", (gold, pred, expected) => {
+    expect(answersEqual(gold, pred).equal).toBe(expected);
+  });
+});
+
+describe("complex answers (i is the imaginary unit)", () => {
+  it.each([
+    ["-1", "i^2", true],
+    ["-3+4i", "(1+2i)^2", true],
+    ["\\frac{1-i}{2}", "\\frac{1}{1+i}", true],
+    ["6-5i", "-5i+6", true],
+    ["2i", "\\sqrt{-4}", true],
+    ["6-5i", "6+5i", false],
+    ["x+i", "x-i", false],
+  ] as const)("%s vs %s -> %s", (gold, pred, expected) => {
+    expect(answersEqual(gold, pred).equal).toBe(expected);
   });
 });

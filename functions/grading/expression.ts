@@ -6,9 +6,9 @@ import {
   factorial,
   fromDecimalLiteral,
   makeRational,
-  type Num,
   mul,
   NAN,
+  type Num,
   neg,
   pow,
   root,
@@ -108,6 +108,11 @@ const KNOWN_COMMANDS = new Set([
   "infty",
   "operatorname",
   "exp",
+  "lfloor",
+  "lceil",
+  "max",
+  "min",
+  "gcd",
 ]);
 
 /** relation commands that models glue to a following letter, e.g. "\lex" for "\le x" */
@@ -125,15 +130,13 @@ function isLetter(c: string | undefined): boolean {
 class Parser {
   private i = 0;
   private depth = 0;
-  /** a command split from a glued word ("\lex" -> "le" then "x") waiting to be read */
-  private pending: string[] = [];
 
   constructor(private readonly s: string) {}
 
   parseAll(): Expr {
     const e = this.parseAdditive();
     this.skipSpace();
-    if (this.i < this.s.length || this.pending.length > 0) {
+    if (this.i < this.s.length) {
       throw new ParseError(`unexpected '${this.s.slice(this.i, this.i + 12)}' at ${this.i}`);
     }
     return e;
@@ -154,7 +157,6 @@ class Parser {
 
   /** the command name at the cursor (without consuming), or undefined */
   private peekCommand(): string | undefined {
-    if (this.pending.length > 0) return this.pending[0];
     this.skipSpace();
     if (this.s[this.i] !== "\\") return undefined;
     let j = this.i + 1;
@@ -164,8 +166,6 @@ class Parser {
   }
 
   private takeCommand(): string {
-    const pending = this.pending.shift();
-    if (pending !== undefined) return pending;
     const name = this.peekCommand() ?? "";
     this.i += 1 + Math.max(1, name.length);
     if (!KNOWN_COMMANDS.has(name)) {
@@ -347,26 +347,24 @@ class Parser {
   }
 
   private parsePrimaryInner(): Expr {
-    if (this.pending.length === 0) {
-      const c = this.peek();
-      if (c === undefined) throw new ParseError("unexpected end");
-      if (isDigit(c) || (c === "." && isDigit(this.s[this.i + 1]))) return this.parseMixedNumber();
-      if (c === "(" || c === "[") {
-        this.i++;
-        const e = this.parseAdditive();
-        this.expect(c === "(" ? ")" : "]");
-        return e;
-      }
-      if (c === "{") return this.parseGroup();
-      if (c === "|") {
-        this.i++;
-        const e = this.parseAdditive();
-        this.expect("|");
-        return { t: "fn", name: "abs", args: [e] };
-      }
-      if (isLetter(c)) return this.parseWord();
-      if (c !== "\\") throw new ParseError(`unexpected '${c}' at ${this.i}`);
+    const c = this.peek();
+    if (c === undefined) throw new ParseError("unexpected end");
+    if (isDigit(c) || (c === "." && isDigit(this.s[this.i + 1]))) return this.parseMixedNumber();
+    if (c === "(" || c === "[") {
+      this.i++;
+      const e = this.parseAdditive();
+      this.expect(c === "(" ? ")" : "]");
+      return e;
     }
+    if (c === "{") return this.parseGroup();
+    if (c === "|") {
+      this.i++;
+      const e = this.parseAdditive();
+      this.expect("|");
+      return { t: "fn", name: "abs", args: [e] };
+    }
+    if (isLetter(c)) return this.parseWord();
+    if (c !== "\\") throw new ParseError(`unexpected '${c}' at ${this.i}`);
     const cmd = this.takeCommand();
     switch (cmd) {
       case "frac": {
@@ -394,12 +392,25 @@ class Parser {
         return { t: "const", name: "inf" };
       case "exp":
         return { t: "fn", name: "exp", args: [this.parseFunctionArgument()] };
+      case "lfloor":
+      case "lceil": {
+        const e = this.parseAdditive();
+        const close = this.peekCommand();
+        if (close !== (cmd === "lfloor" ? "rfloor" : "rceil")) throw new ParseError(`unclosed \\${cmd}`);
+        this.takeCommand();
+        return { t: "fn", name: cmd === "lfloor" ? "floor" : "ceil", args: [e] };
+      }
+      case "max":
+      case "min":
+      case "gcd":
+        return { t: "fn", name: cmd, args: this.parseArgumentList() };
       case "operatorname": {
         this.expect("{");
         const start = this.i;
         while (isLetter(this.s[this.i])) this.i++;
         const name = this.s.slice(start, this.i);
         this.expect("}");
+        if (name === "lcm" || name === "gcd") return { t: "fn", name, args: this.parseArgumentList() };
         if (!FUNCTIONS.has(name)) throw new ParseError(`unknown operator ${name}`);
         return this.parseFunction(name);
       }
@@ -483,9 +494,25 @@ class Parser {
     let fn: Expr = base ? { t: "fn", name: "log", args: [arg, base] } : { t: "fn", name, args: [arg] };
     if (exponent) {
       const inverse = exponent.t === "neg" && exponent.a.t === "num" && exponent.a.text === "1";
-      fn = inverse && !base ? { t: "fn", name: `arc${name}`, args: [arg] } : { t: "bin", op: "^", a: fn, b: exponent };
+      fn =
+        inverse && !base
+          ? { t: "fn", name: `arc${name}`, args: [arg] }
+          : { t: "bin", op: "^", a: fn, b: exponent };
     }
     return fn;
+  }
+
+  /** "(a, b, ...)" after \\max, \\gcd and friends */
+  private parseArgumentList(): Expr[] {
+    this.expect("(");
+    const args = [this.parseAdditive()];
+    while (this.peek() === ",") {
+      this.i++;
+      args.push(this.parseAdditive());
+      if (args.length > 64) throw new ParseError("too many arguments");
+    }
+    this.expect(")");
+    return args;
   }
 
   private parseFunctionArgument(): Expr {
@@ -524,6 +551,15 @@ export function collectSymbols(e: Expr, out: Set<string>): Set<string> {
       collectSymbols(e.a, out);
       break;
     case "fn":
+      if (e.name === "sum" || e.name === "product") {
+        const [body, index, lo, hi] = e.args;
+        const inner = body ? collectSymbols(body, new Set()) : new Set<string>();
+        if (index?.t === "sym") inner.delete(index.name);
+        for (const name of inner) out.add(name);
+        if (lo) collectSymbols(lo, out);
+        if (hi) collectSymbols(hi, out);
+        break;
+      }
       for (const a of e.args) collectSymbols(a, out);
       break;
     default:
@@ -578,15 +614,13 @@ function tick(budget: EvalBudget): void {
 }
 
 /** evaluates with exact rationals where possible; symbols take values from `env` */
-export function evaluate(e: Expr, env: ReadonlyMap<string, number>, budget: EvalBudget): Num {
+export function evaluate(e: Expr, env: ReadonlyMap<string, Num>, budget: EvalBudget): Num {
   tick(budget);
   switch (e.t) {
     case "num":
       return e.repeat === undefined ? fromDecimalLiteral(e.text) : repeatingDecimal(e.text, e.repeat);
     case "sym": {
-      const v = env.get(e.name);
-      if (v === undefined) return NAN;
-      return { v, approx: false };
+      return env.get(e.name) ?? NAN;
     }
     case "const":
       if (e.name === "inf") return { v: Infinity, approx: false, infinite: true };
@@ -611,6 +645,7 @@ export function evaluate(e: Expr, env: ReadonlyMap<string, number>, budget: Eval
       throw new ParseError("unknown operator");
     }
     case "fn": {
+      if (e.name === "sum" || e.name === "product") return evaluateSeries(e, env, budget);
       const args = e.args.map((a) => evaluate(a, env, budget));
       const [x, y] = args;
       if (!x) return NAN;
@@ -618,7 +653,9 @@ export function evaluate(e: Expr, env: ReadonlyMap<string, number>, budget: Eval
         case "sqrt":
           return root(x, 2);
         case "root":
-          return y?.q && y.q[1] === 1n && y.q[0] > 1n && y.q[0] <= 64n ? root(x, Number(y.q[0])) : pow(x, div(ONE, y ?? NAN));
+          return y?.q && y.q[1] === 1n && y.q[0] > 1n && y.q[0] <= 64n
+            ? root(x, Number(y.q[0]))
+            : pow(x, div(ONE, y ?? NAN));
         case "abs":
           return x.v < 0 ? neg(x) : x;
         case "factorial":
@@ -633,6 +670,18 @@ export function evaluate(e: Expr, env: ReadonlyMap<string, number>, budget: Eval
             return makeRational(m, 1n);
           }
           return NAN;
+        case "floor":
+        case "ceil":
+          return roundTo(x, e.name);
+        case "max":
+        case "min": {
+          let best = x;
+          for (const a of args) if (e.name === "max" ? a.v > best.v : a.v < best.v) best = a;
+          return args.some((a) => Number.isNaN(a.v)) ? NAN : best;
+        }
+        case "gcd":
+        case "lcm":
+          return gcdLcm(args, e.name);
         case "log":
           if (y) return { v: Math.log(x.v) / Math.log(y.v), approx: x.approx || y.approx };
           return applyFloat(x, Math.log);
@@ -646,6 +695,55 @@ export function evaluate(e: Expr, env: ReadonlyMap<string, number>, budget: Eval
 }
 
 const ONE = makeRational(1n, 1n);
+
+function roundTo(x: Num, mode: "floor" | "ceil"): Num {
+  if (x.q) {
+    const [n, d] = x.q;
+    let f = n / d;
+    if (n % d !== 0n && n < 0n === (mode === "floor")) f += mode === "floor" ? -1n : 1n;
+    return makeRational(f, 1n, x.approx);
+  }
+  return { v: mode === "floor" ? Math.floor(x.v) : Math.ceil(x.v), approx: x.approx };
+}
+
+function gcdLcm(args: Num[], mode: "gcd" | "lcm"): Num {
+  let acc: bigint | undefined;
+  for (const a of args) {
+    const [n, d] = a.q ?? [0n, 0n];
+    if (d !== 1n) return NAN;
+    const v = n < 0n ? -n : n;
+    if (acc === undefined) {
+      acc = v;
+      continue;
+    }
+    let [x, y] = [acc, v];
+    while (y !== 0n) [x, y] = [y, x % y];
+    acc = mode === "gcd" ? x : x === 0n ? 0n : (acc / x) * v;
+  }
+  return acc === undefined ? NAN : makeRational(acc, 1n);
+}
+
+/** \\sum / \\prod over an integer range; each term spends budget, so huge ranges time out */
+function evaluateSeries(
+  e: Extract<Expr, { t: "fn" }>,
+  env: ReadonlyMap<string, Num>,
+  budget: EvalBudget,
+): Num {
+  const [body, index, loExpr, hiExpr] = e.args;
+  if (!body || index?.t !== "sym" || !loExpr || !hiExpr) return NAN;
+  const lo = evaluate(loExpr, env, budget);
+  const hi = evaluate(hiExpr, env, budget);
+  if (!lo.q || !hi.q || lo.q[1] !== 1n || hi.q[1] !== 1n) return NAN;
+  if (hi.q[0] - lo.q[0] > 1_000_000n) throw new BudgetError("series too long");
+  const scope = new Map(env);
+  let acc = makeRational(e.name === "sum" ? 0n : 1n, 1n);
+  for (let k = lo.q[0]; k <= hi.q[0]; k++) {
+    scope.set(index.name, makeRational(k, 1n));
+    const term = evaluate(body, scope, budget);
+    acc = e.name === "sum" ? add(acc, term) : mul(acc, term);
+  }
+  return acc;
+}
 
 /** A.B with C repeating = (ABC - AB) / (10^|B| * (10^|C| - 1)), exact */
 function repeatingDecimal(text: string, repeat: string): Num {

@@ -18,6 +18,10 @@ describe("extractAnswer", () => {
     ["so we get \\[\\frac{1}{2}\\]", "\\frac{1}{2}"],
     ["<think>maybe \\boxed{3}</think> the result is \\boxed{4}", "4"],
     ["The final answer is **17**.", "17"],
+    ["**Answer:** 42", "42"],
+    ["the roots are $\\boxed{2}$ and $\\boxed{-3}$.", "2, -3"],
+    ["\\boxed{1}, \\boxed{2}, \\boxed{3}", "1, 2, 3"],
+    ["we first guessed \\boxed{1}, then found \\boxed{2}", "2"],
   ])("%j -> %j", (response, expected) => {
     expect(extractAnswer(response)).toBe(expected);
   });

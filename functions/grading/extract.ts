@@ -41,9 +41,16 @@ function braceMatches(s: string): Int32Array {
   return match;
 }
 
-/** the last \boxed{...} / \fbox{...} with balanced braces ("\boxed 5" too), or null */
-export function extractBoxed(response: string): string | null {
-  let end = response.length;
+interface Box {
+  content: string;
+  /** index of the backslash of \boxed */
+  start: number;
+  /** index just past the box */
+  stop: number;
+}
+
+/** the last balanced \boxed{...} / \fbox{...} starting at or before `end` */
+function lastBox(response: string, end: number): Box | null {
   let matches: Int32Array | undefined;
   // last position of each command at or before `end`; refreshed only once passed (keeps it linear)
   const found = BOX_COMMANDS.map((c) => response.lastIndexOf(c, end));
@@ -65,21 +72,52 @@ export function extractBoxed(response: string): string | null {
         // first candidate: direct scan; after a failure, a precomputed table keeps the search linear
         if (matches === undefined) {
           const content = braceGroup(response, j);
-          if (content !== undefined) return content.trim();
+          if (content !== undefined)
+            return { content: content.trim(), start: at, stop: j + content.length + 2 };
           matches = braceMatches(response);
         } else {
           const close = matches[j]!;
-          if (close >= 0) return response.slice(j + 1, close).trim();
+          if (close >= 0) return { content: response.slice(j + 1, close).trim(), start: at, stop: close + 1 };
         }
       } else if (j > at + cmd.length) {
         // "\boxed 5": one token up to whitespace or a math delimiter
         const m = /^[^\s$]+/.exec(response.slice(j, j + 200));
-        if (m) return m[0];
+        if (m) return { content: m[0], start: at, stop: j + m[0].length };
       }
     }
     end = at - 1;
     if (end < 0) return null;
   }
+}
+
+/** the last \boxed{...} / \fbox{...} with balanced braces ("\boxed 5" too), or null */
+export function extractBoxed(response: string): string | null {
+  return lastBox(response, response.length)?.content ?? null;
+}
+
+/** text allowed between boxes that list several answers: "\boxed{1} and \boxed{2}", "$\boxed{1}$, $\boxed{2}$" */
+function isConnector(gap: string): boolean {
+  if (gap.length > 40) return false;
+  const word = gap.replace(/\\[()[\]]|\\q?quad|\\,|[\s$.,;]/g, "").toLowerCase();
+  return (
+    word === "" || word === "and" || word === "or" || word === "&" || /^\\text\{(?:and|or)\}$/.test(word)
+  );
+}
+
+/** the final box, joined with the boxes right before it when only connectors separate them */
+function finalBoxes(text: string): string | null {
+  const last = lastBox(text, text.length);
+  if (!last) return null;
+  const parts = [last.content];
+  let current = last;
+  while (parts.length < 10 && current.start > 0) {
+    const previous = lastBox(text, current.start - 1);
+    if (!previous || previous.stop > current.start || !isConnector(text.slice(previous.stop, current.start)))
+      break;
+    parts.unshift(previous.content);
+    current = previous;
+  }
+  return parts.join(", ");
 }
 
 /** the answer after "answer is" / "answer:" up to the end of the sentence */
@@ -95,11 +133,12 @@ function afterMarker(response: string, lower: string): string | null {
   }
   if (best < 0) return null;
   let rest = response.slice(best + bestLen, best + bestLen + 2000);
-  rest = rest.replace(/^\s*[:=]?\s*/, "");
+  rest = rest.replace(/^[\s*]*[:=]?[\s*]*/, "");
   const newline = rest.indexOf("\n");
   if (newline >= 0) rest = rest.slice(0, newline);
   rest = cutSentence(rest).trim();
-  if (rest.startsWith("**") && rest.endsWith("**")) rest = rest.slice(2, -2).trim();
+  // markdown emphasis around the answer: **17**
+  rest = rest.replace(/^\*+|\*+$/g, "").trim();
   return rest.length > 0 ? rest : null;
 }
 
@@ -139,7 +178,8 @@ function finalMath(response: string): string | null {
 }
 
 /**
- * The final answer of a response: the last \boxed{...}/\fbox{...}, else the text after the last
+ * The final answer of a response: the last \boxed{...}/\fbox{...} (with the boxes just before it
+ * when only "and"/","/"or" separate them: several answers), else the text after the last
  * "The answer is"/"Final Answer:", else the math block the response ends with; null when none.
  * Text inside a <think> block is ignored when the block is closed.
  */
@@ -147,7 +187,7 @@ export function extractAnswer(response: string, maxChars = DEFAULT_MAX_RESPONSE_
   if (typeof response !== "string" || response.length === 0 || response.length > maxChars) return null;
   const thinkEnd = response.lastIndexOf("</think>");
   const text = thinkEnd >= 0 ? response.slice(thinkEnd + 8) : response;
-  const boxed = extractBoxed(text);
+  const boxed = finalBoxes(text);
   if (boxed !== null) return boxed.length > 0 ? boxed : null;
   const marked = afterMarker(text, text.toLowerCase());
   if (marked !== null) {

@@ -32,10 +32,13 @@ describe("GraderPool", () => {
   it("times out a stuck check, replaces its worker and keeps grading", async () => {
     const p = pool({
       size: 1,
-      checkTimeoutMs: 200,
+      checkTimeoutMs: 1000,
       workerUrl: new URL("./hanging-grader-worker.mjs", import.meta.url),
     });
-    const [stuck, after] = await Promise.all([p.grade("__hang__", "\\boxed{1}"), p.grade("12", "\\boxed{012}")]);
+    const [stuck, after] = await Promise.all([
+      p.grade("__hang__", "\\boxed{1}"),
+      p.grade("12", "\\boxed{012}"),
+    ]);
     expect(stuck).toMatchObject({ reward: 0, equal: false, reason: "timeout" });
     expect(after).toMatchObject({ reward: 5, equal: true, reason: "correct" });
   });

@@ -2,4 +2,5 @@
 // worker registers tsx itself and then loads the TypeScript worker module.
 import { tsImport } from "tsx/esm/api";
 
-await tsImport("./grader-worker.ts", import.meta.url);
+const { serveGradeRequests } = await tsImport("./grader-worker.ts", import.meta.url);
+serveGradeRequests();

@@ -4,7 +4,18 @@
  * (every pattern is anchored or uses bounded character classes).
  */
 
-const WRAPPERS = ["boxed", "fbox", "text", "textbf", "textit", "mathrm", "mathbf", "mbox", "textnormal", "mathit"];
+const WRAPPERS = [
+  "boxed",
+  "fbox",
+  "text",
+  "textbf",
+  "textit",
+  "mathrm",
+  "mathbf",
+  "mbox",
+  "textnormal",
+  "mathit",
+];
 
 const KNOWN_AFTER_GLUE = new Set([
   "left",
@@ -73,8 +84,10 @@ function stripMathDelimiters(s: string): string {
     const before = s;
     s = s.trim();
     if (s.startsWith("$$") && s.endsWith("$$") && s.length >= 4) s = s.slice(2, -2);
-    else if (s.startsWith("$") && s.endsWith("$") && s.length >= 2 && !s.slice(1, -1).includes("$")) s = s.slice(1, -1);
-    else if ((s.startsWith("\\(") && s.endsWith("\\)")) || (s.startsWith("\\[") && s.endsWith("\\]"))) s = s.slice(2, -2);
+    else if (s.startsWith("$") && s.endsWith("$") && s.length >= 2 && !s.slice(1, -1).includes("$"))
+      s = s.slice(1, -1);
+    else if ((s.startsWith("\\(") && s.endsWith("\\)")) || (s.startsWith("\\[") && s.endsWith("\\]")))
+      s = s.slice(2, -2);
     else {
       const inner = unwrapWhole(s, ["boxed", "fbox", "displaystyle"]);
       if (inner !== undefined) s = inner;
@@ -131,13 +144,31 @@ function handleTextCommands(s: string): string {
 const UNIT_WORDS =
   /^(square|sq|cubic|units?|degrees?|deg|radians?|cm|mm|km|m|meters?|metres?|inches|inch|in|feet|foot|ft|yards?|miles?|mph|kg|g|grams?|pounds?|lbs?|dollars?|cents?|seconds?|sec|s|minutes?|min|hours?|hrs?|h|days?|weeks?|years?|people|students?|ways?|times|points?|cups?|liters?|litres?|ml|l|percent)$/i;
 
-/** "90 degrees", "10 square units", "5 cm" -> the number part */
+/** trailing words that are math, not units */
+const NOT_UNITS = new Set([
+  "and",
+  "or",
+  "sin",
+  "cos",
+  "tan",
+  "log",
+  "sqrt",
+  "exp",
+  "not",
+  "none",
+  "undefined",
+  "infinity",
+]);
+
+/** "90 degrees", "10 square units", "5 cm", "12 apples" -> the number part */
 function stripTrailingUnitWords(s: string): string {
   if (s.length > 400) return s;
   const m = /^(.*?[0-9}).])\s*((?:[a-zA-Z]+\s+){0,3}[a-zA-Z]+)\s*\.?$/.exec(s);
   if (!m) return s;
   const words = m[2]!.trim().split(/\s+/);
-  if (words.every((w) => UNIT_WORDS.test(w)) && !/[a-zA-Z]\s*$/.test(m[1]!.replace(/\\[a-zA-Z]+/g, ""))) {
+  const isUnit = (w: string): boolean =>
+    UNIT_WORDS.test(w) || (w.length >= 3 && !NOT_UNITS.has(w.toLowerCase()));
+  if (words.every(isUnit) && !/[a-zA-Z]\s*$/.test(m[1]!.replace(/\\[a-zA-Z]+/g, ""))) {
     if (words.some((w) => /^percent$/i.test(w))) return `${m[1]}%`;
     return m[1]!;
   }
@@ -166,8 +197,12 @@ const UNICODE: ReadonlyArray<readonly [RegExp, string]> = [
   [/\u222a/g, "\\cup "],
 ];
 
+const PLAIN_ARITHMETIC = /^[0-9+\-*/^(). ]*$/;
+
 /** cleans one answer string; keeps structure characters ( , [ ] { } = ) intact */
 export function normalizeAnswer(raw: string): string {
+  // fast path: plain arithmetic needs no clean-up beyond a sentence-final period
+  if (PLAIN_ARITHMETIC.test(raw)) return raw.trim().replace(/\.$/, "").trim();
   let s = raw.replace(/\r\n?/g, "\n");
   for (const [re, rep] of UNICODE) s = s.replace(re, rep);
   s = stripMathDelimiters(s);
@@ -177,7 +212,12 @@ export function normalizeAnswer(raw: string): string {
     .replace(/\\right\s*\\?([)\]}|.])/g, (_m, c: string) => (c === "." ? "" : c === "}" ? "\\}" : c))
     .replace(/\\(?:left|right|big|Big|bigg|Bigg)[lr]?(?![a-zA-Z])/g, "")
     .replace(/\\(?:displaystyle|textstyle|scriptstyle|limits|nolimits)(?![a-zA-Z])/g, "")
-    .replace(/(?<!\\)\\(?:[!,;: ]|quad|qquad)/g, " ")
+    .replace(/\\langle(?![a-zA-Z])/g, "(")
+    .replace(/\\rangle(?![a-zA-Z])/g, ")")
+    // thousands written with thin spaces (1\,000) or \! (32,\!348); other spacing becomes a space
+    .replace(/(\d)\\[,!]\s*(?=\d{3}(?!\d))/g, "$1")
+    .replace(/(?<!\\)\\!/g, "")
+    .replace(/(?<!\\)\\(?:[,;: ]|quad|qquad)/g, " ")
     .replace(/~/g, " ")
     .replace(/\\(?:d|t|c)frac(?![a-zA-Z])/g, "\\frac")
     .replace(/\\(?:d|t)binom(?![a-zA-Z])/g, "\\binom")
@@ -200,7 +240,14 @@ export function normalizeAnswer(raw: string): string {
   s = handleTextCommands(s.trim());
   s = s.replace(/\s+/g, " ").trim();
   // trailing sentence punctuation and stray backslashes ("185\")
-  s = s.replace(/(?:\s|\\(?![a-zA-Z{}]))+$/g, "").replace(/[.;]$/, "").trim();
+  s = s
+    .replace(/(?:\s|\\(?![a-zA-Z{}]))+$/g, "")
+    .replace(/[.;]$/, "")
+    .trim();
   s = stripTrailingUnitWords(s);
-  return stripMathDelimiters(s).trim();
+  s = stripMathDelimiters(s).trim();
+  // the whole real line, however it is written
+  if (/^(?:\\mathbb\s*\{?R\}?|\\R|all real numbers|\\text\{all real numbers\})$/i.test(s))
+    return "(-\\infty,\\infty)";
+  return s;
 }

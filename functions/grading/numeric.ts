@@ -234,7 +234,8 @@ export function numbersEqual(a: Num, b: Num, tol: Tolerance = DEFAULT_TOLERANCE)
     if (a.q[0] === b.q[0] && a.q[1] === b.q[1]) return true;
     if (!a.approx && !b.approx) return false;
   }
-  if (!Number.isFinite(a.v) || !Number.isFinite(b.v)) return a.v === b.v && a.infinite === true && b.infinite === true;
+  if (!Number.isFinite(a.v) || !Number.isFinite(b.v))
+    return a.v === b.v && a.infinite === true && b.infinite === true;
   if (roundsToGold(a, b)) return true;
   const diff = Math.abs(a.v - b.v);
   const scale = Math.max(Math.abs(a.v), Math.abs(b.v));

@@ -31,7 +31,13 @@ export function gradeResponse(gold: string, response: string, options: GradeOpti
   const scale = options.scale ?? DEFAULT_REWARD_SCALE;
   if (typeof gold !== "string" || typeof response !== "string") {
     // the official release passed the gold as a list and silently scored 0: make that loud
-    return { reward: 0, equal: false, extracted: null, reason: "parse_error", detail: "gold and response must be strings" };
+    return {
+      reward: 0,
+      equal: false,
+      extracted: null,
+      reason: "parse_error",
+      detail: "gold and response must be strings",
+    };
   }
   const maxResponse = options.maxResponseChars ?? DEFAULT_MAX_RESPONSE_CHARS;
   if (response.length > maxResponse) {

@@ -18,14 +18,18 @@ export type VerifierCase = z.infer<typeof VerifierCaseSchema>;
 
 export const CaseDecisionsSchema = z.object({
   description: z.string(),
-  decisions: z.array(z.object({ id: z.string(), label: z.boolean(), verdict: z.boolean(), reason: z.string().min(20) })),
+  decisions: z.array(
+    z.object({ id: z.string(), label: z.boolean(), verdict: z.boolean(), reason: z.string().min(20) }),
+  ),
 });
 export type CaseDecisions = z.infer<typeof CaseDecisionsSchema>;
 
 /** reads every *.jsonl file of the shared case folder, validating each line */
 export function loadVerifierCases(dir: string): VerifierCase[] {
   const cases: VerifierCase[] = [];
-  for (const file of readdirSync(dir).filter((f) => f.endsWith(".jsonl")).sort()) {
+  for (const file of readdirSync(dir)
+    .filter((f) => f.endsWith(".jsonl"))
+    .sort()) {
     readFileSync(join(dir, file), "utf8")
       .split("\n")
       .forEach((line, i) => {
@@ -41,7 +45,8 @@ export function loadVerifierCases(dir: string): VerifierCase[] {
 /** upstream calls that grade a whole response (so the answer is extracted first) */
 const RESPONSE_CALLS = /MathVerify|gsm8k_reward_fn|accuracy_reward|RewardMathFn|math_dapo|prime_math/;
 /** upstream extractors that only read \boxed{} */
-const BOXED_ONLY_CALLS = /extract_boxed_answer|last_boxed_only_string|remove_boxed|tunix math_utils\.extract_answer/;
+const BOXED_ONLY_CALLS =
+  /extract_boxed_answer|last_boxed_only_string|remove_boxed|tunix math_utils\.extract_answer/;
 
 /** geometry3k protocol (AReaL): the last [...] group, else the last number */
 function geometry3kAnswer(text: string): string {
@@ -71,6 +76,7 @@ export function verdictFor(c: VerifierCase): boolean {
     return extracted !== null && answersEqual(gold, extracted).equal;
   }
   if (/geometry3k/.test(call)) return answersEqual(geometry3kAnswer(gold), geometry3kAnswer(pred)).equal;
-  if (RESPONSE_CALLS.test(call)) return answersEqual(extractAnswer(gold) ?? gold, extractAnswer(pred) ?? pred).equal;
+  if (RESPONSE_CALLS.test(call))
+    return answersEqual(extractAnswer(gold) ?? gold, extractAnswer(pred) ?? pred).equal;
   return answersEqual(gold, pred).equal;
 }

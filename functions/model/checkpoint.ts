@@ -8,7 +8,6 @@ import { DeadLetterError, RetryableError } from "../runtime/errors.ts";
 import type { ObjectStore } from "../runtime/object-store.ts";
 import { sha256Hex } from "../runtime/sha256.ts";
 import { type ModelConfig, type ModelConfigInput, ModelConfigSchema } from "./config.ts";
-import type { OptimizerState } from "./engine.ts";
 import { paramLayout } from "./params.ts";
 import { decodeSafetensors, encodeSafetensors, type NamedTensor } from "./safetensors.ts";
 
@@ -27,6 +26,13 @@ export const CheckpointManifestSchema = z.object({
   metadata: z.record(z.string(), z.string()).default({}),
 });
 export type CheckpointManifest = z.infer<typeof CheckpointManifestSchema>;
+
+export interface OptimizerState {
+  readonly m: Float32Array;
+  readonly v: Float32Array;
+  /** updates applied so far (drives Adam's bias correction) */
+  readonly step: number;
+}
 
 export interface CheckpointData {
   readonly config: ModelConfigInput;

@@ -1,6 +1,8 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { InputError } from "../runtime/errors.ts";
-import { createEngine, type PolicyEngine } from "./engine.ts";
+import { MemoryObjectStore } from "../runtime/memory-object-store.ts";
+import { saveCheckpoint } from "./checkpoint.ts";
+import { createEngine, createEngineFromCheckpoint, type PolicyEngine } from "./engine.ts";
 import type { PolicySample } from "./hyperparams.ts";
 import { createRng } from "./rng.ts";
 import { argmax } from "./sampler.ts";
@@ -47,6 +49,12 @@ describe("PolicyEngine generation", () => {
           seq.push(next);
         }
         expect(cached[i]!.tokens).toEqual(full);
+        // the static-shape forward graph's logits give the same argmax at every generated position
+        const [all] = await e.forwardLogits([seq]);
+        for (let k = 0; k < 12; k++) {
+          const row = prompts[i]!.length - 1 + k;
+          expect(argmax(all!, row * tok.vocabSize, tok.vocabSize)).toBe(full[k]);
+        }
         expect(cached[i]!.finishReason).toBe("length");
         // the sampler's log-probs agree with the training-side scoring graph
         const [scored] = await e.forwardLogProbs([[...prompts[i]!, ...cached[i]!.tokens]]);
@@ -139,6 +147,20 @@ describe("PolicyEngine training", () => {
     expect(delta(1)).toBeLessThan(0);
   });
 
+  it("drops tokens above the importance-weight cap (mask) or clips their weight (clip)", async () => {
+    const stale = ppoSamples(5, 4).map((s) => ({
+      ...s,
+      proximalLogProbs: s.behaviourLogProbs.map((x) => x + 3), // weight e^3 > cap 5
+    }));
+    const e = await engine(small, 8);
+    const masked = await e.trainStep(stale, { lr: 1e-3, importanceWeightMode: "mask" });
+    expect(masked.importanceWeight).toBe(0);
+    expect(masked.gradNorm).toBe(0);
+    const clipped = await e.trainStep(stale, { lr: 1e-3, importanceWeightMode: "clip" });
+    expect(clipped.importanceWeight).toBeCloseTo(5, 5);
+    expect(clipped.gradNorm).toBeGreaterThan(0);
+  });
+
   it("micro-batch gradient accumulation gives the same update as one batch", async () => {
     const samples = ppoSamples(2, 8).map((s) => ({
       ...s,
@@ -210,4 +232,39 @@ describe("PolicyEngine training", () => {
     expect(steps).toBeLessThanOrEqual(1000);
     expect(exact).toBeGreaterThanOrEqual(0.95);
   }, 120_000);
+});
+
+describe("PolicyEngine state", () => {
+  it("resumes from a checkpoint with identical parameters, optimizer state and behaviour", async () => {
+    const e = await engine(small, 21);
+    await e.trainStep(ppoSamples(3, 4), { lr: 1e-3 });
+    const store = new MemoryObjectStore();
+    await saveCheckpoint(store, "ckpt/step-1", e.checkpointData({ parent: null }));
+    const resumed = await createEngineFromCheckpoint(store, "ckpt/step-1", { threads: 1 });
+    engines.push(resumed);
+    expect(resumed.step).toBe(1);
+    expect(resumed.getParams()).toEqual(e.getParams());
+    expect(resumed.getOptimizerState()).toEqual(e.getOptimizerState());
+    expect(resumed.tokenizer?.encode("a=1")).toEqual(tok.encode("a=1"));
+    const m1 = await e.trainStep(ppoSamples(4, 4), { lr: 1e-3 });
+    const m2 = await resumed.trainStep(ppoSamples(4, 4), { lr: 1e-3 });
+    expect(m2).toEqual(m1);
+    expect(resumed.getParams()).toEqual(e.getParams());
+  });
+
+  it("CUDA either runs or is refused with a clear error", async () => {
+    const attempt = await createEngine({ config: small, rng: createRng(1), executionProvider: "cuda" }).catch(
+      (x: unknown) => x,
+    );
+    if (attempt instanceof Error) {
+      expect(attempt).toBeInstanceOf(InputError);
+      expect((attempt as InputError).code).toBe("engine.cuda_unavailable");
+      expect(attempt.message).toMatch(/executionProvider: .*CUDA/);
+    } else {
+      const cuda = attempt as PolicyEngine;
+      engines.push(cuda);
+      const [scored] = await cuda.forwardLogProbs([[1, 5, 6, 7]]);
+      expect(scored!.logProbs.every(Number.isFinite)).toBe(true);
+    }
+  });
 });

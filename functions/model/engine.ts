@@ -3,6 +3,8 @@
  * Float32Arrays, compiles graphs lazily per shape bucket, and runs one session per train step.
  */
 import { InputError, type InputIssue } from "../runtime/errors.ts";
+import type { ObjectStore } from "../runtime/object-store.ts";
+import { type CheckpointData, loadCheckpoint, type OptimizerState } from "./checkpoint.ts";
 import { type ModelConfig, type ModelConfigInput, ModelConfigSchema, modelDims } from "./config.ts";
 import type { GraphBuilder } from "./graph/graph-builder.ts";
 import { toOnnxModel } from "./graph/onnx-export.ts";
@@ -28,7 +30,7 @@ import {
 import { decayMask, initParams, type ParamLayout, paramLayout } from "./params.ts";
 import type { Rng } from "./rng.ts";
 import { type SamplingOptions, sampleToken } from "./sampler.ts";
-import type { Tokenizer } from "./tokenizer.ts";
+import { loadTokenizer, type Tokenizer } from "./tokenizer.ts";
 import {
   buildApplyGraph,
   buildGenerateGraph,
@@ -38,13 +40,6 @@ import {
   TRAIN_METRIC_SUMS,
   type TrainGraphSpec,
 } from "./transformer.ts";
-
-export interface OptimizerState {
-  readonly m: Float32Array;
-  readonly v: Float32Array;
-  /** updates applied so far (drives Adam's bias correction) */
-  readonly step: number;
-}
 
 export interface EngineOptions {
   readonly config: ModelConfigInput;
@@ -202,6 +197,21 @@ export class PolicyEngine {
     }
     this.#params = Float32Array.from(params);
     this.#paramFeeds = undefined;
+  }
+
+  /** everything saveCheckpoint needs to persist this engine's state */
+  checkpointData(
+    opts: { parent?: string | null; metadata?: Readonly<Record<string, string>> } = {},
+  ): CheckpointData {
+    return {
+      config: this.config,
+      params: this.getParams(),
+      optimizerState: this.getOptimizerState(),
+      ...(this.tokenizer ? { tokenizerJson: this.tokenizer.toJSON() } : {}),
+      step: this.#step,
+      parent: opts.parent ?? null,
+      ...(opts.metadata ? { metadata: opts.metadata } : {}),
+    };
   }
 
   async dispose(): Promise<void> {
@@ -364,6 +374,37 @@ export class PolicyEngine {
     return results;
   }
 
+  /**
+   * Logits at every position of each sequence ([length, vocabSize] row-major: row i predicts
+   * tokens[i+1]), from the same static-shape forward graph as `forwardLogProbs`.
+   */
+  async forwardLogits(sequences: readonly (readonly number[])[], opts: { microBatchSize?: number } = {}) {
+    const issues = this.#checkTokens(sequences, "sequences", 1);
+    if (issues.length > 0) throw new InputError("engine.invalid_sequences", issues);
+    const V = this.config.vocabSize;
+    // n tokens have n next-token rows: score each sequence with one extra (ignored) target
+    const padded = sequences.map((s) => [...s, 0]);
+    const results = sequences.map((s) => new Float32Array(s.length * V));
+    const chunks = this.#plan(
+      padded.map((s) => s.length),
+      opts.microBatchSize ?? 32,
+    );
+    const paramFeeds = this.#inferenceParamFeeds();
+    for (const chunk of chunks) {
+      const session = await this.#session(`score-logits:B${chunk.batch}:T${chunk.length}`, () =>
+        buildScoreGraph(this.config, chunk.batch, chunk.length, "float32", true),
+      );
+      const out = await session.run({ ...paramFeeds, ...this.#packIds(padded, chunk) });
+      const logits = out.logits!.data as Float32Array;
+      chunk.rows.forEach((r, b) => {
+        const n = sequences[r]!.length;
+        const start = b * chunk.length * V;
+        results[r]!.set(logits.subarray(start, start + n * V));
+      });
+    }
+    return results;
+  }
+
   /** next-token logits [B*V] of each sequence by a full forward pass (no cache) */
   async nextTokenLogits(sequences: readonly (readonly number[])[]): Promise<Float32Array[]> {
     const issues = this.#checkTokens(sequences, "sequences", 1);
@@ -433,6 +474,7 @@ export class PolicyEngine {
         clip_low: scalar(hp.clipLow),
         clip_high: scalar(hp.clipHigh),
         iw_cap: scalar(hp.importanceWeightCap),
+        iw_over_cap: scalar(hp.importanceWeightMode === "clip" ? hp.importanceWeightCap : 0),
       };
       if (spec.klToReference) {
         f.reference_logp = this.#packShifted((r) => samples[r]!.referenceLogProbs, chunk);
@@ -619,7 +661,13 @@ export class PolicyEngine {
       topP: req.topP ?? 1,
       topK: req.topK ?? 0,
     };
-    if (sampling.topP <= 0 || sampling.topP > 1) issues.push({ path: "topP", message: "must be in (0, 1]" });
+    if (!(sampling.topP > 0 && sampling.topP <= 1))
+      issues.push({ path: "topP", message: "must be in (0, 1]" });
+    if (!(sampling.temperature >= 0))
+      issues.push({ path: "temperature", message: "must be >= 0 (0 = greedy)" });
+    if (!Number.isInteger(sampling.topK) || sampling.topK < 0) {
+      issues.push({ path: "topK", message: "must be a non-negative integer (0 = off)" });
+    }
     if (issues.length > 0) throw new InputError("engine.invalid_generate_request", issues);
     if (req.prompts.length === 0) return [];
 
@@ -673,8 +721,23 @@ export class PolicyEngine {
       text: "",
     }));
     const results: (Generation | undefined)[] = new Array(B0);
-    let cacheLength = Lp;
     const decode = await this.#session("decode", () => buildGenerateGraph(this.config, true));
+
+    // the host-owned cache: C slots per row, prompt entries copied once, one slot written per step
+    const capacity = Lp + req.maxNewTokens;
+    const cacheK: Float32Array[] = [];
+    const cacheV: Float32Array[] = [];
+    for (let l = 0; l < layers; l++) {
+      const k = out[`new_k.${l}`]!.data as Float32Array;
+      const v = out[`new_v.${l}`]!.data as Float32Array;
+      const ck = new Float32Array(B0 * kv * hd * capacity);
+      const cv = new Float32Array(B0 * kv * capacity * hd);
+      for (let r = 0; r < B0 * kv * hd; r++) ck.set(k.subarray(r * Lp, (r + 1) * Lp), r * capacity);
+      for (let r = 0; r < B0 * kv; r++) cv.set(v.subarray(r * Lp * hd, (r + 1) * Lp * hd), r * capacity * hd);
+      cacheK.push(ck);
+      cacheV.push(cv);
+    }
+    let filled = Lp;
 
     for (;;) {
       const logits = out.logits!.data as Float32Array;
@@ -709,38 +772,41 @@ export class PolicyEngine {
       });
       if (keep.length === 0) break;
 
-      const Bk = keep.length;
-      const feeds: Record<string, HostTensor> = { ...paramFeeds };
+      // finished rows leave the batch
+      const rowSize = kv * hd * capacity;
       for (let l = 0; l < layers; l++) {
-        const k = out[`present_k.${l}`]!.data as Float32Array;
-        const v = out[`present_v.${l}`]!.data as Float32Array;
-        const rowSize = kv * hd * cacheLength;
-        feeds[`past_k.${l}`] = {
-          dtype: "float32",
-          data: selectRows(k, keep, rowSize, rows.length),
-          dims: [Bk, kv, hd, cacheLength],
-        };
-        feeds[`past_v.${l}`] = {
-          dtype: "float32",
-          data: selectRows(v, keep, rowSize, rows.length),
-          dims: [Bk, kv, cacheLength, hd],
-        };
+        cacheK[l] = selectRows(cacheK[l]!, keep, rowSize, rows.length);
+        cacheV[l] = selectRows(cacheV[l]!, keep, rowSize, rows.length);
       }
       rows = keep.map((b) => rows[b]!);
-      const S = cacheLength + 1;
+      const Bk = rows.length;
+      const feeds: Record<string, HostTensor> = { ...paramFeeds };
+      for (let l = 0; l < layers; l++) {
+        feeds[`past_k.${l}`] = { dtype: "float32", data: cacheK[l]!, dims: [Bk, kv, hd, capacity] };
+        feeds[`past_v.${l}`] = { dtype: "float32", data: cacheV[l]!, dims: [Bk, kv, capacity, hd] };
+      }
       const stepTokens = new BigInt64Array(Bk);
       const stepPositions = new BigInt64Array(Bk);
-      const stepMask = new Float32Array(Bk * S);
+      const stepMask = new Float32Array(Bk * capacity).fill(NEG_INF);
       rows.forEach((row, b) => {
         stepTokens[b] = BigInt(row.tokens[row.tokens.length - 1]!);
         stepPositions[b] = BigInt(row.promptLength + row.tokens.length - 1);
-        stepMask.fill(NEG_INF, b * S, b * S + row.pad);
+        stepMask.fill(0, b * capacity + row.pad, b * capacity + filled);
       });
       feeds.tokens = { dtype: "int64", data: stepTokens, dims: [Bk, 1] };
       feeds.positions = { dtype: "int64", data: stepPositions, dims: [Bk, 1] };
-      feeds.mask = { dtype: "float32", data: stepMask, dims: [Bk, 1, S] };
+      feeds.mask = { dtype: "float32", data: stepMask, dims: [Bk, 1, capacity] };
       out = await decode.run(feeds);
-      cacheLength = S;
+      for (let l = 0; l < layers; l++) {
+        const k = out[`new_k.${l}`]!.data as Float32Array;
+        const v = out[`new_v.${l}`]!.data as Float32Array;
+        const ck = cacheK[l]!;
+        const cv = cacheV[l]!;
+        for (let r = 0; r < Bk * kv * hd; r++) ck[r * capacity + filled] = k[r]!;
+        for (let r = 0; r < Bk * kv; r++)
+          cv.set(v.subarray(r * hd, (r + 1) * hd), (r * capacity + filled) * hd);
+      }
+      filled++;
     }
     return results.map((r) => r!);
   }
@@ -783,4 +849,22 @@ export async function createEngine(opts: EngineOptions): Promise<PolicyEngine> {
     params = initParams(config, opts.rng);
   }
   return new PolicyEngine({ ...opts, config, params });
+}
+
+/** an engine restored from a verified checkpoint (weights, optimizer state, tokenizer) */
+export async function createEngineFromCheckpoint(
+  store: ObjectStore,
+  prefix: string,
+  opts: Omit<EngineOptions, "config" | "params" | "optimizerState" | "rng"> = {},
+): Promise<PolicyEngine> {
+  const ckpt = await loadCheckpoint(store, prefix);
+  const tokenizer =
+    opts.tokenizer ?? (ckpt.tokenizerJson !== undefined ? loadTokenizer(ckpt.tokenizerJson) : undefined);
+  return createEngine({
+    ...opts,
+    config: ckpt.config,
+    params: ckpt.params,
+    ...(ckpt.optimizerState ? { optimizerState: ckpt.optimizerState } : {}),
+    ...(tokenizer ? { tokenizer } : {}),
+  });
 }

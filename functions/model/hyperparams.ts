@@ -18,6 +18,8 @@ export const PpoHyperparamsSchema = OptimizerHyperparamsSchema.extend({
   clipHigh: z.number().nonnegative().default(0.2),
   /** cap on the behaviour importance weight exp(proximal - behaviour) */
   importanceWeightCap: z.number().positive().default(5),
+  /** above the cap: `mask` drops the token from the loss (AReaL's rule), `clip` uses the cap */
+  importanceWeightMode: z.enum(["mask", "clip"]).default("mask"),
   /** coefficient of the k3 KL to the reference policy (needs referenceLogProbs); 0 = none */
   klCoef: z.number().nonnegative().default(0),
   /** entropy bonus coefficient; 0 = none */

@@ -1,3 +1,4 @@
+export { forwardFlops, matmulThroughput, trainStepFlops } from "./calibration.ts";
 export {
   CHECKPOINT_FORMAT,
   type CheckpointData,
@@ -6,6 +7,7 @@ export {
   type LoadedCheckpoint,
   loadCheckpoint,
   MANIFEST_FILE,
+  type OptimizerState,
   saveCheckpoint,
 } from "./checkpoint.ts";
 export {
@@ -17,11 +19,11 @@ export {
 } from "./config.ts";
 export {
   createEngine,
+  createEngineFromCheckpoint,
   type EngineOptions,
   FinishReason,
   type GenerateRequest,
   type Generation,
-  type OptimizerState,
   PolicyEngine,
   type ScoredSequence,
 } from "./engine.ts";

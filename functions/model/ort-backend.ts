@@ -24,6 +24,8 @@ export interface BackendOptions {
   threads?: number;
   /** let idle intra-op threads spin (lower latency per run, burns CPU between runs) */
   spinning?: boolean;
+  /** onnxruntime log severity (0 verbose .. 4 fatal); default 2 (warning) */
+  logSeverity?: 0 | 1 | 2 | 3 | 4;
 }
 
 export function defaultThreads(): number {
@@ -52,6 +54,7 @@ function sessionOptions(opts: BackendOptions): ort.InferenceSession.SessionOptio
     graphOptimizationLevel: "all",
     enableCpuMemArena: true,
     enableMemPattern: true,
+    logSeverityLevel: opts.logSeverity ?? 2,
     extra: { session: { intra_op: { allow_spinning: spin ? "1" : "0" } } },
   };
 }
@@ -70,9 +73,16 @@ const PROBE_MODEL = Uint8Array.from(
  */
 export async function assertExecutionProvider(ep: ExecutionProvider): Promise<void> {
   if (ep === "cpu") return;
-  const session = await GraphSession.create(PROBE_MODEL, { executionProvider: ep, threads: 1 });
+  // the probe's own failure is reported as our InputError; keep onnxruntime's log quiet about it
+  const session = await GraphSession.create(PROBE_MODEL, {
+    executionProvider: ep,
+    threads: 1,
+    logSeverity: 4,
+  });
   await session.release();
 }
+
+const wrappers = new WeakMap<HostTensor, ort.Tensor>();
 
 export class GraphSession {
   readonly #session: ort.InferenceSession;
@@ -122,7 +132,13 @@ export class GraphSession {
   async run(feeds: Readonly<Record<string, HostTensor>>): Promise<Record<string, HostTensor>> {
     const ortFeeds: Record<string, ort.Tensor> = {};
     for (const [name, t] of Object.entries(feeds)) {
-      ortFeeds[name] = new ort.Tensor(t.dtype, t.data, t.dims);
+      // host tensors reused across runs (parameter views) keep their wrapper
+      let wrapped = wrappers.get(t);
+      if (!wrapped) {
+        wrapped = new ort.Tensor(t.dtype, t.data, t.dims);
+        wrappers.set(t, wrapped);
+      }
+      ortFeeds[name] = wrapped;
     }
     const results = await this.#session.run(ortFeeds);
     const out: Record<string, HostTensor> = {};

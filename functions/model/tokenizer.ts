@@ -147,10 +147,8 @@ class CharTokenizer implements Tokenizer {
 
   constructor(alphabet: readonly string[]) {
     this.#json = charTokenizerJson(alphabet);
-    CHAR_SPECIAL_TOKENS.forEach((t, i) => {
-      this.#chars[i] = "";
-      void t;
-    });
+    // special tokens decode to nothing, like skip_special_tokens
+    for (let i = 0; i < CHAR_SPECIAL_TOKENS.length; i++) this.#chars[i] = "";
     alphabet.forEach((ch, i) => {
       this.#ids.set(ch, CHAR_SPECIAL_TOKENS.length + i);
       this.#chars[CHAR_SPECIAL_TOKENS.length + i] = ch;

@@ -5,7 +5,7 @@
  */
 import { type ModelConfig, modelDims } from "./config.ts";
 import { gradients } from "./graph/autodiff.ts";
-import { type FloatDType, GraphBuilder, type Value } from "./graph/graph-builder.ts";
+import { type Dim, type FloatDType, GraphBuilder, type Value } from "./graph/graph-builder.ts";
 import { type ParamLayout, paramLayout } from "./params.ts";
 
 export type ParamValues = Readonly<Record<string, Value>>;
@@ -17,15 +17,19 @@ export type PositionSource =
 
 export interface TrunkOptions {
   readonly positions: PositionSource;
-  /** additive attention mask: [T,S] (static) or [B,T,S] (dynamic) */
+  /** additive attention mask: [T,S] (static) or [B,T,S] (dynamic); with `past`, over the C cache slots */
   readonly mask: Value;
+  /**
+   * a fixed-capacity cache of C slots per layer (keys [B,KV,hd,C], values [B,KV,C,hd]), valid slots
+   * chosen by `mask`; the one new token (T = 1) attends to the slots and to itself
+   */
   readonly past?: { readonly k: readonly Value[]; readonly v: readonly Value[] };
 }
 
 export interface Trunk {
   /** final-norm hidden states [B,T,D] */
   readonly hidden: Value;
-  /** per layer, keys [B,KV,hd,S] and values [B,KV,S,hd] including the new tokens */
+  /** per layer, keys [B,KV,hd,T] and values [B,KV,T,hd] of the new tokens (what a cache stores) */
   readonly presentK: Value[];
   readonly presentV: Value[];
 }
@@ -62,13 +66,28 @@ function norm(b: GraphBuilder, c: ModelConfig, p: ParamValues, prefix: string, x
   return b.mul(b.mul(x, inv), scale);
 }
 
+const GELU_C = Math.sqrt(2 / Math.PI);
+const GELU_A = 0.044715;
+
+/**
+ * tanh-approximated GELU (Erf has no float64 kernel for grad checks) with a hand-written backward:
+ * gelu'(x) = 0.5(1+t) + 0.5x(1-t^2)(c + 3ac x^2), t = tanh(c(x + a x^3)), reusing t, x^2 and 0.5x.
+ * About half the element-wise passes of differentiating the primitives.
+ */
 function gelu(b: GraphBuilder, x: Value): Value {
-  // tanh approximation (onnxruntime fuses it on float32; Erf has no float64 kernel for grad checks)
-  const inner = b.mul(
-    b.scalar(Math.sqrt(2 / Math.PI)),
-    b.add(x, b.mul(b.scalar(0.044715), b.mul(b.mul(x, x), x))),
-  );
-  return b.mul(b.mul(b.scalar(0.5), x), b.add(b.scalar(1), b.tanh(inner)));
+  const x2 = b.mul(x, x);
+  const inner = b.mul(x, b.add(b.scalar(GELU_C), b.mul(b.scalar(GELU_C * GELU_A), x2)));
+  const t = b.tanh(inner);
+  const onePlusT = b.add(b.scalar(1), t);
+  const halfX = b.mul(b.scalar(0.5), x);
+  const y = b.mul(halfX, onePlusT);
+  b.customGradient(y, [x], (bb, g) => {
+    const oneMinusT2 = bb.sub(bb.scalar(1), bb.mul(t, t));
+    const slope = bb.add(bb.scalar(GELU_C), bb.mul(bb.scalar(3 * GELU_C * GELU_A), x2));
+    const dydx = bb.add(bb.mul(bb.scalar(0.5), onePlusT), bb.mul(bb.mul(halfX, oneMinusT2), slope));
+    return [bb.mul(g, dydx)];
+  });
+  return y;
 }
 
 function applyRotary(b: GraphBuilder, x: Value, cos: Value, sin: Value, half: number): Value {
@@ -123,26 +142,33 @@ export function buildTrunk(
     }
     q = b.mul(q, qScale);
     // keys cached pre-transposed so decode never transposes the cache
-    let kT = b.transpose(k, [0, 2, 3, 1]);
-    let vv = b.transpose(v, [0, 2, 1, 3]);
-    if (opts.past) {
-      kT = b.concat([opts.past.k[l]!, kT], 3);
-      vv = b.concat([opts.past.v[l]!, vv], 2);
-    }
+    const kT = b.transpose(k, [0, 2, 3, 1]);
+    const vv = b.transpose(v, [0, 2, 1, 3]);
     presentK.push(kT);
     presentV.push(vv);
-    let ctx: Value;
-    if (grouped) {
-      const q5 = b.transpose(b.reshape(q, [0, 0, d.kvHeads, d.groups, hd]), [0, 2, 3, 1, 4]);
-      const scores = b.add(b.matmul(q5, b.unsqueeze(kT, [2])), mask);
-      const ctx5 = b.matmul(b.softmax(scores, -1), b.unsqueeze(vv, [2]));
-      ctx = b.reshape(b.transpose(ctx5, [0, 3, 1, 2, 4]), [0, 0, c.heads * hd]);
+    // grouped-query attention broadcasts K/V over the query groups (5-D MatMul), no copies
+    const qh = grouped
+      ? b.transpose(b.reshape(q, [0, 0, d.kvHeads, d.groups, hd]), [0, 2, 3, 1, 4])
+      : b.transpose(q, [0, 2, 1, 3]);
+    const kvView = (x: Value) => (grouped ? b.unsqueeze(x, [2]) : x);
+    let heads: Value;
+    if (opts.past) {
+      // cache slots (masked) and the new token itself, softmax over both without concatenating the cache
+      const sPast = b.add(b.matmul(qh, kvView(opts.past.k[l]!)), mask);
+      const sNew = b.matmul(qh, kvView(kT));
+      const top = b.max(b.reduceMax(sPast, [-1], true), b.reduceMax(sNew, [-1], true));
+      const ePast = b.exp(b.sub(sPast, top));
+      const eNew = b.exp(b.sub(sNew, top));
+      const denom = b.add(b.reduceSum(ePast, [-1], true), b.reduceSum(eNew, [-1], true));
+      const num = b.add(b.matmul(ePast, kvView(opts.past.v[l]!)), b.matmul(eNew, kvView(vv)));
+      heads = b.div(num, denom);
     } else {
-      const q4 = b.transpose(q, [0, 2, 1, 3]);
-      const scores = b.add(b.matmul(q4, kT), mask);
-      const ctx4 = b.matmul(b.softmax(scores, -1), vv);
-      ctx = b.reshape(b.transpose(ctx4, [0, 2, 1, 3]), [0, 0, c.heads * hd]);
+      const scores = b.add(b.matmul(qh, kvView(kT)), mask);
+      heads = b.matmul(b.softmax(scores, -1), kvView(vv));
     }
+    const ctx = grouped
+      ? b.reshape(b.transpose(heads, [0, 3, 1, 2, 4]), [0, 0, c.heads * hd])
+      : b.reshape(b.transpose(heads, [0, 2, 1, 3]), [0, 0, c.heads * hd]);
     x = b.add(x, b.matmul(ctx, param(p, `layers.${l}.attn.out`)));
 
     const m = norm(b, c, p, `layers.${l}.mlp_norm`, x);
@@ -212,6 +238,7 @@ export function buildScoreGraph(
   batch: number,
   length: number,
   floatType: FloatDType = "float32",
+  withLogits = false,
 ) {
   const b = new GraphBuilder(floatType);
   const layout = paramLayout(c);
@@ -222,34 +249,40 @@ export function buildScoreGraph(
     positions: { kind: "static", length },
     mask: causalMask(b, length),
   });
-  const stats = tokenStats(b, logitsOf(b, c, p, trunk.hidden), targetIds);
+  const logits = logitsOf(b, c, p, trunk.hidden);
+  const stats = tokenStats(b, logits, targetIds);
   b.output(stats.logp, SCORE_OUTPUTS.logp);
   b.output(stats.entropy, SCORE_OUTPUTS.entropy);
+  if (withLogits) b.output(logits, "logits");
   return b;
 }
 
 // ---------------------------------------------------------------- generation
 
 /**
- * Prefill (`withPast` false: tokens [B,T], no cache in) or decode (`withPast` true: usually T = 1 with a
- * cache of P tokens). Inputs: `tokens`, `positions` [B,T] int64, `mask` [B,T,P+T] additive; outputs the
- * last position's logits [B,V] and `present_k.{l}` [B,KV,hd,P+T], `present_v.{l}` [B,KV,P+T,hd].
+ * Prefill (`withCache` false): tokens [B,T], positions [B,T] int64, mask [B,T,T] additive; outputs the
+ * last position's logits [B,V] and the prompt's keys `new_k.{l}` [B,KV,hd,T] and values `new_v.{l}`
+ * [B,KV,T,hd]. Decode (`withCache` true): one token per row (tokens, positions [B,1]), a cache of C
+ * slots `past_k.{l}` [B,KV,hd,C] / `past_v.{l}` [B,KV,C,hd] with mask [B,1,C] choosing the valid slots;
+ * outputs logits and the new token's `new_k.{l}` [B,KV,hd,1] / `new_v.{l}` [B,KV,1,hd]. The host owns the
+ * cache buffers and writes the new entries into them, so no step copies the whole cache.
  */
-export function buildGenerateGraph(c: ModelConfig, withPast: boolean, floatType: FloatDType = "float32") {
+export function buildGenerateGraph(c: ModelConfig, withCache: boolean, floatType: FloatDType = "float32") {
   const d = modelDims(c);
   const b = new GraphBuilder(floatType);
   const layout = paramLayout(c);
   const p = separateParams(b, layout);
-  const tokens = b.input("tokens", "int64", ["B", "T"]);
-  const positions = b.input("positions", "int64", ["B", "T"]);
-  const mask = b.input("mask", floatType, ["B", "T", "S"]);
+  const T: Dim = withCache ? 1 : "T";
+  const tokens = b.input("tokens", "int64", ["B", T]);
+  const positions = b.input("positions", "int64", ["B", T]);
+  const mask = b.input("mask", floatType, ["B", T, withCache ? "C" : "T"]);
   let past: TrunkOptions["past"];
-  if (withPast) {
+  if (withCache) {
     const k: Value[] = [];
     const v: Value[] = [];
     for (let l = 0; l < c.layers; l++) {
-      k.push(b.input(`past_k.${l}`, floatType, ["B", d.kvHeads, d.headDim, "P"]));
-      v.push(b.input(`past_v.${l}`, floatType, ["B", d.kvHeads, "P", d.headDim]));
+      k.push(b.input(`past_k.${l}`, floatType, ["B", d.kvHeads, d.headDim, "C"]));
+      v.push(b.input(`past_v.${l}`, floatType, ["B", d.kvHeads, "C", d.headDim]));
     }
     past = { k, v };
   }
@@ -262,10 +295,10 @@ export function buildGenerateGraph(c: ModelConfig, withPast: boolean, floatType:
   const logits = b.squeeze(logitsOf(b, c, p, last), [1]);
   b.output(logits, "logits");
   trunk.presentK.forEach((k, l) => {
-    b.output(k, `present_k.${l}`);
+    b.output(k, `new_k.${l}`);
   });
   trunk.presentV.forEach((v, l) => {
-    b.output(v, `present_v.${l}`);
+    b.output(v, `new_v.${l}`);
   });
   return b;
 }
@@ -315,7 +348,10 @@ function ppoLoss(b: GraphBuilder, spec: TrainGraphSpec, logp: Value, entropy: Va
   const hi = b.add(one, clipHigh);
   const surr1 = b.mul(ratio, advantages);
   const surr2 = b.mul(b.clip(ratio, lo, hi), advantages);
-  const weight = b.min(b.exp(b.sub(proximal, behaviour)), iwCap);
+  // tokens whose behaviour weight exceeds the cap get `iw_over_cap` instead: 0 drops them (AReaL), cap clips
+  const iwOverCap = b.input("iw_over_cap", ft, []);
+  const rawWeight = b.exp(b.sub(proximal, behaviour));
+  const weight = b.where(b.lessOrEqual(rawWeight, iwCap), rawWeight, iwOverCap);
   const pg = b.neg(b.mul(b.min(surr1, surr2), weight));
   let perToken = pg;
   const zero = b.scalar(0);

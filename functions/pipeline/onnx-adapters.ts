@@ -29,7 +29,8 @@ class SerialQueue {
 
 async function manifestRef(store: ObjectStore, key: string): Promise<ObjectRef> {
   const info = await store.head(key);
-  if (!info) throw new DeadLetterError("checkpoint.missing", `checkpoint manifest ${key} vanished after writing`);
+  if (!info)
+    throw new DeadLetterError("checkpoint.missing", `checkpoint manifest ${key} vanished after writing`);
   return { uri: store.uri(key), key, sha256: info.sha256, size: info.size };
 }
 
@@ -201,7 +202,8 @@ export class OnnxPolicySampler implements PolicySampler {
         rng: createRng(seed),
       });
       return generations.map((g) => {
-        const content = eos !== undefined && g.tokens[g.tokens.length - 1] === eos ? g.tokens.slice(0, -1) : g.tokens;
+        const content =
+          eos !== undefined && g.tokens[g.tokens.length - 1] === eos ? g.tokens.slice(0, -1) : g.tokens;
         return {
           text: tokenizer.decode(content),
           tokens: g.tokens,

@@ -15,7 +15,13 @@
  */
 import { InputError, type InputIssue } from "../runtime/errors.ts";
 import type { MathRecord } from "./record.ts";
-import { codePointLength, codePointPrefix, prefixCount, solutionAfterThink } from "./solution-text.ts";
+import {
+  codePointLength,
+  codePointPrefix,
+  hasSurrogates,
+  prefixCount,
+  solutionAfterThink,
+} from "./solution-text.ts";
 
 export const HintUnit = { chars: "chars", tokens: "tokens", lines: "lines" } as const;
 export type HintUnit = (typeof HintUnit)[keyof typeof HintUnit];
@@ -155,7 +161,8 @@ export class Augmenter {
       }
     }
     const hint = solution === undefined || this.ratio === 0 ? { text: "", length: 0 } : this.hintOf(solution);
-    const hintChars = codePointLength(hint.text);
+    // in the chars unit the length is already in code points
+    const hintChars = this.unit === HintUnit.chars ? hint.length : codePointLength(hint.text);
     const hinted = hintChars >= this.minPrefixChars && hint.text.length > 0;
     const prompt = hinted
       ? render(this.#hinted, record.problem, hint.text)
@@ -181,6 +188,10 @@ export class Augmenter {
   hintOf(solution: string): { text: string; length: number } {
     switch (this.unit) {
       case HintUnit.chars: {
+        if (!hasSurrogates(solution)) {
+          const count = prefixCount(solution.length, this.ratio);
+          return { text: solution.slice(0, count), length: count };
+        }
         const count = prefixCount(codePointLength(solution), this.ratio);
         return { text: codePointPrefix(solution, count), length: count };
       }

@@ -144,3 +144,29 @@ describe("dataset readers", () => {
     ).rejects.toThrow(/auto cannot find problem and answer/);
   });
 });
+
+describe("format detection", () => {
+  it("reads a Parquet file declared as JSON Lines by its magic bytes", async () => {
+    const buffer = parquetWriteBuffer({
+      columnData: [
+        { name: "problem", data: ["P"], type: "STRING" },
+        { name: "answer", data: ["1"], type: "STRING" },
+      ],
+    });
+    const result = await parseDataset(new Uint8Array(buffer), {
+      source: "s",
+      mapping: "auto",
+      format: "jsonl",
+    });
+    expect(result.records.map((r) => r.problem)).toEqual(["P"]);
+  });
+
+  it("reads a JSON array declared as JSON Lines", async () => {
+    const result = await parseDataset(encode('[\n  {"problem": "A", "answer": "1"}\n]'), {
+      source: "s",
+      mapping: "auto",
+      format: "jsonl",
+    });
+    expect(result.records.map((r) => r.problem)).toEqual(["A"]);
+  });
+});

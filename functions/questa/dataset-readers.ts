@@ -98,16 +98,19 @@ export async function parseDataset(
   bytes: Uint8Array,
   options: ParseDatasetOptions,
 ): Promise<DatasetReadResult> {
-  const format = options.format ?? formatFromName(options.name);
+  // Parquet files announce themselves ("PAR1"); trust the bytes over a default or a file name
+  const format = startsWithParquetMagic(bytes) ? "parquet" : (options.format ?? formatFromName(options.name));
   const rows = await rowsOf(bytes, format, options.name ?? "(dataset)");
-  const mapping = parseMapping(resolveMapping(options.mapping, rows.rows));
-  const mapper = new RowMapper(options.source, mapping, rows.unit);
-  for (const [position, row] of rows.rows) mapper.add(position, row);
-  for (const bad of rows.unparsable) mapper.reject(bad.row, bad.reason);
-  return mapper.result(rows.rows.length + rows.unparsable.length);
+  const mapper = new RowMapper(options.source, options.mapping, rows.unit);
+  // rows are mapped as they are parsed, so a file's long traces are never all held at once
+  for (const row of rows.rows) {
+    if ("reason" in row) mapper.reject(row.row, row.reason);
+    else mapper.add(row.row, row.value);
+  }
+  return mapper.result();
 }
 
-function resolveMapping(mapping: ParseDatasetOptions["mapping"], rows: RawRows["rows"]): FieldMapping {
+function resolveMapping(mapping: ParseDatasetOptions["mapping"], firstObject: unknown): FieldMapping {
   if (typeof mapping !== "string") return mapping;
   if (mapping !== "auto") {
     const named: FieldMapping | undefined = datasetMappings[mapping];
@@ -122,8 +125,7 @@ function resolveMapping(mapping: ParseDatasetOptions["mapping"], rows: RawRows["
     }
     return named;
   }
-  const first = rows.find(([, row]) => typeof row === "object" && row !== null && !Array.isArray(row))?.[1];
-  const fields = new Set(Object.keys((first ?? {}) as object));
+  const fields = new Set(Object.keys((firstObject ?? {}) as object));
   const problem = AUTO_PROBLEM_FIELDS.find((name) => fields.has(name));
   const answer = AUTO_ANSWER_FIELDS.find((name) => fields.has(name));
   if (problem === undefined || answer === undefined) {
@@ -153,6 +155,12 @@ function parseMapping(mapping: FieldMapping): z.output<typeof FieldMappingSchema
   );
 }
 
+function startsWithParquetMagic(bytes: Uint8Array): boolean {
+  return (
+    bytes.length >= 8 && bytes[0] === 0x50 && bytes[1] === 0x41 && bytes[2] === 0x52 && bytes[3] === 0x31
+  );
+}
+
 function formatFromName(name: string | undefined): DatasetFileFormat {
   const lower = (name ?? "").toLowerCase();
   if (lower.endsWith(".jsonl") || lower.endsWith(".ndjson")) return "jsonl";
@@ -167,21 +175,21 @@ function formatFromName(name: string | undefined): DatasetFileFormat {
   ]);
 }
 
+type RawRow = { row: number; value: unknown } | { row: number; reason: string };
+
 interface RawRows {
   unit: BadRow["unit"];
-  rows: Array<[number, unknown]>;
-  unparsable: Array<{ row: number; reason: string }>;
+  rows: Iterable<RawRow>;
 }
 
 async function rowsOf(bytes: Uint8Array, format: DatasetFileFormat, name: string): Promise<RawRows> {
   switch (format) {
-    case "jsonl": {
-      const text = new TextDecoder().decode(bytes);
-      // a JSON array named as JSON Lines (the spec's default format) is still read as an array
-      return text.trimStart().startsWith("[") ? jsonArrayRows(text, name) : jsonlRows(text);
-    }
+    // a JSON array in either JSON format is read as an array, JSON Lines in either as lines
+    case "jsonl":
     case "json":
-      return jsonArrayRows(new TextDecoder().decode(bytes), name);
+      return firstTextByte(bytes) === 0x5b
+        ? jsonArrayRows(bytes, name)
+        : { unit: "line", rows: jsonlRows(bytes) };
     case "parquet":
       return parquetRows(bytes, name);
     default:
@@ -189,29 +197,46 @@ async function rowsOf(bytes: Uint8Array, format: DatasetFileFormat, name: string
   }
 }
 
-function jsonlRows(text: string): RawRows {
-  const rows: RawRows["rows"] = [];
-  const unparsable: RawRows["unparsable"] = [];
-  const lines = text.split("\n");
-  for (let index = 0; index < lines.length; index++) {
-    const line = lines[index] ?? "";
-    if (line.trim() === "") continue;
-    try {
-      rows.push([index + 1, JSON.parse(line)]);
-    } catch (error) {
-      unparsable.push({ row: index + 1, reason: `not JSON: ${(error as Error).message}` });
+/** the first byte that is not whitespace or a UTF-8 byte-order mark */
+function firstTextByte(bytes: Uint8Array): number | undefined {
+  for (let i = 0; i < bytes.length; i++) {
+    const byte = bytes[i]!;
+    if (byte === 0x20 || byte === 0x0a || byte === 0x0d || byte === 0x09) continue;
+    if (i === 0 && byte === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) {
+      i += 2;
+      continue;
     }
+    return byte;
   }
-  return { unit: "line", rows, unparsable };
+  return undefined;
 }
 
-function jsonArrayRows(text: string, name: string): RawRows {
-  const trimmed = text.trimStart();
-  // a .json file that is really JSON Lines (common on dataset hubs)
-  if (!trimmed.startsWith("[")) return jsonlRows(text);
+/** one line at a time from the bytes: no copy of the whole file as one string */
+function* jsonlRows(bytes: Uint8Array): Generator<RawRow> {
+  const decoder = new TextDecoder();
+  let line = 0;
+  for (let start = 0; start < bytes.length; ) {
+    let end = bytes.indexOf(0x0a, start);
+    if (end < 0) end = bytes.length;
+    line++;
+    const text = decoder.decode(bytes.subarray(start, end));
+    start = end + 1;
+    if (text.trim() === "") continue;
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch (error) {
+      yield { row: line, reason: `not JSON: ${(error as Error).message}` };
+      continue;
+    }
+    yield { row: line, value };
+  }
+}
+
+function jsonArrayRows(bytes: Uint8Array, name: string): RawRows {
   let parsed: unknown;
   try {
-    parsed = JSON.parse(trimmed);
+    parsed = JSON.parse(new TextDecoder().decode(bytes));
   } catch (error) {
     throw new InputError("dataset_unreadable", [
       { path: "dataset.key", message: `${name} is not a JSON array: ${(error as Error).message}` },
@@ -222,7 +247,7 @@ function jsonArrayRows(text: string, name: string): RawRows {
       { path: "dataset.key", message: `${name} is not a JSON array` },
     ]);
   }
-  return { unit: "element", rows: parsed.map((row, index) => [index + 1, row]), unparsable: [] };
+  return { unit: "element", rows: parsed.map((value, index) => ({ row: index + 1, value })) };
 }
 
 async function parquetRows(bytes: Uint8Array, name: string): Promise<RawRows> {
@@ -235,29 +260,43 @@ async function parquetRows(bytes: Uint8Array, name: string): Promise<RawRows> {
       { path: "dataset.key", message: `${name} is not a readable Parquet file: ${(error as Error).message}` },
     ]);
   }
-  return { unit: "row", rows: objects.map((row, index) => [index + 1, row]), unparsable: [] };
+  return { unit: "row", rows: objects.map((value, index) => ({ row: index + 1, value })) };
 }
 
 class RowMapper {
   readonly #records: MathRecord[] = [];
   readonly #badRows: BadRow[] = [];
   readonly #firstRowOfId = new Map<string, number>();
+  #mapping: z.output<typeof FieldMappingSchema> | undefined;
+  #totalRows = 0;
 
   constructor(
     private readonly source: string,
-    private readonly mapping: z.output<typeof FieldMappingSchema>,
+    private readonly requested: ParseDatasetOptions["mapping"],
     private readonly unit: BadRow["unit"],
-  ) {}
+  ) {
+    // named and explicit mappings are checked before any row; `auto` waits for the first object row
+    if (requested !== "auto") this.#mapping = parseMapping(resolveMapping(requested, undefined));
+  }
 
   add(row: number, value: unknown): void {
-    const mapped = mapRow(value, this.mapping, this.source);
+    this.#totalRows++;
+    if (this.#mapping === undefined && typeof value === "object" && value !== null && !Array.isArray(value)) {
+      this.#mapping = parseMapping(resolveMapping(this.requested, value));
+    }
+    const mapped =
+      this.#mapping === undefined ? "row is not an object" : mapRow(value, this.#mapping, this.source);
     if (typeof mapped === "string") {
-      this.reject(row, mapped);
+      this.#badRows.push({ row, unit: this.unit, reason: mapped });
       return;
     }
     const first = this.#firstRowOfId.get(mapped.id);
     if (first !== undefined) {
-      this.reject(row, `duplicate of ${this.unit} ${first} (same normalised problem)`);
+      this.#badRows.push({
+        row,
+        unit: this.unit,
+        reason: `duplicate of ${this.unit} ${first} (same normalised problem)`,
+      });
       return;
     }
     this.#firstRowOfId.set(mapped.id, row);
@@ -265,12 +304,17 @@ class RowMapper {
   }
 
   reject(row: number, reason: string): void {
+    this.#totalRows++;
     this.#badRows.push({ row, unit: this.unit, reason });
   }
 
-  result(totalRows: number): DatasetReadResult {
-    const badRows = [...this.#badRows].sort((a, b) => a.row - b.row);
-    return { source: this.source, records: this.#records, badRows, totalRows };
+  result(): DatasetReadResult {
+    return {
+      source: this.source,
+      records: this.#records,
+      badRows: this.#badRows,
+      totalRows: this.#totalRows,
+    };
   }
 }
 
@@ -307,7 +351,12 @@ export function mapRow(
  */
 export function solutionOfGeneration(generation: string): string {
   const unquoted = generation.startsWith('"') ? generation.slice(1, -1) : generation;
-  return solutionAfterThink(unquoted);
+  const solution = solutionAfterThink(unquoted);
+  // a slice keeps its whole parent alive in V8; copy it so the (long) trace can be collected.
+  // UTF-16LE round-trips every code unit exactly, lone surrogates included.
+  return solution.length === unquoted.length
+    ? solution
+    : Buffer.from(solution, "utf16le").toString("utf16le");
 }
 
 function answerText(

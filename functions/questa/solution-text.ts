@@ -7,6 +7,11 @@ export function solutionAfterThink(text: string): string {
   return at < 0 ? text : text.slice(at + THINK_END.length);
 }
 
+/** true when the text has UTF-16 surrogates, i.e. code points and code units differ */
+export function hasSurrogates(text: string): boolean {
+  return SURROGATE.test(text);
+}
+
 /**
  * Python's `len(text)`: Unicode code points, not UTF-16 code units (an emoji or a rare CJK
  * character is one character in Python and two units in JavaScript).

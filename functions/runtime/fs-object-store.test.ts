@@ -101,5 +101,7 @@ describe("FsObjectStore", () => {
     });
     await expect(store.put("a/b/c/d", "y")).rejects.toMatchObject({ code: "object_key_conflict" });
     expect(await store.get("a/b")).toBeUndefined();
+    await store.delete("a/b"); // a "directory" is no object: no-op
+    expect(await store.get("a/b/c")).toBeDefined();
   });
 });

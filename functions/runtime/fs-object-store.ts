@@ -1,6 +1,18 @@
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { link, lstat, mkdir, readdir, readFile, rename, rm, rmdir, stat, writeFile } from "node:fs/promises";
+import {
+  link,
+  lstat,
+  mkdir,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  rmdir,
+  stat,
+  unlink,
+  writeFile,
+} from "node:fs/promises";
 import { dirname, join, resolve, sep } from "node:path";
 import { pathToFileURL } from "node:url";
 import { z } from "zod";
@@ -152,10 +164,14 @@ export class FsObjectStore implements ObjectStore {
 
   async delete(key: string): Promise<void> {
     const path = this.#pathFor(key);
-    try {
-      await rm(path);
-    } catch (error) {
-      if (!isMissing(error)) throw error;
+    // a directory of other keys is not an object: deleting it, like a missing key, is a no-op
+    const info = await lstat(path).catch(() => undefined);
+    if (info && !info.isDirectory()) {
+      try {
+        await unlink(path);
+      } catch (error) {
+        if (!isMissing(error)) throw error;
+      }
     }
     await rm(this.#sidecarPath(key), { force: true });
     await fsyncDirectory(dirname(path)).catch(() => {});

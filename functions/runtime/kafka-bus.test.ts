@@ -156,6 +156,13 @@ describe("classifyKafkaError", () => {
     expect(classifyKafkaError(auth, "connect")).toBe(auth);
     const fatal = new KafkaJSNonRetriableError("bad");
     expect(classifyKafkaError(fatal, "connect")).toBe(fatal);
+    const handshake = new KafkaJSNumberOfRetriesExceeded(
+      new KafkaJSConnectionError(
+        "Connection error: SSL routines:ssl3_read_bytes:sslv3 alert bad certificate",
+      ),
+      { retryCount: 5, retryTime: 1000 },
+    );
+    expect(classifyKafkaError(handshake, "connect")).toBe(handshake);
     const bug = new TypeError("x is undefined");
     expect(classifyKafkaError(bug, "consume")).toBe(bug);
   });

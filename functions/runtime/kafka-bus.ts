@@ -216,6 +216,14 @@ const transientNames = new Set([
   "KafkaJSTimeout",
 ]);
 
+const tlsFailure = /SSL routines|certificate|self[- ]signed|unable to verify|wrong version number/i;
+
+function rootCause(error: Error): Error {
+  let current = error;
+  for (let depth = 0; depth < 10 && current.cause instanceof Error; depth++) current = current.cause;
+  return current;
+}
+
 /**
  * Says what the caller should do with a kafkajs error: transient ones become `RetryableError`,
  * a message the broker refuses becomes `DeadLetterError`, anything else (authorization, bad
@@ -228,6 +236,8 @@ export function classifyKafkaError(error: unknown, operation: string): unknown {
   if (typeof type === "string" && messageRejections.has(type)) {
     return new DeadLetterError("kafka_message_rejected", message, { cause: error });
   }
+  // a failed TLS handshake is a configuration problem, however kafkajs wraps it
+  if (tlsFailure.test(rootCause(error).message)) return error;
   if (retriable === true || transientNames.has(error.name)) {
     return new RetryableError("kafka_unavailable", message, { cause: error });
   }
@@ -352,7 +362,12 @@ export class KafkaAdmin {
   readonly #admin: Admin;
   #connected: Promise<void> | undefined;
 
-  constructor(kafka: Kafka) {
+  /** from a connection config (what the operator uses), or sharing a bus's kafkajs client */
+  constructor(
+    config: KafkaConnectionConfigInput | KafkaConnectionConfig | Kafka,
+    options: KafkaClientOptions = {},
+  ) {
+    const kafka = config instanceof Kafka ? config : createKafkaClient(config, options);
     this.#admin = kafka.admin();
   }
 
@@ -491,14 +506,29 @@ export class KafkaAdmin {
 // ---------------------------------------------------------------------------------------------
 // bus
 
-export interface KafkaBusOptions {
+export interface KafkaClientOptions {
   logger?: KafkaLogger;
   /** kafkajs log level; default "warn" */
   logLevel?: KafkaLogLevel;
-  /** producer retries before `publish` fails with a RetryableError; default 10 (~1 minute) */
-  publishRetries?: number;
   /** retries of connections and admin requests before they fail; default 5 (~10 s) */
   requestRetries?: number;
+}
+
+function createKafkaClient(
+  config: KafkaConnectionConfigInput | KafkaConnectionConfig,
+  options: KafkaClientOptions,
+): Kafka {
+  return new Kafka({
+    ...kafkaClientConfig(parseKafkaConnectionConfig(config)),
+    logLevel: logLevels[options.logLevel ?? "warn"],
+    retry: { retries: options.requestRetries ?? 5, initialRetryTime: 300, maxRetryTime: 10_000 },
+    logCreator: logCreatorFor(options.logger ?? stderrLogger),
+  });
+}
+
+export interface KafkaBusOptions extends KafkaClientOptions {
+  /** producer retries before `publish` fails with a RetryableError; default 10 (~1 minute) */
+  publishRetries?: number;
   /** partitions a consumer processes at once (each in order); default 1 */
   partitionsConsumedConcurrently?: number;
   /** longest a consumer goes between commits inside a long batch; default 1000 ms */
@@ -520,19 +550,18 @@ export class KafkaBus implements Bus {
   #closed = false;
 
   constructor(config: KafkaConnectionConfigInput | KafkaConnectionConfig, options: KafkaBusOptions = {}) {
-    const clientConfig = kafkaClientConfig(parseKafkaConnectionConfig(config));
-    this.#kafka = new Kafka({
-      ...clientConfig,
-      logLevel: logLevels[options.logLevel ?? "warn"],
-      retry: { retries: options.requestRetries ?? 5, initialRetryTime: 300, maxRetryTime: 10_000 },
-      logCreator: logCreatorFor(options.logger ?? stderrLogger),
-    });
+    this.#kafka = createKafkaClient(config, options);
     this.#options = options;
     this.admin = new KafkaAdmin(this.#kafka);
   }
 
   async ensureTopics(topics: readonly TopicSpec[]): Promise<void> {
     await this.admin.ensureTopics(topics);
+  }
+
+  /** connects the producer now (publish otherwise connects on first use): fail fast at startup */
+  async connect(): Promise<void> {
+    await kafkaCall("connect", () => this.#producerReady());
   }
 
   #producerReady(): Promise<KafkaJsProducer> {
@@ -560,8 +589,8 @@ export class KafkaBus implements Bus {
   async publish(topic: string, messages: readonly OutgoingMessage[]): Promise<void> {
     if (this.#closed) throw new Error("KafkaBus.publish after close()");
     if (messages.length === 0) return;
-    await kafkaCall(`publish to ${topic}`, async () => {
-      const producer = await this.#producerReady();
+    const producer = await kafkaCall("producer connect", () => this.#producerReady());
+    try {
       await producer.send({
         topic,
         acks: -1,
@@ -571,7 +600,19 @@ export class KafkaBus implements Bus {
           headers: { ...m.headers },
         })),
       });
-    });
+    } catch (error) {
+      // after a failed send the idempotent producer's sequence numbers may be out of step with
+      // the broker's; a fresh producer (new producer id) is the safe way back
+      this.#dropProducer(producer);
+      throw classifyKafkaError(error, `publish to ${topic}`);
+    }
+  }
+
+  #dropProducer(producer: KafkaJsProducer): void {
+    if (this.#producer !== producer) return;
+    this.#producer = undefined;
+    this.#producerConnected = undefined;
+    void producer.disconnect().catch(() => {});
   }
 
   consumer(options: ConsumerOptions): Consumer {
@@ -608,6 +649,7 @@ class KafkaConsumer implements Consumer {
   readonly #clock: () => number;
   #state: ConsumerState = "idle";
   #paused = false;
+  #started = false;
   #stopping: Promise<void> | undefined;
   #settle!: { resolve: () => void; reject: (error: unknown) => void };
 
@@ -657,6 +699,8 @@ class KafkaConsumer implements Consumer {
           topics: [...this.#options.topics],
           fromBeginning: this.#options.fromBeginning ?? true,
         });
+        // kafkajs may hand over the first batch before its run() resolves
+        if (this.#state === "starting") this.#state = "running";
         await this.#consumer.run({
           autoCommit: false,
           eachBatchAutoResolve: false,
@@ -668,8 +712,8 @@ class KafkaConsumer implements Consumer {
       this.#fail(error);
       throw error;
     }
-    if (this.#state === "starting") this.#state = "running";
-    if (this.#paused) this.#applyPause();
+    this.#started = true;
+    if (this.#paused && (this.#state as ConsumerState) === "running") this.#applyPause();
     await Promise.race([joined, this.done]);
   }
 
@@ -723,14 +767,17 @@ class KafkaConsumer implements Consumer {
     this.#consumer.pause(this.#options.topics.map((topic) => ({ topic })));
   }
 
+  // kafkajs refuses pause/resume before its run() began; #started tracks that
   pause(): void {
     this.#paused = true;
-    if (this.#state === "running") this.#applyPause();
+    if (this.#started && this.#state === "running") this.#applyPause();
   }
 
   resume(): void {
     this.#paused = false;
-    if (this.#state === "running") this.#consumer.resume(this.#options.topics.map((topic) => ({ topic })));
+    if (this.#started && this.#state === "running") {
+      this.#consumer.resume(this.#options.topics.map((topic) => ({ topic })));
+    }
   }
 
   async lag(): Promise<number> {

@@ -27,13 +27,13 @@ function event(id: string, key: string, data: unknown): OutgoingMessage {
   });
 }
 
-/** resolves when `predicate` holds, polling the event loop (no timers) */
+/** resolves when `predicate` holds; the deadline only guards against hangs (fsync can be slow on a busy disk) */
 async function until(predicate: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 10_000; i++) {
-    if (predicate()) return;
-    await new Promise((resolve) => setImmediate(resolve));
+  const deadline = Date.now() + 30_000;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 1));
   }
-  throw new Error(`gave up waiting for ${what}`);
 }
 
 describe("MemoryBus", () => {
@@ -269,6 +269,24 @@ describe("MemoryBus journaled to a directory", () => {
     expect(reopened.messages("run.questions")).toHaveLength(2);
     expect((await readEventLogFile(path)).map((e) => e.id)).toEqual(["a", "b"]);
     await reopened.close();
+  });
+
+  it("names every concurrently created topic in topics.json and refuses logs it does not name", async () => {
+    dir = await mkdtemp(join(tmpdir(), "questa-bus-"));
+    const bus = await MemoryBus.open({ dir });
+    await Promise.all([
+      bus.ensureTopics([{ name: "a", partitions: 2 }]),
+      bus.ensureTopics([{ name: "b", partitions: 3 }]),
+      bus.publish("c", [event("x", "k", {})]),
+    ]);
+    await bus.close();
+    expect(JSON.parse(await readFile(join(dir, "topics.json"), "utf8")).topics).toEqual({
+      a: { partitions: 2 },
+      b: { partitions: 3 },
+      c: { partitions: 1 },
+    });
+    await writeFile(eventLogPath(dir, "stray"), "");
+    await expect(MemoryBus.open({ dir })).rejects.toThrow(/stray.jsonl not named in topics.json/);
   });
 
   it("refuses messages that are not CloudEvents", async () => {

@@ -57,6 +57,16 @@ interface TopicState {
   keyless: number;
   /** serialises appends so journal order = partition order */
   appending: Promise<void>;
+  /** publishes waiting for the next flush */
+  pending: PendingAppend[];
+}
+
+interface PendingAppend {
+  messages: readonly OutgoingMessage[];
+  /** the canonical CloudEvents, when journaled */
+  events: CloudEvent<unknown>[] | undefined;
+  resolve: () => void;
+  reject: (error: unknown) => void;
 }
 
 interface GroupState {
@@ -141,7 +151,17 @@ export class MemoryBus implements Bus {
       }
       created.push(this.#createTopic(spec.name, partitions));
     }
-    if (created.length > 0) await this.#journal?.writeTopics(this.#topics);
+    if (created.length > 0 && this.#journal) {
+      // a topic takes events only once topics.json names it, or a restart could not replay them
+      const written = this.#journal.writeTopics(this.#topics);
+      for (const topic of created) topic.appending = written;
+      try {
+        await written;
+      } catch (error) {
+        for (const topic of created) this.#topics.delete(topic.name);
+        throw error;
+      }
+    }
     for (const topic of created) this.#notifyTopic(topic.name);
   }
 
@@ -150,24 +170,21 @@ export class MemoryBus implements Bus {
     const state = await this.#topicFor(topic);
     const journal = this.#journal;
     // journaled messages are stored in their canonical binary form so a restart replays exactly what was delivered
-    const prepared = journal ? messages.map((m) => canonicalCloudEvent(topic, m)) : undefined;
-    const append = state.appending.then(async () => {
-      if (journal && prepared) await journal.append(topic, prepared.map(toStructured));
-      const now = this.#clock.now();
-      for (const [index, message] of messages.entries()) {
-        const stored: StoredMessage = prepared
-          ? storedFromEvent(prepared[index]!, now)
-          : {
-              key: message.key,
-              headers: { ...message.headers },
-              value: Uint8Array.from(message.value),
-              timestamp: now,
-            };
-        this.#append(state, stored);
-      }
+    const events = journal ? messages.map((m) => canonicalCloudEvent(topic, m)) : undefined;
+    const appended = new Promise<void>((resolve, reject) => {
+      state.pending.push({ messages, events, resolve, reject });
     });
-    state.appending = append.catch(() => {});
-    await append;
+    // the first waiting publish schedules a flush; publishes arriving before it runs join its batch,
+    // so concurrent publishers share one write and one fsync (group commit)
+    if (state.pending.length === 1) {
+      state.appending = state.appending.then(
+        () => this.#flush(state),
+        (error: unknown) => {
+          for (const entry of state.pending.splice(0)) entry.reject(error);
+        },
+      );
+    }
+    await appended;
     this.#notifyTopic(topic);
   }
 
@@ -196,6 +213,19 @@ export class MemoryBus implements Bus {
    */
   crashConsumers(groupId: string, error: Error = new Error(`consumer group ${groupId} crashed`)): void {
     for (const member of [...(this.#groups.get(groupId)?.members ?? [])]) member.crash(error);
+  }
+
+  /**
+   * Fault injection: the whole process dies. Every consumer crashes (see `crashConsumers`), the bus
+   * refuses any further call (zombie handlers can publish nothing more), and what was already on its
+   * way to disk lands; resolves once nothing more will be written. Open the directory again to
+   * "restart".
+   */
+  async crash(error: Error = new Error("process crashed")): Promise<void> {
+    for (const groupId of this.#groups.keys()) this.crashConsumers(groupId, error);
+    this.#closed = true;
+    await Promise.all([...this.#topics.values()].map((t) => t.appending));
+    await this.#journal?.abandon();
   }
 
   /** every message of `topic` in partition then offset order (for tests and tools) */
@@ -318,9 +348,42 @@ export class MemoryBus implements Bus {
       partitions: Array.from({ length: partitions }, () => []),
       keyless: 0,
       appending: Promise.resolve(),
+      pending: [],
     };
     this.#topics.set(name, state);
     return state;
+  }
+
+  async #flush(state: TopicState): Promise<void> {
+    const batch = state.pending.splice(0);
+    try {
+      if (this.#journal) {
+        await this.#journal.append(
+          state.name,
+          batch.flatMap((entry) => (entry.events ?? []).map(toStructured)),
+        );
+      }
+    } catch (error) {
+      for (const entry of batch) entry.reject(error);
+      return;
+    }
+    const now = this.#clock.now();
+    for (const { messages, events, resolve } of batch) {
+      for (const [index, message] of messages.entries()) {
+        this.#append(
+          state,
+          events
+            ? storedFromEvent(events[index]!, now)
+            : {
+                key: message.key,
+                headers: { ...message.headers },
+                value: Uint8Array.from(message.value),
+                timestamp: now,
+              },
+        );
+      }
+      resolve();
+    }
   }
 
   #append(state: TopicState, message: StoredMessage): void {
@@ -557,6 +620,8 @@ class Journal {
   #offsetsDirty = false;
   #offsetsWriting: Promise<void> | undefined;
   #latestGroups: Map<string, GroupState> | undefined;
+  #abandoned = false;
+  #topicsWriting: Promise<void> = Promise.resolve();
 
   constructor(dir: string) {
     this.dir = dir;
@@ -572,6 +637,13 @@ class Journal {
       for (const event of await readEventLogFile(path, { repairTornTail: true }))
         bus.appendFromJournal(name, event);
     }
+    const orphans = (await listEventLogTopics(this.dir)).filter((name) => !topics?.topics[name]);
+    if (orphans.length > 0) {
+      throw new Error(
+        `${join(this.dir, "events")}: ${orphans.map((n) => `${n}.jsonl`).join(", ")} not named in topics.json ` +
+          `(add "<topic>": {"partitions": N} with the partition count it was written with)`,
+      );
+    }
     const offsets = await readJson(join(this.dir, "offsets.json"), OffsetsFileSchema);
     for (const [groupId, byTopic] of Object.entries(offsets?.groups ?? {})) {
       for (const [topic, committed] of Object.entries(byTopic))
@@ -579,17 +651,23 @@ class Journal {
     }
   }
 
-  async writeTopics(topics: Map<string, TopicState>): Promise<void> {
-    const body = {
-      version: 1 as const,
-      topics: Object.fromEntries(
-        [...topics.values()].map((t) => [t.name, { partitions: t.partitions.length }]),
-      ),
-    };
-    await writeFileAtomic(join(this.dir, "topics.json"), `${JSON.stringify(body, null, 2)}\n`);
+  /** serialised, each write taking the map as it is then, so the last write names every topic */
+  writeTopics(topics: Map<string, TopicState>): Promise<void> {
+    const write = this.#topicsWriting.then(async () => {
+      const body = {
+        version: 1 as const,
+        topics: Object.fromEntries(
+          [...topics.values()].map((t) => [t.name, { partitions: t.partitions.length }]),
+        ),
+      };
+      await writeFileAtomic(join(this.dir, "topics.json"), `${JSON.stringify(body, null, 2)}\n`);
+    });
+    this.#topicsWriting = write.catch(() => {});
+    return write;
   }
 
   async append(topic: string, lines: readonly string[]): Promise<void> {
+    if (this.#abandoned) throw new Error("bus crashed: nothing more is written");
     let handle = this.#handles.get(topic);
     if (!handle) {
       handle = await open(eventLogPath(this.dir, topic), "a");
@@ -601,6 +679,7 @@ class Journal {
 
   /** offsets are written in the background, coalesced: losing the latest commits only causes redelivery */
   offsetsChanged(groups: Map<string, GroupState>): void {
+    if (this.#abandoned) return;
     this.#latestGroups = groups;
     this.#offsetsDirty = true;
     if (!this.#offsetsWriting) {
@@ -618,6 +697,15 @@ class Journal {
       this.#offsetsDirty = true;
       await this.#writeOffsetsLoop();
     }
+  }
+
+  /** stops writing offsets (the latest may be lost, as in a crash) and closes the logs */
+  async abandon(): Promise<void> {
+    this.#abandoned = true;
+    this.#offsetsDirty = false;
+    while (this.#offsetsWriting) await this.#offsetsWriting;
+    for (const handle of this.#handles.values()) await handle.close();
+    this.#handles.clear();
   }
 
   async close(groups: Map<string, GroupState>): Promise<void> {

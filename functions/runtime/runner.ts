@@ -4,7 +4,14 @@ import { type Clock, realSleep, type Sleep, systemClock } from "./clock.ts";
 import { parseBinaryMessage, toBinaryMessage } from "./cloudevents.ts";
 import { DeadLetter, DeadLetterReason, deadLetterRecord } from "./dead-letter.ts";
 import type { FunctionDefinition, FunctionDeps, NoServices } from "./define-function.ts";
-import { actionFor, DeadLetterError, ErrorAction, errorMessage, RetryableError } from "./errors.ts";
+import {
+  actionFor,
+  DeadLetterError,
+  ErrorAction,
+  errorMessage,
+  InputError,
+  RetryableError,
+} from "./errors.ts";
 import type { CloudEvent, EmittedEvent, EventDefinition } from "./event-definition.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { createRunnerMetrics, type RunnerMetrics } from "./metrics.ts";
@@ -152,7 +159,7 @@ export class FunctionRunner<Services = NoServices> {
       },
       (error: unknown) => {
         this.#state = "stopped";
-        if (error instanceof DrainInterrupted) return;
+        if (isDrainInterrupted(error)) return;
         this.#logger.error({ err: error }, "consumer stopped with an error");
         throw error;
       },
@@ -195,13 +202,14 @@ export class FunctionRunner<Services = NoServices> {
     }
     const data = definition.data.safeParse(input.data);
     if (!data.success) {
-      const issues = data.error.issues.map((i) => ({
-        path: i.path.map(String).join("."),
-        message: i.message,
-      }));
-      const error = new DeadLetterError(
+      // an InputError keeps every problem with its path in the dead-letter record
+      const error = new InputError(
         "invalid_event_data",
-        `${input.type} ${input.id}: data does not match the schema: ${issues.map((i) => `${i.path || "(root)"}: ${i.message}`).join("; ")}`,
+        data.error.issues.map((i) => ({
+          path: ["data", ...i.path.map(String)].join("."),
+          message: i.message,
+          hint: `make ${input.type} ${input.id} match the event's schema`,
+        })),
       );
       await this.#deadLetter(message, DeadLetterReason.invalidData, error, 0);
       return;
@@ -260,6 +268,7 @@ export class FunctionRunner<Services = NoServices> {
       } catch (error) {
         if (this.#drain.signal.aborted && actionFor(error) === ErrorAction.retry)
           throw new DrainInterrupted();
+        const logger = loggerFor();
         const code = errorCode(error);
         this.metrics.failed.inc({ function: this.fn.name, type: event.type, code });
         if (actionFor(error) !== ErrorAction.retry) {
@@ -476,4 +485,13 @@ function errorCode(error: unknown): string {
 
 function retryAfter(error: unknown): number | undefined {
   return error instanceof RetryableError ? error.retryAfterMs : undefined;
+}
+
+/** a bus adapter may wrap the handler's rejection; look through the cause chain */
+function isDrainInterrupted(error: unknown): boolean {
+  for (let current = error, depth = 0; current !== undefined && depth < 5; depth++) {
+    if (current instanceof DrainInterrupted) return true;
+    current = current instanceof Error ? current.cause : undefined;
+  }
+  return false;
 }

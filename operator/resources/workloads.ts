@@ -16,6 +16,8 @@ import { topicPrefixOf } from "./topics.ts";
 
 export const GPU_RESOURCE = "nvidia.com/gpu";
 export const KAFKA_TLS_DIR = "/etc/questa/kafka-tls";
+export const KAFKA_SASL_DIR = "/etc/questa/kafka-sasl";
+export const S3_CREDENTIALS_DIR = "/etc/questa/s3-credentials";
 export const METRICS_PORT = 9090;
 /** uid/gid of the distroless "nonroot" user the function image runs as */
 export const NON_ROOT_UID = 65532;
@@ -81,29 +83,38 @@ export function functionEnv(
     { name: "QUESTA_TOPIC_PREFIX", value: prefix },
     { name: "QUESTA_CONSUMER_GROUP", value: consumerGroup(prefix, fn) },
     { name: "QUESTA_METRICS_PORT", value: String(METRICS_PORT) },
-    { name: "KAFKA_BROKERS", value: spec.kafka.brokers.join(",") },
-    { name: "AWS_REGION", value: spec.storage.region },
-    { name: "QUESTA_S3_PREFIX", value: spec.storage.prefix },
+    { name: "QUESTA_LOG_LEVEL", value: "info" },
+    // the QUESTA_KAFKA_* variables functions/runtime/kafka-bus.ts reads (kafkaConnectionConfigFromEnv)
+    { name: "QUESTA_KAFKA_BROKERS", value: spec.kafka.brokers.join(",") },
+    { name: "QUESTA_KAFKA_CLIENT_ID", value: `questa-${run.name}-${fn}` },
+    // the QUESTA_S3_* variables functions/runtime/s3-object-store.ts reads (s3StoreConfigFromEnv)
+    { name: "QUESTA_S3_REGION", value: spec.storage.region },
+    { name: "QUESTA_S3_PREFIX", value: keyPrefix(spec.storage.prefix) },
     { name: "HOME", value: "/tmp" },
   ];
   if (spec.storage.bucket !== undefined) env.push({ name: "QUESTA_S3_BUCKET", value: spec.storage.bucket });
   if (spec.storage.endpoint !== undefined)
     env.push({ name: "QUESTA_S3_ENDPOINT", value: spec.storage.endpoint });
   if (spec.storage.forcePathStyle) env.push({ name: "QUESTA_S3_FORCE_PATH_STYLE", value: "true" });
-  const credentials = spec.storage.credentialsSecretRef;
-  if (credentials) {
-    env.push(secretEnv("AWS_ACCESS_KEY_ID", credentials.name, "AWS_ACCESS_KEY_ID"));
-    env.push(secretEnv("AWS_SECRET_ACCESS_KEY", credentials.name, "AWS_SECRET_ACCESS_KEY"));
-  }
+  // credentials are mounted secret files (re-read on rotation), never values in the pod spec
+  if (spec.storage.credentialsSecretRef)
+    env.push({ name: "QUESTA_S3_SECRET_DIR", value: S3_CREDENTIALS_DIR });
   const sasl = spec.kafka.sasl;
   if (sasl) {
-    env.push({ name: "KAFKA_SASL_MECHANISM", value: sasl.mechanism });
-    env.push(secretEnv("KAFKA_SASL_USERNAME", sasl.secretRef.name, "username"));
-    env.push(secretEnv("KAFKA_SASL_PASSWORD", sasl.secretRef.name, "password"));
+    env.push({ name: "QUESTA_KAFKA_SASL_MECHANISM", value: sasl.mechanism });
+    env.push(secretEnv("QUESTA_KAFKA_SASL_USERNAME", sasl.secretRef.name, "username"));
+    env.push({ name: "QUESTA_KAFKA_SASL_PASSWORD_FILE", value: `${KAFKA_SASL_DIR}/password` });
   }
-  if (spec.kafka.tls) env.push({ name: "KAFKA_TLS_DIR", value: KAFKA_TLS_DIR });
+  if (spec.kafka.tls) {
+    env.push({ name: "QUESTA_KAFKA_TLS", value: "true" });
+    env.push({ name: "QUESTA_KAFKA_TLS_CA_FILE", value: `${KAFKA_TLS_DIR}/ca.crt` });
+  }
   return env;
 }
+
+/** the store's key prefix: empty, or a relative path ending in / */
+export const keyPrefix = (prefix: string): string =>
+  prefix === "" || prefix.endsWith("/") ? prefix : `${prefix}/`;
 
 /** A Deployment running one function of the run. */
 export function buildWorkload(
@@ -125,12 +136,14 @@ export function buildWorkload(
     { name: "config", mountPath: CONFIG_MOUNT_DIR, readOnly: true },
     { name: "tmp", mountPath: "/tmp" },
   ];
-  if (spec.kafka.tls) {
-    volumes.push({
-      name: "kafka-tls",
-      secret: { secretName: spec.kafka.tls.secretRef.name, defaultMode: 0o400 },
-    });
-    mounts.push({ name: "kafka-tls", mountPath: KAFKA_TLS_DIR, readOnly: true });
+  const secretVolume = (name: string, secretName: string, path: string) => {
+    volumes.push({ name, secret: { secretName, defaultMode: 0o400 } });
+    mounts.push({ name, mountPath: path, readOnly: true });
+  };
+  if (spec.kafka.tls) secretVolume("kafka-tls", spec.kafka.tls.secretRef.name, KAFKA_TLS_DIR);
+  if (spec.kafka.sasl) secretVolume("kafka-sasl", spec.kafka.sasl.secretRef.name, KAFKA_SASL_DIR);
+  if (spec.storage.credentialsSecretRef) {
+    secretVolume("s3-credentials", spec.storage.credentialsSecretRef.name, S3_CREDENTIALS_DIR);
   }
   const podSpec: Record<string, unknown> = {
     automountServiceAccountToken: false,
@@ -151,6 +164,13 @@ export function buildWorkload(
         args: ["function", fn, "--config", `${CONFIG_MOUNT_DIR}/${CONFIG_FILE}`],
         env: functionEnv(run, spec, fn),
         ports: [{ name: "metrics", containerPort: METRICS_PORT, protocol: "TCP" }],
+        // the function runtime's health server (functions/runtime/health-server.ts)
+        livenessProbe: {
+          httpGet: { path: "/healthz", port: "metrics" },
+          periodSeconds: 20,
+          failureThreshold: 3,
+        },
+        readinessProbe: { httpGet: { path: "/readyz", port: "metrics" }, periodSeconds: 10 },
         resources: resourceRequirements(placement.resources),
         securityContext: {
           allowPrivilegeEscalation: false,

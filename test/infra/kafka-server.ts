@@ -1,5 +1,14 @@
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Kafka, logLevel, Partitioners } from "kafkajs";
@@ -19,7 +28,8 @@ import {
  * jars on Maven Central, on random loopback ports, with a throwaway data directory.
  *
  * Listeners: PLAINTEXT for most tests, SASL_PLAINTEXT with PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512
- * for the authentication tests (one user known to all three mechanisms).
+ * for the authentication tests (one user known to all three mechanisms), and SSL with client
+ * certificates required (a throwaway CA made with openssl at start-up).
  */
 
 /** kafkajs 2.2.4 talks to this line (checked: produce, consume, groups, admin) */
@@ -30,6 +40,13 @@ export interface SaslUser {
   password: string;
 }
 
+/** PEM files of the SSL listener: the CA that signed the broker and a client certificate */
+export interface KafkaTlsFiles {
+  caFile: string;
+  certFile: string;
+  keyFile: string;
+}
+
 export interface RunningKafka {
   version: string;
   /** PLAINTEXT listener, `127.0.0.1:port` */
@@ -37,7 +54,18 @@ export interface RunningKafka {
   /** SASL_PLAINTEXT listener accepting PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 for `saslUser` */
   saslBrokers: string[];
   saslUser: SaslUser;
+  /** SSL listener requiring a client certificate signed by `tls.caFile` */
+  tlsBrokers: string[];
+  tls: KafkaTlsFiles;
   stop(): Promise<void>;
+}
+
+function requireJava(): void {
+  requireTool(
+    "java",
+    ["-version"],
+    "install a Java 17+ runtime (Debian: apt-get install openjdk-17-jre-headless)",
+  );
 }
 
 /** the broker's classpath: every jar of `kafka_2.13` at `version`, fetched once by Maven */
@@ -46,30 +74,35 @@ export async function ensureKafkaJars(version: string = defaultKafkaVersion): Pr
   const libs = join(home, "libs");
   const marker = join(home, ".complete");
   if (existsSync(marker)) return libs;
-  requireTool(
-    "java",
-    ["-version"],
-    "install a Java 17+ runtime (Debian: apt-get install openjdk-17-jre-headless)",
-  );
+  requireJava();
   requireTool("mvn", ["-v"], "install Maven (Debian: apt-get install maven)");
   mkdirSync(home, { recursive: true });
-  rmSync(libs, { recursive: true, force: true });
   writeFileSync(join(home, "pom.xml"), kafkaPom(version));
+  // each run copies into its own folder and renames it into place, so concurrent first runs
+  // (tests and a benchmark, say) never see a half-filled libs folder
+  const staging = `libs-${process.pid}`;
+  rmSync(join(home, staging), { recursive: true, force: true });
   process.stderr.write(`questa test infra: fetching Kafka ${version} jars with Maven into ${libs}...\n`);
   await runLogged(
     "mvn",
-    ["-B", "-q", "dependency:copy-dependencies", "-DoutputDirectory=libs", "-DincludeScope=runtime"],
+    ["-B", "-q", "dependency:copy-dependencies", `-DoutputDirectory=${staging}`, "-DincludeScope=runtime"],
     {
       cwd: home,
-      logFile: join(home, "mvn.log"),
+      logFile: join(home, `mvn-${process.pid}.log`),
       timeoutMs: 15 * 60_000,
       what: `Maven fetch of Kafka ${version}`,
     },
   );
-  if (!readdirSync(libs).some((f) => f.startsWith("kafka_2.13-"))) {
-    throw new Error(`Maven finished but ${libs} has no kafka_2.13 jar; see ${join(home, "mvn.log")}`);
+  if (!readdirSync(join(home, staging)).some((f) => f.startsWith("kafka_2.13-"))) {
+    throw new Error(`Maven finished but ${join(home, staging)} has no kafka_2.13 jar; see ${home}/mvn-*.log`);
   }
-  writeFileSync(marker, `${new Date().toISOString()}\n`);
+  if (existsSync(marker)) {
+    rmSync(join(home, staging), { recursive: true, force: true });
+  } else {
+    rmSync(libs, { recursive: true, force: true });
+    renameSync(join(home, staging), libs);
+    writeFileSync(marker, `${new Date().toISOString()}\n`);
+  }
   return libs;
 }
 
@@ -98,22 +131,30 @@ function randomClusterId(): string {
 function serverProperties(options: {
   brokerPort: number;
   saslPort: number;
+  sslPort: number;
   controllerPort: number;
   dataDir: string;
   user: SaslUser;
+  serverKeystore: string;
+  caFile: string;
 }): string {
-  const { brokerPort, saslPort, controllerPort, dataDir, user } = options;
+  const { brokerPort, saslPort, sslPort, controllerPort, dataDir, user } = options;
   const plainJaas = `org.apache.kafka.common.security.plain.PlainLoginModule required user_${user.username}="${user.password}";`;
   const scramJaas = "org.apache.kafka.common.security.scram.ScramLoginModule required;";
   return [
     "process.roles=broker,controller",
     "node.id=1",
     `controller.quorum.voters=1@127.0.0.1:${controllerPort}`,
-    `listeners=PLAINTEXT://127.0.0.1:${brokerPort},SASL_PLAINTEXT://127.0.0.1:${saslPort},CONTROLLER://127.0.0.1:${controllerPort}`,
-    `advertised.listeners=PLAINTEXT://127.0.0.1:${brokerPort},SASL_PLAINTEXT://127.0.0.1:${saslPort}`,
+    `listeners=PLAINTEXT://127.0.0.1:${brokerPort},SASL_PLAINTEXT://127.0.0.1:${saslPort},SSL://127.0.0.1:${sslPort},CONTROLLER://127.0.0.1:${controllerPort}`,
+    `advertised.listeners=PLAINTEXT://127.0.0.1:${brokerPort},SASL_PLAINTEXT://127.0.0.1:${saslPort},SSL://127.0.0.1:${sslPort}`,
     "controller.listener.names=CONTROLLER",
     "inter.broker.listener.name=PLAINTEXT",
-    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
+    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL,CONTROLLER:PLAINTEXT",
+    "listener.name.ssl.ssl.keystore.type=PEM",
+    `listener.name.ssl.ssl.keystore.location=${options.serverKeystore}`,
+    "listener.name.ssl.ssl.truststore.type=PEM",
+    `listener.name.ssl.ssl.truststore.location=${options.caFile}`,
+    "listener.name.ssl.ssl.client.auth=required",
     "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
     `listener.name.sasl_plaintext.plain.sasl.jaas.config=${plainJaas}`,
     `listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=${scramJaas}`,
@@ -148,16 +189,98 @@ function log4jConfig(logFile: string): string {
   ].join("\n");
 }
 
+/**
+ * A throwaway CA, a broker certificate for 127.0.0.1 and a client certificate, as PEM files.
+ * Returns the broker's keystore (key + chain in one PEM file, as Kafka's PEM keystore wants).
+ */
+async function makeTlsFiles(dir: string): Promise<KafkaTlsFiles & { serverKeystore: string }> {
+  requireTool("openssl", ["version"], "install OpenSSL (Debian: apt-get install openssl)");
+  mkdirSync(dir, { recursive: true });
+  const at = (name: string) => join(dir, name);
+  const openssl = (args: string[], what: string) =>
+    runLogged("openssl", args, { cwd: dir, logFile: at("openssl.log"), timeoutMs: 60_000, what });
+  await openssl(
+    ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=questa-test-ca"].concat([
+      "-keyout",
+      at("ca.key"),
+      "-out",
+      at("ca.pem"),
+    ]),
+    "openssl: test CA",
+  );
+  writeFileSync(at("server.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
+  for (const [name, subject, extensions] of [
+    ["server", "/CN=127.0.0.1", ["-extfile", at("server.ext")]],
+    ["client", "/CN=questa-test-client", []],
+  ] as const) {
+    await openssl(
+      [
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        subject,
+        "-keyout",
+        at(`${name}.key`),
+        "-out",
+        at(`${name}.csr`),
+      ],
+      `openssl: ${name} key`,
+    );
+    await openssl(
+      [
+        "x509",
+        "-req",
+        "-days",
+        "2",
+        "-in",
+        at(`${name}.csr`),
+        "-CA",
+        at("ca.pem"),
+        "-CAkey",
+        at("ca.key"),
+      ].concat(["-CAcreateserial", "-out", at(`${name}.pem`), ...extensions]),
+      `openssl: ${name} certificate`,
+    );
+  }
+  const serverKeystore = at("server-keystore.pem");
+  writeFileSync(
+    serverKeystore,
+    readFileSync(at("server.key"), "utf8") + readFileSync(at("server.pem"), "utf8"),
+  );
+  return { caFile: at("ca.pem"), certFile: at("client.pem"), keyFile: at("client.key"), serverKeystore };
+}
+
 export async function startKafka(options: { version?: string } = {}): Promise<RunningKafka> {
   const version = options.version ?? defaultKafkaVersion;
   const libs = await ensureKafkaJars(version);
+  requireJava();
   const classpath = join(libs, "*");
   const workDir = mkdtempSync(join(tmpdir(), "questa-kafka-"));
   const dataDir = join(workDir, "data");
-  const [brokerPort, saslPort, controllerPort] = [await freePort(), await freePort(), await freePort()];
+  const [brokerPort, saslPort, sslPort, controllerPort] = [
+    await freePort(),
+    await freePort(),
+    await freePort(),
+    await freePort(),
+  ];
   const user: SaslUser = { username: "questa", password: randomBytes(12).toString("hex") };
+  const { serverKeystore, ...tls } = await makeTlsFiles(join(workDir, "tls"));
   const propertiesFile = join(workDir, "server.properties");
-  writeFileSync(propertiesFile, serverProperties({ brokerPort, saslPort, controllerPort, dataDir, user }));
+  writeFileSync(
+    propertiesFile,
+    serverProperties({
+      brokerPort,
+      saslPort,
+      sslPort,
+      controllerPort,
+      dataDir,
+      user,
+      serverKeystore,
+      caFile: tls.caFile,
+    }),
+  );
   const log4jFile = join(workDir, "log4j2.properties");
   writeFileSync(log4jFile, log4jConfig(join(workDir, "server.log")));
   const jvm = [
@@ -211,7 +334,15 @@ export async function startKafka(options: { version?: string } = {}): Promise<Ru
       server,
     });
     await waitUntil(`Kafka ${version} coordinators`, () => warmUp(brokers), { timeoutMs: 120_000, server });
-    return { version, brokers, saslBrokers: [`127.0.0.1:${saslPort}`], saslUser: user, stop };
+    return {
+      version,
+      brokers,
+      saslBrokers: [`127.0.0.1:${saslPort}`],
+      saslUser: user,
+      tlsBrokers: [`127.0.0.1:${sslPort}`],
+      tls,
+      stop,
+    };
   } catch (error) {
     await stop();
     throw error;

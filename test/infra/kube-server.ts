@@ -154,6 +154,12 @@ export async function startKubeTestCluster(
   );
   etcd.stdout?.pipe(log, { end: false });
   etcd.stderr?.pipe(log, { end: false });
+  // if the test process dies without teardown, take the servers with it (no orphans)
+  const killOnExit = () => {
+    apiServer?.kill("SIGKILL");
+    etcd.kill("SIGKILL");
+  };
+  process.once("exit", killOnExit);
 
   let apiServer: ChildProcess | undefined;
   const startApiServer = async () => {
@@ -190,8 +196,10 @@ export async function startKubeTestCluster(
     await waitFor("etcd", async () => (await fetch(`${etcdEndpoint}/health`)).ok, 30_000, etcd);
     await startApiServer();
   } catch (error) {
+    process.removeListener("exit", killOnExit);
     await stopChild(apiServer);
     await stopChild(etcd);
+    log.end();
     throw error;
   }
 
@@ -206,6 +214,7 @@ export async function startKubeTestCluster(
     stopApiServer: async () => stopChild(apiServer),
     startApiServer,
     stop: async () => {
+      process.removeListener("exit", killOnExit);
       await stopChild(apiServer);
       await stopChild(etcd);
       log.end();

@@ -1,21 +1,63 @@
 import { execFile } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
+import { mkdirSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { inject } from "vitest";
 import { systemClock } from "../../functions/runtime/clock.ts";
-import { silentLogger } from "../../functions/runtime/logger.ts";
+import { createLogger, silentLogger } from "../../functions/runtime/logger.ts";
 import { MemoryBus } from "../../functions/runtime/memory-bus.ts";
+import type { ObjectStore } from "../../functions/runtime/object-store.ts";
 import type { KubeApi } from "../../operator/kube-api.ts";
 import { ClientNodeKubeApi, loadKubeConfig } from "../../operator/kube-client.ts";
 import { OperatorMetrics } from "../../operator/metrics.ts";
 import { Operator, type OperatorOptions } from "../../operator/operator.ts";
 import type { ConsumerLagReader } from "../../operator/questatraining-controller.ts";
 import { MemoryTopicAdmin } from "../../operator/topic-admin.ts";
+import { startKubeTestCluster } from "./kube-server.ts";
 
 const run = promisify(execFile);
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const RELEASE = "questa";
+
+/** What a test file needs of the kube-apiserver; `stop` tears down a cluster the file started itself. */
+export interface KubeContext {
+  kubeconfig: string;
+  operatorKubeconfig: string;
+  operatorNamespace: string;
+  binDir: string;
+  etcdEndpoint: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * The shared cluster of test/infra/kube-setup.ts when the vitest project runs it as globalSetup;
+ * otherwise a cluster of this test file's own (a few seconds more, same real servers).
+ */
+export async function kubeContext(): Promise<KubeContext> {
+  const kubeconfig = inject("kubeconfig");
+  if (kubeconfig) {
+    return {
+      kubeconfig,
+      operatorKubeconfig: inject("operatorKubeconfig"),
+      operatorNamespace: inject("operatorNamespace"),
+      binDir: inject("kubeBinDir"),
+      etcdEndpoint: inject("etcdEndpoint"),
+      stop: async () => {},
+    };
+  }
+  const cluster = await startKubeTestCluster();
+  return {
+    kubeconfig: cluster.kubeconfig,
+    operatorKubeconfig: cluster.operatorKubeconfig,
+    operatorNamespace: cluster.operatorNamespace,
+    binDir: cluster.binDir,
+    etcdEndpoint: cluster.etcdEndpoint,
+    stop: () => cluster.stop(),
+  };
+}
 
 export interface CommandResult {
   code: number;
@@ -49,7 +91,37 @@ export async function mustTool(binDir: string, name: string, args: readonly stri
 }
 
 /** `helm upgrade --install` of charts/questa into the operator namespace (idempotent across test files). */
+/** Serialises a section across test files (helm refuses concurrent operations on one release). */
+async function withLock<T>(name: string, body: () => Promise<T>): Promise<T> {
+  const lock = join(tmpdir(), `questa-${name}.lock`);
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    try {
+      mkdirSync(lock);
+      break;
+    } catch {
+      // a lock older than two minutes belongs to a crashed run
+      const since = statSync(lock, { throwIfNoEntry: false })?.mtimeMs ?? Date.now();
+      if (Date.now() > deadline || Date.now() - since > 120_000) {
+        rmSync(lock, { recursive: true, force: true });
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  try {
+    return await body();
+  } finally {
+    rmSync(lock, { recursive: true, force: true });
+  }
+}
+
 export async function installChart(binDir: string, kubeconfig: string, namespace: string): Promise<string> {
+  return await withLock(`helm-${createHash("sha256").update(kubeconfig).digest("hex").slice(0, 12)}`, () =>
+    installChartNow(binDir, kubeconfig, namespace),
+  );
+}
+
+async function installChartNow(binDir: string, kubeconfig: string, namespace: string): Promise<string> {
   return await mustTool(binDir, "helm", [
     "upgrade",
     "--install",
@@ -112,6 +184,7 @@ export function startTestOperator(
   kubeconfig: string,
   options: Partial<OperatorOptions> & { instance: string },
   shared?: { bus: MemoryBus; topics: MemoryTopicAdmin; lag: MemoryLagReader },
+  artifacts?: ObjectStore,
 ): TestOperator {
   const api = new ClientNodeKubeApi(loadKubeConfig({ kubeconfigPath: kubeconfig }), {
     requestTimeoutMs: 5_000,
@@ -121,7 +194,14 @@ export function startTestOperator(
   const lag = shared?.lag ?? new MemoryLagReader();
   const metrics = new OperatorMetrics();
   const operator = new Operator(
-    { api, kafkaFor: () => ({ bus, topics, lag }), clock: systemClock, metrics, log: silentLogger() },
+    {
+      api,
+      kafkaFor: () => ({ bus, topics, lag }),
+      ...(artifacts ? { artifactsFor: () => artifacts } : {}),
+      clock: systemClock,
+      metrics,
+      log: process.env.QUESTA_TEST_LOG ? createLogger({ level: "debug" }) : silentLogger(),
+    },
     {
       defaultImage: "ghcr.io/questa-dev/questa:test",
       defaultKafkaBrokers: ["kafka-0.kafka:9092"],

@@ -356,6 +356,17 @@ export function gradients(b: GraphBuilder, loss: Value, wrt: readonly Value[], s
     const gOut = node.outputs.map((o) => grads.get(o.name));
     if (gOut.every((g) => g === undefined)) continue;
     if (!node.inputs.some((i) => i && needed.has(i.name))) continue;
+    const custom = node.outputs.length === 1 ? b.customGradients.get(node.outputs[0]!) : undefined;
+    if (custom) {
+      const gIn = custom.rule(b, gOut[0]!);
+      custom.inputs.forEach((input, i) => {
+        const g = gIn[i];
+        if (!g || !needed.has(input.name)) return;
+        const prev = grads.get(input.name);
+        grads.set(input.name, prev ? b.add(prev, g) : g);
+      });
+      continue;
+    }
     const rule = RULES[node.op];
     if (!rule) throw new Error(`autodiff: no gradient rule for op ${node.op}`);
     const gIn = rule(b, node, gOut);

@@ -27,6 +27,8 @@ export interface GraphNode {
   readonly attrs: Readonly<Record<string, AttrValue>>;
 }
 
+export type CustomGradientRule = (b: GraphBuilder, gradOutput: Value) => Value[];
+
 export interface Initializer {
   readonly value: Value;
   readonly data: Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array;
@@ -87,6 +89,7 @@ export class GraphBuilder {
   readonly inputs: Value[] = [];
   readonly initializers: Initializer[] = [];
   readonly outputs: Value[] = [];
+  readonly customGradients = new Map<Value, { inputs: readonly Value[]; rule: CustomGradientRule }>();
   readonly floatType: FloatDType;
   #counter = 0;
   readonly #names = new Set<string>();
@@ -111,6 +114,14 @@ export class GraphBuilder {
     if (this.#names.has(name)) throw new Error(`graph value name "${name}" is already used`);
     this.#names.add(name);
     return name;
+  }
+
+  /**
+   * Overrides autodiff for `output`: its gradient flows straight to `inputs` through `rule` instead of
+   * through the nodes that computed it (for composites whose hand-written backward is leaner).
+   */
+  customGradient(output: Value, inputs: readonly Value[], rule: CustomGradientRule): void {
+    this.customGradients.set(output, { inputs, rule });
   }
 
   input(name: string, dtype: DType, shape: readonly Dim[]): Value {

@@ -1,0 +1,144 @@
+import type { ObjectRef } from "../contracts/events.ts";
+import type { QuestATrainingSpec } from "../contracts/questatraining.ts";
+import { saveCheckpoint } from "../model/checkpoint.ts";
+import { createEngine } from "../model/engine.ts";
+import { createRng } from "../model/rng.ts";
+import { charTokenizer, type Tokenizer } from "../model/tokenizer.ts";
+import { Augmenter } from "../questa/augmentation.ts";
+import type { MathRecord } from "../questa/record.ts";
+import { generateSyntheticProblems } from "../questa/synthetic-task.ts";
+import { DeadLetterError } from "../runtime/errors.ts";
+import type { ObjectStore } from "../runtime/object-store.ts";
+import type { EngineSettings } from "./onnx-adapters.ts";
+
+/** easy problems in the warm-start pool; batches are drawn from it */
+const POOL_SIZE = 20_000;
+/** share of warm-start examples shown with a hint, so the policy knows the hinted prompt format */
+const HINTED_SHARE = 0.5;
+
+export interface WarmStartProgress {
+  step: number;
+  steps: number;
+  loss: number;
+  tokenAccuracy: number;
+}
+
+/**
+ * One supervised example: the prompt the policy will see during RL (un-hinted, or hinted with one
+ * of the curriculum's ratios) and, as the target, the rest of the reference solution after the hint.
+ */
+export function warmStartExample(
+  record: MathRecord,
+  augmenter: Augmenter,
+  tokenizer: Tokenizer,
+): { tokens: number[]; lossMask: number[] } {
+  const outcome = augmenter.augment(record);
+  if (outcome.kind !== "augmented" || record.solution === undefined) {
+    throw new DeadLetterError("warm_start_example", `synthetic problem ${record.id} has no usable solution`);
+  }
+  const q = outcome.question;
+  const target = [...record.solution].slice(q.hintChars).join("");
+  const prompt = tokenizer.encode(q.prompt);
+  const completion = tokenizer.encode(target);
+  const bos = tokenizer.bosId === undefined ? [] : [tokenizer.bosId];
+  const eos = tokenizer.eosId === undefined ? [] : [tokenizer.eosId];
+  const tokens = [...bos, ...prompt, ...completion, ...eos];
+  const promptLength = bos.length + prompt.length;
+  return { tokens, lossMask: tokens.map((_, i) => (i >= promptLength ? 1 : 0)) };
+}
+
+/**
+ * Supervised warm start of the built-in policy on easy synthetic problems: afterwards it solves
+ * easy problems and almost never hard ones (QuestA's regime), and has seen the hint format.
+ * Writes the initial checkpoint (weights and tokenizer, no optimiser state) under `folder`.
+ */
+export async function warmStart(options: {
+  spec: QuestATrainingSpec;
+  store: ObjectStore;
+  folder: string;
+  engine: EngineSettings;
+  signal?: AbortSignal;
+  onProgress?: (progress: WarmStartProgress) => void;
+}): Promise<ObjectRef> {
+  const { spec, store, folder } = options;
+  const arch = spec.model.architecture;
+  const warm = spec.model.warmStart;
+  const tokenizer = charTokenizer();
+  const rng = createRng(spec.seed * 7919 + 17);
+  const engine = await createEngine({
+    config: {
+      vocabSize: tokenizer.vocabSize,
+      layers: arch.layers,
+      width: arch.width,
+      heads: arch.heads,
+      kvHeads: arch.kvHeads,
+      mlpWidth: arch.mlpWidth,
+      activation: arch.activation,
+      norm: arch.norm,
+      positions: arch.positions,
+      maxSeqLen: arch.contextLength,
+      tiedEmbeddings: arch.tiedEmbeddings,
+    },
+    rng,
+    tokenizer,
+    executionProvider: options.engine.executionProvider,
+    ...(options.engine.threads > 0 ? { threads: options.engine.threads } : {}),
+  });
+  try {
+    const pool = generateSyntheticProblems({
+      seed: spec.seed * 31 + 5,
+      count: POOL_SIZE,
+      split: "train",
+      difficulty: "easy",
+    });
+    const common = {
+      template: spec.augmentation.template,
+      unit: "chars" as const,
+      minPrefixChars: spec.augmentation.minPrefixChars,
+      requireAnswerInSolution: false,
+    };
+    const unhinted = new Augmenter({ ...common, ratio: 0 });
+    const hinted = spec.augmentation.curriculum
+      .map((s) => s.ratio)
+      .filter((r) => r > 0)
+      .map((ratio) => new Augmenter({ ...common, ratio }));
+    for (let step = 1; step <= warm.steps; step++) {
+      options.signal?.throwIfAborted();
+      const batch = Array.from({ length: warm.batchSize }, () => {
+        const record = pool[Math.floor(rng.next() * pool.length)] as MathRecord;
+        const useHint = hinted.length > 0 && rng.next() < HINTED_SHARE;
+        const augmenter = useHint ? (hinted[Math.floor(rng.next() * hinted.length)] as Augmenter) : unhinted;
+        return warmStartExample(record, augmenter, tokenizer);
+      });
+      const metrics = await engine.supervisedStep(batch, {
+        lr: warm.learningRate,
+        weightDecay: 0,
+        beta1: 0.9,
+        beta2: 0.99,
+        eps: 1e-8,
+        maxGradNorm: 1,
+        microBatchSize: warm.batchSize,
+      });
+      if (step % 100 === 0 || step === warm.steps) {
+        options.onProgress?.({
+          step,
+          steps: warm.steps,
+          loss: metrics.loss,
+          tokenAccuracy: metrics.tokenAccuracy,
+        });
+      }
+    }
+    const { manifestKey } = await saveCheckpoint(store, folder, {
+      config: engine.config,
+      params: engine.getParams(),
+      tokenizerJson: tokenizer.toJSON(),
+      step: 0,
+      metadata: { origin: "warm-start", steps: String(warm.steps) },
+    });
+    const info = await store.head(manifestKey);
+    if (!info) throw new Error(`initial checkpoint manifest ${manifestKey} missing after write`);
+    return { uri: store.uri(manifestKey), key: manifestKey, sha256: info.sha256, size: info.size };
+  } finally {
+    await engine.dispose();
+  }
+}
