@@ -22,7 +22,7 @@ describe("augment config from the QuestATraining spec", () => {
     expect(config).toMatchObject({
       runPrefix: "quickstart",
       groupSize: 8,
-      augmentation: { template: "{problem}\n\n## Hint.{hint}", unit: "chars", minPrefixChars: 10 },
+      augmentation: { template: "{problem}\n\n## Hint.{hint}", unit: "chars", minPrefixChars: 4 },
     });
     expect(config.evaluation.map((source) => source.name)).toEqual([
       "synthetic-hard-eval",

@@ -8,7 +8,7 @@ export const topicPrefixOf = (run: RunRef, kafka: KafkaSpec): string =>
 
 /** logical topic names of every event a run emits (questions, rollouts, checkpoints, ...) */
 export function logicalTopics(): string[] {
-  return [...new Set(ALL_EVENTS.map((event) => event.topic))].sort();
+  return [...new Set(ALL_EVENTS.map((event) => event.topic))].filter((t) => t !== "dead-letter").sort();
 }
 
 /** The run's Kafka topics: one per logical topic of its events, plus the dead-letter topic. */
