@@ -26,7 +26,8 @@ staging_version() { echo "v0.${KUBE_VERSION#1.}"; }
 write_build_module() {
   local staging
   staging="$(staging_version)"
-  cat >"$BUILD/go.mod" <<EOF
+  # written whole to a temp file, then moved: an interrupted run never leaves a half go.mod behind
+  cat >"$BUILD/go.mod.tmp" <<EOF
 module questa.dev/kube-test-servers
 
 go 1.25.0
@@ -34,13 +35,24 @@ go 1.25.0
 require k8s.io/kubernetes v${KUBE_VERSION}
 EOF
   local mods
-  mods="$(go mod download -json "k8s.io/kubernetes@v${KUBE_VERSION}" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')"
+  # outside any module (an empty dir), so no go.mod around us constrains the download
+  local empty
+  empty="$(mktemp -d)"
+  mods="$(cd "$empty" && go mod download -json "k8s.io/kubernetes@v${KUBE_VERSION}" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')"
+  rmdir "$empty"
+  [[ -f "$mods" ]] || { log "could not download k8s.io/kubernetes@v${KUBE_VERSION} from the Go module proxy"; exit 1; }
   {
     echo
     echo "replace ("
     grep -E '^\s*k8s\.io/[a-z0-9-]+ => \./staging/' "$mods" | awk -v v="$staging" '{print "\t" $1 " => " $1 " " v}'
     echo ")"
-  } >>"$BUILD/go.mod"
+  } >>"$BUILD/go.mod.tmp"
+  if ! cmp -s "$BUILD/go.mod.tmp" "$BUILD/go.mod"; then
+    mv "$BUILD/go.mod.tmp" "$BUILD/go.mod"
+    rm -f "$BUILD/go.sum"
+  else
+    rm -f "$BUILD/go.mod.tmp"
+  fi
 }
 
 build_go_binary() {
@@ -54,7 +66,7 @@ build_go_binary() {
     ldflags+=" -X $v.buildDate=1970-01-01T00:00:00Z"
   fi
   log "building $name from $pkg (slow the first time; cached in $BUILD)"
-  [[ -f "$BUILD/go.mod" ]] || write_build_module
+  write_build_module
   (cd "$BUILD" && GOFLAGS="-mod=mod -buildvcs=false ${GOFLAGS:-}" nice -n 10 go build -p "${QUESTA_GO_BUILD_JOBS:-1}" \
     -trimpath -ldflags "$ldflags" -o "$BIN/$name.tmp" "$pkg")
   mv "$BIN/$name.tmp" "$BIN/$name"

@@ -255,4 +255,43 @@ describe("augment function input errors", () => {
       /datasets\.train\[0\]: openr1 has no usable records in 2 rows \(line 1: not JSON/,
     );
   });
+
+  it("emits the next pass, reshuffled, once most of a pass came back, and stops when the run ends", async () => {
+    const { deps } = await setup();
+    const questions = data(await augmentFunction.handle(started(), deps));
+    const answered = async (questionId: string, epoch: number) =>
+      data(
+        await augmentFunction.handle(
+          cloudEvent(RolloutGroup, {
+            ...probeGroup(questionId, 0, 1).data,
+            purpose: "train" as const,
+            epoch,
+          }),
+          deps,
+        ),
+      );
+    // both probes decided as kept; epoch 0 is their training questions
+    const kept = [];
+    for (const q of questions)
+      kept.push(...data(await augmentFunction.handle(probeGroup(q.questionId, 0, 2), deps)));
+    expect(kept.map((q) => [q.purpose, q.epoch])).toEqual([
+      ["train", 0],
+      ["train", 0],
+    ]);
+    // ceil(2 * 0.75) = 2 answers complete pass 0
+    expect(await answered(kept[0]?.questionId ?? "", 0)).toEqual([]);
+    const pass1 = await answered(kept[1]?.questionId ?? "", 0);
+    expect(pass1.map((q) => [q.purpose, q.epoch]).sort()).toEqual([
+      ["train", 1],
+      ["train", 1],
+    ]);
+    // a late answer of pass 0 does not start another pass
+    expect(await answered(kept[0]?.questionId ?? "", 0)).toEqual([]);
+    await augmentFunction.handle(
+      cloudEvent(RunStatus, { run: "demo", kind: "finished", step: 9, stage: 0, hintRatio: 0.5 }),
+      deps,
+    );
+    expect(await answered(kept[0]?.questionId ?? "", 1)).toEqual([]);
+    expect(await answered(kept[1]?.questionId ?? "", 1)).toEqual([]);
+  });
 });

@@ -29,6 +29,14 @@ import type { EmittedEvent } from "../runtime/event-definition.ts";
 import type { ObjectStore } from "../runtime/object-store.ts";
 import { sha256Hex } from "../runtime/sha256.ts";
 import { loadDatasetSource, type OpenDataset, storeDatasetOpener } from "./dataset-source.ts";
+import {
+  type EpochProgress,
+  KeyedMutex,
+  nextEpochDue,
+  readProgress,
+  shuffleForEpoch,
+  writeProgress,
+} from "./epochs.ts";
 import type { AugmentConfig, AugmentedLine, AugmentManifest, Rejection } from "./schema.ts";
 import { readStageManifest, readStageQuestions, stagePrefix, writeStageShards } from "./shard-writer.ts";
 
@@ -49,6 +57,10 @@ export const augmentFunction = defineFunction({
   emits: [QuestionAugmented],
   handle: async (event, deps: AugmentDeps): Promise<EmittedEvent<unknown>[]> => {
     if (isEvent(event, RunStatus)) {
+      if (event.data.kind === "finished" || event.data.kind === "failed") {
+        await updateProgress(deps, (p) => (p ? { ...p, finished: true } : p));
+        return [];
+      }
       return event.data.kind === "started" ? startStage(event.data.stage, deps) : [];
     }
     if (isEvent(event, CurriculumStageChanged)) return startStage(event.data.toStage, deps);
@@ -58,6 +70,9 @@ export const augmentFunction = defineFunction({
         { questionId, stage, samples: rewards.length, passes: passCount, policyVersion },
         deps,
       );
+    }
+    if (isEvent(event, RolloutGroup) && event.data.purpose === "train") {
+      return trainAnswered(event.data.stage, event.data.epoch, deps);
     }
     return [];
   },
@@ -75,14 +90,25 @@ export async function startStage(
     "augmented stage ready",
   );
   const hardFilter = config.augmentation.hardFilter;
+  const decisionList = hardFilter.enabled ? await journalOf(deps.store, config, stage).all() : [];
+  const progress = await updateProgress(deps, (p) =>
+    p && p.stage >= stage
+      ? p
+      : {
+          stage,
+          epoch: 0,
+          questions: questions.length,
+          decided: decisionList.length,
+          kept: decisionList.filter((d) => d.keep).length,
+          answered: 0,
+          finished: p?.finished ?? false,
+        },
+  );
+  if (progress && progress.stage > stage) return []; // a later stage has begun: this one is over
+  if (progress && progress.epoch > 0) return []; // later passes are emitted by trainAnswered
   if (!hardFilter.enabled)
     return questions.map((line) => questionEvent(deps.run, line, "train", config.groupSize));
-  const decisions = new Map(
-    (await journalOf(deps.store, config, stage).all()).map((decision) => [
-      decision.questionId,
-      decision.keep,
-    ]),
-  );
+  const decisions = new Map(decisionList.map((decision) => [decision.questionId, decision.keep]));
   const events: EmittedEvent<QuestionAugmentedData>[] = [];
   for (const line of questions) {
     const keep = decisions.get(line.questionId);
@@ -108,6 +134,13 @@ export async function probeAnswered(
     config.augmentation.hardFilter,
   );
   deps.logger.debug({ ...feedback, verdict: decision.verdict, created }, "hard-filter decision");
+  if (created) {
+    await updateProgress(deps, (p) =>
+      p && p.stage === feedback.stage
+        ? { ...p, decided: p.decided + 1, kept: p.kept + (decision.keep ? 1 : 0) }
+        : p,
+    );
+  }
   if (!decision.keep) return [];
   const line = (await stageSet(feedback.stage, deps)).byId.get(feedback.questionId);
   if (line === undefined) {
@@ -338,4 +371,55 @@ export function questionEvent(
     `${QuestionAugmented.type}\n${run}\n${line.questionId}\n${line.stage}\n${purpose}\n${epoch}`,
   ).slice(0, 32);
   return emit(QuestionAugmented, data, `${line.questionId}:${line.stage}`, id);
+}
+
+const progressLocks = new KeyedMutex();
+
+/** read-modify-write of the epoch progress, serialised per run within the process */
+async function updateProgress(
+  deps: AugmentDeps,
+  change: (progress: EpochProgress | undefined) => EpochProgress | undefined,
+): Promise<EpochProgress | undefined> {
+  const { runPrefix } = deps.services.config;
+  return progressLocks.run(runPrefix, async () => {
+    const current = await readProgress(deps.store, runPrefix);
+    const next = change(current);
+    if (next !== undefined && next !== current) await writeProgress(deps.store, runPrefix, next);
+    return next;
+  });
+}
+
+/**
+ * A training group came back: count it against its pass, and once the pass is mostly answered
+ * emit the next one (the kept questions of the current stage, reshuffled).
+ */
+export async function trainAnswered(
+  stage: number,
+  epoch: number,
+  deps: AugmentDeps,
+): Promise<EmittedEvent<QuestionAugmentedData>[]> {
+  const { config } = deps.services;
+  const hardFilterEnabled = config.augmentation.hardFilter.enabled;
+  let emitEpoch: number | undefined;
+  await updateProgress(deps, (p) => {
+    if (!p || p.stage !== stage || p.epoch !== epoch || p.finished) return p;
+    const next = { ...p, answered: p.answered + 1 };
+    if (!nextEpochDue(next, hardFilterEnabled)) return next;
+    emitEpoch = p.epoch + 1;
+    return { ...next, epoch: p.epoch + 1, answered: 0 };
+  });
+  if (emitEpoch === undefined) return [];
+  const { questions } = await stageSet(stage, deps);
+  let lines = questions;
+  if (hardFilterEnabled) {
+    const kept = new Set(
+      (await journalOf(deps.store, config, stage).all()).filter((d) => d.keep).map((d) => d.questionId),
+    );
+    lines = questions.filter((line) => kept.has(line.questionId));
+  }
+  deps.logger.info({ stage, epoch: emitEpoch, questions: lines.length }, "next pass over the training set");
+  const epochNumber = emitEpoch;
+  return shuffleForEpoch(lines, deps.run, stage, epochNumber).map((line) =>
+    questionEvent(deps.run, line, "train", config.groupSize, epochNumber),
+  );
 }
