@@ -94,6 +94,28 @@ const samples: Record<string, unknown> = {
     reason: "entropy",
     entropy: 0.35,
   },
+  "dev.questa.dead.letter.v1": {
+    function: "learn",
+    group: "questa.demo.learn",
+    reason: "invalid-data",
+    attempts: 0,
+    time: "2026-01-01T00:00:00Z",
+    message: {
+      topic: "questa.demo.rollouts",
+      partition: 0,
+      offset: "42",
+      key: "q1",
+      headers: { ce_type: "dev.questa.rollout.group.v1" },
+      value: { encoding: "utf8", data: '{"run":"demo"}' },
+      timestamp: 1767225600000,
+    },
+    error: {
+      code: "invalid_data",
+      message: "data.questionId: required",
+      action: "dead-letter",
+      issues: [{ path: "data.questionId", message: "required" }],
+    },
+  },
 };
 
 const buses: KafkaBus[] = [];

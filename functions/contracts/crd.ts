@@ -103,7 +103,7 @@ export function questaTrainingCrd(): JsonSchema {
                   description: "APIVersion of this representation of the object",
                 },
                 kind: { type: "string", description: "Kind of this object" },
-                metadata: { type: "object", description: "standard object metadata" },
+                metadata: { type: "object" },
                 spec,
                 status,
               },

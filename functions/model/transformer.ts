@@ -70,21 +70,20 @@ const GELU_C = Math.sqrt(2 / Math.PI);
 const GELU_A = 0.044715;
 
 /**
- * tanh-approximated GELU (Erf has no float64 kernel for grad checks) with a hand-written backward:
- * gelu'(x) = 0.5(1+t) + 0.5x(1-t^2)(c + 3ac x^2), t = tanh(c(x + a x^3)), reusing t, x^2 and 0.5x.
- * About half the element-wise passes of differentiating the primitives.
+ * tanh-approximated GELU (Erf has no float64 kernel for grad checks), written as x·sigmoid(z) with
+ * z = 2c(x + a x³) and a hand-written backward that reuses the forward's values and needs no
+ * scalar broadcasts: gelu'(x) = s + (y − y·s)·z', z' = 2c + 6ca x² = q + 2p (p = 2ca x², q = p + 2c).
+ * 13 element-wise passes instead of ~30 for differentiating the primitives.
  */
 function gelu(b: GraphBuilder, x: Value): Value {
-  const x2 = b.mul(x, x);
-  const inner = b.mul(x, b.add(b.scalar(GELU_C), b.mul(b.scalar(GELU_C * GELU_A), x2)));
-  const t = b.tanh(inner);
-  const onePlusT = b.add(b.scalar(1), t);
-  const halfX = b.mul(b.scalar(0.5), x);
-  const y = b.mul(halfX, onePlusT);
+  const p = b.mul(b.mul(x, x), b.scalar(2 * GELU_C * GELU_A));
+  const q = b.add(p, b.scalar(2 * GELU_C));
+  const s = b.sigmoid(b.mul(x, q));
+  const y = b.mul(x, s);
   b.customGradient(y, [x], (bb, g) => {
-    const oneMinusT2 = bb.sub(bb.scalar(1), bb.mul(t, t));
-    const slope = bb.add(bb.scalar(GELU_C), bb.mul(bb.scalar(3 * GELU_C * GELU_A), x2));
-    const dydx = bb.add(bb.mul(bb.scalar(0.5), onePlusT), bb.mul(bb.mul(halfX, oneMinusT2), slope));
+    const dz = bb.add(q, bb.add(p, p));
+    const ys = bb.mul(y, s);
+    const dydx = bb.add(s, bb.mul(bb.sub(y, ys), dz));
     return [bb.mul(g, dydx)];
   });
   return y;
