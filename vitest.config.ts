@@ -27,7 +27,7 @@ export default defineConfig({
         test: {
           name: "integration",
           include: ["test/**/*.test.ts"],
-          globalSetup: ["test/infra/kafka-s3-setup.ts"],
+          globalSetup: ["test/infra/kafka-s3-setup.ts", "test/infra/kube-setup.ts"],
         },
       },
     ],

@@ -42,13 +42,35 @@ export function toStructural(schema: unknown): unknown {
   return out;
 }
 
+/**
+ * The API server checks each default against the CEL rules as written, without filling in the
+ * nested defaults first, so an object's `default: {}` must be spelled out in full: the value the
+ * zod schema produces for it.
+ */
+export function expandObjectDefaults(schema: JsonSchema, parsed: unknown): JsonSchema {
+  const out: JsonSchema = { ...schema };
+  const isObject = (v: unknown): v is Record<string, unknown> =>
+    v !== null && typeof v === "object" && !Array.isArray(v);
+  if (isObject(out.default) && isObject(parsed)) out.default = parsed;
+  const properties = out.properties as Record<string, JsonSchema> | undefined;
+  if (properties && isObject(parsed)) {
+    out.properties = Object.fromEntries(
+      Object.entries(properties).map(([key, child]) => [key, expandObjectDefaults(child, parsed[key])]),
+    );
+  }
+  return out;
+}
+
 function openApi(schema: z.ZodType): JsonSchema {
   return toStructural(z.toJSONSchema(schema, { io: "input", target: "openapi-3.0" })) as JsonSchema;
 }
 
 /** The QuestATraining CustomResourceDefinition, generated from the zod schema. */
 export function questaTrainingCrd(): JsonSchema {
-  const spec = openApi(QuestATrainingSpecSchema);
+  const defaults = QuestATrainingSpecSchema.parse({
+    datasets: { train: [{ name: "defaults", synthetic: {} }] },
+  });
+  const spec = expandObjectDefaults(openApi(QuestATrainingSpecSchema), defaults);
   const status = openApi(QuestATrainingStatusSchema);
   return {
     apiVersion: "apiextensions.k8s.io/v1",

@@ -12,7 +12,7 @@ function json(value: unknown): string {
 /** Every generated file, path relative to the repository root -> content. */
 export function generatedFiles(): Map<string, string> {
   const files = new Map<string, string>();
-  const crdYaml = stringify(questaTrainingCrd(), { lineWidth: 0 });
+  const crdYaml = stringify(questaTrainingCrd(), { lineWidth: 0, aliasDuplicateObjects: false });
   files.set("manifests/crds/questatrainings.yaml", HEADER + crdYaml);
   // the chart renders the same CRD under templates/ so `helm upgrade` updates it (crds/ is install-only)
   files.set(
