@@ -10,6 +10,10 @@ export const runCrd: CommandRun = async (args, io) => {
     return 2;
   }
   const crd = questaTrainingCrd();
-  io.stdout(args.includes("--json") ? `${JSON.stringify(crd, null, 2)}\n` : stringify(crd, { lineWidth: 0, aliasDuplicateObjects: false }));
+  io.stdout(
+    args.includes("--json")
+      ? `${JSON.stringify(crd, null, 2)}\n`
+      : stringify(crd, { lineWidth: 0, aliasDuplicateObjects: false }),
+  );
   return 0;
 };

@@ -2,6 +2,10 @@ import { type CliIO, type Command, processIO } from "./io.ts";
 
 /** Every `questa` subcommand; each module is loaded only when its command runs. */
 const commands: Record<string, Command> = {
+  run: {
+    summary: "run a QuestA training in this process: questa run FILE [--baseline] [--seed N]",
+    load: async () => (await import("./run-command.ts")).runRun,
+  },
   validate: {
     summary: "validate QuestATraining files: questa validate FILE...",
     load: async () => (await import("./validate-command.ts")).runValidate,

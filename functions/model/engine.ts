@@ -30,6 +30,7 @@ import {
 import { decayMask, initParams, type ParamLayout, paramLayout } from "./params.ts";
 import type { Rng } from "./rng.ts";
 import { type SamplingOptions, sampleToken } from "./sampler.ts";
+import { type Lease, SessionCache } from "./session-cache.ts";
 import { loadTokenizer, type Tokenizer } from "./tokenizer.ts";
 import {
   buildApplyGraph,
@@ -56,6 +57,8 @@ export interface EngineOptions {
   readonly tokenizer?: Tokenizer;
   /** sequence-length buckets for train and scoring graphs; defaults to multiples of 16/32/64 up to maxSeqLen */
   readonly lengthBuckets?: readonly number[];
+  /** compiled graphs kept (least recently used released first); default 24 */
+  readonly maxCachedGraphs?: number;
 }
 
 export interface GenerateRequest {
@@ -119,7 +122,7 @@ export class PolicyEngine {
   readonly tokenizer: Tokenizer | undefined;
   readonly #backend: BackendOptions;
   readonly #buckets: number[];
-  readonly #sessions = new Map<string, Promise<GraphSession>>();
+  readonly #sessions: SessionCache;
   readonly #decayMask: Float32Array;
   #params: Float32Array;
   #m: Float32Array;
@@ -152,6 +155,7 @@ export class PolicyEngine {
     this.#v = state?.v ?? new Float32Array(this.layout.total);
     this.#step = state?.step ?? 0;
     this.#decayMask = decayMask(this.layout);
+    this.#sessions = new SessionCache(opts.maxCachedGraphs ?? 24);
     this.#backend = {
       executionProvider: opts.executionProvider ?? "cpu",
       threads: opts.threads ?? defaultThreads(),
@@ -216,22 +220,24 @@ export class PolicyEngine {
 
   async dispose(): Promise<void> {
     this.#disposed = true;
-    const sessions = [...this.#sessions.values()];
-    this.#sessions.clear();
-    for (const s of sessions) await (await s).release();
+    await this.#sessions.clear();
   }
 
   // ------------------------------------------------------------------ sessions
 
-  #session(key: string, build: () => GraphBuilder): Promise<GraphSession> {
+  #session(key: string, build: () => GraphBuilder): Promise<Lease> {
     if (this.#disposed) throw new Error("PolicyEngine used after dispose()");
-    let s = this.#sessions.get(key);
-    if (!s) {
-      s = GraphSession.create(toOnnxModel(build(), key), this.#backend);
-      this.#sessions.set(key, s);
-      s.catch(() => this.#sessions.delete(key));
+    return this.#sessions.acquire(key, () => GraphSession.create(toOnnxModel(build(), key), this.#backend));
+  }
+
+  /** runs one graph once, holding its session only for the run */
+  async #runOnce(key: string, build: () => GraphBuilder, feeds: Record<string, HostTensor>) {
+    const lease = await this.#session(key, build);
+    try {
+      return await lease.session.run(feeds);
+    } finally {
+      lease.release();
     }
-    return s;
   }
 
   #inferenceParamFeeds(): Record<string, HostTensor> {
@@ -350,16 +356,17 @@ export class PolicyEngine {
     );
     const paramFeeds = this.#inferenceParamFeeds();
     for (const chunk of chunks) {
-      const session = await this.#session(`score:B${chunk.batch}:T${chunk.length}`, () =>
-        buildScoreGraph(this.config, chunk.batch, chunk.length),
+      const out = await this.#runOnce(
+        `score:B${chunk.batch}:T${chunk.length}`,
+        () => buildScoreGraph(this.config, chunk.batch, chunk.length),
+        {
+          ...paramFeeds,
+          ...this.#packIds(
+            scorable.map(({ s }) => s),
+            chunk,
+          ),
+        },
       );
-      const out = await session.run({
-        ...paramFeeds,
-        ...this.#packIds(
-          scorable.map(({ s }) => s),
-          chunk,
-        ),
-      });
       const logp = out.logp!.data as Float32Array;
       const entropy = out.entropy!.data as Float32Array;
       chunk.rows.forEach((r, b) => {
@@ -391,10 +398,11 @@ export class PolicyEngine {
     );
     const paramFeeds = this.#inferenceParamFeeds();
     for (const chunk of chunks) {
-      const session = await this.#session(`score-logits:B${chunk.batch}:T${chunk.length}`, () =>
-        buildScoreGraph(this.config, chunk.batch, chunk.length, "float32", true),
+      const out = await this.#runOnce(
+        `score-logits:B${chunk.batch}:T${chunk.length}`,
+        () => buildScoreGraph(this.config, chunk.batch, chunk.length, "float32", true),
+        { ...paramFeeds, ...this.#packIds(padded, chunk) },
       );
-      const out = await session.run({ ...paramFeeds, ...this.#packIds(padded, chunk) });
       const logits = out.logits!.data as Float32Array;
       chunk.rows.forEach((r, b) => {
         const n = sequences[r]!.length;
@@ -409,14 +417,13 @@ export class PolicyEngine {
   async nextTokenLogits(sequences: readonly (readonly number[])[]): Promise<Float32Array[]> {
     const issues = this.#checkTokens(sequences, "sequences", 1);
     if (issues.length > 0) throw new InputError("engine.invalid_sequences", issues);
-    const session = await this.#session("prefill", () => buildGenerateGraph(this.config, false));
     const V = this.config.vocabSize;
     const out: Float32Array[] = [];
     for (const seq of sequences) {
       const T = seq.length;
       const mask = new Float32Array(T * T).fill(NEG_INF);
       for (let t = 0; t < T; t++) mask.fill(0, t * T, t * T + t + 1);
-      const r = await session.run({
+      const r = await this.#runOnce("prefill", () => buildGenerateGraph(this.config, false), {
         ...this.#inferenceParamFeeds(),
         tokens: { dtype: "int64", data: BigInt64Array.from(seq.map(BigInt)), dims: [1, T] },
         positions: { dtype: "int64", data: BigInt64Array.from(seq.map((_, i) => BigInt(i))), dims: [1, T] },
@@ -597,7 +604,6 @@ export class PolicyEngine {
     for (const chunk of chunks) {
       const fullSpec: TrainGraphSpec = { ...spec, batch: chunk.batch, length: chunk.length, mode };
       const key = `train:${spec.loss}:kl${Number(spec.klToReference)}:ent${Number(spec.entropyBonus)}:${mode}:B${chunk.batch}:T${chunk.length}`;
-      const session = await this.#session(key, () => buildTrainGraph(this.config, fullSpec));
       const feeds: Record<string, HostTensor> = {
         params,
         ...this.#packIds(tokens, chunk),
@@ -606,7 +612,7 @@ export class PolicyEngine {
         ...lossFeeds(chunk),
         ...(mode === "fused" ? optimizerFeeds : {}),
       };
-      const out = await session.run(feeds);
+      const out = await this.#runOnce(key, () => buildTrainGraph(this.config, fullSpec), feeds);
       loss += (out.loss!.data as Float32Array)[0]!;
       for (const name of TRAIN_METRIC_SUMS[spec.loss])
         sums[name] = (sums[name] ?? 0) + (out[name]!.data as Float32Array)[0]!;
@@ -618,8 +624,7 @@ export class PolicyEngine {
       }
     }
     if (!applied) {
-      const session = await this.#session("apply", () => buildApplyGraph(this.config));
-      applied = await session.run({
+      applied = await this.#runOnce("apply", () => buildApplyGraph(this.config), {
         params,
         grad: { dtype: "float32", data: accumulated!, dims: [n] },
         ...optimizerFeeds,
@@ -696,8 +701,7 @@ export class PolicyEngine {
         for (let s = pad; s <= t; s++) mask[(b * Lp + t) * Lp + s] = 0;
       }
     });
-    const prefill = await this.#session("prefill", () => buildGenerateGraph(this.config, false));
-    let out = await prefill.run({
+    let out = await this.#runOnce("prefill", () => buildGenerateGraph(this.config, false), {
       ...paramFeeds,
       tokens: { dtype: "int64", data: tokens, dims: [B0, Lp] },
       positions: { dtype: "int64", data: positions, dims: [B0, Lp] },
@@ -722,91 +726,95 @@ export class PolicyEngine {
     }));
     const results: (Generation | undefined)[] = new Array(B0);
     const decode = await this.#session("decode", () => buildGenerateGraph(this.config, true));
-
-    // the host-owned cache: C slots per row, prompt entries copied once, one slot written per step
-    const capacity = Lp + req.maxNewTokens;
-    const cacheK: Float32Array[] = [];
-    const cacheV: Float32Array[] = [];
-    for (let l = 0; l < layers; l++) {
-      const k = out[`new_k.${l}`]!.data as Float32Array;
-      const v = out[`new_v.${l}`]!.data as Float32Array;
-      const ck = new Float32Array(B0 * kv * hd * capacity);
-      const cv = new Float32Array(B0 * kv * capacity * hd);
-      for (let r = 0; r < B0 * kv * hd; r++) ck.set(k.subarray(r * Lp, (r + 1) * Lp), r * capacity);
-      for (let r = 0; r < B0 * kv; r++) cv.set(v.subarray(r * Lp * hd, (r + 1) * Lp * hd), r * capacity * hd);
-      cacheK.push(ck);
-      cacheV.push(cv);
-    }
-    let filled = Lp;
-
-    for (;;) {
-      const logits = out.logits!.data as Float32Array;
-      const keep: number[] = [];
-      rows.forEach((row, b) => {
-        const s = sampleToken(logits, b * vocabSize, vocabSize, sampling, req.rng);
-        row.tokens.push(s.token);
-        row.logProbs.push(s.logProb);
-        let finish: FinishReason | undefined;
-        if (stopTokens.has(s.token)) finish = "stop";
-        if (!finish && stopStrings.length > 0 && this.tokenizer) {
-          const before = row.text.length;
-          row.text = this.tokenizer.decode(row.tokens);
-          const from = (stop: string) => Math.max(0, before - stop.length);
-          if (stopStrings.some((stop) => row.text.indexOf(stop, from(stop)) >= 0)) finish = "stop";
-        }
-        if (
-          !finish &&
-          (row.tokens.length >= req.maxNewTokens ||
-            row.promptLength + row.tokens.length >= this.config.maxSeqLen)
-        ) {
-          finish = "length";
-        }
-        if (finish) {
-          results[row.index] = {
-            tokens: row.tokens,
-            logProbs: row.logProbs,
-            finishReason: finish,
-            text: this.tokenizer ? this.tokenizer.decode(row.tokens) : undefined,
-          };
-        } else keep.push(b);
-      });
-      if (keep.length === 0) break;
-
-      // finished rows leave the batch
-      const rowSize = kv * hd * capacity;
-      for (let l = 0; l < layers; l++) {
-        cacheK[l] = selectRows(cacheK[l]!, keep, rowSize, rows.length);
-        cacheV[l] = selectRows(cacheV[l]!, keep, rowSize, rows.length);
-      }
-      rows = keep.map((b) => rows[b]!);
-      const Bk = rows.length;
-      const feeds: Record<string, HostTensor> = { ...paramFeeds };
-      for (let l = 0; l < layers; l++) {
-        feeds[`past_k.${l}`] = { dtype: "float32", data: cacheK[l]!, dims: [Bk, kv, hd, capacity] };
-        feeds[`past_v.${l}`] = { dtype: "float32", data: cacheV[l]!, dims: [Bk, kv, capacity, hd] };
-      }
-      const stepTokens = new BigInt64Array(Bk);
-      const stepPositions = new BigInt64Array(Bk);
-      const stepMask = new Float32Array(Bk * capacity).fill(NEG_INF);
-      rows.forEach((row, b) => {
-        stepTokens[b] = BigInt(row.tokens[row.tokens.length - 1]!);
-        stepPositions[b] = BigInt(row.promptLength + row.tokens.length - 1);
-        stepMask.fill(0, b * capacity + row.pad, b * capacity + filled);
-      });
-      feeds.tokens = { dtype: "int64", data: stepTokens, dims: [Bk, 1] };
-      feeds.positions = { dtype: "int64", data: stepPositions, dims: [Bk, 1] };
-      feeds.mask = { dtype: "float32", data: stepMask, dims: [Bk, 1, capacity] };
-      out = await decode.run(feeds);
+    try {
+      // the host-owned cache: C slots per row, prompt entries copied once, one slot written per step
+      const capacity = Lp + req.maxNewTokens;
+      const cacheK: Float32Array[] = [];
+      const cacheV: Float32Array[] = [];
       for (let l = 0; l < layers; l++) {
         const k = out[`new_k.${l}`]!.data as Float32Array;
         const v = out[`new_v.${l}`]!.data as Float32Array;
-        const ck = cacheK[l]!;
-        const cv = cacheV[l]!;
-        for (let r = 0; r < Bk * kv * hd; r++) ck[r * capacity + filled] = k[r]!;
-        for (let r = 0; r < Bk * kv; r++)
-          cv.set(v.subarray(r * hd, (r + 1) * hd), (r * capacity + filled) * hd);
+        const ck = new Float32Array(B0 * kv * hd * capacity);
+        const cv = new Float32Array(B0 * kv * capacity * hd);
+        for (let r = 0; r < B0 * kv * hd; r++) ck.set(k.subarray(r * Lp, (r + 1) * Lp), r * capacity);
+        for (let r = 0; r < B0 * kv; r++)
+          cv.set(v.subarray(r * Lp * hd, (r + 1) * Lp * hd), r * capacity * hd);
+        cacheK.push(ck);
+        cacheV.push(cv);
       }
-      filled++;
+      let filled = Lp;
+
+      for (;;) {
+        const logits = out.logits!.data as Float32Array;
+        const keep: number[] = [];
+        rows.forEach((row, b) => {
+          const s = sampleToken(logits, b * vocabSize, vocabSize, sampling, req.rng);
+          row.tokens.push(s.token);
+          row.logProbs.push(s.logProb);
+          let finish: FinishReason | undefined;
+          if (stopTokens.has(s.token)) finish = "stop";
+          if (!finish && stopStrings.length > 0 && this.tokenizer) {
+            const before = row.text.length;
+            row.text = this.tokenizer.decode(row.tokens);
+            const from = (stop: string) => Math.max(0, before - stop.length);
+            if (stopStrings.some((stop) => row.text.indexOf(stop, from(stop)) >= 0)) finish = "stop";
+          }
+          if (
+            !finish &&
+            (row.tokens.length >= req.maxNewTokens ||
+              row.promptLength + row.tokens.length >= this.config.maxSeqLen)
+          ) {
+            finish = "length";
+          }
+          if (finish) {
+            results[row.index] = {
+              tokens: row.tokens,
+              logProbs: row.logProbs,
+              finishReason: finish,
+              text: this.tokenizer ? this.tokenizer.decode(row.tokens) : undefined,
+            };
+          } else keep.push(b);
+        });
+        if (keep.length === 0) break;
+
+        // finished rows leave the batch
+        const rowSize = kv * hd * capacity;
+        for (let l = 0; l < layers; l++) {
+          cacheK[l] = selectRows(cacheK[l]!, keep, rowSize, rows.length);
+          cacheV[l] = selectRows(cacheV[l]!, keep, rowSize, rows.length);
+        }
+        rows = keep.map((b) => rows[b]!);
+        const Bk = rows.length;
+        const feeds: Record<string, HostTensor> = { ...paramFeeds };
+        for (let l = 0; l < layers; l++) {
+          feeds[`past_k.${l}`] = { dtype: "float32", data: cacheK[l]!, dims: [Bk, kv, hd, capacity] };
+          feeds[`past_v.${l}`] = { dtype: "float32", data: cacheV[l]!, dims: [Bk, kv, capacity, hd] };
+        }
+        const stepTokens = new BigInt64Array(Bk);
+        const stepPositions = new BigInt64Array(Bk);
+        const stepMask = new Float32Array(Bk * capacity).fill(NEG_INF);
+        rows.forEach((row, b) => {
+          stepTokens[b] = BigInt(row.tokens[row.tokens.length - 1]!);
+          stepPositions[b] = BigInt(row.promptLength + row.tokens.length - 1);
+          stepMask.fill(0, b * capacity + row.pad, b * capacity + filled);
+        });
+        feeds.tokens = { dtype: "int64", data: stepTokens, dims: [Bk, 1] };
+        feeds.positions = { dtype: "int64", data: stepPositions, dims: [Bk, 1] };
+        feeds.mask = { dtype: "float32", data: stepMask, dims: [Bk, 1, capacity] };
+        out = await decode.session.run(feeds);
+        for (let l = 0; l < layers; l++) {
+          const k = out[`new_k.${l}`]!.data as Float32Array;
+          const v = out[`new_v.${l}`]!.data as Float32Array;
+          const ck = cacheK[l]!;
+          const cv = cacheV[l]!;
+          for (let r = 0; r < Bk * kv * hd; r++) ck[r * capacity + filled] = k[r]!;
+          for (let r = 0; r < Bk * kv; r++)
+            cv.set(v.subarray(r * hd, (r + 1) * hd), (r * capacity + filled) * hd);
+        }
+        filled++;
+      }
+    } finally {
+      decode.release();
     }
     return results.map((r) => r!);
   }

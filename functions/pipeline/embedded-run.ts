@@ -32,8 +32,8 @@ import { MemoryBus } from "../runtime/memory-bus.ts";
 import type { ObjectStore } from "../runtime/object-store.ts";
 import { bindFunction, type FunctionRunner } from "../runtime/runner.ts";
 import { type EngineSettings, OnnxLearnerEngine, OnnxPolicySampler } from "./onnx-adapters.ts";
-import { cachedWarmStart } from "./warm-start-cache.ts";
 import type { WarmStartProgress } from "./warm-start.ts";
+import { cachedWarmStart } from "./warm-start-cache.ts";
 
 /** What the embedded run reports while it works (the CLI renders it). */
 export type RunProgress =
@@ -69,7 +69,10 @@ export interface RunSummary {
 }
 
 /** The run's spec as it is trained: the baseline arm keeps everything but the hints. */
-export function effectiveSpec(spec: QuestATrainingSpec, options: { baseline?: boolean; seed?: number }): QuestATrainingSpec {
+export function effectiveSpec(
+  spec: QuestATrainingSpec,
+  options: { baseline?: boolean; seed?: number },
+): QuestATrainingSpec {
   const seed = options.seed ?? spec.seed;
   if (!options.baseline) return { ...spec, seed };
   return {
@@ -111,10 +114,18 @@ function localOpener(baseDir: string, store: ObjectStore): OpenDataset {
   return async (uri) => {
     if (uri.startsWith("s3://")) {
       throw new InputError("dataset_needs_s3", [
-        { path: "datasets", message: `${uri} is in S3; the embedded run reads local files`, hint: "use a local path" },
+        {
+          path: "datasets",
+          message: `${uri} is in S3; the embedded run reads local files`,
+          hint: "use a local path",
+        },
       ]);
     }
-    const path = uri.startsWith("file://") ? new URL(uri).pathname : isAbsolute(uri) ? uri : resolve(baseDir, uri);
+    const path = uri.startsWith("file://")
+      ? new URL(uri).pathname
+      : isAbsolute(uri)
+        ? uri
+        : resolve(baseDir, uri);
     try {
       return new Uint8Array(await readFile(path));
     } catch {
@@ -164,7 +175,10 @@ export async function runEmbedded(options: EmbeddedRunOptions): Promise<RunSumma
   await claimRunDir(runDir, spec);
   const store = new FsObjectStore(join(runDir, "objects"));
   const keys = new RunKeys("");
-  const engine: EngineSettings = { executionProvider: spec.model.executionProvider, threads: spec.model.threads };
+  const engine: EngineSettings = {
+    executionProvider: spec.model.executionProvider,
+    threads: spec.model.threads,
+  };
 
   // the starting policy: warm-started once, then read back on every resume
   const initialFolder = keys.checkpoint(0);
@@ -202,7 +216,11 @@ export async function runEmbedded(options: EmbeddedRunOptions): Promise<RunSumma
       uri: (key) => store.uri(key),
     });
     // the rollout worker starts from the newest policy the learner published
-    await rolloutSampler.load(store, learner.step > 0 ? keys.policy(learner.step) : initialFolder, learner.step);
+    await rolloutSampler.load(
+      store,
+      learner.step > 0 ? keys.policy(learner.step) : initialFolder,
+      learner.step,
+    );
     const gate = new StalenessGate({
       maxStaleness: spec.learner.maxStaleness,
       promptsPerStep: spec.learner.promptsPerStep,
@@ -212,7 +230,12 @@ export async function runEmbedded(options: EmbeddedRunOptions): Promise<RunSumma
     const scale = spec.learner.rewardScale;
     const grade: Grade = async (gold, response) => {
       const result = gradeResponse(gold, response, { scale });
-      return { reward: result.reward, correct: result.equal, extracted: result.extracted, reason: result.reason };
+      return {
+        reward: result.reward,
+        correct: result.equal,
+        extracted: result.extracted,
+        reason: result.reason,
+      };
     };
     const open = localOpener(options.baseDir, store);
     let benchmarks: Promise<Benchmark[]> | undefined;
@@ -305,7 +328,9 @@ export async function runEmbedded(options: EmbeddedRunOptions): Promise<RunSumma
     if (!(await store.head(marker))) {
       const time = new Date().toISOString();
       for (const emitted of learner.startEvents(initial)) {
-        await bus.publish(`${run}.${emitted.definition.topic}`, [toBinaryMessage(cloudEventOf(run, emitted, time))]);
+        await bus.publish(`${run}.${emitted.definition.topic}`, [
+          toBinaryMessage(cloudEventOf(run, emitted, time)),
+        ]);
       }
       await store.put(marker, JSON.stringify({ time }));
     }
@@ -321,12 +346,14 @@ export async function runEmbedded(options: EmbeddedRunOptions): Promise<RunSumma
       failed = error;
       wake();
     });
+    const onAbort = () => wake();
+    signal.addEventListener("abort", onAbort, { once: true });
     while (!(finished && finalEvaluated()) && !signal.aborted && failed === undefined) {
       await new Promise<void>((resolveWait) => {
         wake = resolveWait;
-        signal.addEventListener("abort", () => resolveWait(), { once: true });
       });
     }
+    signal.removeEventListener("abort", onAbort);
     if (failed !== undefined) throw failed;
     return {
       run,
@@ -334,7 +361,9 @@ export async function runEmbedded(options: EmbeddedRunOptions): Promise<RunSumma
       finished: finished && finalEvaluated(),
       interrupted: signal.aborted,
       step: lastStep,
-      evaluations: [...evaluations.values()].sort((a, b) => a.step - b.step || a.benchmark.localeCompare(b.benchmark)),
+      evaluations: [...evaluations.values()].sort(
+        (a, b) => a.step - b.step || a.benchmark.localeCompare(b.benchmark),
+      ),
       deadLetters,
     };
   } finally {
@@ -345,4 +374,3 @@ export async function runEmbedded(options: EmbeddedRunOptions): Promise<RunSumma
     await evaluateSampler.dispose();
   }
 }
-

@@ -26,7 +26,12 @@ export function warmStartCacheKey(spec: QuestATrainingSpec): string {
   ).slice(0, 32);
 }
 
-async function copyFolder(from: ObjectStore, fromFolder: string, to: ObjectStore, toFolder: string): Promise<void> {
+async function copyFolder(
+  from: ObjectStore,
+  fromFolder: string,
+  to: ObjectStore,
+  toFolder: string,
+): Promise<void> {
   const infos = await from.list(`${fromFolder}/`);
   // the manifest last: the copy becomes visible only when complete
   infos.sort((a, b) => Number(a.key.endsWith("/manifest.json")) - Number(b.key.endsWith("/manifest.json")));
@@ -56,7 +61,8 @@ export async function cachedWarmStart(options: {
   onProgress?: (progress: WarmStartProgress, cached: boolean) => void;
 }): Promise<ObjectRef> {
   const { spec, store, folder } = options;
-  const cache = options.cacheDir === undefined ? undefined : new FsObjectStore(join(options.cacheDir, "warm-start"));
+  const cache =
+    options.cacheDir === undefined ? undefined : new FsObjectStore(join(options.cacheDir, "warm-start"));
   const key = warmStartCacheKey(spec);
   if (cache && (await manifestRef(cache, key))) {
     await copyFolder(cache, key, store, folder);

@@ -1,0 +1,222 @@
+import { readFile } from "node:fs/promises";
+import { homedir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import type { EvaluationResultData } from "../functions/contracts/events.ts";
+import { validateYaml } from "../functions/contracts/validate.ts";
+import { type RunProgress, type RunSummary, runEmbedded } from "../functions/pipeline/embedded-run.ts";
+import { formatInputIssue, InputError } from "../functions/runtime/errors.ts";
+import { parseArgs } from "./args.ts";
+import type { CliIO, CommandRun } from "./io.ts";
+
+const USAGE = `usage: questa run FILE [--baseline] [--seed N]
+  FILE        a QuestATraining resource (e.g. manifests/examples/quickstart.yaml)
+  --baseline  plain RL with the same budget: no hints (run name <name>-baseline)
+  --seed N    override spec.seed
+Runs the whole pipeline in this process; results and events go to <localDir>/runs/<name>/.
+Ctrl-C stops cleanly; running the same command again resumes.
+`;
+
+function fmt(value: number | undefined, digits = 3): string {
+  return value === undefined || Number.isNaN(value) ? "-" : value.toFixed(digits);
+}
+
+/** Plain progress lines, or one rewritten status line on a terminal. */
+export class ProgressView {
+  readonly #io: CliIO;
+  #lastPassAt1 = new Map<string, number>();
+  #line = "";
+
+  constructor(io: CliIO) {
+    this.#io = io;
+  }
+
+  #print(text: string, persistent: boolean): void {
+    if (this.#io.isTTY) {
+      this.#io.stdout(`\r\u001b[2K${text}${persistent ? "\n" : ""}`);
+      if (persistent && this.#line) this.#io.stdout(`\r\u001b[2K${this.#line}`);
+      if (!persistent) this.#line = text;
+    } else if (persistent || text !== this.#line) {
+      this.#io.stdout(`${text}\n`);
+      if (!persistent) this.#line = text;
+    }
+  }
+
+  #passSummary(): string {
+    const parts = [...this.#lastPassAt1].map(([name, value]) => `${name} ${fmt(value)}`);
+    return parts.length > 0 ? ` | pass@1 ${parts.join(", ")}` : "";
+  }
+
+  update(progress: RunProgress): void {
+    switch (progress.kind) {
+      case "warm-start": {
+        const p = progress.progress;
+        const text = progress.cached
+          ? `warm start: reused a cached policy (${p.steps} steps)`
+          : `warm start ${p.step}/${p.steps}: loss ${fmt(p.loss)}, token accuracy ${fmt(p.tokenAccuracy)}`;
+        this.#print(text, progress.cached || p.step === p.steps);
+        return;
+      }
+      case "status": {
+        const d = progress.data;
+        if (d.kind === "step" && d.metrics) {
+          const m = d.metrics;
+          this.#print(
+            `step ${d.step} stage ${d.stage} (p=${d.hintRatio}) reward ${fmt(m.rewardMean)} pass ${fmt(m.passRate)} entropy ${fmt(m.entropy)} kept ${m.groupsKept}/${m.groupsKept + m.groupsRejected}${this.#passSummary()}`,
+            !this.#io.isTTY && d.step % 10 === 0,
+          );
+        } else if (d.kind !== "step") {
+          this.#print(
+            `${d.kind}: step ${d.step}, stage ${d.stage}, hint ratio ${d.hintRatio}${d.message ? ` (${d.message})` : ""}`,
+            true,
+          );
+        }
+        return;
+      }
+      case "evaluation": {
+        const d = progress.data;
+        this.#lastPassAt1.set(d.benchmark, d.passAt1);
+        const ks = Object.entries(d.passAtK)
+          .map(([k, v]) => `pass@${k} ${fmt(v)}`)
+          .join(" ");
+        this.#print(
+          `eval step ${d.step} ${d.benchmark}: pass@1 ${fmt(d.passAt1)} [${fmt(d.passAt1Interval.low)}, ${fmt(d.passAt1Interval.high)}] ${ks}`,
+          true,
+        );
+        return;
+      }
+      case "checkpoint":
+        this.#print(`checkpoint step ${progress.data.step} (${progress.data.reason})`, true);
+        return;
+      case "dead-letter":
+        this.#print(
+          `warning: ${progress.data.function} dead-lettered a message (${progress.data.reason}): ${progress.data.error.message}`,
+          true,
+        );
+        return;
+      default: {
+        const never: never = progress;
+        throw new Error(`unknown progress ${JSON.stringify(never)}`);
+      }
+    }
+  }
+
+  finish(): void {
+    if (this.#io.isTTY && this.#line) this.#io.stdout("\n");
+  }
+}
+
+/** The final table: every evaluation, by step and benchmark. */
+export function summaryTable(evaluations: readonly EvaluationResultData[]): string {
+  if (evaluations.length === 0) return "no evaluations\n";
+  const ks = [...new Set(evaluations.flatMap((e) => Object.keys(e.passAtK)))].sort(
+    (a, b) => Number(a) - Number(b),
+  );
+  const header = [
+    "step",
+    "benchmark",
+    "pass@1",
+    "95% CI",
+    ...ks.filter((k) => k !== "1").map((k) => `pass@${k}`),
+  ];
+  const rows = evaluations.map((e) => [
+    String(e.step),
+    e.benchmark,
+    fmt(e.passAt1),
+    `${fmt(e.passAt1Interval.low)}-${fmt(e.passAt1Interval.high)}`,
+    ...ks.filter((k) => k !== "1").map((k) => fmt(e.passAtK[k])),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i] ?? 0))
+      .join("  ")
+      .trimEnd();
+  return `${[line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n")}\n`;
+}
+
+export const runRun: CommandRun = async (args, io) => {
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs(args, { booleans: ["baseline", "help"], values: ["seed"] });
+  } catch (error) {
+    if (error instanceof InputError) {
+      io.stderr(`questa run: ${error.message}\n${USAGE}`);
+      return 2;
+    }
+    throw error;
+  }
+  const [file, ...extra] = parsed.positionals;
+  if (parsed.options.has("help") || file === undefined || extra.length > 0) {
+    io.stderr(USAGE);
+    return 2;
+  }
+  const seedText = parsed.options.get("seed");
+  const seed = seedText === undefined ? undefined : Number(seedText);
+  if (seed !== undefined && (!Number.isInteger(seed) || seed < 0)) {
+    io.stderr(`questa run: --seed: expected a whole number >= 0, got ${seedText}\n`);
+    return 2;
+  }
+  const path = resolve(io.cwd, file);
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (error) {
+    io.stderr(`questa run: cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}\n`);
+    return 1;
+  }
+  const documents = validateYaml(text);
+  if (documents.length !== 1) {
+    io.stderr(
+      `questa run: ${file} holds ${documents.length} documents; give a file with one QuestATraining\n`,
+    );
+    return 2;
+  }
+  const result = documents[0]?.result;
+  if (!result?.ok) {
+    io.stderr(`${file}: invalid QuestATraining\n`);
+    for (const issue of result?.issues ?? []) io.stderr(`  ${formatInputIssue(issue)}\n`);
+    return 1;
+  }
+  const controller = new AbortController();
+  void io.interrupted.then(() => {
+    io.stderr("\nstopping: finishing in-flight work (run the same command again to resume)...\n");
+    controller.abort();
+  });
+  const view = new ProgressView(io);
+  const baseline = parsed.options.has("baseline");
+  io.stdout(`questa run ${result.value.metadata.name}${baseline ? " (baseline: no hints)" : ""}\n`);
+  let summary: RunSummary;
+  try {
+    summary = await runEmbedded({
+      resource: result.value,
+      baseDir: dirname(path),
+      baseline,
+      ...(seed === undefined ? {} : { seed }),
+      signal: controller.signal,
+      report: (p) => view.update(p),
+      cacheDir: io.env.QUESTA_CACHE_DIR ?? join(homedir(), ".cache", "questa"),
+    });
+  } catch (error) {
+    view.finish();
+    if (controller.signal.aborted) {
+      io.stderr("stopped before the run started; run the same command again to continue\n");
+      return 130;
+    }
+    if (error instanceof InputError) {
+      io.stderr(`questa run: ${error.message}\n`);
+      return 1;
+    }
+    throw error;
+  }
+  view.finish();
+  io.stdout(`\n${summaryTable(summary.evaluations)}`);
+  io.stdout(`run directory: ${summary.runDir} (events: questa events ${summary.runDir})\n`);
+  if (summary.deadLetters > 0)
+    io.stdout(`${summary.deadLetters} message(s) were dead-lettered; see the events\n`);
+  if (summary.interrupted) {
+    io.stdout(`stopped at step ${summary.step}; run the same command again to resume\n`);
+    return 130;
+  }
+  io.stdout(`finished ${summary.step} steps\n`);
+  return 0;
+};

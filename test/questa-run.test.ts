@@ -1,0 +1,93 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { cpSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { eventDefinition } from "../functions/contracts/registry.ts";
+import { eventLogPath, listEventLogTopics, readEventLogFile } from "../functions/runtime/memory-bus.ts";
+
+const root = join(import.meta.dirname, "..");
+
+function questa(
+  args: string[],
+  cwd: string,
+  env: Record<string, string>,
+): { child: ChildProcess; output: () => string } {
+  const child = spawn(process.execPath, [join(root, "bin", "questa.js"), ...args], {
+    cwd,
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  child.stdout?.on("data", (chunk: Buffer) => {
+    output += chunk.toString();
+  });
+  child.stderr?.on("data", (chunk: Buffer) => {
+    output += chunk.toString();
+  });
+  return { child, output: () => output };
+}
+
+function exited(child: ChildProcess): Promise<number | null> {
+  return new Promise((resolve) => child.once("exit", (code) => resolve(code)));
+}
+
+async function runEvents(runDir: string) {
+  const events = [];
+  for (const topic of await listEventLogTopics(runDir)) {
+    events.push(...(await readEventLogFile(eventLogPath(runDir, topic))));
+  }
+  return events;
+}
+
+describe("questa run (embedded)", () => {
+  it("survives kill -9 of the whole pipeline: the rerun resumes with no step lost or repeated", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "questa-run-"));
+    cpSync(join(root, "test", "fixtures", "tiny-run.yaml"), join(dir, "run.yaml"));
+    const env = { QUESTA_CACHE_DIR: join(dir, "cache") };
+
+    const first = questa(["run", "run.yaml"], dir, env);
+    // kill as soon as a few steps are done, mid-run
+    await expect.poll(() => first.output(), { timeout: 240_000, interval: 200 }).toMatch(/step 3 stage/);
+    first.child.kill("SIGKILL");
+    await exited(first.child);
+    expect(first.output()).not.toContain("finished 8 steps");
+
+    const second = questa(["run", "run.yaml"], dir, env);
+    const code = await exited(second.child);
+    expect(second.output()).toContain("finished 8 steps");
+    expect(code).toBe(0);
+
+    const runDir = join(dir, ".questa", "runs", "tiny-run");
+    const events = await runEvents(runDir);
+    // every event is valid against its schema
+    for (const event of events) {
+      const definition = eventDefinition(event.type);
+      expect(definition, event.type).toBeDefined();
+      expect(definition?.data.safeParse(event.data).success, `${event.type} ${event.id}`).toBe(true);
+    }
+    const types = new Set(events.map((e) => e.type));
+    for (const type of [
+      "dev.questa.question.augmented.v1",
+      "dev.questa.rollout.group.v1",
+      "dev.questa.checkpoint.published.v1",
+      "dev.questa.evaluation.result.v1",
+      "dev.questa.run.status.v1",
+      "dev.questa.curriculum.stage.v1",
+    ]) {
+      expect(types.has(type), type).toBe(true);
+    }
+    // one step event per step 1..8: an event published twice carries the same id and the same data
+    const steps = new Map<string, unknown>();
+    for (const event of events) {
+      if (event.type !== "dev.questa.run.status.v1") continue;
+      const data = event.data as { kind: string; step: number };
+      if (data.kind !== "step") continue;
+      const seen = steps.get(event.id);
+      if (seen !== undefined) expect(event.data).toEqual(seen);
+      steps.set(event.id, event.data);
+    }
+    const stepNumbers = [...steps.values()].map((d) => (d as { step: number }).step).sort((a, b) => a - b);
+    expect(stepNumbers).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+  }, 600_000);
+});
