@@ -609,7 +609,18 @@ export const QuestATrainingSpecSchema = z
       .optional()
       .describe("fail the run (reason DeadlineExceeded) if it runs longer than this many seconds"),
   })
-  .describe("desired state of a QuestA training run");
+  .refine((s) => s.evaluation.interval % s.learner.checkpointInterval === 0, {
+    message: "evaluation.interval must be a multiple of learner.checkpointInterval (evaluations run on checkpoints)",
+    path: ["evaluation", "interval"],
+  })
+  .meta({
+    description: "desired state of a QuestA training run",
+    ...cel([
+      "self.evaluation.interval % self.learner.checkpointInterval == 0",
+      "evaluation.interval must be a multiple of learner.checkpointInterval (evaluations run on checkpoints)",
+      ".evaluation.interval",
+    ]),
+  });
 
 export const PhaseSchema = z
   .enum(["Pending", "Running", "Suspended", "Succeeded", "Failed"])

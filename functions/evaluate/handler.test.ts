@@ -1,0 +1,136 @@
+import { describe, expect, it } from "vitest";
+import type { CheckpointPublishedData } from "../contracts/events.ts";
+import { EvaluationSchema } from "../contracts/questatraining.ts";
+import { EvaluationProblemResultSchema } from "../contracts/shards.ts";
+import { RunKeys } from "../learn/run-keys.ts";
+import type { PolicySampler, SampledResponse, SamplingSettings } from "../rollout/policy-sampler.ts";
+import { systemClock } from "../runtime/clock.ts";
+import { silentLogger } from "../runtime/logger.ts";
+import { MemoryObjectStore } from "../runtime/memory-object-store.ts";
+import type { ObjectStore } from "../runtime/object-store.ts";
+import { seededRandom } from "../runtime/random.ts";
+import { type EvaluateServices, evaluateCheckpoint, evaluationPrompt, shouldEvaluate } from "./handler.ts";
+
+/** A policy that answers each problem's sum correctly on the first `correct` samples; it records its prompts. */
+class ScriptedSampler implements PolicySampler {
+  version = -1;
+  prompts: string[] = [];
+  constructor(private readonly correct: number) {}
+
+  async load(_store: ObjectStore, _folder: string, version: number): Promise<void> {
+    this.version = version;
+  }
+
+  encodePrompt(prompt: string): number[] {
+    this.prompts.push(prompt);
+    return [...prompt].map((c) => c.charCodeAt(0));
+  }
+
+  async sample(
+    promptTokens: readonly number[],
+    samples: number,
+    _s: SamplingSettings,
+  ): Promise<SampledResponse[]> {
+    const prompt = String.fromCharCode(...promptTokens);
+    const [a, b] = (prompt.match(/\d+/g) ?? []).map(Number);
+    return Array.from({ length: samples }, (_, i) => ({
+      text: `\\boxed{${i < this.correct ? (a ?? 0) + (b ?? 0) : -1}}`,
+      tokens: [1, 2, 3],
+      logProbs: [-1, -1, -1],
+      finishReason: "stop" as const,
+    }));
+  }
+}
+
+const checkpoint = (step: number, reason: CheckpointPublishedData["reason"]): CheckpointPublishedData => ({
+  run: "r",
+  step,
+  stage: 0,
+  reason,
+  manifest: {
+    uri: "memory:///c/manifest.json",
+    key: `checkpoints/step-${step}/manifest.json`,
+    sha256: "0".repeat(64),
+    size: 1,
+  },
+});
+
+function deps(sampler: PolicySampler, store = new MemoryObjectStore()) {
+  const services: EvaluateServices = {
+    sampler,
+    grade: async (gold, response) => {
+      const extracted = response.match(/\\boxed\{(-?\d+)\}/)?.[1] ?? null;
+      const correct = extracted === gold;
+      return { reward: correct ? 5 : 0, correct, extracted, reason: correct ? "correct" : "mismatch" };
+    },
+    evaluation: EvaluationSchema.parse({ samples: 4, k: [1, 2, 4], interval: 10 }),
+    totalSteps: 30,
+    benchmarks: async () => [
+      {
+        name: "sums",
+        problems: [
+          { id: "p1", problem: "What is 2+3?", answer: "5" },
+          { id: "p2", problem: "What is 10+4?", answer: "14" },
+        ],
+      },
+    ],
+    keys: new RunKeys(""),
+  };
+  return {
+    store,
+    clock: systemClock,
+    rng: seededRandom(1),
+    logger: silentLogger(),
+    run: "r",
+    signal: new AbortController().signal,
+    services,
+  };
+}
+
+describe("evaluate", () => {
+  it("prompts with the original problem only: hints never reach evaluation", async () => {
+    const sampler = new ScriptedSampler(1);
+    await evaluateCheckpoint(checkpoint(10, "interval"), deps(sampler));
+    expect(sampler.prompts).toEqual(["What is 2+3?\n\n", "What is 10+4?\n\n"]);
+    for (const prompt of sampler.prompts) expect(prompt).not.toContain("Hint");
+    expect(evaluationPrompt("x")).toBe("x\n\n");
+  });
+
+  it("scores pass@1, unbiased pass@k and maj@k, and stores per-problem results", async () => {
+    const store = new MemoryObjectStore();
+    const events = await evaluateCheckpoint(checkpoint(10, "interval"), deps(new ScriptedSampler(1), store));
+    expect(events).toHaveLength(1);
+    const data = events[0]?.data as {
+      passAt1: number;
+      passAtK: Record<string, number>;
+      majAtK: Record<string, number>;
+      hinted: boolean;
+      results: { key: string };
+    };
+    expect(data.hinted).toBe(false);
+    expect(data.passAt1).toBeCloseTo(0.25, 12);
+    // n=4, c=1: pass@2 = 1 - C(3,2)/C(4,2) = 0.5
+    expect(data.passAtK["2"]).toBeCloseTo(0.5, 12);
+    expect(data.passAtK["4"]).toBeCloseTo(1, 12);
+    expect(data.majAtK["4"]).toBe(0);
+    const lines = new TextDecoder()
+      .decode(await store.get(data.results.key))
+      .trim()
+      .split("\n");
+    expect(lines.map((l) => EvaluationProblemResultSchema.parse(JSON.parse(l)).passAt1)).toEqual([
+      0.25, 0.25,
+    ]);
+  });
+
+  it("evaluates the start, every interval and the end, never weights-only policy updates", () => {
+    const spec = EvaluationSchema.parse({ interval: 10 });
+    expect(shouldEvaluate(checkpoint(0, "initial"), spec, 30)).toBe(true);
+    expect(shouldEvaluate(checkpoint(10, "policy"), spec, 30)).toBe(false);
+    expect(shouldEvaluate(checkpoint(15, "interval"), spec, 30)).toBe(false);
+    expect(shouldEvaluate(checkpoint(20, "interval"), spec, 30)).toBe(true);
+    expect(shouldEvaluate(checkpoint(30, "final"), spec, 30)).toBe(true);
+    expect(shouldEvaluate(checkpoint(0, "initial"), EvaluationSchema.parse({ atStart: false }), 30)).toBe(
+      false,
+    );
+  });
+});
