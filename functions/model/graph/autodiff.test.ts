@@ -115,6 +115,19 @@ describe("autodiff rules match float64 central finite differences", () => {
     });
   }
 
+  it("routes a custom gradient rule and the checker catches a wrong one", async () => {
+    const square = (rule: number) => (b: GraphBuilder, v: Record<string, Value>) => {
+      const x = v.a!;
+      const y = b.mul(x, x);
+      b.customGradient(y, [x], (bb, g) => [bb.mul(g, bb.mul(x, bb.scalar(rule)))]);
+      return weighted(b, y);
+    };
+    const right = await gradCheck([diff("a", [3, 4])], square(2), { rng: createRng(5) });
+    expect(right.maxRelativeError).toBeLessThan(TOL);
+    const wrong = await gradCheck([diff("a", [3, 4])], square(3), { rng: createRng(5) });
+    expect(wrong.maxRelativeError).toBeGreaterThan(0.1);
+  });
+
   it("accumulates gradients of a value used twice", async () => {
     const result = await gradCheck(
       [diff("a", [3, 4])],

@@ -1,0 +1,125 @@
+import { describe, expect, it } from "vitest";
+import type { QuestionAugmentedData } from "../contracts/events.ts";
+import { LearnerSchema, RolloutSchema } from "../contracts/questatraining.ts";
+import { RolloutShardSchema } from "../contracts/shards.ts";
+import { RunKeys } from "../learn/run-keys.ts";
+import { systemClock } from "../runtime/clock.ts";
+import { silentLogger } from "../runtime/logger.ts";
+import { MemoryObjectStore } from "../runtime/memory-object-store.ts";
+import type { ObjectStore } from "../runtime/object-store.ts";
+import { seededRandom } from "../runtime/random.ts";
+import { handleQuestion, type RolloutServices } from "./handler.ts";
+import type { PolicySampler, SampledResponse } from "./policy-sampler.ts";
+import { StalenessGate } from "./staleness-gate.ts";
+
+/** Answers "2" on even samples and "3" on odd ones; counts how often it was asked. */
+class AlternatingSampler implements PolicySampler {
+  version = 0;
+  calls = 0;
+  async load(_s: ObjectStore, _f: string, version: number) {
+    this.version = version;
+  }
+  encodePrompt(prompt: string) {
+    return [...prompt].map((c) => c.charCodeAt(0));
+  }
+  async sample(_p: readonly number[], samples: number): Promise<SampledResponse[]> {
+    this.calls++;
+    return Array.from({ length: samples }, (_, i) => ({
+      text: `\\boxed{${i % 2 === 0 ? 2 : 3}}`,
+      tokens: [10 + i],
+      logProbs: [-0.7],
+      finishReason: "stop" as const,
+    }));
+  }
+}
+
+const question = (id: string, overrides: Partial<QuestionAugmentedData> = {}): QuestionAugmentedData => ({
+  run: "r",
+  questionId: id,
+  source: "t",
+  stage: 0,
+  ratio: 0.5,
+  purpose: "train",
+  prompt: "1+1=?\n\n## Hint.1+1=",
+  hinted: true,
+  hintChars: 4,
+  answer: "2",
+  samples: 4,
+  epoch: 0,
+  ...overrides,
+});
+
+function setup(gate = new StalenessGate({ maxStaleness: 0, promptsPerStep: 1 })) {
+  const sampler = new AlternatingSampler();
+  const services: RolloutServices = {
+    sampler,
+    grade: async (gold, response) => {
+      const extracted = response.match(/\\boxed\{(\d+)\}/)?.[1] ?? null;
+      return { reward: extracted === gold ? 5 : 0, correct: extracted === gold, extracted, reason: "x" };
+    },
+    gate,
+    rollout: RolloutSchema.parse({}),
+    learner: LearnerSchema.parse({}),
+    keys: new RunKeys(""),
+    stage: { current: 0 },
+  };
+  const controller = new AbortController();
+  const deps = {
+    store: new MemoryObjectStore(),
+    clock: systemClock,
+    rng: seededRandom(1),
+    logger: silentLogger(),
+    run: "r",
+    signal: controller.signal,
+    services,
+  };
+  return { sampler, deps, gate, controller };
+}
+
+describe("rollout", () => {
+  it("grades a group, writes its shard and emits rollout.group with a verifiable claim check", async () => {
+    const { deps } = setup();
+    const [event] = await handleQuestion(question("q1"), "e1", deps);
+    const data = event?.data as {
+      rewards: number[];
+      passCount: number;
+      successRate: number;
+      shard: { key: string };
+    };
+    expect(data.rewards).toEqual([5, 0, 5, 0]);
+    expect(data.passCount).toBe(2);
+    expect(data.successRate).toBe(0.5);
+    const shard = RolloutShardSchema.parse(
+      JSON.parse(new TextDecoder().decode(await deps.store.get(data.shard.key))),
+    );
+    expect(shard.responses.map((r) => r.logProbs)).toEqual([[-0.7], [-0.7], [-0.7], [-0.7]]);
+    expect(shard.prompt).toBe("1+1=?\n\n## Hint.1+1=");
+  });
+
+  it("answers a redelivered question from its stored shard instead of sampling again", async () => {
+    const { deps, sampler } = setup();
+    const first = await handleQuestion(question("q1"), "e1", deps);
+    const again = await handleQuestion(question("q1"), "e1", deps);
+    expect(sampler.calls).toBe(1);
+    expect(again[0]?.data).toEqual(first[0]?.data);
+  });
+
+  it("waits at the staleness gate until the learner advances, and skips questions of an ended stage", async () => {
+    const { deps, gate } = setup();
+    await handleQuestion(question("q1"), "e1", deps);
+    expect(gate.capacity).toBe(0);
+    let done = false;
+    const waiting = handleQuestion(question("q2"), "e2", deps).then(() => {
+      done = true;
+    });
+    await new Promise((r) => setTimeout(r, 20));
+    expect(done).toBe(false);
+    gate.observeLearner(1);
+    await waiting;
+    expect(done).toBe(true);
+    // probes are not gated
+    expect(await handleQuestion(question("p1", { purpose: "probe" }), "e3", deps)).toHaveLength(1);
+    deps.services.stage.current = 1;
+    expect(await handleQuestion(question("q3"), "e4", deps)).toEqual([]);
+  });
+});
