@@ -6,6 +6,15 @@ const commands: Record<string, Command> = {
     summary: "run a QuestA training in this process: questa run FILE [--baseline] [--seed N]",
     load: async () => (await import("./run-command.ts")).runRun,
   },
+  function: {
+    summary:
+      "run one function of a run against Kafka and S3 (the pods' entrypoint): questa function NAME --config FILE",
+    load: async () => (await import("./function-command.ts")).runFunction,
+  },
+  operator: {
+    summary: "run the QuestATraining operator (the chart's entrypoint): questa operator [--setting=value]",
+    load: async () => (await import("./operator-command.ts")).runOperator,
+  },
   validate: {
     summary: "validate QuestATraining files: questa validate FILE...",
     load: async () => (await import("./validate-command.ts")).runValidate,

@@ -2,17 +2,37 @@ import { readFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import type { EvaluationResultData } from "../functions/contracts/events.ts";
+import type { QuestATraining } from "../functions/contracts/questatraining.ts";
 import { validateYaml } from "../functions/contracts/validate.ts";
-import { type RunProgress, type RunSummary, runEmbedded } from "../functions/pipeline/embedded-run.ts";
+import {
+  effectiveSpec,
+  type RunProgress,
+  type RunSummary,
+  runEmbedded,
+  runName,
+} from "../functions/pipeline/embedded-run.ts";
 import { formatInputIssue, InputError } from "../functions/runtime/errors.ts";
 import { parseArgs } from "./args.ts";
 import type { CliIO, CommandRun } from "./io.ts";
+import {
+  FunctionProcessFailed,
+  type ProcessRunSummary,
+  parseBrokers,
+  parseS3Location,
+  runProcesses,
+  type S3Location,
+} from "./process-run.ts";
 
-const USAGE = `usage: questa run FILE [--baseline] [--seed N]
-  FILE        a QuestATraining resource (e.g. manifests/examples/quickstart.yaml)
-  --baseline  plain RL with the same budget: no hints (run name <name>-baseline)
-  --seed N    override spec.seed
-Runs the whole pipeline in this process; results and events go to <localDir>/runs/<name>/.
+const USAGE = `usage: questa run FILE [--baseline] [--seed N] [--kafka BROKERS --s3 URL]
+  FILE           a QuestATraining resource (e.g. manifests/examples/quickstart.yaml)
+  --baseline     plain RL with the same budget: no hints (run name <name>-baseline)
+  --seed N       override spec.seed
+  --kafka B      Kafka brokers host:port[,host:port]: run each function as its own process
+  --s3 URL       the object store of that run: s3://BUCKET[/PREFIX] or http://HOST:PORT/BUCKET[/PREFIX]
+                 (credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the AWS SDK's chain)
+Without --kafka: runs the whole pipeline in this process; results and events go to
+<localDir>/runs/<name>/. With --kafka and --s3: starts \`questa function X\` for the four functions
+(restarting any that dies), logs in <localDir>/runs/<name>/logs/.
 Ctrl-C stops cleanly; running the same command again resumes.
 `;
 
@@ -46,8 +66,11 @@ export class ProgressView {
     return parts.length > 0 ? ` | pass@1 ${parts.join(", ")}` : "";
   }
 
-  update(progress: RunProgress): void {
+  update(progress: RunProgress | { kind: "notice"; text: string }): void {
     switch (progress.kind) {
+      case "notice":
+        this.#print(progress.text, true);
+        return;
       case "warm-start": {
         const p = progress.progress;
         const text = progress.cached
@@ -137,7 +160,7 @@ export function summaryTable(evaluations: readonly EvaluationResultData[]): stri
 export const runRun: CommandRun = async (args, io) => {
   let parsed: ReturnType<typeof parseArgs>;
   try {
-    parsed = parseArgs(args, { booleans: ["baseline", "help"], values: ["seed"] });
+    parsed = parseArgs(args, { booleans: ["baseline", "help"], values: ["seed", "kafka", "s3"] });
   } catch (error) {
     if (error instanceof InputError) {
       io.stderr(`questa run: ${error.message}\n${USAGE}`);
@@ -155,6 +178,24 @@ export const runRun: CommandRun = async (args, io) => {
   if (seed !== undefined && (!Number.isInteger(seed) || seed < 0)) {
     io.stderr(`questa run: --seed: expected a whole number >= 0, got ${seedText}\n`);
     return 2;
+  }
+  const kafkaText = parsed.options.get("kafka");
+  const s3Text = parsed.options.get("s3");
+  if ((kafkaText === undefined) !== (s3Text === undefined)) {
+    io.stderr(`questa run: --kafka and --s3 go together (the functions as processes need both)\n${USAGE}`);
+    return 2;
+  }
+  let cluster: { brokers: string[]; s3: S3Location } | undefined;
+  if (kafkaText !== undefined && s3Text !== undefined) {
+    try {
+      cluster = { brokers: parseBrokers(kafkaText), s3: parseS3Location(s3Text) };
+    } catch (error) {
+      if (error instanceof InputError) {
+        for (const issue of error.issues) io.stderr(`questa run: ${formatInputIssue(issue)}\n`);
+        return 2;
+      }
+      throw error;
+    }
   }
   const path = resolve(io.cwd, file);
   let text: string;
@@ -185,6 +226,15 @@ export const runRun: CommandRun = async (args, io) => {
   const view = new ProgressView(io);
   const baseline = parsed.options.has("baseline");
   io.stdout(`questa run ${result.value.metadata.name}${baseline ? " (baseline: no hints)" : ""}\n`);
+  if (cluster !== undefined) {
+    return runAsProcesses(io, view, controller.signal, {
+      resource: result.value,
+      baseDir: dirname(path),
+      baseline,
+      ...(seed === undefined ? {} : { seed }),
+      ...cluster,
+    });
+  }
   let summary: RunSummary;
   try {
     summary = await runEmbedded({
@@ -220,3 +270,58 @@ export const runRun: CommandRun = async (args, io) => {
   io.stdout(`finished ${summary.step} steps\n`);
   return 0;
 };
+
+/** `questa run FILE --kafka B --s3 URL`: the same run, its functions as separate processes. */
+async function runAsProcesses(
+  io: CliIO,
+  view: ProgressView,
+  signal: AbortSignal,
+  options: {
+    resource: QuestATraining;
+    baseDir: string;
+    baseline: boolean;
+    seed?: number;
+    brokers: string[];
+    s3: S3Location;
+  },
+): Promise<number> {
+  const name = runName(options.resource, options.baseline);
+  const spec = effectiveSpec(options.resource.spec, options);
+  const resource: QuestATraining = {
+    ...options.resource,
+    metadata: { ...options.resource.metadata, name },
+    spec,
+  };
+  let summary: ProcessRunSummary;
+  try {
+    summary = await runProcesses({
+      resource,
+      runDir: resolve(options.baseDir, spec.storage.localDir, "runs", name),
+      brokers: options.brokers,
+      s3: options.s3,
+      env: { ...io.env, QUESTA_CACHE_DIR: io.env.QUESTA_CACHE_DIR ?? join(homedir(), ".cache", "questa") },
+      questaBin: join(import.meta.dirname, "..", "bin", "questa.js"),
+      signal,
+      report: (p) => view.update(p),
+      notice: (line) => view.update({ kind: "notice", text: line }),
+    });
+  } catch (error) {
+    view.finish();
+    if (error instanceof InputError || error instanceof FunctionProcessFailed) {
+      io.stderr(`questa run: ${error.message}\n`);
+      return 1;
+    }
+    throw error;
+  }
+  view.finish();
+  io.stdout(`\n${summaryTable(summary.evaluations)}`);
+  io.stdout(`objects: ${summary.objects}\nfunction logs: ${summary.logDir}\n`);
+  if (summary.deadLetters > 0)
+    io.stdout(`${summary.deadLetters} message(s) were dead-lettered; see the dead-letter topic\n`);
+  if (summary.interrupted) {
+    io.stdout(`stopped at step ${summary.step}; run the same command again to resume\n`);
+    return 130;
+  }
+  io.stdout(`finished ${summary.step} steps\n`);
+  return 0;
+}

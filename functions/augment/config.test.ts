@@ -30,7 +30,7 @@ describe("augment config from the QuestATraining spec", () => {
     ]);
     const built = await buildStage(config, 0, storeDatasetOpener(new MemoryObjectStore()));
     expect(built.questions).toHaveLength(2048);
-    expect(built.manifest.report.decontamination).toMatchObject({ evaluationProblems: 256, dropped: 0 });
+    expect(built.manifest.report.decontamination).toMatchObject({ enabled: false, dropped: 0 });
     expect(built.questions.every((q) => q.hinted)).toBe(true);
   });
 

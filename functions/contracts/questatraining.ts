@@ -610,7 +610,8 @@ export const QuestATrainingSpecSchema = z
       .describe("fail the run (reason DeadlineExceeded) if it runs longer than this many seconds"),
   })
   .refine((s) => s.evaluation.interval % s.learner.checkpointInterval === 0, {
-    message: "evaluation.interval must be a multiple of learner.checkpointInterval (evaluations run on checkpoints)",
+    message:
+      "evaluation.interval must be a multiple of learner.checkpointInterval (evaluations run on checkpoints)",
     path: ["evaluation", "interval"],
   })
   .meta({

@@ -453,3 +453,28 @@ export class Learner {
 function mean(values: readonly number[]): number {
   return values.length === 0 ? 0 : values.reduce((a, b) => a + b, 0) / values.length;
 }
+
+/** How far the learner got, read from its stored state without loading weights (other processes' view). */
+export interface LearnerProgress {
+  step: number;
+  stage: number;
+  finished: boolean;
+  /** accepted groups waiting for the next step */
+  pendingCount: number;
+}
+
+/** Reads the learner's progress from the store; a learner that never ran is at step 0. */
+export async function readLearnerProgress(store: ObjectStore, keys: RunKeys): Promise<LearnerProgress> {
+  const state =
+    (await readJson(store, keys.key("learner", "state.json"), LearnerStateSchema)) ?? initialState();
+  const consumed = new Set(state.consumed.flatMap((c) => c.keys));
+  const pending = (await store.list(keys.folder("learner", "pending"))).filter(
+    (info) => !consumed.has(info.key.slice(info.key.lastIndexOf("/") + 1).replace(/\.json$/, "")),
+  );
+  return {
+    step: state.step,
+    stage: state.curriculum.stageIndex,
+    finished: state.finished,
+    pendingCount: pending.length,
+  };
+}

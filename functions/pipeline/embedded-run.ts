@@ -1,47 +1,31 @@
 import { mkdir, readFile, writeFile } from "node:fs/promises";
-import { isAbsolute, join, resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { augmentConfigFromSpec } from "../augment/config.ts";
-import { loadDatasetSource, type OpenDataset } from "../augment/dataset-source.ts";
 import { augmentFunction } from "../augment/handler.ts";
-import {
-  CheckpointPublished,
-  type CheckpointPublishedData,
-  EvaluationResult,
-  type EvaluationResultData,
-  type ObjectRef,
-  RunStatus,
-  type RunStatusData,
-} from "../contracts/events.ts";
+import type { EvaluationResultData } from "../contracts/events.ts";
 import type { QuestATraining, QuestATrainingSpec } from "../contracts/questatraining.ts";
-import { type Benchmark, evaluateFunction } from "../evaluate/handler.ts";
-import { gradeResponse } from "../grading/reward.ts";
+import { evaluateFunction } from "../evaluate/handler.ts";
 import { learnFunction } from "../learn/handler.ts";
-import { Learner } from "../learn/learner.ts";
 import { RunKeys } from "../learn/run-keys.ts";
 import { rolloutFunction } from "../rollout/handler.ts";
-import type { Grade } from "../rollout/policy-sampler.ts";
-import { StalenessGate } from "../rollout/staleness-gate.ts";
-import { toBinaryMessage } from "../runtime/cloudevents.ts";
-import { DeadLetter, type DeadLetterRecord } from "../runtime/dead-letter.ts";
-import { defineFunction, isEvent } from "../runtime/define-function.ts";
 import { InputError } from "../runtime/errors.ts";
-import type { CloudEvent, EmittedEvent } from "../runtime/event-definition.ts";
 import { FsObjectStore } from "../runtime/fs-object-store.ts";
 import { type Logger, silentLogger } from "../runtime/logger.ts";
 import { MemoryBus } from "../runtime/memory-bus.ts";
-import type { ObjectStore } from "../runtime/object-store.ts";
 import { bindFunction, type FunctionRunner } from "../runtime/runner.ts";
-import { type EngineSettings, OnnxLearnerEngine, OnnxPolicySampler } from "./onnx-adapters.ts";
-import type { WarmStartProgress } from "./warm-start.ts";
-import { cachedWarmStart } from "./warm-start-cache.ts";
+import {
+  engineSettings,
+  ensureInitialCheckpoint,
+  evaluateServices,
+  localDatasetOpener,
+  openLearner,
+  publishStartEvents,
+  rolloutServices,
+} from "./function-services.ts";
+import { OnnxLearnerEngine, OnnxPolicySampler } from "./onnx-adapters.ts";
+import { type RunProgress, RunWatcher } from "./run-watcher.ts";
 
-/** What the embedded run reports while it works (the CLI renders it). */
-export type RunProgress =
-  | { kind: "warm-start"; progress: WarmStartProgress; cached: boolean }
-  | { kind: "status"; data: RunStatusData }
-  | { kind: "evaluation"; data: EvaluationResultData }
-  | { kind: "checkpoint"; data: CheckpointPublishedData }
-  | { kind: "dead-letter"; data: DeadLetterRecord };
+export type { RunProgress } from "./run-watcher.ts";
 
 export interface EmbeddedRunOptions {
   resource: QuestATraining;
@@ -110,44 +94,6 @@ async function claimRunDir(runDir: string, spec: QuestATrainingSpec): Promise<vo
   }
 }
 
-function localOpener(baseDir: string, store: ObjectStore): OpenDataset {
-  return async (uri) => {
-    if (uri.startsWith("s3://")) {
-      throw new InputError("dataset_needs_s3", [
-        {
-          path: "datasets",
-          message: `${uri} is in S3; the embedded run reads local files`,
-          hint: "use a local path",
-        },
-      ]);
-    }
-    const path = uri.startsWith("file://")
-      ? new URL(uri).pathname
-      : isAbsolute(uri)
-        ? uri
-        : resolve(baseDir, uri);
-    try {
-      return new Uint8Array(await readFile(path));
-    } catch {
-      return store.get(uri).catch(() => undefined);
-    }
-  };
-}
-
-function cloudEventOf(run: string, emitted: EmittedEvent, time: string): CloudEvent {
-  return {
-    specversion: "1.0",
-    id: emitted.id ?? `${run}:${emitted.definition.type}:${emitted.key}`,
-    source: `/questa/${run}/cli`,
-    type: emitted.definition.type,
-    subject: run,
-    time,
-    datacontenttype: "application/json",
-    partitionkey: emitted.key,
-    data: emitted.data,
-  };
-}
-
 /**
  * `questa run` in one process: a journaled in-process bus and a directory store under
  * `<localDir>/runs/<name>/`, the four functions bound to them, the warm-started policy. Returns when
@@ -175,196 +121,76 @@ export async function runEmbedded(options: EmbeddedRunOptions): Promise<RunSumma
   await claimRunDir(runDir, spec);
   const store = new FsObjectStore(join(runDir, "objects"));
   const keys = new RunKeys("");
-  const engine: EngineSettings = {
-    executionProvider: spec.model.executionProvider,
-    threads: spec.model.threads,
-  };
+  const open = localDatasetOpener(options.baseDir, store);
 
   // the starting policy: warm-started once, then read back on every resume
-  const initialFolder = keys.checkpoint(0);
-  let initial: ObjectRef;
-  const initialManifest = await store.head(`${initialFolder}/manifest.json`);
-  if (initialManifest) {
-    initial = { uri: store.uri(initialManifest.key), ...initialManifest };
-  } else {
-    initial = await cachedWarmStart({
-      spec,
-      store,
-      folder: initialFolder,
-      engine,
-      signal,
-      ...(options.cacheDir === undefined ? {} : { cacheDir: options.cacheDir }),
-      onProgress: (progress, cached) => report({ kind: "warm-start", progress, cached }),
-    });
-  }
+  const initial = await ensureInitialCheckpoint({
+    spec,
+    store,
+    keys,
+    open,
+    signal,
+    ...(options.cacheDir === undefined ? {} : { cacheDir: options.cacheDir }),
+    onWarmStart: (progress, cached) => report({ kind: "warm-start", progress, cached }),
+  });
   signal.throwIfAborted();
 
   const bus = await MemoryBus.open({ dir: runDir });
+  const engine = engineSettings(spec);
   const learnerEngine = new OnnxLearnerEngine(engine);
   const rolloutSampler = new OnnxPolicySampler(engine);
   const evaluateSampler = new OnnxPolicySampler(engine);
   const runners: FunctionRunner<unknown>[] = [];
   try {
-    const learner = await Learner.open({
-      run,
-      learner: spec.learner,
-      curriculum: spec.augmentation.curriculum,
-      engine: learnerEngine,
+    const { learner } = await openLearner({ run, spec, store, keys, engine: learnerEngine });
+    // the rollout worker starts from the newest policy the learner published
+    const rollout = await rolloutServices({
+      spec,
       store,
       keys,
-      clock: { now: () => Date.now() },
-      uri: (key) => store.uri(key),
-    });
-    // the rollout worker starts from the newest policy the learner published
-    await rolloutSampler.load(
-      store,
-      learner.step > 0 ? keys.policy(learner.step) : initialFolder,
-      learner.step,
-    );
-    const gate = new StalenessGate({
-      maxStaleness: spec.learner.maxStaleness,
-      promptsPerStep: spec.learner.promptsPerStep,
-      produced: learner.step * spec.learner.promptsPerStep + learner.pendingCount,
-      learnerVersion: learner.step,
-    });
-    const scale = spec.learner.rewardScale;
-    const grade: Grade = async (gold, response) => {
-      const result = gradeResponse(gold, response, { scale });
-      return {
-        reward: result.reward,
-        correct: result.equal,
-        extracted: result.extracted,
-        reason: result.reason,
-      };
-    };
-    const open = localOpener(options.baseDir, store);
-    let benchmarks: Promise<Benchmark[]> | undefined;
-    const loadBenchmarks = () => {
-      benchmarks ??= Promise.all(
-        spec.evaluation.benchmarks.map(async (ref) => {
-          const read = await loadDatasetSource(
-            {
-              name: ref.name,
-              mapping: ref.mapping,
-              format: ref.format,
-              ...(ref.uri === undefined ? {} : { uri: ref.uri }),
-              ...(ref.synthetic === undefined ? {} : { synthetic: ref.synthetic }),
-            },
-            open,
-          );
-          return {
-            name: ref.name,
-            problems: read.records.map((r) => ({ id: r.id, problem: r.problem, answer: r.answer })),
-          };
-        }),
-      );
-      return benchmarks;
-    };
-
-    // what the CLI watches: status, evaluations, checkpoints and dead letters
-    let finished = learner.finished;
-    let lastStep = learner.step;
-    let deadLetters = 0;
-    const evaluations = new Map<string, EvaluationResultData>();
-    let wake: () => void = () => {};
-    const watcher = defineFunction({
-      name: "cli",
-      consumes: [RunStatus, EvaluationResult, CheckpointPublished, DeadLetter] as const,
-      emits: [],
-      handle(event) {
-        if (isEvent(event, RunStatus)) {
-          lastStep = Math.max(lastStep, event.data.step);
-          if (event.data.kind === "finished") finished = true;
-          report({ kind: "status", data: event.data });
-        } else if (isEvent(event, EvaluationResult)) {
-          evaluations.set(`${event.data.step}:${event.data.benchmark}`, event.data);
-          report({ kind: "evaluation", data: event.data });
-        } else if (isEvent(event, CheckpointPublished)) {
-          if (event.data.reason !== "policy") report({ kind: "checkpoint", data: event.data });
-        } else if (isEvent(event, DeadLetter)) {
-          deadLetters++;
-          report({ kind: "dead-letter", data: event.data });
-        }
-        wake();
-        return [];
+      sampler: rolloutSampler,
+      progress: {
+        step: learner.step,
+        stage: learner.stage,
+        finished: learner.finished,
+        pendingCount: learner.pendingCount,
       },
     });
+
+    // what the CLI watches: status, evaluations, checkpoints and dead letters
+    const watcher = new RunWatcher({ spec, report, finished: learner.finished, step: learner.step });
     const common = { bus, store, run, topicPrefix: run, logger, seed: `${run}:${spec.seed}` };
     runners.push(
-      bindFunction(watcher, common) as FunctionRunner<unknown>,
+      bindFunction(watcher.fn, common) as FunctionRunner<unknown>,
       bindFunction(augmentFunction, {
         ...common,
         services: { config: augmentConfigFromSpec(run, spec), openDataset: open },
       }) as FunctionRunner<unknown>,
-      bindFunction(rolloutFunction, {
-        ...common,
-        services: {
-          sampler: rolloutSampler,
-          grade,
-          gate,
-          rollout: spec.rollout,
-          learner: spec.learner,
-          keys,
-          stage: { current: learner.stage },
-        },
-      }) as FunctionRunner<unknown>,
+      bindFunction(rolloutFunction, { ...common, services: rollout }) as FunctionRunner<unknown>,
       bindFunction(learnFunction, { ...common, services: { learner } }) as FunctionRunner<unknown>,
       bindFunction(evaluateFunction, {
         ...common,
-        services: {
-          sampler: evaluateSampler,
-          grade,
-          evaluation: spec.evaluation,
-          totalSteps: spec.learner.totalSteps,
-          benchmarks: loadBenchmarks,
-          keys,
-        },
+        services: evaluateServices({ spec, keys, open, sampler: evaluateSampler }),
       }) as FunctionRunner<unknown>,
     );
     for (const runner of runners) await runner.start();
 
     // the first start announces the initial policy; a resume finds the marker and goes on
-    const marker = keys.key("run", "started.json");
-    if (!(await store.head(marker))) {
-      const time = new Date().toISOString();
-      for (const emitted of learner.startEvents(initial)) {
-        await bus.publish(`${run}.${emitted.definition.topic}`, [
-          toBinaryMessage(cloudEventOf(run, emitted, time)),
-        ]);
-      }
-      await store.put(marker, JSON.stringify({ time }));
-    }
+    await publishStartEvents({ bus, store, keys, run, topicPrefix: run, learner, initial, source: "cli" });
 
-    const finalEvaluated = () =>
-      spec.evaluation.benchmarks.every((b) => evaluations.has(`${spec.learner.totalSteps}:${b.name}`));
     const failure = Promise.race(runners.map((r) => r.done)).then(
       () => undefined,
       (error: unknown) => error,
     );
-    let failed: unknown;
-    void failure.then((error) => {
-      failed = error;
-      wake();
-    });
-    const onAbort = () => wake();
-    signal.addEventListener("abort", onAbort, { once: true });
-    while (!(finished && finalEvaluated()) && !signal.aborted && failed === undefined) {
-      await new Promise<void>((resolveWait) => {
-        wake = resolveWait;
-      });
-    }
-    signal.removeEventListener("abort", onAbort);
-    if (failed !== undefined) throw failed;
+    await watcher.untilComplete(signal, failure);
     return {
       run,
       runDir,
-      finished: finished && finalEvaluated(),
+      finished: watcher.complete,
       interrupted: signal.aborted,
-      step: lastStep,
-      evaluations: [...evaluations.values()].sort(
-        (a, b) => a.step - b.step || a.benchmark.localeCompare(b.benchmark),
-      ),
-      deadLetters,
+      step: watcher.step,
+      evaluations: watcher.evaluations,
+      deadLetters: watcher.deadLetters,
     };
   } finally {
     for (const runner of [...runners].reverse()) await runner.stop();

@@ -3,13 +3,16 @@
  * step-by-step reference solution and a `\boxed{}` answer, sized for a tiny character-level policy
  * (prompt plus solution well under 100 characters).
  *
- *     problem:  "17+5*3-8=?"           evaluated left to right, modulo 97
- *     solution: "17+5=22\n22*3=66\n66-8=58\n\boxed{58}"
+ *     problem:  "7+5*3-8=?"            evaluated left to right, modulo 31
+ *     solution: "7+5=12\n12*3=5\n5-8=28\n\boxed{28}"
  *
  * Lessons from DESIGN.md §4 built in: "hard" is not longer (learned positions do not extrapolate)
  * but needs a skill that is rare in easy data (multiplication, ~2% of easy steps); a prime modulus
- * so no operation collapses chains to 0; no chain starts at 0; answers near uniform over 97 values so
- * guessing pays ~1%. The train/eval split of a problem is a hash of its text, so the splits are
+ * so no operation collapses chains to 0; no chain starts at 0; answers near uniform over 31 values so
+ * guessing pays ~3%. Single-digit operands and modulus 31 keep the task learnable by a 0.4M-parameter
+ * policy in ~1,500 warm-start steps (with 97 and operands up to 50 it stayed near 2% on easy
+ * problems after 1,500 steps); the hard split then starts near guessing (~4.5% pass@1) while a 50%
+ * hint lifts it to ~45%. The train/eval split of a problem is a hash of its text, so the splits are
  * disjoint by construction whatever the seeds, counts and difficulties.
  */
 import { createHash } from "node:crypto";
@@ -37,20 +40,20 @@ export const syntheticDifficulties = {
   easy: {
     minSteps: 2,
     maxSteps: 4,
-    operandMax: 50,
+    operandMax: 9,
     multiplierMax: 9,
     rareOpRate: 0.02,
     minRareSteps: 0,
-    modulus: 97,
+    modulus: 31,
   },
   hard: {
     minSteps: 2,
     maxSteps: 4,
-    operandMax: 50,
+    operandMax: 9,
     multiplierMax: 9,
     rareOpRate: 0.1,
     minRareSteps: 1,
-    modulus: 97,
+    modulus: 31,
   },
 } as const satisfies Record<string, SyntheticDifficultySpec>;
 

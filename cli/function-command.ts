@@ -1,0 +1,84 @@
+import { resolve } from "node:path";
+import { formatInputIssue, InputError } from "../functions/runtime/errors.ts";
+import { parseArgs } from "./args.ts";
+import type { CommandRun } from "./io.ts";
+
+/** what `main` of a function process looks like (functions/<name>/main.ts) */
+type FunctionMain = (
+  env: Record<string, string | undefined>,
+  options?: { shutdown?: Promise<unknown> },
+) => Promise<number>;
+
+/** Each function's process entry, loaded only when that function runs. */
+const FUNCTION_MAINS: Record<string, () => Promise<FunctionMain>> = {
+  augment: async () => (await import("../functions/augment/main.ts")).main,
+  rollout: async () => (await import("../functions/rollout/main.ts")).main,
+  learn: async () => (await import("../functions/learn/main.ts")).main,
+  evaluate: async () => (await import("../functions/evaluate/main.ts")).main,
+};
+
+export const FUNCTION_NAMES = Object.keys(FUNCTION_MAINS);
+
+const USAGE = `usage: questa function <${FUNCTION_NAMES.join("|")}> --config FILE [--brokers B] [--s3-endpoint URL] [--bucket NAME]
+  --config FILE       the run's training.yaml (a QuestATraining; the operator mounts /etc/questa/training.yaml)
+  --brokers B         Kafka brokers host:port[,host:port] (default QUESTA_KAFKA_BROKERS)
+  --s3-endpoint URL   S3-compatible endpoint, e.g. http://minio:9000 (default QUESTA_S3_ENDPOINT; unset = AWS)
+  --bucket NAME       bucket of the run's objects (default QUESTA_S3_BUCKET)
+Runs one function of a run against Kafka and S3 until SIGTERM (then drains). The other settings
+come from the environment the operator sets on function pods: QUESTA_RUN, QUESTA_TOPIC_PREFIX,
+QUESTA_CONSUMER_GROUP, QUESTA_METRICS_PORT, QUESTA_KAFKA_*, QUESTA_S3_*, AWS_ACCESS_KEY_ID, ...
+`;
+
+/** `questa function NAME --config FILE`: the function container's entrypoint. */
+export const runFunction: CommandRun = async (args, io) => {
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs(args, { booleans: ["help"], values: ["config", "brokers", "s3-endpoint", "bucket"] });
+  } catch (error) {
+    if (error instanceof InputError) {
+      io.stderr(`questa function: ${error.message}\n${USAGE}`);
+      return 2;
+    }
+    throw error;
+  }
+  if (parsed.options.has("help")) {
+    io.stdout(USAGE);
+    return 0;
+  }
+  const [name, ...extra] = parsed.positionals;
+  if (name === undefined || extra.length > 0) {
+    io.stderr(USAGE);
+    return 2;
+  }
+  const load = FUNCTION_MAINS[name];
+  if (load === undefined) {
+    io.stderr(
+      `questa function: unknown function ${JSON.stringify(name)}; expected one of ${FUNCTION_NAMES.join(", ")}\n`,
+    );
+    return 2;
+  }
+  const config = parsed.options.get("config");
+  if (config === undefined) {
+    io.stderr(`questa function: --config FILE is required\n${USAGE}`);
+    return 2;
+  }
+  // flags win over the environment; the functions read only the environment
+  const overrides: Record<string, string> = { QUESTA_CONFIG: resolve(io.cwd, config), QUESTA_FUNCTION: name };
+  const brokers = parsed.options.get("brokers");
+  if (brokers !== undefined) overrides.QUESTA_KAFKA_BROKERS = brokers;
+  const endpoint = parsed.options.get("s3-endpoint");
+  if (endpoint !== undefined) overrides.QUESTA_S3_ENDPOINT = endpoint;
+  const bucket = parsed.options.get("bucket");
+  if (bucket !== undefined) overrides.QUESTA_S3_BUCKET = bucket;
+  const main = await load();
+  try {
+    return await main({ ...io.env, ...overrides }, { shutdown: io.interrupted });
+  } catch (error) {
+    if (error instanceof InputError) {
+      io.stderr(`questa function ${name}: cannot start (${error.code})\n`);
+      for (const issue of error.issues) io.stderr(`  ${formatInputIssue(issue)}\n`);
+      return 2;
+    }
+    throw error;
+  }
+};

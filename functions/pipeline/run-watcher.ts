@@ -1,0 +1,125 @@
+import {
+  CheckpointPublished,
+  type CheckpointPublishedData,
+  EvaluationResult,
+  type EvaluationResultData,
+  RunStatus,
+  type RunStatusData,
+} from "../contracts/events.ts";
+import type { QuestATrainingSpec } from "../contracts/questatraining.ts";
+import { DeadLetter, type DeadLetterRecord } from "../runtime/dead-letter.ts";
+import { defineFunction, isEvent } from "../runtime/define-function.ts";
+import type { WarmStartProgress } from "./warm-start.ts";
+
+/** What a run reports while it works (the CLI renders it). */
+export type RunProgress =
+  | { kind: "warm-start"; progress: WarmStartProgress; cached: boolean }
+  | { kind: "status"; data: RunStatusData }
+  | { kind: "evaluation"; data: EvaluationResultData }
+  | { kind: "checkpoint"; data: CheckpointPublishedData }
+  | { kind: "dead-letter"; data: DeadLetterRecord };
+
+/**
+ * Follows a run from its events (status, evaluations, checkpoints, dead letters): `fn` is bound to
+ * the run's bus like any function; `untilFinished` resolves once the learner finished and its final
+ * checkpoint was evaluated on every benchmark.
+ */
+export class RunWatcher {
+  readonly #spec: QuestATrainingSpec;
+  readonly #report: (progress: RunProgress) => void;
+  #finished: boolean;
+  #lastStep: number;
+  #deadLetters = 0;
+  readonly #evaluations = new Map<string, EvaluationResultData>();
+  #wake: () => void = () => {};
+
+  constructor(options: {
+    spec: QuestATrainingSpec;
+    report?: (progress: RunProgress) => void;
+    /** what is known before any event: a resumed learner's state */
+    finished?: boolean;
+    step?: number;
+  }) {
+    this.#spec = options.spec;
+    this.#report = options.report ?? (() => {});
+    this.#finished = options.finished ?? false;
+    this.#lastStep = options.step ?? 0;
+  }
+
+  readonly fn = defineFunction({
+    name: "cli",
+    consumes: [RunStatus, EvaluationResult, CheckpointPublished, DeadLetter] as const,
+    emits: [],
+    handle: (event) => {
+      if (isEvent(event, RunStatus)) {
+        this.#lastStep = Math.max(this.#lastStep, event.data.step);
+        if (event.data.kind === "finished") this.#finished = true;
+        this.#report({ kind: "status", data: event.data });
+      } else if (isEvent(event, EvaluationResult)) {
+        this.#evaluations.set(`${event.data.step}:${event.data.benchmark}`, event.data);
+        this.#report({ kind: "evaluation", data: event.data });
+      } else if (isEvent(event, CheckpointPublished)) {
+        if (event.data.reason !== "policy") this.#report({ kind: "checkpoint", data: event.data });
+      } else if (isEvent(event, DeadLetter)) {
+        this.#deadLetters++;
+        this.#report({ kind: "dead-letter", data: event.data });
+      }
+      this.#wake();
+      return [];
+    },
+  });
+
+  /** the learner finished and the final checkpoint was evaluated on every benchmark */
+  get complete(): boolean {
+    const last = this.#spec.learner.totalSteps;
+    return (
+      this.#finished &&
+      this.#spec.evaluation.benchmarks.every((b) => this.#evaluations.has(`${last}:${b.name}`))
+    );
+  }
+
+  get step(): number {
+    return this.#lastStep;
+  }
+
+  get deadLetters(): number {
+    return this.#deadLetters;
+  }
+
+  /** every evaluation seen, by step then benchmark */
+  get evaluations(): EvaluationResultData[] {
+    return [...this.#evaluations.values()].sort(
+      (a, b) => a.step - b.step || a.benchmark.localeCompare(b.benchmark),
+    );
+  }
+
+  /**
+   * Resolves when the run is complete or `signal` aborts; rejects with `failure`'s error if that
+   * settles first with one (a function's consumer died).
+   */
+  async untilComplete(signal: AbortSignal, failure: Promise<unknown>): Promise<void> {
+    let failed: { error: unknown } | undefined;
+    void failure.then(
+      (error) => {
+        if (error !== undefined) failed = { error };
+        this.#wake();
+      },
+      (error: unknown) => {
+        failed = { error };
+        this.#wake();
+      },
+    );
+    const onAbort = () => this.#wake();
+    signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      while (!this.complete && !signal.aborted && failed === undefined) {
+        await new Promise<void>((resolveWait) => {
+          this.#wake = resolveWait;
+        });
+      }
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+    }
+    if (failed !== undefined) throw failed.error;
+  }
+}

@@ -1,0 +1,95 @@
+/**
+ * The rollout function's process (a pod in the cluster): the only place that reads the environment
+ * and builds clients for it. It resumes from the learner's stored progress and keeps following it.
+ */
+import { readLearnerProgress } from "../learn/learner.ts";
+import type { RunKeys } from "../learn/run-keys.ts";
+import {
+  type FunctionMainOptions,
+  openFunctionProcess,
+  processShutdown,
+  whileStarting,
+} from "../pipeline/function-process.ts";
+import { initialCheckpointRef, rolloutServices } from "../pipeline/function-services.ts";
+import type { Logger } from "../runtime/logger.ts";
+import type { ObjectStore } from "../runtime/object-store.ts";
+import { bindFunction } from "../runtime/runner.ts";
+import { serveFunction } from "../runtime/serve.ts";
+import type { RolloutServices } from "./handler.ts";
+import { rolloutFunction } from "./handler.ts";
+
+/** how often the learner's stored progress is read */
+const FOLLOW_INTERVAL_MS = 1000;
+
+export async function main(
+  env: Record<string, string | undefined> = process.env,
+  options: FunctionMainOptions = {},
+): Promise<number> {
+  const shutdown = options.shutdown ?? processShutdown();
+  let stopping = false;
+  void shutdown.then(() => {
+    stopping = true;
+  });
+  const proc = await openFunctionProcess("rollout", env);
+  const { store, keys, logger } = proc;
+  const spec = proc.resource.spec;
+  try {
+    // the learn process makes the initial policy; rollouts wait for it rather than fail
+    const initialReady = await whileStarting(proc.settings, async () => {
+      while (!(await initialCheckpointRef(store, keys))) {
+        if (stopping) return false;
+        logger.info("waiting for the initial checkpoint (the learn function writes it)");
+        await Promise.race([shutdown, sleep(FOLLOW_INTERVAL_MS)]);
+      }
+      return true;
+    });
+    if (!initialReady) return 0;
+    const services = await rolloutServices({
+      spec,
+      store,
+      keys,
+      progress: await readLearnerProgress(store, keys),
+    });
+    const follower = setInterval(() => {
+      void followLearner(services, store, keys).catch((error: unknown) =>
+        logger.warn({ err: error }, "could not read the learner's progress; trying again"),
+      );
+    }, FOLLOW_INTERVAL_MS);
+    try {
+      const runner = bindFunction(rolloutFunction, { ...proc.bindOptions, services });
+      return await serveFunction(runner, {
+        port: proc.settings.QUESTA_METRICS_PORT,
+        host: proc.settings.QUESTA_METRICS_HOST,
+        ...options,
+        shutdown,
+      });
+    } finally {
+      clearInterval(follower);
+      await services.sampler.dispose();
+    }
+  } finally {
+    await proc.close();
+  }
+}
+
+/**
+ * Keeps up with the learner from its stored state, not only from checkpoint events: while the
+ * staleness gate holds a question, a Kafka consumer fetches nothing else, so the checkpoint event
+ * that would open the gate could never arrive.
+ */
+export async function followLearner(
+  services: RolloutServices,
+  store: ObjectStore,
+  keys: RunKeys,
+  logger?: Logger,
+) {
+  const progress = await readLearnerProgress(store, keys);
+  if (progress.step > services.sampler.version) {
+    await services.sampler.load(store, keys.policy(progress.step), progress.step);
+    logger?.info({ step: progress.step }, "loaded the learner's newest policy");
+  }
+  services.gate.observeLearner(progress.step);
+  services.stage.current = Math.max(services.stage.current, progress.stage);
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));

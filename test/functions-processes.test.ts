@@ -1,0 +1,180 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, inject, it } from "vitest";
+import { parse, stringify } from "yaml";
+import { eventDefinition } from "../functions/contracts/registry.ts";
+import type { BusMessage } from "../functions/runtime/bus.ts";
+import { parseBinaryMessage } from "../functions/runtime/cloudevents.ts";
+import { DeadLetter } from "../functions/runtime/dead-letter.ts";
+import { KafkaBus } from "../functions/runtime/kafka-bus.ts";
+import { S3ObjectStore } from "../functions/runtime/s3-object-store.ts";
+import { logicalTopics } from "../operator/resources/topics.ts";
+
+// `questa run FILE --kafka --s3`: the four functions as separate processes against the real Kafka
+// and MinIO. Ctrl-C stops the run and its processes; the same command resumes it. The learn process
+// is then killed with SIGKILL mid-run; the supervisor starts it again and the run completes with
+// every step exactly once, in Kafka and in S3.
+
+const root = join(import.meta.dirname, "..");
+const brokers = inject("kafkaBrokers");
+const s3 = inject("s3");
+
+const children: ChildProcess[] = [];
+afterAll(() => {
+  for (const child of children)
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+});
+
+function questa(args: string[], cwd: string, env: Record<string, string>) {
+  const child = spawn(process.execPath, [join(root, "bin", "questa.js"), ...args], {
+    cwd,
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  children.push(child);
+  let output = "";
+  child.stdout?.on("data", (chunk: Buffer) => {
+    output += chunk.toString();
+  });
+  child.stderr?.on("data", (chunk: Buffer) => {
+    output += chunk.toString();
+  });
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  return { child, output: () => output, exited };
+}
+
+/** every message of the topics, read from the beginning by a fresh group */
+async function readTopics(bus: KafkaBus, topics: string[]): Promise<BusMessage[]> {
+  const groupId = `reader-${randomBytes(4).toString("hex")}`;
+  const expected = (await bus.admin.groupLag(groupId, topics)).reduce((n, p) => n + Number(p.high), 0);
+  const messages: BusMessage[] = [];
+  const reader = bus.consumer({ groupId, topics });
+  await reader.run(async (message) => {
+    messages.push(message);
+  });
+  await expect.poll(() => messages.length, { timeout: 60_000, interval: 100 }).toBe(expected);
+  await reader.stop();
+  return messages;
+}
+
+describe("questa run --kafka --s3 (functions as processes)", () => {
+  it("stops on Ctrl-C, resumes, and loses or repeats no step when learn is killed -9", async () => {
+    const suffix = randomBytes(4).toString("hex");
+    const dir = mkdtempSync(join(tmpdir(), "questa-processes-"));
+    const topicPrefix = `questa.procs-${suffix}`;
+    const resource = parse(readFileSync(join(root, "test", "fixtures", "tiny-run.yaml"), "utf8"));
+    resource.spec.kafka = { topicPrefix, partitions: 2 };
+    // evaluations run on checkpoints: every 4 steps, checkpoints every 2
+    resource.spec.learner.checkpointInterval = 2;
+    resource.spec.evaluation.interval = 4;
+    writeFileSync(join(dir, "run.yaml"), stringify(resource));
+    const bucket = `questa-procs-${suffix}`;
+    const env = {
+      QUESTA_CACHE_DIR: join(dir, "cache"),
+      AWS_ACCESS_KEY_ID: s3.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
+      AWS_REGION: s3.region,
+      // a killed process's partitions move to its replacement after this long
+      QUESTA_KAFKA_SESSION_TIMEOUT_MS: "6000",
+    };
+    const args = ["run", "run.yaml", "--kafka", brokers.join(","), "--s3", `${s3.endpoint}/${bucket}/runs`];
+    const pids = (output: string, fn: string) =>
+      [...output.matchAll(new RegExp(`started ${fn} \\(pid (\\d+)\\)`, "g"))].map((m) => Number(m[1]));
+    const alive = (pid: number) => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+
+    // Ctrl-C: the run stops, and so do its function processes
+    const first = questa(args, dir, env);
+    await expect.poll(() => first.output(), { timeout: 120_000, interval: 200 }).toMatch(/step 2 stage/);
+    first.child.kill("SIGINT");
+    expect(await first.exited, first.output()).toBe(130);
+    expect(first.output()).toMatch(/stopped at step \d; run the same command again to resume/);
+    const firstPids = ["augment", "rollout", "learn", "evaluate"].flatMap((fn) => pids(first.output(), fn));
+    expect(firstPids).toHaveLength(4);
+    expect(firstPids.filter(alive)).toEqual([]);
+
+    // the same command resumes; the learn process is killed mid-run and started again
+    const second = questa(args, dir, env);
+    await expect.poll(() => second.output(), { timeout: 120_000, interval: 200 }).toMatch(/step 5 stage/);
+    const [learnPid] = pids(second.output(), "learn");
+    if (learnPid === undefined) throw new Error(second.output());
+    process.kill(learnPid, "SIGKILL");
+    const code = await second.exited;
+    const output = second.output();
+    expect(output, output).toContain(`learn (pid ${learnPid}) exited (signal SIGKILL); restarting`);
+    expect(output, output).toContain("finished 8 steps");
+    expect(code, output).toBe(0);
+    expect(output).toMatch(/eval step 8 hard-eval: pass@1/);
+
+    // every event on the run's topics is a valid CloudEvent of a known type
+    const bus = new KafkaBus(
+      { brokers, clientId: "questa-processes-test" },
+      { logLevel: "error", maxWaitTimeMs: 100 },
+    );
+    const store = new S3ObjectStore({
+      bucket,
+      prefix: "runs/",
+      endpoint: s3.endpoint,
+      region: s3.region,
+      credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
+    });
+    try {
+      const messages = await readTopics(
+        bus,
+        [...logicalTopics(), "dead-letter"].map((t) => `${topicPrefix}.${t}`),
+      );
+      const events = messages.map((m) => {
+        const parsed = parseBinaryMessage(m);
+        if (!parsed.ok) throw parsed.error;
+        return parsed.value;
+      });
+      for (const event of events) {
+        const definition = eventDefinition(event.type);
+        expect(definition, event.type).toBeDefined();
+        expect(definition?.data.safeParse(event.data).success, `${event.type} ${event.id}`).toBe(true);
+      }
+      expect(events.filter((e) => e.type === DeadLetter.type)).toEqual([]);
+      // one step per step 1..8: an event published again (redelivery after the kill) has the same id and data
+      const steps = new Map<string, unknown>();
+      for (const event of events) {
+        if (event.type !== "dev.questa.run.status.v1") continue;
+        const data = event.data as { kind: string; step: number };
+        if (data.kind !== "step") continue;
+        const seen = steps.get(event.id);
+        if (seen !== undefined) expect(event.data).toEqual(seen);
+        steps.set(event.id, event.data);
+      }
+      const stepNumbers = [...steps.values()].map((d) => (d as { step: number }).step).sort((a, b) => a - b);
+      expect(stepNumbers).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+
+      // S3: the checkpoints of the start, the interval, the stage end (3) and the end, each once; nothing pending
+      const checkpoints = (await store.list("tiny-run/checkpoints/"))
+        .filter((o) => o.key.endsWith("/manifest.json"))
+        .map((o) => o.key);
+      expect(checkpoints).toEqual(
+        [0, 2, 3, 4, 6, 8].map(
+          (s) => `tiny-run/checkpoints/step-${String(s).padStart(6, "0")}/manifest.json`,
+        ),
+      );
+      expect(await store.list("tiny-run/learner/pending/")).toEqual([]);
+      const state = JSON.parse(new TextDecoder().decode(await store.get("tiny-run/learner/state.json")));
+      expect(state).toMatchObject({ step: 8, finished: true });
+      // every step trained on distinct groups: none trained twice across the kill
+      const trained = (state.consumed as { step: number; keys: string[] }[]).flatMap((c) => c.keys);
+      expect(new Set(trained).size).toBe(trained.length);
+      expect(state.consumed.map((c: { step: number }) => c.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    } finally {
+      await bus.close();
+      store.close();
+    }
+  }, 240_000);
+});
