@@ -3,7 +3,7 @@ import { type CliIO, type Command, processIO } from "./io.ts";
 /** Every `questa` subcommand; each module is loaded only when its command runs. */
 const commands: Record<string, Command> = {
   run: {
-    summary: "run a QuestA training in this process: questa run FILE [--baseline] [--seed N]",
+    summary: "run a QuestA training: questa run FILE [--baseline] [--seed N] [--kafka BROKERS --s3 URL]",
     load: async () => (await import("./run-command.ts")).runRun,
   },
   function: {

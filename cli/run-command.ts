@@ -240,6 +240,7 @@ export const runRun: CommandRun = async (args, io) => {
     summary = await runEmbedded({
       resource: result.value,
       baseDir: dirname(path),
+      workDir: io.cwd,
       baseline,
       ...(seed === undefined ? {} : { seed }),
       signal: controller.signal,
@@ -296,7 +297,7 @@ async function runAsProcesses(
   try {
     summary = await runProcesses({
       resource,
-      runDir: resolve(options.baseDir, spec.storage.localDir, "runs", name),
+      runDir: resolve(io.cwd, spec.storage.localDir, "runs", name),
       brokers: options.brokers,
       s3: options.s3,
       env: { ...io.env, QUESTA_CACHE_DIR: io.env.QUESTA_CACHE_DIR ?? join(homedir(), ".cache", "questa") },

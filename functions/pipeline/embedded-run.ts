@@ -29,8 +29,10 @@ export type { RunProgress } from "./run-watcher.ts";
 
 export interface EmbeddedRunOptions {
   resource: QuestATraining;
-  /** directory relative paths (storage.localDir, dataset files) resolve against: the resource file's */
+  /** directory relative dataset paths resolve against: the resource file's */
   baseDir: string;
+  /** directory a relative storage.localDir resolves against (the user's working directory); default baseDir */
+  workDir?: string;
   /** plain RL with the same budget: every curriculum stage's hint ratio is 0 */
   baseline?: boolean;
   /** overrides spec.seed */
@@ -108,7 +110,7 @@ export async function runEmbedded(options: EmbeddedRunOptions): Promise<RunSumma
   const logger = options.logger ?? silentLogger();
   const report = options.report ?? (() => {});
   const signal = options.signal ?? new AbortController().signal;
-  const runDir = resolve(options.baseDir, spec.storage.localDir, "runs", run);
+  const runDir = resolve(options.workDir ?? options.baseDir, spec.storage.localDir, "runs", run);
   if (spec.model.source !== "synthetic") {
     throw new InputError("embedded_needs_synthetic", [
       {
