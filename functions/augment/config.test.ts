@@ -29,7 +29,7 @@ describe("augment config from the QuestATraining spec", () => {
       "synthetic-easy-eval",
     ]);
     const built = await buildStage(config, 0, storeDatasetOpener(new MemoryObjectStore()));
-    expect(built.questions).toHaveLength(2048);
+    expect(built.questions).toHaveLength(1024);
     expect(built.manifest.report.decontamination).toMatchObject({ enabled: false, dropped: 0 });
     expect(built.questions.every((q) => q.hinted)).toBe(true);
   });
@@ -47,11 +47,11 @@ describe("augment config from the QuestATraining spec", () => {
   it("turns curriculum transitions into stage events, not the end of the last stage", () => {
     const config = augmentConfigFromSpec("quickstart", exampleSpec("quickstart.yaml"));
     const { transitions } = replayCurriculum(config.augmentation.curriculum, [
-      { step: 99 },
-      { step: 100, entropy: 0.4 },
+      { step: 49 },
+      { step: 50, entropy: 0.4 },
     ]);
     expect(transitions.map((t) => curriculumStageChangedData("quickstart", t))).toEqual([
-      { run: "quickstart", fromStage: 0, toStage: 1, ratio: 0.25, step: 100, reason: "steps" },
+      { run: "quickstart", fromStage: 0, toStage: 1, ratio: 0.25, step: 50, reason: "steps" },
     ]);
     expect(
       curriculumStageChangedData("q", {
