@@ -58,6 +58,8 @@ export interface RunningKafka {
   tlsBrokers: string[];
   tls: KafkaTlsFiles;
   stop(): Promise<void>;
+  /** stops the broker and starts it again on the same ports and data (only with `restartable`) */
+  restart(): Promise<void>;
 }
 
 function requireJava(): void {
@@ -252,7 +254,13 @@ async function makeTlsFiles(dir: string): Promise<KafkaTlsFiles & { serverKeysto
   return { caFile: at("ca.pem"), certFile: at("client.pem"), keyFile: at("client.key"), serverKeystore };
 }
 
-export async function startKafka(options: { version?: string } = {}): Promise<RunningKafka> {
+export async function startKafka(
+  options: {
+    version?: string;
+    /** keep the data directory across `restart()`; it is then deleted by `stop()` only, not by the watchdog */
+    restartable?: boolean;
+  } = {},
+): Promise<RunningKafka> {
   const version = options.version ?? defaultKafkaVersion;
   const libs = await ensureKafkaJars(version);
   requireJava();
@@ -314,26 +322,37 @@ export async function startKafka(options: { version?: string } = {}): Promise<Ru
     ],
     { cwd: workDir, logFile: join(workDir, "format.log"), timeoutMs: 120_000, what: "Kafka storage format" },
   );
-  const server: ServerProcess = startServer({
-    name: `Kafka ${version}`,
-    command: "java",
-    args: [...jvm, "-cp", classpath, "kafka.Kafka", propertiesFile],
-    env: process.env,
-    cwd: workDir,
-    cleanupDir: workDir,
-    logFile: join(workDir, "stdout.log"),
-  });
+  const launch = (): ServerProcess =>
+    startServer({
+      name: `Kafka ${version}`,
+      command: "java",
+      args: [...jvm, "-cp", classpath, "kafka.Kafka", propertiesFile],
+      env: process.env,
+      cwd: workDir,
+      ...(options.restartable ? {} : { cleanupDir: workDir }),
+      logFile: join(workDir, "stdout.log"),
+    });
+  let server: ServerProcess = launch();
   const stop = async () => {
     await server.stop();
     rmSync(workDir, { recursive: true, force: true });
   };
-  try {
-    const brokers = [`127.0.0.1:${brokerPort}`];
+  const brokers = [`127.0.0.1:${brokerPort}`];
+  const ready = async () => {
     await waitUntil(`Kafka ${version} on port ${brokerPort}`, () => portAccepts(brokerPort), {
       timeoutMs: 120_000,
       server,
     });
     await waitUntil(`Kafka ${version} coordinators`, () => warmUp(brokers), { timeoutMs: 120_000, server });
+  };
+  const restart = async () => {
+    if (!options.restartable) throw new Error("startKafka({ restartable: true }) to restart the broker");
+    await server.stop();
+    server = launch();
+    await ready();
+  };
+  try {
+    await ready();
     return {
       version,
       brokers,
@@ -342,6 +361,7 @@ export async function startKafka(options: { version?: string } = {}): Promise<Ru
       tlsBrokers: [`127.0.0.1:${sslPort}`],
       tls,
       stop,
+      restart,
     };
   } catch (error) {
     await stop();
