@@ -104,7 +104,11 @@ describe("operator/main.ts as a process", () => {
     });
     expect(condition.reason).toBe("InvalidSpec");
     expect(condition.message).toContain("spec.kafka.brokers");
-    const reconciles = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    // the status write lands before the reconcile that wrote it is counted: wait for the count
+    const reconciles = await eventually("a counted reconcile", async () => {
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      return /questa_operator_reconcile_total\{result="success"\} [1-9]/.test(text) ? text : undefined;
+    });
     expect(reconciles).toMatch(/questa_operator_reconcile_total\{result="success"\} [1-9]/);
 
     const exited = new Promise<number | null>((resolve) => child?.once("exit", (code) => resolve(code)));
