@@ -120,3 +120,57 @@ describe("questa events", () => {
     expect(stderr()).toContain("run directory");
   });
 });
+
+describe("questa run progress view", () => {
+  it("prints plain lines off a terminal and rewrites one status line on a terminal", async () => {
+    const { ProgressView, summaryTable } = await import("./run-command.ts");
+    const status = {
+      kind: "status" as const,
+      data: {
+        run: "r",
+        kind: "step" as const,
+        step: 10,
+        stage: 0,
+        hintRatio: 0.5,
+        metrics: {
+          rewardMean: 1,
+          passRate: 0.2,
+          entropy: 0.3,
+          clipFraction: 0,
+          approxKl: 0,
+          gradNorm: 1,
+          loss: 0,
+          tokensPerSecond: 1,
+          staleness: 0,
+          groupsKept: 16,
+          groupsRejected: 4,
+        },
+      },
+    };
+    const plain = captureIO(root);
+    new ProgressView(plain.io).update(status);
+    expect(plain.stdout()).toBe("step 10 stage 0 (p=0.5) reward 1.000 pass 0.200 entropy 0.300 kept 16/20\n");
+    const tty = captureIO(root);
+    const view = new ProgressView({ ...tty.io, isTTY: true });
+    view.update(status);
+    view.update({ ...status, data: { ...status.data, step: 11 } });
+    expect(tty.stdout()).toContain("\r\u001b[2Kstep 11");
+    expect(tty.stdout()).not.toContain("\n");
+    const evaluation = {
+      run: "r",
+      step: 10,
+      benchmark: "hard",
+      problems: 2,
+      samples: 4,
+      temperature: 0.6,
+      topP: 0.95,
+      hinted: false as const,
+      passAt1: 0.25,
+      passAtK: { "1": 0.25, "4": 0.5 },
+      majAtK: {},
+      passAt1Interval: { low: 0.1, high: 0.4 },
+      results: { uri: "u", key: "k", sha256: "0".repeat(64), size: 1 },
+    };
+    expect(summaryTable([evaluation])).toContain("10    hard       0.250   0.100-0.400  0.500");
+  });
+});

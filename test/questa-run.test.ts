@@ -60,6 +60,17 @@ describe("questa run (embedded)", () => {
 
     const runDir = join(dir, ".questa", "runs", "tiny-run");
     const events = await runEvents(runDir);
+    // `questa events` prints the same events, each a valid CloudEvent line
+    const printed = questa(["events", runDir], dir, env);
+    expect(await exited(printed.child)).toBe(0);
+    const printedLines = printed
+      .output()
+      .split("\n")
+      .filter((line) => line.startsWith("{"));
+    expect(printedLines).toHaveLength(events.length);
+    expect(new Set(printedLines.map((line) => (JSON.parse(line) as { type: string }).type))).toEqual(
+      new Set(events.map((e) => e.type)),
+    );
     // every event is valid against its schema
     for (const event of events) {
       const definition = eventDefinition(event.type);
