@@ -66,7 +66,13 @@ for (const seed of seeds) {
     });
     seconds[arm].push((Date.now() - started) / 1000);
     results[arm][seed] = summary.evaluations.filter((e) => e.benchmark === values.benchmark);
-    process.stderr.write(`seed ${seed} ${arm}: ${seconds[arm].at(-1)?.toFixed(0)} s\n`);
+    const hard = results[arm][seed]
+      .map(
+        (e) =>
+          `step ${e.step} pass@1 ${e.passAt1.toFixed(3)} pass@8 ${(e.passAtK["8"] ?? Number.NaN).toFixed(3)}`,
+      )
+      .join("; ");
+    process.stderr.write(`seed ${seed} ${arm}: ${seconds[arm].at(-1)?.toFixed(0)} s: ${hard}\n`);
   }
 }
 

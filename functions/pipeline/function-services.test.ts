@@ -236,3 +236,16 @@ describe("ensureInitialCheckpoint", () => {
     expect(await initialCheckpointRef(store, keys)).toBeUndefined();
   });
 });
+
+describe("warm start cache key", () => {
+  it("is the same for a QuestA run and its baseline arm, so both start from one policy", async () => {
+    const { warmStartCacheKey } = await import("./warm-start-cache.ts");
+    const { effectiveSpec } = await import("./embedded-run.ts");
+    const { QuestATrainingSpecSchema } = await import("../contracts/questatraining.ts");
+    const spec = QuestATrainingSpecSchema.parse({ datasets: { train: [{ name: "t", synthetic: {} }] } });
+    expect(warmStartCacheKey(effectiveSpec(spec, { baseline: true }))).toBe(
+      warmStartCacheKey(effectiveSpec(spec, {})),
+    );
+    expect(warmStartCacheKey(effectiveSpec(spec, { seed: 9 }))).not.toBe(warmStartCacheKey(spec));
+  });
+});

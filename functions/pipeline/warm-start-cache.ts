@@ -8,7 +8,7 @@ import type { EngineSettings } from "./onnx-adapters.ts";
 import { type WarmStartProgress, warmStart } from "./warm-start.ts";
 
 /** bump when warm-start training changes, so old cached policies are not reused */
-const WARM_START_VERSION = 1;
+const WARM_START_VERSION = 2;
 
 /** Everything the warm-started policy depends on; equal keys give the same policy. */
 export function warmStartCacheKey(spec: QuestATrainingSpec): string {
@@ -21,7 +21,6 @@ export function warmStartCacheKey(spec: QuestATrainingSpec): string {
       template: spec.augmentation.template,
       unhintedTemplate: spec.augmentation.unhintedTemplate,
       minPrefixChars: spec.augmentation.minPrefixChars,
-      ratios: spec.augmentation.curriculum.map((s) => s.ratio),
     }),
   ).slice(0, 32);
 }

@@ -15,6 +15,11 @@ import type { EngineSettings } from "./onnx-adapters.ts";
 const POOL_SIZE = 20_000;
 /** share of warm-start examples shown with a hint, so the policy knows the hinted prompt format */
 const HINTED_SHARE = 0.5;
+/**
+ * hint ratios of those examples: fixed, not the run's curriculum, so that a QuestA run and its
+ * `--baseline` arm (curriculum ratios 0) start from the very same policy
+ */
+export const WARM_START_HINT_RATIOS = [0.5, 0.25] as const;
 
 export interface WarmStartProgress {
   step: number;
@@ -98,10 +103,7 @@ export async function warmStart(options: {
       requireAnswerInSolution: false,
     };
     const unhinted = new Augmenter({ ...common, ratio: 0 });
-    const hinted = spec.augmentation.curriculum
-      .map((s) => s.ratio)
-      .filter((r) => r > 0)
-      .map((ratio) => new Augmenter({ ...common, ratio }));
+    const hinted = WARM_START_HINT_RATIOS.map((ratio) => new Augmenter({ ...common, ratio }));
     for (let step = 1; step <= warm.steps; step++) {
       options.signal?.throwIfAborted();
       const batch = Array.from({ length: warm.batchSize }, () => {
