@@ -25,6 +25,7 @@ import { DeadLetterError, RetryableError } from "../runtime/errors.ts";
 import type { EmittedEvent } from "../runtime/event-definition.ts";
 import type { ObjectStore } from "../runtime/object-store.ts";
 import { sha256Hex } from "../runtime/sha256.ts";
+import { removeCheckpointFolder } from "./checkpoint-folders.ts";
 import type { LearnerEngine, PpoSample, PpoSettings } from "./learner-engine.ts";
 import type { RunKeys } from "./run-keys.ts";
 
@@ -375,9 +376,9 @@ export class Learner {
     await this.#saveState();
     this.#pending = this.#pending.filter((p) => !batchKeys.includes(groupKey(p.group)));
     for (const k of batchKeys) await store.delete(this.#pendingKey(k));
-    await this.#removeFolder(resumeFolder(keys, step - 1));
+    await removeCheckpointFolder(store, resumeFolder(keys, step - 1));
     const stalePolicy = step - spec.maxStaleness - 2;
-    if (stalePolicy >= 1) await this.#removeFolder(keys.policy(stalePolicy));
+    if (stalePolicy >= 1) await removeCheckpointFolder(store, keys.policy(stalePolicy));
     return events;
   }
 
@@ -439,14 +440,6 @@ export class Learner {
 
   async #saveState(): Promise<void> {
     await this.#o.store.put(this.#o.keys.key("learner", "state.json"), JSON.stringify(this.#state));
-  }
-
-  /** removes a checkpoint folder no reader needs any more (old resume state, stale policy updates) */
-  async #removeFolder(folder: string): Promise<void> {
-    const infos = await this.#o.store.list(`${folder}/`);
-    // the manifest goes first: a checkpoint without one is never loaded, so no reader sees half of it
-    infos.sort((a, b) => Number(b.key.endsWith("manifest.json")) - Number(a.key.endsWith("manifest.json")));
-    for (const info of infos) await this.#o.store.delete(info.key);
   }
 }
 

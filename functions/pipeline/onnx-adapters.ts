@@ -1,4 +1,5 @@
 import type { ObjectRef } from "../contracts/events.ts";
+import { manifestRef, removeCheckpointFolder } from "../learn/checkpoint-folders.ts";
 import type { LearnerEngine, PpoSample, PpoSettings, PpoStepMetrics } from "../learn/learner-engine.ts";
 import { loadCheckpoint, saveCheckpoint } from "../model/checkpoint.ts";
 import type { ModelConfigInput } from "../model/config.ts";
@@ -25,20 +26,6 @@ class SerialQueue {
     this.#tail = next.catch(() => undefined);
     return next;
   }
-}
-
-async function manifestRef(store: ObjectStore, key: string): Promise<ObjectRef> {
-  const info = await store.head(key);
-  if (!info)
-    throw new DeadLetterError("checkpoint.missing", `checkpoint manifest ${key} vanished after writing`);
-  return { uri: store.uri(key), key, sha256: info.sha256, size: info.size };
-}
-
-async function removeFolder(store: ObjectStore, folder: string): Promise<void> {
-  const infos = await store.list(`${folder}/`);
-  // the manifest first: without it the rest is never loaded
-  infos.sort((a, b) => Number(b.key.endsWith("manifest.json")) - Number(a.key.endsWith("manifest.json")));
-  for (const info of infos) await store.delete(info.key);
 }
 
 function engineOptions(settings: EngineSettings) {
@@ -99,8 +86,8 @@ export class OnnxLearnerEngine implements LearnerEngine {
   ): Promise<ObjectRef> {
     const engine = this.engine;
     // a step redone after a crash rewrites its folder: whatever a dead process left there goes first
-    await removeFolder(store, prefix);
-    const { manifestKey } = await saveCheckpoint(store, prefix, {
+    await removeCheckpointFolder(store, prefix);
+    await saveCheckpoint(store, prefix, {
       config: engine.config,
       params: engine.getParams(),
       ...(meta.withOptimizer ? { optimizerState: engine.getOptimizerState() } : {}),
@@ -108,7 +95,13 @@ export class OnnxLearnerEngine implements LearnerEngine {
       step: meta.step,
       ...(meta.parentStep === undefined ? {} : { parent: `step-${meta.parentStep}` }),
     });
-    return manifestRef(store, manifestKey);
+    const ref = await manifestRef(store, prefix);
+    if (!ref)
+      throw new DeadLetterError(
+        "checkpoint.missing",
+        `checkpoint manifest under ${prefix} vanished after writing`,
+      );
+    return ref;
   }
 
   async loadCheckpoint(store: ObjectStore, prefix: string): Promise<void> {

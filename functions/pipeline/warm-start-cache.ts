@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import type { ObjectRef } from "../contracts/events.ts";
 import type { QuestATrainingSpec } from "../contracts/questatraining.ts";
+import { manifestRef } from "../learn/checkpoint-folders.ts";
 import { FsObjectStore } from "../runtime/fs-object-store.ts";
 import type { ObjectStore } from "../runtime/object-store.ts";
 import { sha256Hex } from "../runtime/sha256.ts";
@@ -39,11 +40,6 @@ async function copyFolder(
     if (body === undefined) throw new Error(`${info.key} vanished while copying`);
     await to.put(`${toFolder}/${info.key.slice(fromFolder.length + 1)}`, body);
   }
-}
-
-async function manifestRef(store: ObjectStore, folder: string): Promise<ObjectRef | undefined> {
-  const info = await store.head(`${folder}/manifest.json`);
-  return info ? { uri: store.uri(info.key), key: info.key, sha256: info.sha256, size: info.size } : undefined;
 }
 
 /**
