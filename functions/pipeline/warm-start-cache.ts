@@ -2,6 +2,7 @@ import { join } from "node:path";
 import type { ObjectRef } from "../contracts/events.ts";
 import type { QuestATrainingSpec } from "../contracts/questatraining.ts";
 import { manifestRef } from "../learn/checkpoint-folders.ts";
+import { syntheticDifficulties } from "../questa/synthetic-task.ts";
 import { FsObjectStore } from "../runtime/fs-object-store.ts";
 import type { ObjectStore } from "../runtime/object-store.ts";
 import { sha256Hex } from "../runtime/sha256.ts";
@@ -9,13 +10,15 @@ import type { EngineSettings } from "./onnx-adapters.ts";
 import { type WarmStartProgress, warmStart } from "./warm-start.ts";
 
 /** bump when warm-start training changes, so old cached policies are not reused */
-const WARM_START_VERSION = 2;
+const WARM_START_VERSION = 3;
 
 /** Everything the warm-started policy depends on; equal keys give the same policy. */
 export function warmStartCacheKey(spec: QuestATrainingSpec): string {
   return sha256Hex(
     JSON.stringify({
       version: WARM_START_VERSION,
+      // the warm start trains on the built-in easy problems: a change of the task is a new policy
+      easyTask: syntheticDifficulties.easy,
       seed: spec.seed,
       architecture: spec.model.architecture,
       warmStart: spec.model.warmStart,
