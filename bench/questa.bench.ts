@@ -30,7 +30,8 @@ function meanInterval(values: number[]): { mean: number; low: number; high: numb
   if (n < 2) return { mean, low: mean, high: mean };
   const sd = Math.sqrt(values.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1));
   const half = (T975[n - 1] ?? 1.96) * (sd / Math.sqrt(n));
-  return { mean, low: mean - half, high: mean + half };
+  // pass rates live in [0, 1]
+  return { mean, low: Math.max(0, mean - half), high: Math.min(1, mean + half) };
 }
 
 const { values } = parseArgs({

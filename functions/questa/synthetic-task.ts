@@ -14,6 +14,13 @@
  * problems after 1,500 steps); the hard split then starts near guessing (~4.5% pass@1) while a 50%
  * hint lifts it to ~45%. The train/eval split of a problem is a hash of its text, so the splits are
  * disjoint by construction whatever the seeds, counts and difficulties.
+ *
+ * A variant we tried and dropped: easy problems of 2-6 steps with multiplication in a quarter of
+ * them, hard ones chains of 4-5 multiplications. The warm start then learns the 240 products only
+ * partly and late (at guessing after 1,000 steps), giving the textbook hinted regime (hard un-hinted
+ * ~4%, with a 25% hint ~8%, with a 50% hint ~17-23%), but 100 RL steps at lr 2e-4 improved hard
+ * pass@1 in neither arm and both forgot addition (easy pass@1 0.25 -> 0.09-0.15): training only on
+ * multiplications pulls the shared weights away from the other operations.
  */
 import { createHash } from "node:crypto";
 import { createRng, type Rng } from "../model/rng.ts";
