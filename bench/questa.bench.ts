@@ -10,7 +10,8 @@
  * Default file: manifests/examples/quickstart.yaml; runs go to a temporary directory (or --out),
  * warm starts are cached in ~/.cache/questa (shared by both arms of a seed). With --out, a bench
  * resumes: an arm whose run already evaluated its final step is read from its event log, an
- * interrupted one resumes, so seeds can be added to an earlier bench (`--seeds 0,1,2` after `--seeds 0`).
+ * interrupted one resumes, so seeds can be added to an earlier bench (`--seeds 0,1,2` after
+ * `--seeds 0`); a directory left by other settings is refused.
  */
 import { mkdtempSync, readFileSync } from "node:fs";
 import { cpus, homedir, tmpdir } from "node:os";
@@ -18,7 +19,7 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { EvaluationResult, type EvaluationResultData } from "../functions/contracts/events.ts";
 import { validateYaml } from "../functions/contracts/validate.ts";
-import { runEmbedded, runName } from "../functions/pipeline/embedded-run.ts";
+import { claimRunDir, effectiveSpec, runEmbedded, runName } from "../functions/pipeline/embedded-run.ts";
 import { eventLogPath, readEventLogFile } from "../functions/runtime/memory-bus.ts";
 
 // two-sided 97.5% quantiles of Student's t by degrees of freedom
@@ -51,10 +52,19 @@ const base = first.value;
 const outDir = values.out ? resolve(values.out) : mkdtempSync(join(tmpdir(), "questa-bench-"));
 const cacheDir = process.env.QUESTA_CACHE_DIR ?? join(homedir(), ".cache", "questa");
 
-/** the run's evaluations of the benchmark, from its event log (all of them, across resumes) */
-async function loggedEvaluations(resource: typeof base, baseline: boolean): Promise<EvaluationResultData[]> {
+/**
+ * The run's evaluations of the benchmark, from its event log (all of them, across resumes); a run
+ * directory left by different settings is refused, not read.
+ */
+async function loggedEvaluations(
+  resource: typeof base,
+  baseline: boolean,
+  seed: number,
+): Promise<EvaluationResultData[]> {
   const run = runName(resource, baseline);
-  const log = eventLogPath(join(outDir, "runs", run), `${run}.${EvaluationResult.topic}`);
+  const runDir = join(outDir, "runs", run);
+  await claimRunDir(runDir, effectiveSpec(resource.spec, { baseline, seed }));
+  const log = eventLogPath(runDir, `${run}.${EvaluationResult.topic}`);
   const byStep = new Map<number, EvaluationResultData>();
   for (const event of await readEventLogFile(log)) {
     const data = EvaluationResult.data.parse(event.data);
@@ -75,11 +85,11 @@ for (const seed of seeds) {
     };
     const baseline = arm === "baseline";
     const started = Date.now();
-    let evaluations = await loggedEvaluations(resource, baseline);
+    let evaluations = await loggedEvaluations(resource, baseline, seed);
     if (!evaluations.some((e) => e.step === base.spec.learner.totalSteps)) {
       await runEmbedded({ resource, baseDir: outDir, baseline, seed, cacheDir });
       seconds[arm].push((Date.now() - started) / 1000);
-      evaluations = await loggedEvaluations(resource, baseline);
+      evaluations = await loggedEvaluations(resource, baseline, seed);
     }
     results[arm][seed] = evaluations;
     const hard = results[arm][seed]

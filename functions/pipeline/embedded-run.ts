@@ -76,7 +76,8 @@ export function runName(resource: QuestATraining, baseline: boolean): string {
 }
 
 /** Checks that a run directory belongs to this spec, so a rerun resumes the same run, never a different one. */
-async function claimRunDir(runDir: string, spec: QuestATrainingSpec): Promise<void> {
+/** Ties `runDir` to the spec it runs: created with it, refused for a different one. */
+export async function claimRunDir(runDir: string, spec: QuestATrainingSpec): Promise<void> {
   await mkdir(runDir, { recursive: true });
   const path = join(runDir, "run.json");
   const body = `${JSON.stringify({ spec }, null, 2)}\n`;
