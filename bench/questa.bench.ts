@@ -7,8 +7,8 @@
  *
  *   npm run bench:questa [-- --file F] [--seeds 0,1,2] [--out DIR] [--benchmark NAME]
  *
- * Default file: manifests/examples/quickstart.yaml; runs go to a temporary directory (or --out),
- * warm starts are cached in ~/.cache/questa (shared by both arms of a seed). With --out, a bench
+ * Default file: bench/questa-bench.yaml (the quickstart at lr 3e-4); runs go to a temporary
+ * directory (or --out), warm starts are cached in ~/.cache/questa (shared by both arms of a seed). With --out, a bench
  * resumes: an arm whose run already evaluated its final step is read from its event log, an
  * interrupted one resumes, so seeds can be added to an earlier bench (`--seeds 0,1,2` after
  * `--seeds 0`); a directory left by other settings is refused.
@@ -37,7 +37,7 @@ function meanInterval(values: number[]): { mean: number; low: number; high: numb
 
 const { values } = parseArgs({
   options: {
-    file: { type: "string", default: "manifests/examples/quickstart.yaml" },
+    file: { type: "string", default: "bench/questa-bench.yaml" },
     seeds: { type: "string", default: "0,1,2" },
     out: { type: "string" },
     benchmark: { type: "string", default: "synthetic-hard-eval" },

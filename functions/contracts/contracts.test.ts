@@ -123,6 +123,21 @@ describe("validation", () => {
     }
   });
 
+  it("keeps the bench's settings the quickstart's but for the learning rate, as the README says", () => {
+    const spec = (path: string) => {
+      const [doc] = validateYaml(readFileSync(join(root, path), "utf8"));
+      if (!doc?.result.ok) throw new Error(`${path} is not valid`);
+      return doc.result.value.spec;
+    };
+    const quickstart = spec("manifests/examples/quickstart.yaml");
+    const bench = spec("bench/questa-bench.yaml");
+    expect(bench.learner.learningRate).toBe(0.0003);
+    expect({
+      ...bench,
+      learner: { ...bench.learner, learningRate: quickstart.learner.learningRate },
+    }).toEqual(quickstart);
+  });
+
   it("names the path of every mistake, not just the first", () => {
     const result = validateQuestATraining(
       minimal({
