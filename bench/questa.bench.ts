@@ -74,6 +74,17 @@ async function loggedEvaluations(
 }
 
 type Arm = "questa" | "baseline";
+const METRICS = ["pass@1", "pass@8"] as const;
+type Metric = (typeof METRICS)[number];
+
+function metricValue(e: EvaluationResultData, metric: Metric): number {
+  return metric === "pass@1" ? e.passAt1 : (e.passAtK["8"] ?? Number.NaN);
+}
+
+/** one value per metric */
+function byMetric<T>(f: (metric: Metric) => T): Record<Metric, T> {
+  return { "pass@1": f("pass@1"), "pass@8": f("pass@8") };
+}
 const results: Record<Arm, Record<number, EvaluationResultData[]>> = { questa: {}, baseline: {} };
 const seconds: Record<Arm, number[]> = { questa: [], baseline: [] };
 for (const seed of seeds) {
@@ -86,20 +97,19 @@ for (const seed of seeds) {
     const baseline = arm === "baseline";
     const started = Date.now();
     let evaluations = await loggedEvaluations(resource, baseline, seed);
+    let took = "from its event log";
     if (!evaluations.some((e) => e.step === base.spec.learner.totalSteps)) {
       await runEmbedded({ resource, baseDir: outDir, baseline, seed, cacheDir });
-      seconds[arm].push((Date.now() - started) / 1000);
+      const wall = (Date.now() - started) / 1000;
+      seconds[arm].push(wall);
+      took = `${wall.toFixed(0)} s`;
       evaluations = await loggedEvaluations(resource, baseline, seed);
     }
     results[arm][seed] = evaluations;
-    const hard = results[arm][seed]
-      .map(
-        (e) =>
-          `step ${e.step} pass@1 ${e.passAt1.toFixed(3)} pass@8 ${(e.passAtK["8"] ?? Number.NaN).toFixed(3)}`,
-      )
+    const scores = evaluations
+      .map((e) => `step ${e.step} ${METRICS.map((m) => `${m} ${metricValue(e, m).toFixed(3)}`).join(" ")}`)
       .join("; ");
-    const took = seconds[arm].length > 0 ? `${seconds[arm].at(-1)?.toFixed(0)} s` : "from its event log";
-    process.stderr.write(`seed ${seed} ${arm}: ${took}: ${hard}\n`);
+    process.stderr.write(`seed ${seed} ${arm}: ${took}: ${scores}\n`);
   }
 }
 
@@ -107,8 +117,6 @@ const steps = [...new Set(Object.values(results.questa).flatMap((evals) => evals
   (a, b) => a - b,
 );
 type Interval = ReturnType<typeof meanInterval> & { perSeed: number[] };
-const METRICS = ["pass@1", "pass@8"] as const;
-type Metric = (typeof METRICS)[number];
 interface Row {
   step: number;
   arms: Record<Arm, Record<Metric, Interval>>;
@@ -121,14 +129,13 @@ const table: Row[] = steps.map((step) => {
   const cell = (arm: Arm, metric: Metric): Interval => {
     const perSeed = seeds.map((seed) => {
       const e = results[arm][seed]?.find((x) => x.step === step);
-      if (!e) return Number.NaN;
-      return metric === "pass@1" ? e.passAt1 : (e.passAtK["8"] ?? Number.NaN);
+      return e ? metricValue(e, metric) : Number.NaN;
     });
     return { ...meanInterval(perSeed), perSeed };
   };
   const arms = {
-    questa: { "pass@1": cell("questa", "pass@1"), "pass@8": cell("questa", "pass@8") },
-    baseline: { "pass@1": cell("baseline", "pass@1"), "pass@8": cell("baseline", "pass@8") },
+    questa: byMetric((m) => cell("questa", m)),
+    baseline: byMetric((m) => cell("baseline", m)),
   };
   // one seed has no interval: it can only be ahead in every seed
   const outside = (m: Metric) => seeds.length > 1 && arms.questa[m].low > arms.baseline[m].high;
@@ -137,8 +144,8 @@ const table: Row[] = steps.map((step) => {
   return {
     step,
     arms,
-    questaAheadOutsideIntervals: { "pass@1": outside("pass@1"), "pass@8": outside("pass@8") },
-    questaAheadInEverySeed: { "pass@1": everySeed("pass@1"), "pass@8": everySeed("pass@8") },
+    questaAheadOutsideIntervals: byMetric(outside),
+    questaAheadInEverySeed: byMetric(everySeed),
   };
 });
 

@@ -75,8 +75,10 @@ export function runName(resource: QuestATraining, baseline: boolean): string {
   return baseline ? `${resource.metadata.name}-baseline`.slice(0, 63) : resource.metadata.name;
 }
 
-/** Checks that a run directory belongs to this spec, so a rerun resumes the same run, never a different one. */
-/** Ties `runDir` to the spec it runs: created with it, refused for a different one. */
+/**
+ * Ties `runDir` to the spec it runs: created with it, refused for a different one, so a rerun
+ * resumes the same run, never a different one.
+ */
 export async function claimRunDir(runDir: string, spec: QuestATrainingSpec): Promise<void> {
   await mkdir(runDir, { recursive: true });
   const path = join(runDir, "run.json");
