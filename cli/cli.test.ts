@@ -12,7 +12,12 @@ describe("questa validate", () => {
   it("exits 0 for the examples", async () => {
     const { io, stdout } = captureIO(root);
     const code = await main(
-      ["validate", "manifests/examples/quickstart.yaml", "manifests/examples/nemotron-aime.yaml"],
+      [
+        "validate",
+        "manifests/examples/quickstart.yaml",
+        "manifests/examples/nemotron-aime.yaml",
+        "manifests/examples/tiny-qwen2.yaml",
+      ],
       io,
     );
     expect(code).toBe(0);

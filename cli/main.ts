@@ -27,6 +27,11 @@ const commands: Record<string, Command> = {
     summary: "grade answers: questa grade --gold G --response R | questa grade FILE.jsonl",
     load: async () => (await import("./grade-command.ts")).runGrade,
   },
+  model: {
+    summary:
+      "inspect a model or export a checkpoint as a Hugging Face folder: questa model inspect LOCATION | questa model export CHECKPOINT DIR",
+    load: async () => (await import("./model-command.ts")).runModel,
+  },
   events: {
     summary: "print a local run's events as JSON lines: questa events DIR [--type T] [--follow]",
     load: async () => (await import("./events-command.ts")).runEvents,

@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { questaTrainingCrd } from "./crd.ts";
@@ -115,7 +115,11 @@ describe("QuestATraining defaults", () => {
 
 describe("validation", () => {
   it("accepts the examples", () => {
-    for (const name of ["quickstart.yaml", "nemotron-aime.yaml"]) {
+    const names = readdirSync(join(root, "manifests", "examples")).filter((n) => n.endsWith(".yaml"));
+    expect(names).toEqual(
+      expect.arrayContaining(["quickstart.yaml", "nemotron-aime.yaml", "tiny-qwen2.yaml"]),
+    );
+    for (const name of names) {
       const text = readFileSync(join(root, "manifests", "examples", name), "utf8");
       const results = validateYaml(text);
       expect(results).toHaveLength(1);
@@ -154,6 +158,22 @@ describe("validation", () => {
       "spec.rollout.groupSize",
     ]);
     if (!result.ok) for (const issue of result.issues) expect(issue.hint).toBeTruthy();
+  });
+
+  it("a Hugging Face or checkpoint model needs its uri; the built-in policy has no chat template", () => {
+    const noUri = validateQuestATraining(minimal({ model: { source: "huggingface" } }));
+    expect(noUri.ok ? [] : noUri.issues.map((i) => i.path)).toEqual(["spec.model.uri"]);
+    const chat = validateQuestATraining(minimal({ model: { prompt: { format: "chat" } } }));
+    expect(chat.ok ? [] : chat.issues.map((i) => [i.path, i.message])).toEqual([
+      [
+        "spec.model.prompt.format",
+        "the built-in synthetic policy has no chat template; use prompt.format auto or raw",
+      ],
+    ]);
+    const hf = validateQuestATraining(
+      minimal({ model: { source: "huggingface", uri: "s3://models/qwen/", prompt: { format: "chat" } } }),
+    );
+    expect(hf.ok && hf.value.spec.model.prompt).toEqual({ format: "chat", enableThinking: true });
   });
 
   it("checks cross-field rules", () => {

@@ -167,7 +167,7 @@ export const ModelArchitectureSchema = z
   })
   .meta({
     description:
-      "architecture of the built-in policy (ignored for a checkpoint, which carries its own config.json)",
+      "architecture of the built-in policy (ignored for checkpoint and huggingface models, which carry their own config.json)",
     ...cel(
       ["self.width % self.heads == 0", "width must be divisible by heads", ".width"],
       ["self.heads % self.kvHeads == 0", "heads must be divisible by kvHeads", ".kvHeads"],
@@ -186,22 +186,42 @@ export const WarmStartSchema = z
     learningRate: z.number().gt(0).max(1).default(1e-3).describe("Adam learning rate of the warm start"),
   })
   .describe(
-    "supervised warm start of the built-in policy on easy problems, so RL starts from a model that solves easy problems",
+    "supervised warm start of the built-in policy on easy problems, so RL starts from a model that solves easy problems (synthetic source only)",
   );
+
+export const PromptSchema = z
+  .strictObject({
+    format: z
+      .enum(["auto", "raw", "chat"])
+      .default("auto")
+      .describe(
+        "chat: the (hinted) problem as one user message through the model's chat template, no system prompt or added instruction (the official QuestA format); raw: the text itself; auto: chat when the model has a chat template, else raw",
+      ),
+    enableThinking: z
+      .boolean()
+      .default(true)
+      .describe(
+        "passed to the chat template as enable_thinking (Qwen3's thinking switch; templates without it ignore it)",
+      ),
+  })
+  .describe("how prompts reach the policy, in training and evaluation alike");
 
 export const ModelSchema = z
   .strictObject({
     source: z
-      .enum(["synthetic", "checkpoint"])
+      .enum(["synthetic", "checkpoint", "huggingface"])
       .default("synthetic")
-      .describe("synthetic: the built-in small policy for the synthetic task; checkpoint: load uri"),
+      .describe(
+        "synthetic: the built-in small policy for the synthetic task; huggingface: a Hugging Face model folder at uri (qwen2, llama or qwen3); checkpoint: a questa checkpoint at uri",
+      ),
     uri: z
       .string()
       .min(1)
       .optional()
       .describe(
-        "object-store URI or local path of a questa checkpoint (manifest.json, config.json, tokenizer.json, safetensors)",
+        "object-store URI (s3://bucket/prefix/) or local directory of the starting model: a Hugging Face folder (config.json, *.safetensors, tokenizer.json) or a questa checkpoint (manifest.json)",
       ),
+    prompt: PromptSchema.prefault({}),
     architecture: ModelArchitectureSchema.prefault({}),
     warmStart: WarmStartSchema.prefault({}),
     executionProvider: z
@@ -210,13 +230,25 @@ export const ModelSchema = z
       .describe("onnxruntime execution provider; cuda needs a GPU image and gpus > 0"),
     threads: z.int().min(0).max(1024).default(0).describe("intra-op threads; 0 = one per core"),
   })
-  .refine((m) => m.source !== "checkpoint" || m.uri !== undefined, {
-    message: "source checkpoint needs uri",
+  .refine((m) => m.source === "synthetic" || m.uri !== undefined, {
+    message: "source checkpoint or huggingface needs uri",
     path: ["uri"],
   })
+  .refine((m) => m.source !== "synthetic" || m.prompt.format !== "chat", {
+    message: "the built-in synthetic policy has no chat template; use prompt.format auto or raw",
+    path: ["prompt", "format"],
+  })
   .meta({
-    description: "the policy being trained",
-    ...cel(["self.source != 'checkpoint' || has(self.uri)", "source checkpoint needs uri", ".uri"]),
+    description:
+      "the policy being trained; the engine computes in float32 whatever dtype (bf16, fp16, fp32) the weights come in",
+    ...cel(
+      ["self.source == 'synthetic' || has(self.uri)", "source checkpoint or huggingface needs uri", ".uri"],
+      [
+        "self.source != 'synthetic' || self.prompt.format != 'chat'",
+        "the built-in synthetic policy has no chat template; use prompt.format auto or raw",
+        ".prompt.format",
+      ],
+    ),
   });
 
 export const StageEndSchema = z
@@ -712,6 +744,7 @@ export type DatasetMapping = z.infer<typeof DatasetMappingSchema>;
 export type DatasetRef = z.infer<typeof DatasetRefSchema>;
 export type ModelArchitecture = z.infer<typeof ModelArchitectureSchema>;
 export type ModelSpec = z.infer<typeof ModelSchema>;
+export type PromptSpec = z.infer<typeof PromptSchema>;
 export type CurriculumStage = z.infer<typeof CurriculumStageSchema>;
 export type StageEnd = z.infer<typeof StageEndSchema>;
 export type HardFilter = z.infer<typeof HardFilterSchema>;

@@ -48,12 +48,14 @@ export interface LearnerEngine {
   trainPpo(samples: readonly PpoSample[], settings: PpoSettings): Promise<PpoStepMetrics>;
   /**
    * writes a checkpoint under `prefix` (manifest last, so it is visible only when complete);
-   * `withOptimizer: false` writes weights only (a policy update for rollout workers)
+   * `withOptimizer: false` writes weights only (a policy update for rollout workers); `publish`
+   * marks a full checkpoint for users, which a model that came as a Hugging Face folder also
+   * writes in that form (under `<prefix>/hf/`)
    */
   saveCheckpoint(
     store: ObjectStore,
     prefix: string,
-    meta: { step: number; parentStep?: number; withOptimizer: boolean },
+    meta: { step: number; parentStep?: number; withOptimizer: boolean; publish?: boolean },
   ): Promise<ObjectRef>;
   /** restores parameters and optimiser state from a checkpoint written by saveCheckpoint */
   loadCheckpoint(store: ObjectStore, prefix: string): Promise<void>;

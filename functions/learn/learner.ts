@@ -308,6 +308,7 @@ export class Learner {
         step,
         parentStep: this.#state.step,
         withOptimizer: true,
+        publish: true,
       });
       events.push(this.#checkpointEvent(step, stage, fullReason, ref));
     }

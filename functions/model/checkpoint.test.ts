@@ -1,9 +1,12 @@
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { DeadLetterError, RetryableError } from "../runtime/errors.ts";
 import { MemoryObjectStore } from "../runtime/memory-object-store.ts";
 import type { ObjectStore } from "../runtime/object-store.ts";
 import { loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
 import { ModelConfigSchema } from "./config.ts";
+import { readHuggingFaceFolder } from "./hf-folder.ts";
 import { initParams } from "./params.ts";
 import { createRng } from "./rng.ts";
 import { decodeSafetensors, encodeSafetensors } from "./safetensors.ts";
@@ -107,5 +110,74 @@ describe("checkpoints", () => {
     const decoded = decodeSafetensors(bytes);
     expect(Array.from(decoded.tensors.w!.data)).toEqual([1, 2, 3, 4, 5, 6]);
     expect(decoded.metadata).toEqual({ k: "v" });
+  });
+
+  it("splits weights and optimizer state into files of at most maxFileBytes and reads them back", async () => {
+    const store = new MemoryObjectStore();
+    const d = data();
+    const { manifest } = await saveCheckpoint(store, "c", d, { maxFileBytes: 4096 });
+    const names = Object.keys(manifest.files);
+    const modelFiles = names.filter((n) => n.startsWith("model-"));
+    const optimizerFiles = names.filter((n) => n.startsWith("optimizer-"));
+    expect(modelFiles.length).toBeGreaterThan(1);
+    expect(optimizerFiles.length).toBeGreaterThan(1);
+    expect(modelFiles.every((n) => /^model-\d{5}-of-\d{5}\.safetensors$/.test(n))).toBe(true);
+    for (const n of [...modelFiles, ...optimizerFiles]) {
+      // one spec may exceed the limit on its own (the embedding); every other file stays under it
+      expect(manifest.files[n]!.size).toBeLessThan(4096 + 99 * 16 * 4 * 2 + 1024);
+    }
+    const loaded = await loadCheckpoint(store, "c");
+    expect(sameBits(loaded.params, d.params)).toBe(true);
+    expect(sameBits(loaded.optimizerState!.m, d.optimizerState.m)).toBe(true);
+    expect(sameBits(loaded.optimizerState!.v, d.optimizerState.v)).toBe(true);
+    expect(loaded.optimizerState!.step).toBe(17);
+  });
+
+  it("a run from a Hugging Face folder keeps its source and exports each checkpoint under hf/", async () => {
+    const dir = join(import.meta.dirname, "..", "..", "test", "fixtures", "hf", "tiny-qwen2");
+    const model = await readHuggingFaceFolder(
+      async (f) => {
+        try {
+          return new Uint8Array(await readFile(join(dir, f)));
+        } catch {
+          return undefined;
+        }
+      },
+      { where: dir },
+    );
+    const store = new MemoryObjectStore();
+    const { manifest } = await saveCheckpoint(
+      store,
+      "run/checkpoints/step-000010",
+      {
+        config: model.config,
+        params: model.params,
+        tokenizerJson: model.tokenizerJson,
+        huggingFace: model.source,
+        step: 10,
+      },
+      { exportHuggingFace: true },
+    );
+    expect(
+      Object.keys(manifest.files)
+        .filter((n) => n.startsWith("hf/"))
+        .sort(),
+    ).toEqual([
+      "hf/config.json",
+      "hf/generation_config.json",
+      "hf/model.safetensors",
+      "hf/tokenizer.json",
+      "hf/tokenizer_config.json",
+    ]);
+    const loaded = await loadCheckpoint(store, "run/checkpoints/step-000010");
+    expect(loaded.huggingFace).toEqual(model.source);
+    const exported = await readHuggingFaceFolder((f) => store.get(`run/checkpoints/step-000010/hf/${f}`), {
+      where: "hf",
+    });
+    expect(sameBits(exported.params, model.params)).toBe(true);
+    expect(exported.source).toEqual(model.source);
+    // restoring the engine reads only what it needs: the export is never loaded back
+    await store.delete("run/checkpoints/step-000010/hf/model.safetensors");
+    await expect(loadCheckpoint(store, "run/checkpoints/step-000010")).resolves.toBeDefined();
   });
 });

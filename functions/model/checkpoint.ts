@@ -1,18 +1,33 @@
 /**
- * Checkpoints in an ObjectStore: model.safetensors, optimizer.safetensors, config.json,
- * tokenizer.json and manifest.json (step, parent, sha256 of each file). The manifest is written last
- * and only if absent, so a checkpoint is visible exactly when complete; loading verifies every hash.
+ * Checkpoints in an ObjectStore: model.safetensors, optimizer.safetensors (both split into
+ * `-0000N-of-0000M` files above 1 GiB), config.json, tokenizer.json, huggingface.json (for runs that
+ * started from a Hugging Face folder) and manifest.json (step, parent, sha256 of each file). With
+ * `exportHuggingFace`, the same weights are also written as a Hugging Face folder under `hf/`
+ * (listed in the manifest too). The manifest is written last and only if absent, so a checkpoint is
+ * visible exactly when complete; loading verifies every file it reads.
  */
 import { z } from "zod";
 import { DeadLetterError, RetryableError } from "../runtime/errors.ts";
 import type { ObjectStore } from "../runtime/object-store.ts";
 import { sha256Hex } from "../runtime/sha256.ts";
 import { type ModelConfig, type ModelConfigInput, ModelConfigSchema } from "./config.ts";
-import { paramLayout } from "./params.ts";
-import { decodeSafetensors, encodeSafetensors, type NamedTensor } from "./safetensors.ts";
+import { type HuggingFaceSource, HuggingFaceSourceSchema, huggingFaceFolderFiles } from "./hf-folder.ts";
+import { type ParamSpec, paramLayout } from "./params.ts";
+import {
+  encodeSafetensors,
+  type NamedTensor,
+  readSafetensorsHeader,
+  readTensorInto,
+  type TensorEntry,
+} from "./safetensors.ts";
 
 export const CHECKPOINT_FORMAT = "questa.checkpoint.v1";
 export const MANIFEST_FILE = "manifest.json";
+export const HUGGINGFACE_SOURCE_FILE = "huggingface.json";
+/** the folder, under a checkpoint's prefix, holding its Hugging Face export */
+export const HF_EXPORT_FOLDER = "hf";
+/** largest weight or optimiser file: Node.js reads at most 2 GiB per file, S3 objects stay manageable */
+export const MAX_CHECKPOINT_FILE_BYTES = 1 << 30;
 
 export const CheckpointManifestSchema = z.object({
   format: z.literal(CHECKPOINT_FORMAT),
@@ -41,9 +56,18 @@ export interface CheckpointData {
   readonly optimizerState?: OptimizerState;
   /** contents of tokenizer.json (e.g. `tokenizer.toJSON()`) */
   readonly tokenizerJson?: unknown;
+  /** the Hugging Face folder the run started from (config, dtype, tokenizer and generation files) */
+  readonly huggingFace?: HuggingFaceSource;
   readonly step: number;
   readonly parent?: string | null;
   readonly metadata?: Readonly<Record<string, string>>;
+}
+
+export interface SaveCheckpointOptions {
+  /** also write the weights as a Hugging Face folder under `<prefix>/hf/` (needs `huggingFace`) */
+  readonly exportHuggingFace?: boolean;
+  /** largest weight file (tests use small values to exercise splitting) */
+  readonly maxFileBytes?: number;
 }
 
 export interface LoadedCheckpoint {
@@ -51,6 +75,7 @@ export interface LoadedCheckpoint {
   readonly params: Float32Array;
   readonly optimizerState: OptimizerState | undefined;
   readonly tokenizerJson: unknown;
+  readonly huggingFace: HuggingFaceSource | undefined;
   readonly manifest: CheckpointManifest;
 }
 
@@ -58,56 +83,83 @@ function keyOf(prefix: string, file: string): string {
   return prefix === "" ? file : `${prefix.replace(/\/+$/, "")}/${file}`;
 }
 
-function split(config: ModelConfig, flat: Float32Array, namePrefix = ""): Record<string, NamedTensor> {
+/** parameter specs cut into groups of at most `maxBytes` (float32), in layout order */
+function fileGroups(specs: readonly ParamSpec[], maxBytes: number, perSpecCopies = 1): ParamSpec[][] {
+  const groups: ParamSpec[][] = [[]];
+  let size = 0;
+  for (const s of specs) {
+    const bytes = s.size * 4 * perSpecCopies;
+    if (size > 0 && size + bytes > maxBytes) {
+      groups.push([]);
+      size = 0;
+    }
+    groups[groups.length - 1]!.push(s);
+    size += bytes;
+  }
+  return groups;
+}
+
+/** `model.safetensors`, or `model-00001-of-00003.safetensors` ... when split */
+function fileName(base: string, index: number, count: number): string {
+  return count === 1
+    ? `${base}.safetensors`
+    : `${base}-${String(index + 1).padStart(5, "0")}-of-${String(count).padStart(5, "0")}.safetensors`;
+}
+
+const splitFile = (base: string) => new RegExp(`^${base}(-\\d{5}-of-\\d{5})?\\.safetensors$`);
+
+/** named views of a flat vector, for the specs of one file */
+function views(
+  specs: readonly ParamSpec[],
+  flat: Float32Array,
+  namePrefix = "",
+): Record<string, NamedTensor> {
   const out: Record<string, NamedTensor> = {};
-  for (const s of paramLayout(config).specs) {
+  for (const s of specs) {
     out[`${namePrefix}${s.name}`] = { shape: s.shape, data: flat.subarray(s.offset, s.offset + s.size) };
   }
   return out;
 }
 
-function join(
+/** fills flat vectors from the tensors of `files` (name prefix -> target); every spec must be found once */
+function fill(
   config: ModelConfig,
-  tensors: Record<string, NamedTensor>,
-  namePrefix: string,
-  file: string,
-): Float32Array {
+  files: readonly { name: string; bytes: Uint8Array }[],
+  targets: Readonly<Record<string, Float32Array>>,
+): void {
   const layout = paramLayout(config);
-  const flat = new Float32Array(layout.total);
-  for (const s of layout.specs) {
-    const t = tensors[`${namePrefix}${s.name}`];
-    if (!t || t.data.length !== s.size || t.shape.join(",") !== s.shape.join(",")) {
-      throw new DeadLetterError(
-        "checkpoint.mismatch",
-        `${file}: tensor ${namePrefix}${s.name} is missing or has the wrong shape for config.json`,
-      );
-    }
-    flat.set(t.data, s.offset);
+  const found = new Map<string, { bytes: Uint8Array; entry: TensorEntry }>();
+  for (const f of files) {
+    for (const entry of readSafetensorsHeader(f.bytes).tensors.values())
+      found.set(entry.name, { bytes: f.bytes, entry });
   }
-  return flat;
+  for (const [prefix, flat] of Object.entries(targets)) {
+    for (const s of layout.specs) {
+      const at = found.get(`${prefix}${s.name}`);
+      if (!at || at.entry.shape.join(",") !== s.shape.join(",")) {
+        throw new DeadLetterError(
+          "checkpoint.mismatch",
+          `${files.map((f) => f.name).join(", ")}: tensor ${prefix}${s.name} is missing or has the wrong shape for config.json`,
+        );
+      }
+      readTensorInto(at.bytes, at.entry, flat.subarray(s.offset, s.offset + s.size));
+    }
+  }
 }
 
-/** writes a checkpoint under `prefix`; idempotent for identical content, refuses to overwrite a different one */
+/**
+ * Writes a checkpoint under `prefix`, file by file (so at most one file's bytes are in memory at a
+ * time), the manifest last; idempotent for identical content, refuses to overwrite a different one.
+ */
 export async function saveCheckpoint(
   store: ObjectStore,
   prefix: string,
   data: CheckpointData,
+  options: SaveCheckpointOptions = {},
 ): Promise<{ manifest: CheckpointManifest; manifestKey: string }> {
   const config = ModelConfigSchema.parse(data.config);
-  const files: Record<string, Uint8Array> = {
-    "config.json": new TextEncoder().encode(`${JSON.stringify(config, null, 2)}\n`),
-    "model.safetensors": encodeSafetensors(split(config, data.params), { format: "pt" }),
-  };
-  if (data.optimizerState) {
-    const s = data.optimizerState;
-    files["optimizer.safetensors"] = encodeSafetensors(
-      { ...split(config, s.m, "adam_m."), ...split(config, s.v, "adam_v.") },
-      { step: String(s.step) },
-    );
-  }
-  if (data.tokenizerJson !== undefined) {
-    files["tokenizer.json"] = new TextEncoder().encode(JSON.stringify(data.tokenizerJson));
-  }
+  const layout = paramLayout(config);
+  const maxBytes = options.maxFileBytes ?? MAX_CHECKPOINT_FILE_BYTES;
   const manifest: CheckpointManifest = {
     format: CHECKPOINT_FORMAT,
     step: data.step,
@@ -115,9 +167,45 @@ export async function saveCheckpoint(
     files: {},
     metadata: { ...(data.metadata ?? {}) },
   };
-  for (const [name, bytes] of Object.entries(files)) {
+  const write = async (name: string, bytes: Uint8Array | string) => {
     const put = await store.put(keyOf(prefix, name), bytes);
     manifest.files[name] = { sha256: put.info.sha256, size: put.info.size };
+  };
+  await write("config.json", `${JSON.stringify(config, null, 2)}\n`);
+  const weightGroups = fileGroups(layout.specs, maxBytes);
+  for (const [i, group] of weightGroups.entries()) {
+    await write(
+      fileName("model", i, weightGroups.length),
+      encodeSafetensors(views(group, data.params), { format: "pt" }),
+    );
+  }
+  if (data.optimizerState) {
+    const s = data.optimizerState;
+    const groups = fileGroups(layout.specs, maxBytes, 2);
+    for (const [i, group] of groups.entries()) {
+      await write(
+        fileName("optimizer", i, groups.length),
+        encodeSafetensors(
+          { ...views(group, s.m, "adam_m."), ...views(group, s.v, "adam_v.") },
+          { step: String(s.step) },
+        ),
+      );
+    }
+  }
+  if (data.tokenizerJson !== undefined) await write("tokenizer.json", JSON.stringify(data.tokenizerJson));
+  if (data.huggingFace)
+    await write(HUGGINGFACE_SOURCE_FILE, `${JSON.stringify(data.huggingFace, null, 2)}\n`);
+  if (options.exportHuggingFace) {
+    if (!data.huggingFace || data.tokenizerJson === undefined) {
+      throw new Error("exportHuggingFace needs the checkpoint's huggingFace source and tokenizer");
+    }
+    const files = huggingFaceFolderFiles({
+      config,
+      params: data.params,
+      source: data.huggingFace,
+      tokenizerJson: data.tokenizerJson,
+    });
+    for (const f of files) await write(`${HF_EXPORT_FOLDER}/${f.name}`, f.bytes);
   }
   const manifestKey = keyOf(prefix, MANIFEST_FILE);
   const body = `${JSON.stringify(manifest, null, 2)}\n`;
@@ -154,7 +242,9 @@ export async function loadCheckpoint(store: ObjectStore, prefix: string): Promis
     );
   }
   const files: Record<string, Uint8Array> = {};
-  for (const [name, expected] of Object.entries(manifest.files)) {
+  // the Hugging Face export is for users and servers; restoring the engine never reads it
+  const needed = Object.entries(manifest.files).filter(([name]) => !name.startsWith(`${HF_EXPORT_FOLDER}/`));
+  for (const [name, expected] of needed) {
     const key = keyOf(prefix, name);
     const bytes = await store.get(key);
     if (!bytes)
@@ -171,28 +261,41 @@ export async function loadCheckpoint(store: ObjectStore, prefix: string): Promis
     }
     files[name] = bytes;
   }
-  for (const required of ["config.json", "model.safetensors"]) {
-    if (!files[required])
-      throw new DeadLetterError("checkpoint.corrupt", `checkpoint at ${prefix} has no ${required}`);
+  const modelFiles = Object.keys(files)
+    .filter((n) => splitFile("model").test(n))
+    .sort();
+  if (!files["config.json"] || modelFiles.length === 0) {
+    throw new DeadLetterError(
+      "checkpoint.corrupt",
+      `checkpoint at ${prefix} has no config.json or model weights`,
+    );
   }
   const config = ModelConfigSchema.parse(JSON.parse(new TextDecoder().decode(files["config.json"])));
-  const params = join(
+  const total = paramLayout(config).total;
+  const params = new Float32Array(total);
+  fill(
     config,
-    decodeSafetensors(files["model.safetensors"]!).tensors,
-    "",
-    "model.safetensors",
+    modelFiles.map((name) => ({ name, bytes: files[name]! })),
+    { "": params },
   );
   let optimizerState: OptimizerState | undefined;
-  if (files["optimizer.safetensors"]) {
-    const decoded = decodeSafetensors(files["optimizer.safetensors"]);
-    optimizerState = {
-      m: join(config, decoded.tensors, "adam_m.", "optimizer.safetensors"),
-      v: join(config, decoded.tensors, "adam_v.", "optimizer.safetensors"),
-      step: Number(decoded.metadata.step ?? "0"),
-    };
+  const optimizerFiles = Object.keys(files)
+    .filter((n) => splitFile("optimizer").test(n))
+    .sort();
+  if (optimizerFiles.length > 0) {
+    const m = new Float32Array(total);
+    const v = new Float32Array(total);
+    const parts = optimizerFiles.map((name) => ({ name, bytes: files[name]! }));
+    fill(config, parts, { "adam_m.": m, "adam_v.": v });
+    const step = readSafetensorsHeader(parts[0]!.bytes).metadata.step;
+    optimizerState = { m, v, step: Number(step ?? "0") };
   }
   const tokenizerJson = files["tokenizer.json"]
     ? JSON.parse(new TextDecoder().decode(files["tokenizer.json"]))
     : undefined;
-  return { config, params, optimizerState, tokenizerJson, manifest };
+  const hfBytes = files[HUGGINGFACE_SOURCE_FILE];
+  const huggingFace = hfBytes
+    ? HuggingFaceSourceSchema.parse(JSON.parse(new TextDecoder().decode(hfBytes)))
+    : undefined;
+  return { config, params, optimizerState, tokenizerJson, huggingFace, manifest };
 }

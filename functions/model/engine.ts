@@ -59,7 +59,22 @@ export interface EngineOptions {
   readonly lengthBuckets?: readonly number[];
   /** compiled graphs kept (least recently used released first); default 24 */
   readonly maxCachedGraphs?: number;
+  /**
+   * run AdamW on the host, in place, with per-tensor gradients from the train graph (no flat
+   * copies of weights, gradients or optimiser state inside onnxruntime); default: above
+   * HOST_OPTIMIZER_MIN_PARAMS parameters, where the fused graph's copies stop fitting in memory
+   */
+  readonly optimizerOnHost?: boolean;
 }
+
+/**
+ * From this many parameters on, the optimiser runs on the host. The fused train graph keeps the
+ * flat weights, their split views, the flat gradient and old and new AdamW state side by side
+ * (~10 copies of the weights): cheapest for small models, but a Qwen2.5-0.5B-shaped model (494M
+ * parameters) ran out of 24 GiB in its first step. On the host, one step holds the weights, the
+ * AdamW state and one gradient (16 bytes per parameter) plus activations.
+ */
+export const HOST_OPTIMIZER_MIN_PARAMS = 32_000_000;
 
 export interface GenerateRequest {
   readonly prompts: readonly (readonly number[])[];
@@ -125,10 +140,12 @@ export class PolicyEngine {
   readonly #sessions: SessionCache;
   readonly #decayMask: Float32Array;
   #params: Float32Array;
-  #m: Float32Array;
-  #v: Float32Array;
+  // AdamW state, allocated by the first update (an engine that only samples never holds it)
+  #mState: Float32Array | undefined;
+  #vState: Float32Array | undefined;
   #step: number;
   #paramFeeds: Record<string, HostTensor> | undefined;
+  readonly #optimizerOnHost: boolean;
   #disposed = false;
 
   constructor(opts: EngineOptions & { params: Float32Array }) {
@@ -151,10 +168,12 @@ export class PolicyEngine {
         { path: "optimizerState", message: "optimizer state size does not match the parameters" },
       ]);
     }
-    this.#m = state?.m ?? new Float32Array(this.layout.total);
-    this.#v = state?.v ?? new Float32Array(this.layout.total);
+    this.#mState = state?.m;
+    this.#vState = state?.v;
     this.#step = state?.step ?? 0;
-    this.#decayMask = decayMask(this.layout);
+    this.#optimizerOnHost = opts.optimizerOnHost ?? this.layout.total >= HOST_OPTIMIZER_MIN_PARAMS;
+    // the host optimiser reads each spec's decay flag; only the graph optimiser needs the mask vector
+    this.#decayMask = this.#optimizerOnHost ? new Float32Array(0) : decayMask(this.layout);
     this.#sessions = new SessionCache(opts.maxCachedGraphs ?? 24);
     this.#backend = {
       executionProvider: opts.executionProvider ?? "cpu",
@@ -185,8 +204,27 @@ export class PolicyEngine {
     return out;
   }
 
+  /**
+   * The live parameters and AdamW state, without copies (a 0.5B model's are 6 GB). They change with
+   * the next update (the host optimiser writes into them in place): read them before training on.
+   * Do not modify them.
+   */
+  snapshot(): { params: Float32Array; optimizerState: OptimizerState } {
+    return { params: this.#params, optimizerState: { m: this.#m, v: this.#v, step: this.#step } };
+  }
+
   getOptimizerState(): OptimizerState {
     return { m: Float32Array.from(this.#m), v: Float32Array.from(this.#v), step: this.#step };
+  }
+
+  get #m(): Float32Array {
+    this.#mState ??= new Float32Array(this.layout.total);
+    return this.#mState;
+  }
+
+  get #v(): Float32Array {
+    this.#vState ??= new Float32Array(this.layout.total);
+    return this.#vState;
   }
 
   get step(): number {
@@ -436,12 +474,8 @@ export class PolicyEngine {
 
   // ------------------------------------------------------------------ training
 
-  /** one PPO update over `samples` (gradient accumulation over micro-batches, one AdamW step) */
-  async trainStep(
-    samples: readonly PolicySample[],
-    hyperparams: PpoHyperparamsInput = {},
-  ): Promise<PpoMetrics> {
-    const hp = PpoHyperparamsSchema.parse(hyperparams);
+  /** checks a PPO batch and builds its per-chunk loss inputs */
+  #ppoBatch(samples: readonly PolicySample[], hp: ReturnType<typeof PpoHyperparamsSchema.parse>) {
     const issues = this.#checkTokens(
       samples.map((s) => s.tokens),
       "samples",
@@ -468,7 +502,6 @@ export class PolicyEngine {
       }
     });
     if (issues.length > 0) throw new InputError("engine.invalid_ppo_batch", issues);
-    const tokens = samples.map((s) => s.tokens);
     const spec = { loss: "ppo" as LossKind, klToReference: hp.klCoef > 0, entropyBonus: hp.entropyCoef > 0 };
     const lossFeeds = (chunk: Chunk): Record<string, HostTensor> => {
       const f: Record<string, HostTensor> = {
@@ -490,7 +523,37 @@ export class PolicyEngine {
       if (spec.entropyBonus) f.entropy_coef = scalar(hp.entropyCoef);
       return f;
     };
-    const r = await this.#update(tokens, (r) => samples[r]!.lossMask, spec, hp, lossFeeds);
+    return {
+      tokens: samples.map((s) => s.tokens),
+      maskOf: (r: number) => samples[r]!.lossMask,
+      spec,
+      lossFeeds,
+    };
+  }
+
+  /**
+   * The gradient of the PPO loss over `samples` with respect to every parameter (flat, in
+   * paramLayout order), without updating anything: what parity checks against a reference
+   * implementation compare. Same loss, micro-batching and token-mean normalisation as trainStep.
+   */
+  async ppoGradient(
+    samples: readonly PolicySample[],
+    hyperparams: PpoHyperparamsInput = {},
+  ): Promise<{ loss: number; gradient: Float32Array }> {
+    const hp = PpoHyperparamsSchema.parse(hyperparams);
+    const batch = this.#ppoBatch(samples, hp);
+    const r = await this.#update(batch.tokens, batch.maskOf, batch.spec, hp, batch.lossFeeds, false);
+    return { loss: r.loss, gradient: r.gradient! };
+  }
+
+  /** one PPO update over `samples` (gradient accumulation over micro-batches, one AdamW step) */
+  async trainStep(
+    samples: readonly PolicySample[],
+    hyperparams: PpoHyperparamsInput = {},
+  ): Promise<PpoMetrics> {
+    const hp = PpoHyperparamsSchema.parse(hyperparams);
+    const batch = this.#ppoBatch(samples, hp);
+    const r = await this.#update(batch.tokens, batch.maskOf, batch.spec, hp, batch.lossFeeds, true);
     const per = (name: string) => (r.sums[name] ?? 0) / r.tokens;
     return {
       loss: r.loss,
@@ -555,12 +618,15 @@ export class PolicyEngine {
     spec: Pick<TrainGraphSpec, "loss" | "klToReference" | "entropyBonus">,
     hp: OptimizerHyperparams,
     lossFeeds: (chunk: Chunk) => Record<string, HostTensor>,
+    apply = true,
   ): Promise<{
     loss: number;
     sums: Record<string, number>;
     gradNorm: number;
     tokens: number;
     microBatches: number;
+    /** the summed gradient, when not applied */
+    gradient?: Float32Array;
   }> {
     let maskedTokens = 0;
     tokens.forEach((_, r) => {
@@ -580,7 +646,7 @@ export class PolicyEngine {
       tokens.map((t) => t.length),
       hp.microBatchSize,
     );
-    const mode = chunks.length === 1 ? "fused" : "gradient";
+    const mode = this.#optimizerOnHost ? "separate" : chunks.length === 1 && apply ? "fused" : "gradient";
     const step = this.#step + 1;
     const n = this.layout.total;
     const optimizerFeeds: Record<string, HostTensor> = {
@@ -596,16 +662,21 @@ export class PolicyEngine {
       bias_corr2: scalar(1 - hp.beta2 ** step),
       max_grad_norm: scalar(hp.maxGradNorm),
     };
-    const params: HostTensor = { dtype: "float32", data: this.#params, dims: [n] };
+    const params: Record<string, HostTensor> =
+      mode === "separate"
+        ? this.#inferenceParamFeeds()
+        : { params: { dtype: "float32", data: this.#params, dims: [n] } };
     const sums: Record<string, number> = {};
     let loss = 0;
     let accumulated: Float32Array | undefined;
+    // separate mode: one gradient per parameter tensor, summed over micro-batches
+    const tensorGrads = new Map<string, Float32Array>();
     let applied: Record<string, HostTensor> | undefined;
     for (const chunk of chunks) {
       const fullSpec: TrainGraphSpec = { ...spec, batch: chunk.batch, length: chunk.length, mode };
       const key = `train:${spec.loss}:kl${Number(spec.klToReference)}:ent${Number(spec.entropyBonus)}:${mode}:B${chunk.batch}:T${chunk.length}`;
       const feeds: Record<string, HostTensor> = {
-        params,
+        ...params,
         ...this.#packIds(tokens, chunk),
         loss_mask: this.#packShifted(maskOf, chunk),
         loss_scale: scalar(1 / maskedTokens),
@@ -617,26 +688,92 @@ export class PolicyEngine {
       for (const name of TRAIN_METRIC_SUMS[spec.loss])
         sums[name] = (sums[name] ?? 0) + (out[name]!.data as Float32Array)[0]!;
       if (mode === "fused") applied = out;
-      else {
+      else if (mode === "separate") {
+        for (const spec of this.layout.specs) {
+          const g = out[`grad.${spec.name}`]!.data as Float32Array;
+          const sum = tensorGrads.get(spec.name);
+          if (!sum) tensorGrads.set(spec.name, g);
+          else for (let i = 0; i < g.length; i++) sum[i]! += g[i]!;
+        }
+      } else {
         const g = out.grad!.data as Float32Array;
         if (!accumulated) accumulated = g;
         else for (let i = 0; i < n; i++) accumulated[i]! += g[i]!;
       }
     }
+    if (mode === "separate") {
+      if (!apply) {
+        const flat = new Float32Array(n);
+        for (const spec of this.layout.specs) flat.set(tensorGrads.get(spec.name)!, spec.offset);
+        tensorGrads.clear();
+        accumulated = flat;
+      } else {
+        const gradNorm = this.#adamWOnHost(tensorGrads, hp, step);
+        this.#step = step;
+        return { loss, sums, gradNorm, tokens: maskedTokens, microBatches: chunks.length };
+      }
+    }
+    if (!apply) {
+      const g = accumulated!;
+      let sq = 0;
+      for (let i = 0; i < n; i++) sq += g[i]! * g[i]!;
+      return {
+        loss,
+        sums,
+        gradNorm: Math.sqrt(sq),
+        tokens: maskedTokens,
+        microBatches: chunks.length,
+        gradient: g,
+      };
+    }
     if (!applied) {
       applied = await this.#runOnce("apply", () => buildApplyGraph(this.config), {
-        params,
+        ...params,
         grad: { dtype: "float32", data: accumulated!, dims: [n] },
         ...optimizerFeeds,
       });
     }
     this.#params = applied.new_params!.data as Float32Array;
-    this.#m = applied.new_m!.data as Float32Array;
-    this.#v = applied.new_v!.data as Float32Array;
+    this.#mState = applied.new_m!.data as Float32Array;
+    this.#vState = applied.new_v!.data as Float32Array;
     this.#step = step;
     this.#paramFeeds = undefined;
     const gradNorm = (applied.grad_norm!.data as Float32Array)[0]!;
     return { loss, sums, gradNorm, tokens: maskedTokens, microBatches: chunks.length };
+  }
+
+  /**
+   * AdamW in place over the parameters and optimiser state, tensor by tensor: the same update as
+   * the graph's (global-norm clipping, bias correction, decoupled weight decay on matrices) without
+   * a second copy of anything. Returns the global gradient norm before clipping.
+   */
+  #adamWOnHost(grads: Map<string, Float32Array>, hp: OptimizerHyperparams, step: number): number {
+    let sq = 0;
+    for (const g of grads.values()) for (let i = 0; i < g.length; i++) sq += g[i]! * g[i]!;
+    const gradNorm = Math.sqrt(sq);
+    const coef = Math.min(1, hp.maxGradNorm / (gradNorm + 1e-6));
+    const { lr, beta1, beta2, eps } = hp;
+    const bc1 = 1 - beta1 ** step;
+    const bc2 = 1 - beta2 ** step;
+    const params = this.#params;
+    const m = this.#m;
+    const v = this.#v;
+    for (const spec of this.layout.specs) {
+      const g = grads.get(spec.name)!;
+      const decay = spec.decay ? hp.weightDecay : 0;
+      const o = spec.offset;
+      for (let i = 0; i < g.length; i++) {
+        const gi = g[i]! * coef;
+        const mi = beta1 * m[o + i]! + (1 - beta1) * gi;
+        const vi = beta2 * v[o + i]! + (1 - beta2) * gi * gi;
+        m[o + i] = mi;
+        v[o + i] = vi;
+        const p = params[o + i]!;
+        params[o + i] = p - lr * (mi / bc1 / (Math.sqrt(vi / bc2) + eps) + decay * p);
+      }
+      grads.delete(spec.name);
+    }
+    return gradNorm;
   }
 
   // ------------------------------------------------------------------ generation

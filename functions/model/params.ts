@@ -10,7 +10,7 @@ export interface ParamSpec {
   readonly shape: readonly number[];
   readonly offset: number;
   readonly size: number;
-  /** AdamW weight decay applies (matrices yes; norms and positions no) */
+  /** AdamW weight decay applies (matrices yes; norms, biases and positions no) */
   readonly decay: boolean;
   readonly init:
     | { readonly kind: "normal"; readonly std: number }
@@ -42,13 +42,22 @@ export function paramLayout(c: ModelConfig): ParamLayout {
     add("pos.weight", [c.maxSeqLen, c.width], false, { kind: "normal", std: std / 2 });
   const qkvOut = (c.heads + 2 * d.kvHeads) * d.headDim;
   const upOut = c.activation === "swiglu" ? 2 * d.mlpWidth : d.mlpWidth;
+  const zero = { kind: "const", value: 0 } as const;
   for (let l = 0; l < c.layers; l++) {
     normParams(`layers.${l}.attn_norm`);
     add(`layers.${l}.attn.qkv`, [c.width, qkvOut], true, { kind: "normal", std });
+    if (c.qkvBias) add(`layers.${l}.attn.qkv_bias`, [qkvOut], false, zero);
+    if (c.qkNorm) {
+      add(`layers.${l}.attn.q_norm.scale`, [d.headDim], false, { kind: "const", value: 1 });
+      add(`layers.${l}.attn.k_norm.scale`, [d.headDim], false, { kind: "const", value: 1 });
+    }
     add(`layers.${l}.attn.out`, [c.heads * d.headDim, c.width], true, { kind: "normal", std: residualStd });
+    if (c.attnOutBias) add(`layers.${l}.attn.out_bias`, [c.width], false, zero);
     normParams(`layers.${l}.mlp_norm`);
     add(`layers.${l}.mlp.up`, [c.width, upOut], true, { kind: "normal", std });
+    if (c.mlpBias) add(`layers.${l}.mlp.up_bias`, [upOut], false, zero);
     add(`layers.${l}.mlp.down`, [d.mlpWidth, c.width], true, { kind: "normal", std: residualStd });
+    if (c.mlpBias) add(`layers.${l}.mlp.down_bias`, [c.width], false, zero);
   }
   normParams("final_norm");
   if (!c.tiedEmbeddings) add("head.weight", [c.width, c.vocabSize], true, { kind: "normal", std });

@@ -12,8 +12,13 @@ export interface Tokenizer {
   readonly padId: number | undefined;
   readonly bosId: number | undefined;
   readonly eosId: number | undefined;
-  encode(text: string): number[];
-  decode(ids: readonly number[]): string;
+  /**
+   * token ids of `text`; `addSpecialTokens` applies the tokenizer's post-processor (e.g. a BOS token),
+   * as transformers' `tokenizer(text)` does; without it, special-token text still maps to its id
+   */
+  encode(text: string, opts?: { addSpecialTokens?: boolean }): number[];
+  /** text of `ids`; special tokens are skipped unless `skipSpecialTokens` is false */
+  decode(ids: readonly number[], opts?: { skipSpecialTokens?: boolean }): string;
   /** the `tokenizer.json` this tokenizer was built from (stored with checkpoints) */
   toJSON(): unknown;
 }
@@ -87,6 +92,29 @@ function vocabSizeOf(json: z.infer<typeof TokenizerJsonSchema>, hf: HfTokenizer)
   return max + 1;
 }
 
+/** a special token in tokenizer_config.json: a string or an AddedToken object */
+const SpecialTokenSchema = z.union([z.string(), z.looseObject({ content: z.string() })]).nullish();
+
+/** the parts of tokenizer_config.json the tokenizer itself uses */
+export const TokenizerConfigSchema = z.looseObject({
+  bos_token: SpecialTokenSchema,
+  eos_token: SpecialTokenSchema,
+  pad_token: SpecialTokenSchema,
+  unk_token: SpecialTokenSchema,
+  add_bos_token: z.boolean().optional(),
+  add_eos_token: z.boolean().optional(),
+  chat_template: z
+    .union([z.string(), z.array(z.looseObject({ name: z.string(), template: z.string() }))])
+    .nullish(),
+});
+export type TokenizerConfig = z.infer<typeof TokenizerConfigSchema>;
+
+/** the text of a special token entry of tokenizer_config.json */
+export function specialTokenText(entry: z.infer<typeof SpecialTokenSchema>): string | undefined {
+  if (entry === null || entry === undefined) return undefined;
+  return typeof entry === "string" ? entry : entry.content;
+}
+
 class HuggingFaceTokenizer implements Tokenizer {
   readonly vocabSize: number;
   readonly padId: number | undefined;
@@ -94,8 +122,10 @@ class HuggingFaceTokenizer implements Tokenizer {
   readonly eosId: number | undefined;
   readonly #hf: HfTokenizer;
   readonly #json: unknown;
+  readonly #addBos: boolean;
+  readonly #addEos: boolean;
 
-  constructor(json: unknown) {
+  constructor(json: unknown, config?: TokenizerConfig) {
     const parsed = TokenizerJsonSchema.safeParse(json);
     if (!parsed.success) {
       throw new InputError(
@@ -117,17 +147,42 @@ class HuggingFaceTokenizer implements Tokenizer {
       }
       return undefined;
     };
-    this.padId = find("<pad>", "<|pad|>", "[PAD]");
-    this.bosId = find("<bos>", "<s>", "<|begin_of_text|>", "<|im_start|>");
-    this.eosId = find("<eos>", "</s>", "<|endoftext|>", "<|end_of_text|>", "<|im_end|>");
+    const named = (entry: z.infer<typeof SpecialTokenSchema>) => {
+      const text = specialTokenText(entry);
+      return text === undefined ? undefined : find(text);
+    };
+    if (config) {
+      // a model folder says which tokens are special; a null bos_token (Qwen) means none
+      this.padId = named(config.pad_token);
+      this.bosId = named(config.bos_token);
+      this.eosId = named(config.eos_token);
+    } else {
+      this.padId = find("<pad>", "<|pad|>", "[PAD]");
+      this.bosId = find("<bos>", "<s>", "<|begin_of_text|>", "<|im_start|>");
+      this.eosId = find("<eos>", "</s>", "<|endoftext|>", "<|end_of_text|>", "<|im_end|>");
+    }
+    this.#addBos = config?.add_bos_token === true;
+    this.#addEos = config?.add_eos_token === true;
   }
 
-  encode(text: string): number[] {
-    return this.#hf.encode(text, { add_special_tokens: false }).ids;
+  encode(text: string, opts: { addSpecialTokens?: boolean } = {}): number[] {
+    const special = opts.addSpecialTokens === true;
+    const ids = this.#hf.encode(text, { add_special_tokens: special }).ids;
+    if (!special) return ids;
+    // tokenizer_config's add_bos_token / add_eos_token, when the post-processor does not already add them
+    if (this.#addBos && this.bosId !== undefined && ids[0] !== this.bosId) ids.unshift(this.bosId);
+    if (this.#addEos && this.eosId !== undefined && ids[ids.length - 1] !== this.eosId) ids.push(this.eosId);
+    return ids;
   }
 
-  decode(ids: readonly number[]): string {
-    return this.#hf.decode([...ids], { skip_special_tokens: true, clean_up_tokenization_spaces: false });
+  decode(ids: readonly number[], opts: { skipSpecialTokens?: boolean } = {}): string {
+    // the library refuses an empty list; a response that is only a stop token decodes to ""
+    if (ids.length === 0) return "";
+    return this.#hf.decode([...ids], {
+      skip_special_tokens: opts.skipSpecialTokens !== false,
+      // transformers 5 never cleans up spaces for BPE tokenizers (it would strip spaces before punctuation)
+      clean_up_tokenization_spaces: false,
+    });
   }
 
   toJSON(): unknown {
@@ -190,13 +245,19 @@ export function charTokenizer(alphabet: readonly string[] = charAlphabet()): Tok
   return new CharTokenizer(alphabet);
 }
 
-/** a tokenizer from `tokenizer.json` contents; our own char vocabulary gets the fast path */
-export function loadTokenizer(json: unknown, opts: { fastPath?: boolean } = {}): Tokenizer {
-  if (opts.fastPath !== false) {
+/**
+ * a tokenizer from `tokenizer.json` contents (and a model folder's tokenizer_config.json, which
+ * names the special tokens); our own char vocabulary gets the fast path
+ */
+export function loadTokenizer(
+  json: unknown,
+  opts: { fastPath?: boolean; config?: TokenizerConfig } = {},
+): Tokenizer {
+  if (opts.fastPath !== false && opts.config === undefined) {
     const alphabet = charAlphabetOf(json);
     if (alphabet) return new CharTokenizer(alphabet);
   }
-  return new HuggingFaceTokenizer(json);
+  return new HuggingFaceTokenizer(json, opts.config);
 }
 
 /** the alphabet when `json` is exactly a char tokenizer we generate, else undefined */

@@ -42,18 +42,48 @@ function param(p: ParamValues, name: string): Value {
   return v;
 }
 
-function rotaryTable(c: ModelConfig, length: number): { cos: number[]; sin: number[] } {
-  const half = modelDims(c).headDim / 2;
-  const cos: number[] = [];
-  const sin: number[] = [];
-  for (let pos = 0; pos < length; pos++) {
-    for (let i = 0; i < half; i++) {
-      const angle = pos * c.ropeTheta ** (-i / half);
-      cos.push(Math.cos(angle));
-      sin.push(Math.sin(angle));
-    }
-  }
-  return { cos, sin };
+/**
+ * Rotary inverse frequencies as Hugging Face computes them: in float32 (`Math.fround` after each
+ * operation), rescaled by `ropeScaling`, so the tables match transformers' bit for bit or within one ulp.
+ */
+export function rotaryInverseFrequencies(c: ModelConfig): number[] {
+  const f = Math.fround;
+  const dim = modelDims(c).headDim;
+  const base = c.ropeTheta;
+  const inv: number[] = [];
+  for (let i = 0; i < dim; i += 2) inv.push(f(1 / f(base ** f(i / dim))));
+  const s = c.ropeScaling;
+  if (!s) return inv;
+  if (s.type === "linear") return inv.map((x) => f(x / s.factor));
+  // Llama 3.1: long wavelengths slowed by `factor`, short ones kept, the band between interpolated
+  const lowFreqWavelen = s.originalMaxPositions / s.lowFreqFactor;
+  const highFreqWavelen = s.originalMaxPositions / s.highFreqFactor;
+  return inv.map((x) => {
+    const wavelen = f(f(2 * Math.PI) / x);
+    const scaled = wavelen > lowFreqWavelen ? f(x / s.factor) : x;
+    if (wavelen < highFreqWavelen || wavelen > lowFreqWavelen) return scaled;
+    const smooth = f(
+      f(f(s.originalMaxPositions / wavelen) - s.lowFreqFactor) / (s.highFreqFactor - s.lowFreqFactor),
+    );
+    return f(f(f(1 - smooth) * f(scaled / s.factor)) + f(smooth * scaled));
+  });
+}
+
+/**
+ * cos and sin of the rotary angles `position x inverse frequency`, computed in the graph in the
+ * graph's float type, as transformers does in float32 (so no position table is stored in any graph,
+ * whatever the context length). `positions` is [.., 1] floats; the result is [.., half].
+ */
+function rotaryCosSin(b: GraphBuilder, c: ModelConfig, positions: Value): { cos: Value; sin: Value } {
+  const inv = rotaryInverseFrequencies(c);
+  const angles = b.mul(positions, b.constant(inv, [inv.length]));
+  return { cos: b.cos(angles), sin: b.sin(angles) };
+}
+
+function rmsNorm(b: GraphBuilder, x: Value, scale: Value, epsilon: number): Value {
+  const meanSquare = b.reduceMean(b.mul(x, x), [-1], true);
+  const inv = b.div(b.scalar(1), b.sqrt(b.add(meanSquare, b.scalar(epsilon))));
+  return b.mul(b.mul(x, inv), scale);
 }
 
 function norm(b: GraphBuilder, c: ModelConfig, p: ParamValues, prefix: string, x: Value): Value {
@@ -61,9 +91,7 @@ function norm(b: GraphBuilder, c: ModelConfig, p: ParamValues, prefix: string, x
   if (c.norm === "layernorm") {
     return b.layerNorm(x, scale, param(p, `${prefix}.bias`), { axis: -1, epsilon: c.normEpsilon }).y;
   }
-  const meanSquare = b.reduceMean(b.mul(x, x), [-1], true);
-  const inv = b.div(b.scalar(1), b.sqrt(b.add(meanSquare, b.scalar(c.normEpsilon))));
-  return b.mul(b.mul(x, inv), scale);
+  return rmsNorm(b, x, scale, c.normEpsilon);
 }
 
 const GELU_C = Math.sqrt(2 / Math.PI);
@@ -95,15 +123,19 @@ function applyRotary(b: GraphBuilder, x: Value, cos: Value, sin: Value, half: nu
 }
 
 /**
- * x [B,T,D] @ w [D,F]; with one token per row the rows are flattened to one 2-D MatMul, which
- * onnxruntime runs as a single GEMM (the 3-D form ran ~2x slower at B=256, T=1)
+ * x [B,T,D] @ w [D,F] (+ bias [F]); with one token per row the rows are flattened to one 2-D MatMul,
+ * which onnxruntime runs as a single GEMM (the 3-D form ran ~2x slower at B=256, T=1)
  */
-function linear(b: GraphBuilder, x: Value, w: Value): Value {
+function linear(b: GraphBuilder, x: Value, w: Value, bias?: Value): Value {
+  let y: Value;
   if (x.shape.length === 3 && x.shape[1] === 1) {
-    const y = b.matmul(b.reshape(x, [-1, w.shape[0] as number]), w);
-    return b.reshape(y, [-1, 1, w.shape[1] as number]);
-  }
-  return b.matmul(x, w);
+    y = b.reshape(b.matmul(b.reshape(x, [-1, w.shape[0] as number]), w), [-1, 1, w.shape[1] as number]);
+  } else y = b.matmul(x, w);
+  return bias ? b.add(y, bias) : y;
+}
+
+function optionalParam(p: ParamValues, name: string, present: boolean): Value | undefined {
+  return present ? param(p, name) : undefined;
 }
 
 export function buildTrunk(
@@ -115,6 +147,7 @@ export function buildTrunk(
 ): Trunk {
   const d = modelDims(c);
   const hd = d.headDim;
+  const half = hd / 2;
   let x = b.gather(param(p, "embed.weight"), tokens, 0);
   let cos: Value | undefined;
   let sin: Value | undefined;
@@ -125,14 +158,18 @@ export function buildTrunk(
       x,
       pos.kind === "static" ? b.slice(table, [0], [pos.length], [0]) : b.gather(table, pos.positions, 0),
     );
-  } else if (pos.kind === "static") {
-    const t = rotaryTable(c, pos.length);
-    cos = b.constant(t.cos, [pos.length, 1, hd / 2]);
-    sin = b.constant(t.sin, [pos.length, 1, hd / 2]);
   } else {
-    const t = rotaryTable(c, c.maxSeqLen);
-    cos = b.unsqueeze(b.gather(b.constant(t.cos, [c.maxSeqLen, hd / 2]), pos.positions, 0), [2]);
-    sin = b.unsqueeze(b.gather(b.constant(t.sin, [c.maxSeqLen, hd / 2]), pos.positions, 0), [2]);
+    // [T,1] positions give [T,1,half] tables; per-token positions [B,T] give [B,T,1,half]
+    const positions =
+      pos.kind === "static"
+        ? b.constant(
+            Array.from({ length: pos.length }, (_, i) => i),
+            [pos.length, 1],
+          )
+        : b.unsqueeze(b.cast(pos.positions, b.floatType), [-1]);
+    const t = rotaryCosSin(b, c, positions);
+    cos = b.unsqueeze(t.cos, [pos.kind === "static" ? 1 : 2]);
+    sin = b.unsqueeze(t.sin, [pos.kind === "static" ? 1 : 2]);
   }
   const grouped = d.groups > 1;
   const mask = opts.mask.shape.length === 2 ? opts.mask : b.unsqueeze(opts.mask, grouped ? [1, 2] : [1]);
@@ -142,14 +179,23 @@ export function buildTrunk(
 
   for (let l = 0; l < c.layers; l++) {
     const h = norm(b, c, p, `layers.${l}.attn_norm`, x);
-    const qkv = linear(b, h, param(p, `layers.${l}.attn.qkv`));
+    const qkv = linear(
+      b,
+      h,
+      param(p, `layers.${l}.attn.qkv`),
+      optionalParam(p, `layers.${l}.attn.qkv_bias`, c.qkvBias),
+    );
     const [qf, kf, vf] = b.split(qkv, [c.heads * hd, d.kvHeads * hd, d.kvHeads * hd], -1);
     let q = b.reshape(qf!, [0, 0, c.heads, hd]);
     let k = b.reshape(kf!, [0, 0, d.kvHeads, hd]);
     const v = b.reshape(vf!, [0, 0, d.kvHeads, hd]);
+    if (c.qkNorm) {
+      q = rmsNorm(b, q, param(p, `layers.${l}.attn.q_norm.scale`), c.normEpsilon);
+      k = rmsNorm(b, k, param(p, `layers.${l}.attn.k_norm.scale`), c.normEpsilon);
+    }
     if (cos && sin) {
-      q = applyRotary(b, q, cos, sin, hd / 2);
-      k = applyRotary(b, k, cos, sin, hd / 2);
+      q = applyRotary(b, q, cos, sin, half);
+      k = applyRotary(b, k, cos, sin, half);
     }
     q = b.mul(q, qScale);
     // keys cached pre-transposed so decode never transposes the cache
@@ -180,23 +226,55 @@ export function buildTrunk(
     const ctx = grouped
       ? b.reshape(b.transpose(heads, [0, 3, 1, 2, 4]), [0, 0, c.heads * hd])
       : b.reshape(b.transpose(heads, [0, 2, 1, 3]), [0, 0, c.heads * hd]);
-    x = b.add(x, linear(b, ctx, param(p, `layers.${l}.attn.out`)));
+    x = b.add(
+      x,
+      linear(
+        b,
+        ctx,
+        param(p, `layers.${l}.attn.out`),
+        optionalParam(p, `layers.${l}.attn.out_bias`, c.attnOutBias),
+      ),
+    );
 
     const m = norm(b, c, p, `layers.${l}.mlp_norm`, x);
-    const up = linear(b, m, param(p, `layers.${l}.mlp.up`));
+    const up = linear(
+      b,
+      m,
+      param(p, `layers.${l}.mlp.up`),
+      optionalParam(p, `layers.${l}.mlp.up_bias`, c.mlpBias),
+    );
     let act: Value;
     if (c.activation === "swiglu") {
       const [gate, lin] = b.split(up, [d.mlpWidth, d.mlpWidth], -1);
       act = b.mul(b.mul(gate!, b.sigmoid(gate!)), lin!);
     } else act = gelu(b, up);
-    x = b.add(x, linear(b, act, param(p, `layers.${l}.mlp.down`)));
+    x = b.add(
+      x,
+      linear(
+        b,
+        act,
+        param(p, `layers.${l}.mlp.down`),
+        optionalParam(p, `layers.${l}.mlp.down_bias`, c.mlpBias),
+      ),
+    );
   }
   return { hidden: norm(b, c, p, "final_norm", x), presentK, presentV };
 }
 
+/**
+ * logits [B,T,V]; a tied head multiplies by the embedding [V,D] as a transposed-B Gemm, so no
+ * vocabulary-sized Transpose runs per call (151,936 x 896 floats for Qwen2.5-0.5B)
+ */
 export function logitsOf(b: GraphBuilder, c: ModelConfig, p: ParamValues, hidden: Value): Value {
-  const head = c.tiedEmbeddings ? b.transpose(param(p, "embed.weight"), [1, 0]) : param(p, "head.weight");
-  return linear(b, hidden, head);
+  if (!c.tiedEmbeddings) return linear(b, hidden, param(p, "head.weight"));
+  const flat = b.reshape(hidden, [-1, c.width]);
+  const logits = b.gemm(flat, param(p, "embed.weight"), undefined, { transB: true });
+  const lead = b.slice(b.shape(hidden), [0], [2], [0]);
+  return b.reshape(logits, b.concat([lead, b.ints([c.vocabSize])], 0), [
+    hidden.shape[0]!,
+    hidden.shape[1]!,
+    c.vocabSize,
+  ]);
 }
 
 function causalMask(b: GraphBuilder, length: number): Value {
@@ -327,8 +405,12 @@ export interface TrainGraphSpec {
   readonly klToReference: boolean;
   /** subtract entropyCoef x entropy per token */
   readonly entropyBonus: boolean;
-  /** fused: loss, backward and AdamW in one graph; gradient: loss and flat gradient only */
-  readonly mode: "fused" | "gradient";
+  /**
+   * fused: loss, backward and AdamW in one graph over the flat parameter vector; gradient: loss and
+   * the flat gradient only; separate: each parameter its own (zero-copy) input and its own gradient
+   * output `grad.<name>`, no flat copies at all (for large models, whose optimiser runs on the host)
+   */
+  readonly mode: "fused" | "gradient" | "separate";
 }
 
 /** metric sums over masked tokens (divide by the token count), emitted by every train graph */
@@ -459,8 +541,8 @@ function adamW(b: GraphBuilder, n: number, params: Value, grad: Value): void {
 export function buildTrainGraph(c: ModelConfig, spec: TrainGraphSpec, floatType: FloatDType = "float32") {
   const b = new GraphBuilder(floatType);
   const layout = paramLayout(c);
-  const flat = b.input("params", floatType, [layout.total]);
-  const p = flatParams(b, layout, flat);
+  const flat = spec.mode === "separate" ? undefined : b.input("params", floatType, [layout.total]);
+  const p = flat ? flatParams(b, layout, flat) : separateParams(b, layout);
   const shape = [spec.batch, spec.length];
   const inputIds = b.input("input_ids", "int64", shape);
   const targetIds = b.input("target_ids", "int64", shape);
@@ -476,9 +558,20 @@ export function buildTrainGraph(c: ModelConfig, spec: TrainGraphSpec, floatType:
       ? ppoLoss(b, spec, stats.logp, stats.entropy, mask)
       : supervisedLoss(b, spec, stats.logp, stats.entropy, stats.logProbs, targetIds, mask);
   const loss = b.mul(parts.loss, lossScale);
-  const [grad] = gradients(b, loss, [flat]);
   b.output(loss, "loss");
   for (const [name, v] of Object.entries(parts.sums)) b.output(v, name);
+  if (!flat) {
+    const grads = gradients(
+      b,
+      loss,
+      layout.specs.map((s) => p[s.name]!),
+    );
+    layout.specs.forEach((s, i) => {
+      b.output(grads[i]!, `grad.${s.name}`);
+    });
+    return b;
+  }
+  const [grad] = gradients(b, loss, [flat]);
   if (spec.mode === "fused") adamW(b, layout.total, flat, grad!);
   else b.output(grad!, "grad");
   return b;

@@ -114,21 +114,12 @@ export async function runEmbedded(options: EmbeddedRunOptions): Promise<RunSumma
   const report = options.report ?? (() => {});
   const signal = options.signal ?? new AbortController().signal;
   const runDir = resolve(options.workDir ?? options.baseDir, spec.storage.localDir, "runs", run);
-  if (spec.model.source !== "synthetic") {
-    throw new InputError("embedded_needs_synthetic", [
-      {
-        path: "spec.model.source",
-        message: "the embedded run trains the built-in synthetic policy on the CPU",
-        hint: "use source: synthetic, or run checkpoint models on a cluster (questa run --kafka ... --s3 ...)",
-      },
-    ]);
-  }
   await claimRunDir(runDir, spec);
   const store = new FsObjectStore(join(runDir, "objects"));
   const keys = new RunKeys("");
   const open = localDatasetOpener(options.baseDir, store);
 
-  // the starting policy: warm-started once, then read back on every resume
+  // the starting policy: warm-started (or read from the model folder) once, then read back on every resume
   const initial = await ensureInitialCheckpoint({
     spec,
     store,

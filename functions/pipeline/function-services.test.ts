@@ -1,3 +1,5 @@
+import { readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { ObjectRef, RolloutGroupData } from "../contracts/events.ts";
 import { LearnerSchema, QuestATrainingSpecSchema, RolloutSchema } from "../contracts/questatraining.ts";
@@ -5,7 +7,7 @@ import type { RolloutShard } from "../contracts/shards.ts";
 import { Learner, readLearnerProgress } from "../learn/learner.ts";
 import type { LearnerEngine, PpoSample, PpoStepMetrics } from "../learn/learner-engine.ts";
 import { RunKeys } from "../learn/run-keys.ts";
-import { CHECKPOINT_FORMAT } from "../model/checkpoint.ts";
+import { CHECKPOINT_FORMAT, loadCheckpoint } from "../model/checkpoint.ts";
 import { followLearner } from "../rollout/main.ts";
 import type { PolicySampler, SampledResponse } from "../rollout/policy-sampler.ts";
 import { StalenessGate } from "../rollout/staleness-gate.ts";
@@ -234,6 +236,42 @@ describe("ensureInitialCheckpoint", () => {
       "model.safetensors does not match the sha256 in its manifest",
     );
     expect(await initialCheckpointRef(store, keys)).toBeUndefined();
+  });
+});
+
+describe("ensureInitialCheckpoint from a Hugging Face folder", () => {
+  const spec = QuestATrainingSpecSchema.parse({
+    model: { source: "huggingface", uri: "s3://models/tiny-qwen2/" },
+    datasets: { train: [{ name: "t", synthetic: { count: 4 } }] },
+  });
+  const fixture = join(import.meta.dirname, "..", "..", "test", "fixtures", "hf", "tiny-qwen2");
+
+  async function models(drop?: string): Promise<(uri: string) => Promise<Uint8Array | undefined>> {
+    const files = new Map<string, Uint8Array>();
+    for (const name of await readdir(fixture)) {
+      if (name !== drop)
+        files.set(`s3://models/tiny-qwen2/${name}`, new Uint8Array(await readFile(join(fixture, name))));
+    }
+    return async (uri) => files.get(uri);
+  }
+
+  it("converts the folder into the step-0 checkpoint, with the folder itself under hf/", async () => {
+    const store = new MemoryObjectStore();
+    const ref = await ensureInitialCheckpoint({ spec, store, keys, open: await models() });
+    expect(ref.key).toBe("demo/checkpoints/step-000000/manifest.json");
+    const loaded = await loadCheckpoint(store, keys.checkpoint(0));
+    expect(loaded.huggingFace?.modelType).toBe("qwen2");
+    expect(loaded.manifest.metadata).toEqual({ origin: "huggingface", uri: "s3://models/tiny-qwen2" });
+    const keysWritten = (await store.list("demo/checkpoints/step-000000/hf/")).map((o) => o.key);
+    expect(keysWritten).toContain("demo/checkpoints/step-000000/hf/model.safetensors");
+  });
+
+  it("refuses a bad folder naming the file, and writes nothing to the run", async () => {
+    const store = new MemoryObjectStore();
+    await expect(
+      ensureInitialCheckpoint({ spec, store, keys, open: await models("tokenizer.json") }),
+    ).rejects.toThrow(/spec\.model\.uri: no tokenizer\.json in s3:\/\/models\/tiny-qwen2/);
+    expect(await store.list("")).toEqual([]);
   });
 });
 

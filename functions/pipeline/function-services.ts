@@ -11,7 +11,8 @@ import type { Benchmark, EvaluateServices } from "../evaluate/handler.ts";
 import { gradeResponse } from "../grading/reward.ts";
 import { Learner, type LearnerProgress } from "../learn/learner.ts";
 import type { RunKeys } from "../learn/run-keys.ts";
-import { CheckpointManifestSchema } from "../model/checkpoint.ts";
+import { CheckpointManifestSchema, saveCheckpoint } from "../model/checkpoint.ts";
+import { readHuggingFaceFolder } from "../model/hf-folder.ts";
 import type { RolloutServices } from "../rollout/handler.ts";
 import type { Grade } from "../rollout/policy-sampler.ts";
 import { StalenessGate } from "../rollout/staleness-gate.ts";
@@ -25,7 +26,11 @@ import type { WarmStartProgress } from "./warm-start.ts";
 import { cachedWarmStart } from "./warm-start-cache.ts";
 
 export function engineSettings(spec: QuestATrainingSpec): EngineSettings {
-  return { executionProvider: spec.model.executionProvider, threads: spec.model.threads };
+  return {
+    executionProvider: spec.model.executionProvider,
+    threads: spec.model.threads,
+    prompt: { format: spec.model.prompt.format, enableThinking: spec.model.prompt.enableThinking },
+  };
 }
 
 /** The verifier as rollout and evaluate use it: reward on the run's scale, plus the verdict. */
@@ -96,8 +101,43 @@ async function copyCheckpoint(
 }
 
 /**
+ * Converts a Hugging Face model folder into the run's step-0 checkpoint (engine weights, tokenizer,
+ * the folder's metadata, and the folder itself again under `hf/`). The whole folder is read and
+ * checked first: a bad folder is refused with every problem named, and nothing is written.
+ */
+async function importHuggingFaceFolder(
+  open: OpenDataset,
+  uri: string,
+  store: ObjectStore,
+  folder: string,
+): Promise<ObjectRef> {
+  const base = uri.replace(/\/+$/, "");
+  const model = await readHuggingFaceFolder((name) => open(`${base}/${name}`), {
+    where: base,
+    path: "spec.model.uri",
+  });
+  await saveCheckpoint(
+    store,
+    folder,
+    {
+      config: model.config,
+      params: model.params,
+      tokenizerJson: model.tokenizerJson,
+      huggingFace: model.source,
+      step: 0,
+      metadata: { origin: "huggingface", uri: base },
+    },
+    { exportHuggingFace: true },
+  );
+  const ref = await manifestRefAt(store, `${folder}/manifest.json`);
+  if (!ref) throw new Error(`${folder}/manifest.json missing after write`);
+  return ref;
+}
+
+/**
  * The starting policy (step 0): read back when it exists, else made once: the synthetic policy is
- * warm-started (cached across runs under `cacheDir`), a `checkpoint` model is copied in.
+ * warm-started (cached across runs under `cacheDir`), a `checkpoint` model is copied in, a
+ * `huggingface` folder is converted.
  */
 export async function ensureInitialCheckpoint(options: {
   spec: QuestATrainingSpec;
@@ -115,6 +155,9 @@ export async function ensureInitialCheckpoint(options: {
   const folder = keys.checkpoint(0);
   if (spec.model.source === "checkpoint") {
     return copyCheckpoint(options.open, spec.model.uri ?? "", store, folder);
+  }
+  if (spec.model.source === "huggingface") {
+    return importHuggingFaceFolder(options.open, spec.model.uri ?? "", store, folder);
   }
   return cachedWarmStart({
     spec,

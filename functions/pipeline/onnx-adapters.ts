@@ -1,10 +1,17 @@
 import type { ObjectRef } from "../contracts/events.ts";
 import { manifestRef, removeCheckpointFolder } from "../learn/checkpoint-folders.ts";
 import type { LearnerEngine, PpoSample, PpoSettings, PpoStepMetrics } from "../learn/learner-engine.ts";
-import { loadCheckpoint, saveCheckpoint } from "../model/checkpoint.ts";
+import { type LoadedCheckpoint, loadCheckpoint, saveCheckpoint } from "../model/checkpoint.ts";
 import type { ModelConfigInput } from "../model/config.ts";
 import { createEngine, type PolicyEngine } from "../model/engine.ts";
+import type { HuggingFaceSource } from "../model/hf-folder.ts";
 import type { ExecutionProvider } from "../model/ort-backend.ts";
+import {
+  createPromptEncoder,
+  type PromptEncoder,
+  type PromptFormat,
+  tokenizerConfigOf,
+} from "../model/prompt-format.ts";
 import { createRng } from "../model/rng.ts";
 import { loadTokenizer, type Tokenizer } from "../model/tokenizer.ts";
 import type { PolicySampler, SampledResponse, SamplingSettings } from "../rollout/policy-sampler.ts";
@@ -15,6 +22,15 @@ export interface EngineSettings {
   executionProvider: ExecutionProvider;
   /** intra-op threads; 0 = one per core */
   threads: number;
+  /** how prompt text becomes tokens (spec.model.prompt); raw when absent */
+  prompt?: { format: PromptFormat; enableThinking: boolean };
+}
+
+/** a checkpoint's tokenizer, with its special tokens named by the Hugging Face folder it came from */
+function checkpointTokenizer(loaded: LoadedCheckpoint): Tokenizer | undefined {
+  if (loaded.tokenizerJson === undefined) return undefined;
+  const config = tokenizerConfigOf(loaded.huggingFace);
+  return loadTokenizer(loaded.tokenizerJson, config === undefined ? {} : { config });
 }
 
 /** Runs `work` after every earlier call finished: weights never change under a running generation. */
@@ -39,6 +55,7 @@ function engineOptions(settings: EngineSettings) {
 export class OnnxLearnerEngine implements LearnerEngine {
   #engine: PolicyEngine | undefined;
   #tokenizer: Tokenizer | undefined;
+  #huggingFace: HuggingFaceSource | undefined;
   readonly #settings: EngineSettings;
 
   constructor(settings: EngineSettings) {
@@ -82,19 +99,26 @@ export class OnnxLearnerEngine implements LearnerEngine {
   async saveCheckpoint(
     store: ObjectStore,
     prefix: string,
-    meta: { step: number; parentStep?: number; withOptimizer: boolean },
+    meta: { step: number; parentStep?: number; withOptimizer: boolean; publish?: boolean },
   ): Promise<ObjectRef> {
     const engine = this.engine;
     // a step redone after a crash rewrites its folder: whatever a dead process left there goes first
     await removeCheckpointFolder(store, prefix);
-    await saveCheckpoint(store, prefix, {
-      config: engine.config,
-      params: engine.getParams(),
-      ...(meta.withOptimizer ? { optimizerState: engine.getOptimizerState() } : {}),
-      ...(this.#tokenizer ? { tokenizerJson: this.#tokenizer.toJSON() } : {}),
-      step: meta.step,
-      ...(meta.parentStep === undefined ? {} : { parent: `step-${meta.parentStep}` }),
-    });
+    const { params, optimizerState } = engine.snapshot();
+    await saveCheckpoint(
+      store,
+      prefix,
+      {
+        config: engine.config,
+        params,
+        ...(meta.withOptimizer ? { optimizerState } : {}),
+        ...(this.#tokenizer ? { tokenizerJson: this.#tokenizer.toJSON() } : {}),
+        ...(this.#huggingFace ? { huggingFace: this.#huggingFace } : {}),
+        step: meta.step,
+        ...(meta.parentStep === undefined ? {} : { parent: `step-${meta.parentStep}` }),
+      },
+      { exportHuggingFace: meta.publish === true && this.#huggingFace !== undefined },
+    );
     const ref = await manifestRef(store, prefix);
     if (!ref)
       throw new DeadLetterError(
@@ -106,7 +130,8 @@ export class OnnxLearnerEngine implements LearnerEngine {
 
   async loadCheckpoint(store: ObjectStore, prefix: string): Promise<void> {
     const loaded = await loadCheckpoint(store, prefix);
-    this.#tokenizer = loaded.tokenizerJson === undefined ? undefined : loadTokenizer(loaded.tokenizerJson);
+    this.#tokenizer = checkpointTokenizer(loaded);
+    this.#huggingFace = loaded.huggingFace;
     await this.#engine?.dispose();
     this.#engine = await createEngine({
       config: loaded.config,
@@ -127,6 +152,7 @@ export class OnnxLearnerEngine implements LearnerEngine {
 export class OnnxPolicySampler implements PolicySampler {
   #engine: PolicyEngine | undefined;
   #tokenizer: Tokenizer | undefined;
+  #prompts: PromptEncoder | undefined;
   #version = -1;
   readonly #settings: EngineSettings;
   readonly #queue = new SerialQueue();
@@ -145,7 +171,18 @@ export class OnnxPolicySampler implements PolicySampler {
       const loaded = await loadCheckpoint(store, folder);
       const sameShape =
         this.#engine !== undefined && JSON.stringify(this.#engine.config) === JSON.stringify(loaded.config);
-      if (loaded.tokenizerJson !== undefined) this.#tokenizer = loadTokenizer(loaded.tokenizerJson);
+      const tokenizer = checkpointTokenizer(loaded);
+      if (tokenizer) {
+        this.#tokenizer = tokenizer;
+        const prompt = this.#settings.prompt ?? { format: "raw", enableThinking: true };
+        this.#prompts = createPromptEncoder({
+          tokenizer,
+          ...(loaded.huggingFace ? { source: loaded.huggingFace } : {}),
+          format: prompt.format,
+          enableThinking: prompt.enableThinking,
+          path: "spec.model.prompt.format",
+        });
+      }
       if (sameShape && this.#engine) {
         this.#engine.setParams(loaded.params);
       } else {
@@ -162,9 +199,8 @@ export class OnnxPolicySampler implements PolicySampler {
   }
 
   encodePrompt(prompt: string): number[] {
-    const tokenizer = this.#requireTokenizer();
-    const ids = tokenizer.encode(prompt);
-    return tokenizer.bosId === undefined ? ids : [tokenizer.bosId, ...ids];
+    this.#requireTokenizer();
+    return this.#prompts!.encode(prompt);
   }
 
   sample(
@@ -184,19 +220,19 @@ export class OnnxPolicySampler implements PolicySampler {
           `the prompt has ${promptTokens.length} tokens; the policy's context is ${engine.config.maxSeqLen}`,
         );
       }
-      const eos = tokenizer.eosId;
+      const stops = new Set(this.#prompts!.stopTokens);
       const generations = await engine.generate({
         prompts: Array.from({ length: samples }, () => promptTokens),
         maxNewTokens: Math.min(settings.maxNewTokens, room),
         temperature: settings.temperature,
         topP: settings.topP,
         topK: settings.topK,
-        ...(eos === undefined ? {} : { stopTokens: [eos] }),
+        stopTokens: [...stops],
         rng: createRng(seed),
       });
       return generations.map((g) => {
-        const content =
-          eos !== undefined && g.tokens[g.tokens.length - 1] === eos ? g.tokens.slice(0, -1) : g.tokens;
+        const last = g.tokens[g.tokens.length - 1];
+        const content = last !== undefined && stops.has(last) ? g.tokens.slice(0, -1) : g.tokens;
         return {
           text: tokenizer.decode(content),
           tokens: g.tokens,

@@ -52,6 +52,16 @@ const cases: Case[] = [
     (b, v) => b.gemm(v.a!, v.b!, v.c!, { transA: true, transB: true, alpha: 0.7, beta: 1.3 }),
   ],
   ["Gemm plain", [diff("a", [3, 4]), diff("b", [4, 5])], (b, v) => b.gemm(v.a!, v.b!)],
+  [
+    "Gemm transA",
+    [diff("a", [4, 3]), diff("b", [4, 5])],
+    (b, v) => b.gemm(v.a!, v.b!, undefined, { transA: true, alpha: 1.5 }),
+  ],
+  [
+    "Gemm transB (tied output head)",
+    [diff("a", [3, 4]), diff("b", [5, 4])],
+    (b, v) => b.gemm(v.a!, v.b!, undefined, { transB: true }),
+  ],
   ["ReduceSum keepdims", [diff("a", [2, 3, 4])], (b, v) => b.reduceSum(v.a!, [1], true)],
   ["ReduceSum", [diff("a", [2, 3, 4])], (b, v) => b.reduceSum(v.a!, [0, 2], false)],
   ["ReduceMean", [diff("a", [2, 3, 4])], (b, v) => b.reduceMean(v.a!, [-1], false)],

@@ -191,13 +191,15 @@ const RULES: Record<string, GradRule> = {
     const transB = attrInt(n, "transB", 0) === 1;
     const alpha = attrFloat(n, "alpha", 1);
     const beta = attrFloat(n, "beta", 1);
-    // d op(A) = alpha g op(B)^T ; d op(B) = alpha op(A)^T g
-    const dOpA = b.gemm(g!, w, undefined, { transB: !transB, alpha });
-    const dOpB = b.gemm(a, g!, undefined, { transA: !transA, alpha });
-    const res: (Value | undefined)[] = [
-      transA ? b.transpose(dOpA, [1, 0]) : dOpA,
-      transB ? b.transpose(dOpB, [1, 0]) : dOpB,
-    ];
+    // with A' = op(A), B' = op(B): dA' = alpha g B'^T and dB' = alpha A'^T g; a transposed operand's
+    // gradient is the transpose of those, written as one Gemm (no Transpose of a weight-sized tensor)
+    const dA = transA
+      ? b.gemm(w, g!, undefined, { transA: transB, transB: true, alpha })
+      : b.gemm(g!, w, undefined, { transB: !transB, alpha });
+    const dB = transB
+      ? b.gemm(g!, a, undefined, { transA: true, transB: transA, alpha })
+      : b.gemm(a, g!, undefined, { transA: !transA, alpha });
+    const res: (Value | undefined)[] = [dA, dB];
     if (c) {
       const gc = sumTo(b, g!, c.shape);
       res.push(beta === 1 ? gc : b.mul(gc, b.scalar(beta, c.dtype)));

@@ -270,6 +270,13 @@ export class GraphBuilder {
   tanh(x: Value): Value {
     return this.#unary("Tanh", x);
   }
+  /** no gradient rule: used on positions (rotary angles), never on values that depend on parameters */
+  cos(x: Value): Value {
+    return this.#unary("Cos", x);
+  }
+  sin(x: Value): Value {
+    return this.#unary("Sin", x);
+  }
   sigmoid(x: Value): Value {
     return this.#unary("Sigmoid", x);
   }

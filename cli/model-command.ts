@@ -1,0 +1,320 @@
+import { mkdir, readdir, rename, rm, writeFile } from "node:fs/promises";
+import { dirname, join, resolve } from "node:path";
+import { loadCheckpoint, MANIFEST_FILE } from "../functions/model/checkpoint.ts";
+import { type ModelConfig, ModelConfigSchema } from "../functions/model/config.ts";
+import { declaredDType, modelConfigFromHf } from "../functions/model/hf-config.ts";
+import {
+  HfDType,
+  type HuggingFaceSource,
+  HuggingFaceSourceSchema,
+  huggingFaceFolderFiles,
+  llamaSourceFor,
+  readHuggingFaceFolder,
+} from "../functions/model/hf-folder.ts";
+import { memoryEstimate } from "../functions/model/memory.ts";
+import { chatTemplateOf, tokenizerConfigOf } from "../functions/model/prompt-format.ts";
+import { specialTokenText } from "../functions/model/tokenizer.ts";
+import { errorMessage, InputError } from "../functions/runtime/errors.ts";
+import { FsObjectStore } from "../functions/runtime/fs-object-store.ts";
+import type { ObjectStore } from "../functions/runtime/object-store.ts";
+import { S3ObjectStore } from "../functions/runtime/s3-object-store.ts";
+import { parseArgs } from "./args.ts";
+import type { CliIO, CommandRun } from "./io.ts";
+import { parseS3Location } from "./process-run.ts";
+
+const USAGE = `usage: questa model inspect LOCATION [--json]
+       questa model export CHECKPOINT DIR [--dtype bfloat16|float16|float32]
+
+LOCATION and CHECKPOINT are a local directory, s3://BUCKET/PREFIX (AWS credentials from the
+environment) or http(s)://HOST:PORT/BUCKET/PREFIX (an S3-compatible server such as MinIO).
+
+inspect  a Hugging Face model folder or a questa checkpoint: architecture, parameter count,
+         dtype, and the memory sampling and training need on questa's engine (float32).
+export   writes a questa checkpoint (e.g. .questa/runs/NAME/objects/checkpoints/step-000100) as a
+         Hugging Face folder: config.json, safetensors (in the dtype the model came in, or
+         --dtype), tokenizer and generation files, ready for transformers and vLLM. DIR must not
+         exist or be empty; it appears only once complete. A Hugging Face folder can be exported
+         too (to change its dtype).
+`;
+
+/** a folder-like location: its files by name */
+function openLocation(text: string, io: CliIO): { store: ObjectStore; where: string; close: () => void } {
+  if (/^(s3|https?):\/\//.test(text)) {
+    const location = parseS3Location(text);
+    const store = new S3ObjectStore({
+      bucket: location.bucket,
+      prefix: location.prefix,
+      ...(location.endpoint === undefined ? {} : { endpoint: location.endpoint }),
+      verify: "if-present",
+    });
+    return { store, where: text.replace(/\/+$/, ""), close: () => store.close() };
+  }
+  const dir = resolve(io.cwd, text);
+  return { store: new FsObjectStore(dir), where: dir, close: () => {} };
+}
+
+interface Described {
+  kind: "huggingface" | "checkpoint";
+  where: string;
+  config: ModelConfig;
+  source: HuggingFaceSource | undefined;
+  step?: number;
+}
+
+const json = (bytes: Uint8Array) => JSON.parse(new TextDecoder().decode(bytes)) as unknown;
+
+async function describe(store: ObjectStore, where: string): Promise<Described> {
+  const manifest = await store.get(MANIFEST_FILE);
+  if (manifest) {
+    const config = await store.get("config.json");
+    if (!config)
+      throw new InputError("model.not_found", [{ path: where, message: "checkpoint has no config.json" }]);
+    const hf = await store.get("huggingface.json");
+    return {
+      kind: "checkpoint",
+      where,
+      config: ModelConfigSchema.parse(json(config)),
+      source: hf ? HuggingFaceSourceSchema.parse(json(hf)) : undefined,
+      step: (json(manifest) as { step?: number }).step ?? 0,
+    };
+  }
+  const configBytes = await store.get("config.json");
+  if (!configBytes) {
+    throw new InputError("model.not_found", [
+      {
+        path: where,
+        message: "neither a questa checkpoint (manifest.json) nor a Hugging Face model folder (config.json)",
+        hint: "give a checkpoint folder such as .questa/runs/NAME/objects/checkpoints/step-000100, or a model folder",
+      },
+    ]);
+  }
+  const mapped = modelConfigFromHf(json(configBytes));
+  if (!mapped.ok) {
+    throw new InputError(
+      "model.invalid_folder",
+      mapped.problems.map((p) => ({
+        path: where,
+        message: `config.json: ${p.key}: ${p.message}`,
+        ...(p.hint ? { hint: p.hint } : {}),
+      })),
+    );
+  }
+  const files: Record<string, string> = { "config.json": new TextDecoder().decode(configBytes) };
+  for (const name of ["tokenizer_config.json", "chat_template.jinja", "generation_config.json"]) {
+    const bytes = await store.get(name);
+    if (bytes) files[name] = new TextDecoder().decode(bytes);
+  }
+  const declared = declaredDType(mapped.hf);
+  const dtype =
+    declared === "bfloat16" || declared === "float16" || declared === "float32" ? declared : "float32";
+  return {
+    kind: "huggingface",
+    where,
+    config: mapped.config,
+    source: { format: "questa.huggingface.v1", modelType: mapped.modelType, dtype, files },
+  };
+}
+
+const gib = (bytes: number) => `${(bytes / 2 ** 30).toFixed(2)} GiB`;
+
+function inspectReport(d: Described) {
+  const c = d.config;
+  const memory = memoryEstimate(c);
+  const tokenizerConfig = tokenizerConfigOf(d.source);
+  const bytesPerParam = d.source?.dtype === "float32" || !d.source ? 4 : 2;
+  return {
+    location: d.where,
+    kind: d.kind,
+    ...(d.step === undefined ? {} : { step: d.step }),
+    modelType: d.source?.modelType ?? "questa built-in",
+    architecture: {
+      layers: c.layers,
+      width: c.width,
+      heads: c.heads,
+      kvHeads: c.kvHeads ?? c.heads,
+      headDim: c.headDim ?? c.width / c.heads,
+      mlpWidth: c.mlpWidth ?? 4 * c.width,
+      vocabSize: c.vocabSize,
+      contextLength: c.maxSeqLen,
+      tiedEmbeddings: c.tiedEmbeddings,
+      ropeTheta: c.ropeTheta,
+      ...(c.ropeScaling ? { ropeScaling: c.ropeScaling } : {}),
+      qkvBias: c.qkvBias,
+      qkNorm: c.qkNorm,
+    },
+    parameters: memory.parameters,
+    dtype: d.source?.dtype ?? "float32",
+    chatTemplate: chatTemplateOf(d.source, tokenizerConfig) !== undefined,
+    eosToken: specialTokenText(tokenizerConfig?.eos_token) ?? null,
+    memory: {
+      onDisk: gib(memory.parameters * bytesPerParam),
+      weightsFloat32: gib(memory.weightsBytes),
+      kvCachePerToken: `${(memory.kvCacheBytesPerToken / 1024).toFixed(1)} KiB`,
+      trainingState: gib(memory.trainingStateBytes),
+      activationsPerToken: `${(memory.activationBytesPerToken / 2 ** 20).toFixed(1)} MiB`,
+      trainStep: `${gib(memory.trainStepBytes)} for a micro-batch of ${memory.microBatchTokens} tokens`,
+    },
+  };
+}
+
+function printReport(report: ReturnType<typeof inspectReport>, io: CliIO): void {
+  const a = report.architecture;
+  const lines = [
+    `${report.location}`,
+    `  ${report.kind === "checkpoint" ? `questa checkpoint, step ${report.step}, ` : "Hugging Face folder, "}${report.modelType}`,
+    `  parameters   ${report.parameters.toLocaleString("en-US")}`,
+    `  shape        ${a.layers} layers, width ${a.width}, ${a.heads} heads (${a.kvHeads} KV, head dim ${a.headDim}), MLP ${a.mlpWidth}, vocabulary ${a.vocabSize.toLocaleString("en-US")}`,
+    `  context      ${a.contextLength.toLocaleString("en-US")} tokens, rope theta ${a.ropeTheta}${a.ropeScaling ? ` (${a.ropeScaling.type} scaling x${a.ropeScaling.factor})` : ""}`,
+    `  details      ${a.tiedEmbeddings ? "tied" : "untied"} embeddings${a.qkvBias ? ", q/k/v biases" : ""}${a.qkNorm ? ", q/k norms" : ""}`,
+    `  dtype        ${report.dtype} on disk (${report.memory.onDisk}); questa's engine computes in float32`,
+    `  chat         ${report.chatTemplate ? "has a chat template" : "no chat template"}${report.eosToken ? `, eos ${report.eosToken}` : ""}`,
+    "  memory (questa's CPU engine, float32):",
+    `    sampling   ${report.memory.weightsFloat32} of weights + ${report.memory.kvCachePerToken} of KV cache per token`,
+    `    training   ${report.memory.trainingState} (weights, gradient, AdamW moments) + ~${report.memory.activationsPerToken} of activations per token`,
+    `               ~${report.memory.trainStep}`,
+  ];
+  io.stdout(`${lines.join("\n")}\n`);
+}
+
+async function inspect(args: string[], io: CliIO): Promise<number> {
+  const parsed = parseArgs(args, { booleans: ["json"] });
+  if (parsed.positionals.length !== 1) {
+    io.stderr(`questa model inspect: give one location\n${USAGE}`);
+    return 2;
+  }
+  const location = openLocation(parsed.positionals[0]!, io);
+  try {
+    const report = inspectReport(await describe(location.store, location.where));
+    if (parsed.options.has("json")) io.stdout(`${JSON.stringify(report, null, 2)}\n`);
+    else printReport(report, io);
+    return 0;
+  } finally {
+    location.close();
+  }
+}
+
+async function isEmptyOrMissing(dir: string): Promise<boolean> {
+  try {
+    return (await readdir(dir)).length === 0;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return true;
+    throw error;
+  }
+}
+
+async function exportModel(args: string[], io: CliIO): Promise<number> {
+  const parsed = parseArgs(args, { values: ["dtype"] });
+  if (parsed.positionals.length !== 2) {
+    io.stderr(`questa model export: give a checkpoint and a target directory\n${USAGE}`);
+    return 2;
+  }
+  const dtypeText = parsed.options.get("dtype");
+  if (dtypeText !== undefined && !(dtypeText in HfDType)) {
+    throw new InputError("invalid_dtype", [
+      {
+        path: "--dtype",
+        message: `unknown dtype ${JSON.stringify(dtypeText)}`,
+        hint: "use bfloat16, float16 or float32",
+      },
+    ]);
+  }
+  const dtype = dtypeText as HfDType | undefined;
+  const [from, to] = parsed.positionals as [string, string];
+  const target = resolve(io.cwd, to);
+  if (!(await isEmptyOrMissing(target))) {
+    throw new InputError("export_target_not_empty", [
+      {
+        path: to,
+        message: `${target} exists and is not empty`,
+        hint: "give a new directory, or empty this one",
+      },
+    ]);
+  }
+  const location = openLocation(from, io);
+  try {
+    const described = await describe(location.store, location.where);
+    let files: { name: string; bytes: Uint8Array }[];
+    if (described.kind === "checkpoint") {
+      const ckpt = await loadCheckpoint(location.store, "");
+      if (ckpt.tokenizerJson === undefined) {
+        throw new InputError("model.no_tokenizer", [
+          { path: from, message: "the checkpoint has no tokenizer.json; a Hugging Face folder needs one" },
+        ]);
+      }
+      const source = ckpt.huggingFace ?? builtInSource(ckpt.config, ckpt.tokenizerJson);
+      files = huggingFaceFolderFiles({
+        config: ckpt.config,
+        params: ckpt.params,
+        source,
+        tokenizerJson: ckpt.tokenizerJson,
+        ...(dtype === undefined ? {} : { dtype }),
+      });
+    } else {
+      const model = await readHuggingFaceFolder((name) => location.store.get(name), {
+        where: location.where,
+      });
+      files = huggingFaceFolderFiles({
+        config: model.config,
+        params: model.params,
+        source: model.source,
+        tokenizerJson: model.tokenizerJson,
+        ...(dtype === undefined ? {} : { dtype }),
+      });
+    }
+    // written beside the target and renamed into place: the folder appears only once complete
+    const partial = join(dirname(target), `.${target.split("/").pop()}.partial-${process.pid}`);
+    await rm(partial, { recursive: true, force: true });
+    await mkdir(partial, { recursive: true });
+    try {
+      for (const f of files) await writeFile(join(partial, f.name), f.bytes);
+      await rm(target, { recursive: true, force: true });
+      await rename(partial, target);
+    } catch (error) {
+      await rm(partial, { recursive: true, force: true });
+      throw error;
+    }
+    const total = files.reduce((s, f) => s + f.bytes.length, 0);
+    io.stdout(
+      `exported ${described.kind === "checkpoint" ? `step ${described.step} of ` : ""}${location.where} to ${target} ` +
+        `(${files.length} files, ${(total / 2 ** 20).toFixed(1)} MiB, ${dtype ?? described.source?.dtype ?? "float32"})\n`,
+    );
+    return 0;
+  } finally {
+    location.close();
+  }
+}
+
+/** a built-in policy's Hugging Face identity: Llama, named special tokens from its tokenizer */
+function builtInSource(config: ModelConfig, tokenizerJson: unknown): HuggingFaceSource {
+  const added = (tokenizerJson as { added_tokens?: { id: number; content: string }[] }).added_tokens ?? [];
+  const id = (content: string) => added.find((t) => t.content === content)?.id;
+  const named = (content: string) => (id(content) === undefined ? undefined : content);
+  const tokens = {
+    ...(named("<bos>") ? { bos: "<bos>", bosId: id("<bos>")! } : {}),
+    ...(named("<eos>") ? { eos: "<eos>", eosId: id("<eos>")! } : {}),
+    ...(named("<pad>") ? { pad: "<pad>", padId: id("<pad>")! } : {}),
+  };
+  return llamaSourceFor(config, tokens);
+}
+
+/** `questa model inspect|export` */
+export const runModel: CommandRun = async (args, io) => {
+  const [sub, ...rest] = args;
+  if (sub === undefined || sub === "--help" || sub === "-h" || sub === "help") {
+    io.stdout(USAGE);
+    return sub === undefined ? 2 : 0;
+  }
+  try {
+    if (sub === "inspect") return await inspect(rest, io);
+    if (sub === "export") return await exportModel(rest, io);
+  } catch (error) {
+    if (error instanceof InputError) {
+      io.stderr(`questa model ${sub}: ${error.message}\n`);
+      return 1;
+    }
+    io.stderr(`questa model ${sub}: ${errorMessage(error)}\n`);
+    return 1;
+  }
+  io.stderr(`questa model: unknown subcommand ${JSON.stringify(sub)}\n${USAGE}`);
+  return 2;
+};

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs the reference venv (PyTorch + transformers on the CPU, from PyPI) that makes questa's parity
+# fixtures, into a cache outside the repository keyed by the lock file's hash, and prints its path.
+# npm test never needs it: the fixtures it makes are checked in (see scripts/reference/README.md).
+#
+#   scripts/install-reference-venv.sh          # install (once per lock) and print the venv path
+#   scripts/install-reference-venv.sh --lint   # the same for ruff alone (requirements-lint.lock), for npm test
+#   scripts/install-reference-venv.sh --lock   # re-resolve both requirements*.in into their locks (uv)
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+ref="$here/reference"
+cache="${QUESTA_CACHE_DIR:-$HOME/.cache/questa}"
+python="${PYTHON:-python3}"
+
+if [[ "${1:-}" == "--lock" ]]; then
+  tools="$cache/venv-uv"
+  [[ -x "$tools/bin/uv" ]] || { "$python" -m venv "$tools" && "$tools/bin/pip" install -q "uv==0.13.9"; }
+  for name in requirements requirements-lint; do
+    "$tools/bin/uv" pip compile "$ref/$name.in" --generate-hashes --python-version 3.11 \
+      --python-platform x86_64-manylinux_2_28 -o "$ref/$name.lock" >&2
+  done
+  exit 0
+fi
+lock="$ref/requirements.lock"
+kind="reference"
+if [[ "${1:-}" == "--lint" ]]; then
+  lock="$ref/requirements-lint.lock"
+  kind="lint"
+fi
+
+"$python" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' || {
+  echo "install-reference-venv: the lock is resolved for Python 3.11; set PYTHON to a python3.11" >&2
+  exit 1
+}
+lock_hash="$(sha256sum "$lock" | cut -c1-12)"
+venv="$cache/venv-$kind-$lock_hash"
+if [[ ! -f "$venv/.complete" ]]; then
+  rm -rf "$venv"
+  mkdir -p "$cache"
+  echo "install-reference-venv: installing $venv from $(basename "$lock")" >&2
+  "$python" -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check --require-hashes --no-deps -r "$lock" >&2
+  touch "$venv/.complete"
+fi
+echo "$venv"

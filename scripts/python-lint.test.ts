@@ -1,0 +1,37 @@
+/**
+ * The repository's Python (scripts/reference: the parity-fixture makers) is linted and formatted by
+ * ruff, pinned in scripts/reference/requirements-lint.lock and installed into a cached venv by
+ * scripts/install-reference-venv.sh --lint (PyPI, once per lock).
+ */
+import { execFileSync } from "node:child_process";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+
+const root = join(import.meta.dirname, "..");
+const reference = join(root, "scripts", "reference");
+
+describe("Python reference scripts", () => {
+  it("pass ruff check and ruff format --check", () => {
+    const venv = execFileSync(join(root, "scripts", "install-reference-venv.sh"), ["--lint"], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "inherit"],
+    }).trim();
+    const ruff = join(venv, "bin", "ruff");
+    const run = (args: string[]) => {
+      try {
+        return {
+          code: 0,
+          output: execFileSync(ruff, args, { cwd: reference, encoding: "utf8", stdio: "pipe" }),
+        };
+      } catch (error) {
+        const e = error as { status: number; stdout: string; stderr: string };
+        return { code: e.status, output: `${e.stdout}${e.stderr}` };
+      }
+    };
+    const check = run(["check", "--no-cache", "."]);
+    expect(check.output, check.output).toContain("All checks passed");
+    expect(check.code).toBe(0);
+    const format = run(["format", "--check", "--no-cache", "."]);
+    expect(format.code, format.output).toBe(0);
+  }, 120_000);
+});
