@@ -1,9 +1,13 @@
 /**
  * Engine benchmark: forward, KV-cache decode (batch 1/32/256) and PPO train-step throughput for a
- * 2-layer width-128 model and a ~10M-parameter model. Prints JSON with medians over repeats.
- * Env: BENCH_MODELS=small|large|small,large (default both), BENCH_THREADS (default: all cores).
+ * 2-layer width-128 model and a ~10M-parameter model, and (in its own process, for a clean peak
+ * RSS) a Qwen2.5-0.5B-shaped model loaded from a Hugging Face folder, sampled, trained one step and
+ * exported (bench/qwen-shaped.bench.ts). Prints JSON with medians over repeats.
+ * Env: BENCH_MODELS=small,large,qwen0.5b (default all three), BENCH_THREADS (default: all cores).
  */
+import { execFileSync } from "node:child_process";
 import { availableParallelism, cpus, loadavg } from "node:os";
+import { join } from "node:path";
 import {
   createEngine,
   createRng,
@@ -146,7 +150,7 @@ async function runCase(c: ModelCase, threads: number, ceiling: number) {
   };
 }
 
-const wanted = (process.env.BENCH_MODELS ?? "small,large").split(",");
+const wanted = (process.env.BENCH_MODELS ?? "small,large,qwen0.5b").split(",");
 const threads = Number(process.env.BENCH_THREADS ?? availableParallelism());
 const loadBefore = loadavg();
 // the practical ceiling right now: a large MatMul in the same onnxruntime, same threads (measured
@@ -155,6 +159,17 @@ const ceilingBefore = await matmulThroughput({ threads, n: 1024 });
 const results = [];
 for (const c of CASES) if (wanted.includes(c.name)) results.push(await runCase(c, threads, ceilingBefore));
 const ceilingAfter = await matmulThroughput({ threads, n: 1024 });
+// the 0.5B-shaped model runs in a child process: its peak RSS is its own
+const qwen = wanted.includes("qwen0.5b")
+  ? JSON.parse(
+      execFileSync(process.execPath, ["--import", "tsx", join(import.meta.dirname, "qwen-shaped.bench.ts")], {
+        encoding: "utf8",
+        stdio: ["ignore", "pipe", "inherit"],
+        env: { ...process.env, BENCH_THREADS: String(threads) },
+        maxBuffer: 16 * 2 ** 20,
+      }),
+    )
+  : undefined;
 console.log(
   JSON.stringify(
     {
@@ -173,6 +188,7 @@ console.log(
       },
       targets: { smallTrainStepTokensPerSecond: 40000, smallDecodeBatch32TokensPerSecond: 25000 },
       results,
+      ...(qwen ? { qwen05bShaped: { phases: qwen.phases, peakRssGiB: qwen.peakRssGiB } } : {}),
     },
     null,
     2,

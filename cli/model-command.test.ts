@@ -57,7 +57,7 @@ describe("questa model inspect", () => {
     writeFileSync(join(dir, "config.json"), JSON.stringify({ model_type: "gpt2" }));
     const gpt2 = captureIO(dir);
     expect(await runModel(["inspect", dir], gpt2.io)).toBe(1);
-    expect(gpt2.stderr()).toMatch(/model_type "gpt2" is not supported; supported: qwen2, llama, qwen3/);
+    expect(gpt2.stderr()).toMatch(/model_type: "gpt2" is not supported; supported: qwen2, llama, qwen3/);
   });
 });
 

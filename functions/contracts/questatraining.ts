@@ -505,7 +505,9 @@ export const LearnerSchema = z
       .describe("publish a checkpoint every this many steps (and at each stage end)"),
     microBatchTokens: positiveInt()
       .optional()
-      .describe("tokens per micro-batch for gradient accumulation; default: one micro-batch"),
+      .describe(
+        "tokens per micro-batch for gradient accumulation (rows = this / the longest sequence); default: 32 sequences, fewer when their logits would pass 2^26 floats",
+      ),
     resources: ResourcesSchema.prefault({ gpus: 1 }),
     ...placement,
   })

@@ -30,6 +30,8 @@ export interface PpoSettings {
   importanceCap: number;
   klCoef: number;
   entropyCoef: number;
+  /** tokens per micro-batch for gradient accumulation (spec.learner.microBatchTokens); engine default when absent */
+  microBatchTokens?: number;
 }
 
 export interface PpoStepMetrics {

@@ -432,6 +432,7 @@ export class Learner {
       importanceCap: s.importanceCap,
       klCoef: s.klCoef,
       entropyCoef: s.entropyCoef,
+      ...(s.microBatchTokens === undefined ? {} : { microBatchTokens: s.microBatchTokens }),
     };
   }
 

@@ -121,28 +121,48 @@ function views(
   return out;
 }
 
-/** fills flat vectors from the tensors of `files` (name prefix -> target); every spec must be found once */
-function fill(
-  config: ModelConfig,
-  files: readonly { name: string; bytes: Uint8Array }[],
+/**
+ * Fills flat vectors (name prefix -> target) from the tensors of one file, recording which it
+ * found: files are read one at a time, so a checkpoint is never in memory twice.
+ */
+function fillFrom(
+  specs: ReadonlyMap<string, ParamSpec>,
+  file: string,
+  bytes: Uint8Array,
   targets: Readonly<Record<string, Float32Array>>,
+  seen: Set<string>,
 ): void {
-  const layout = paramLayout(config);
-  const found = new Map<string, { bytes: Uint8Array; entry: TensorEntry }>();
-  for (const f of files) {
-    for (const entry of readSafetensorsHeader(f.bytes).tensors.values())
-      found.set(entry.name, { bytes: f.bytes, entry });
-  }
-  for (const [prefix, flat] of Object.entries(targets)) {
-    for (const s of layout.specs) {
-      const at = found.get(`${prefix}${s.name}`);
-      if (!at || at.entry.shape.join(",") !== s.shape.join(",")) {
+  for (const entry of readSafetensorsHeader(bytes).tensors.values()) {
+    for (const [prefix, flat] of Object.entries(targets)) {
+      if (!entry.name.startsWith(prefix)) continue;
+      const spec = specs.get(entry.name.slice(prefix.length));
+      if (!spec) continue;
+      if (entry.shape.join(",") !== spec.shape.join(",")) {
         throw new DeadLetterError(
           "checkpoint.mismatch",
-          `${files.map((f) => f.name).join(", ")}: tensor ${prefix}${s.name} is missing or has the wrong shape for config.json`,
+          `${file}: tensor ${entry.name} has shape [${entry.shape}], config.json implies [${spec.shape}]`,
         );
       }
-      readTensorInto(at.bytes, at.entry, flat.subarray(s.offset, s.offset + s.size));
+      readTensorInto(bytes, entry, flat.subarray(spec.offset, spec.offset + spec.size));
+      seen.add(entry.name);
+    }
+  }
+}
+
+function assertAllSeen(
+  specs: ReadonlyMap<string, ParamSpec>,
+  prefixes: readonly string[],
+  seen: ReadonlySet<string>,
+  files: readonly string[],
+): void {
+  for (const prefix of prefixes) {
+    for (const name of specs.keys()) {
+      if (!seen.has(`${prefix}${name}`)) {
+        throw new DeadLetterError(
+          "checkpoint.mismatch",
+          `${files.join(", ")}: tensor ${prefix}${name} is missing for config.json`,
+        );
+      }
     }
   }
 }
@@ -241,10 +261,12 @@ export async function loadCheckpoint(store: ObjectStore, prefix: string): Promis
       },
     );
   }
-  const files: Record<string, Uint8Array> = {};
   // the Hugging Face export is for users and servers; restoring the engine never reads it
-  const needed = Object.entries(manifest.files).filter(([name]) => !name.startsWith(`${HF_EXPORT_FOLDER}/`));
-  for (const [name, expected] of needed) {
+  const needed = new Map(
+    Object.entries(manifest.files).filter(([name]) => !name.startsWith(`${HF_EXPORT_FOLDER}/`)),
+  );
+  const readVerified = async (name: string): Promise<Uint8Array> => {
+    const expected = needed.get(name)!;
     const key = keyOf(prefix, name);
     const bytes = await store.get(key);
     if (!bytes)
@@ -259,41 +281,44 @@ export async function loadCheckpoint(store: ObjectStore, prefix: string): Promis
         `checkpoint file ${store.uri(key)} is corrupted: sha256 ${actual} (${bytes.length} bytes), manifest says ${expected.sha256} (${expected.size} bytes)`,
       );
     }
-    files[name] = bytes;
+    return bytes;
+  };
+  const modelFiles = [...needed.keys()].filter((n) => splitFile("model").test(n)).sort();
+  const optimizerFiles = [...needed.keys()].filter((n) => splitFile("optimizer").test(n)).sort();
+  const small: Record<string, Uint8Array> = {};
+  for (const name of needed.keys()) {
+    if (!modelFiles.includes(name) && !optimizerFiles.includes(name)) small[name] = await readVerified(name);
   }
-  const modelFiles = Object.keys(files)
-    .filter((n) => splitFile("model").test(n))
-    .sort();
-  if (!files["config.json"] || modelFiles.length === 0) {
+  if (!small["config.json"] || modelFiles.length === 0) {
     throw new DeadLetterError(
       "checkpoint.corrupt",
       `checkpoint at ${prefix} has no config.json or model weights`,
     );
   }
-  const config = ModelConfigSchema.parse(JSON.parse(new TextDecoder().decode(files["config.json"])));
-  const total = paramLayout(config).total;
-  const params = new Float32Array(total);
-  fill(
-    config,
-    modelFiles.map((name) => ({ name, bytes: files[name]! })),
-    { "": params },
-  );
+  const config = ModelConfigSchema.parse(JSON.parse(new TextDecoder().decode(small["config.json"])));
+  const layout = paramLayout(config);
+  const specs = new Map(layout.specs.map((s) => [s.name, s]));
+  const params = new Float32Array(layout.total);
+  const seen = new Set<string>();
+  for (const name of modelFiles) fillFrom(specs, name, await readVerified(name), { "": params }, seen);
+  assertAllSeen(specs, [""], seen, modelFiles);
   let optimizerState: OptimizerState | undefined;
-  const optimizerFiles = Object.keys(files)
-    .filter((n) => splitFile("optimizer").test(n))
-    .sort();
   if (optimizerFiles.length > 0) {
-    const m = new Float32Array(total);
-    const v = new Float32Array(total);
-    const parts = optimizerFiles.map((name) => ({ name, bytes: files[name]! }));
-    fill(config, parts, { "adam_m.": m, "adam_v.": v });
-    const step = readSafetensorsHeader(parts[0]!.bytes).metadata.step;
-    optimizerState = { m, v, step: Number(step ?? "0") };
+    const m = new Float32Array(layout.total);
+    const v = new Float32Array(layout.total);
+    let step = "0";
+    for (const [i, name] of optimizerFiles.entries()) {
+      const bytes = await readVerified(name);
+      if (i === 0) step = readSafetensorsHeader(bytes).metadata.step ?? "0";
+      fillFrom(specs, name, bytes, { "adam_m.": m, "adam_v.": v }, seen);
+    }
+    assertAllSeen(specs, ["adam_m.", "adam_v."], seen, optimizerFiles);
+    optimizerState = { m, v, step: Number(step) };
   }
-  const tokenizerJson = files["tokenizer.json"]
-    ? JSON.parse(new TextDecoder().decode(files["tokenizer.json"]))
+  const tokenizerJson = small["tokenizer.json"]
+    ? JSON.parse(new TextDecoder().decode(small["tokenizer.json"]))
     : undefined;
-  const hfBytes = files[HUGGINGFACE_SOURCE_FILE];
+  const hfBytes = small[HUGGINGFACE_SOURCE_FILE];
   const huggingFace = hfBytes
     ? HuggingFaceSourceSchema.parse(JSON.parse(new TextDecoder().decode(hfBytes)))
     : undefined;

@@ -334,3 +334,35 @@ describe("the optimiser on the host (large models)", () => {
     expect(moved).toBeGreaterThan(1e-3);
   });
 });
+
+describe("default micro-batches", () => {
+  it("hold 32 sequences, fewer when their logits would pass 2^26 floats (large vocabularies)", async () => {
+    const wide = await createEngine({
+      config: { vocabSize: 65536, layers: 1, width: 8, heads: 2, maxSeqLen: 64 },
+      rng: createRng(1),
+      threads: 1,
+    });
+    engines.push(wide);
+    const samples: PolicySample[] = Array.from({ length: 20 }, (_, i) => {
+      const tokens = Array.from({ length: 60 }, (_, t) => (i * 61 + t * 7) % 65536);
+      return {
+        tokens,
+        lossMask: tokens.map((_, t) => (t > 0 ? 1 : 0)),
+        advantages: tokens.map(() => 1),
+        behaviourLogProbs: tokens.map(() => -11),
+      };
+    });
+    // 64-token bucket x 65,536 logits: 16 rows per run
+    expect((await wide.trainStep(samples)).microBatches).toBe(2);
+    expect((await wide.trainStep(samples, { microBatchSize: 5 })).microBatches).toBe(4);
+    const narrow = await engine(small);
+    const short = samples.map((s) => ({
+      ...s,
+      tokens: s.tokens.map((t) => t % tok.vocabSize).slice(0, 20),
+      lossMask: s.lossMask.slice(0, 20),
+      advantages: s.advantages.slice(0, 20),
+      behaviourLogProbs: s.behaviourLogProbs.slice(0, 20),
+    }));
+    expect((await narrow.trainStep(short)).microBatches).toBe(1);
+  });
+});

@@ -76,6 +76,12 @@ export interface EngineOptions {
  */
 export const HOST_OPTIMIZER_MIN_PARAMS = 32_000_000;
 
+/**
+ * Default micro-batches hold at most this many logits (floats): 32 rows of the synthetic task's
+ * 99-token vocabulary, 3 rows of 128 tokens for Qwen's 151,936 (each logits-sized tensor <= 256 MiB).
+ */
+const LOGITS_BUDGET = 2 ** 26;
+
 export interface GenerateRequest {
   readonly prompts: readonly (readonly number[])[];
   readonly maxNewTokens: number;
@@ -300,6 +306,12 @@ export class PolicyEngine {
     throw new Error(`sequence needs ${predictions} positions, above maxSeqLen`);
   }
 
+  /** rows per graph run when the caller gives none: 32, fewer when their logits would pass LOGITS_BUDGET */
+  #defaultRows(lengths: readonly number[]): number {
+    const longest = this.#bucket(Math.max(1, Math.max(...lengths) - 1));
+    return Math.max(1, Math.min(32, Math.floor(LOGITS_BUDGET / (longest * this.config.vocabSize))));
+  }
+
   /** longest first, `microBatch` rows per chunk, each chunk padded to a pow2 row count and a length bucket */
   #plan(lengths: readonly number[], microBatch: number): Chunk[] {
     const order = lengths.map((_, i) => i).sort((a, b) => lengths[b]! - lengths[a]!);
@@ -388,10 +400,9 @@ export class PolicyEngine {
       entropy: new Array<number>(s.length).fill(0),
     }));
     const scorable = sequences.map((s, i) => ({ s, i })).filter(({ s }) => s.length >= 2);
-    const chunks = this.#plan(
-      scorable.map(({ s }) => s.length),
-      opts.microBatchSize ?? 32,
-    );
+    const lengths = scorable.map(({ s }) => s.length);
+    const chunks =
+      lengths.length === 0 ? [] : this.#plan(lengths, opts.microBatchSize ?? this.#defaultRows(lengths));
     const paramFeeds = this.#inferenceParamFeeds();
     for (const chunk of chunks) {
       const out = await this.#runOnce(
@@ -430,10 +441,9 @@ export class PolicyEngine {
     // n tokens have n next-token rows: score each sequence with one extra (ignored) target
     const padded = sequences.map((s) => [...s, 0]);
     const results = sequences.map((s) => new Float32Array(s.length * V));
-    const chunks = this.#plan(
-      padded.map((s) => s.length),
-      opts.microBatchSize ?? 32,
-    );
+    const lengths = padded.map((s) => s.length);
+    const chunks =
+      lengths.length === 0 ? [] : this.#plan(lengths, opts.microBatchSize ?? this.#defaultRows(lengths));
     const paramFeeds = this.#inferenceParamFeeds();
     for (const chunk of chunks) {
       const out = await this.#runOnce(
@@ -642,10 +652,8 @@ export class PolicyEngine {
         },
       ]);
     }
-    const chunks = this.#plan(
-      tokens.map((t) => t.length),
-      hp.microBatchSize,
-    );
+    const lengths = tokens.map((t) => t.length);
+    const chunks = this.#plan(lengths, hp.microBatchSize ?? this.#defaultRows(lengths));
     const mode = this.#optimizerOnHost ? "separate" : chunks.length === 1 && apply ? "fused" : "gradient";
     const step = this.#step + 1;
     const n = this.layout.total;

@@ -122,7 +122,7 @@ export function modelConfigFromHf(
       problems: [
         {
           key: "model_type",
-          message: `model_type ${JSON.stringify(modelType ?? null)} is not supported; supported: ${SUPPORTED_MODEL_TYPES.join(", ")}`,
+          message: `${JSON.stringify(modelType ?? null)} is not supported; supported: ${SUPPORTED_MODEL_TYPES.join(", ")}`,
           hint: "use a Qwen2/Qwen2.5, Llama or Qwen3 model",
         },
       ],

@@ -146,7 +146,7 @@ describe("refusing bad folders, naming the file and the fix", () => {
       expect.objectContaining({
         path: "spec.model.uri",
         message: expect.stringMatching(
-          /config\.json: model_type: model_type "gpt2" is not supported; supported: qwen2, llama, qwen3/,
+          /config\.json: model_type: "gpt2" is not supported; supported: qwen2, llama, qwen3/,
         ),
       }),
     ]);
@@ -160,6 +160,8 @@ describe("refusing bad folders, naming the file and the fix", () => {
       /s3:\/\/models\/tiny\/model-00002-of-00003\.safetensors is missing \(listed in model\.safetensors\.index\.json\)/,
     );
     expect(error.message).toMatch(/fix: copy every shard/);
+    // one issue for the shard, not one per tensor in it
+    expect(error.issues).toHaveLength(1);
   });
 
   it("a weight whose shape does not match config.json", async () => {

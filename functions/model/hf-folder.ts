@@ -143,6 +143,8 @@ export async function readHuggingFaceFolder(
   // ---- weights: one file, or shards listed by the index
   const files = new Map<string, Uint8Array>();
   const located = new Map<string, { file: string; entry: TensorEntry }>();
+  // tensors the index places in a shard that is missing: that shard's own issue covers them
+  const inMissingShard = new Set<string>();
   const indexBytes = await read(INDEX_FILE);
   if (indexBytes) {
     const rawIndex = parseJson(indexBytes, INDEX_FILE, issues, path);
@@ -167,6 +169,8 @@ export async function readHuggingFaceFolder(
             message: `${where}/${shard} is missing (listed in ${INDEX_FILE})`,
             hint: "copy every shard of the model into the folder",
           });
+          for (const [tensor, at] of Object.entries(index.data.weight_map))
+            if (at === shard) inMissingShard.add(tensor);
           continue;
         }
         files.set(shard, bytes);
@@ -245,7 +249,7 @@ export async function readHuggingFaceFolder(
   for (const m of mappings) {
     const at = located.get(m.hfName);
     if (!at) {
-      if (files.size > 0) {
+      if (files.size > 0 && !inMissingShard.has(m.hfName)) {
         issues.push({
           path,
           message: `weight ${m.hfName} is missing from ${where}`,

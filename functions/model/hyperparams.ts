@@ -8,8 +8,11 @@ export const OptimizerHyperparamsSchema = z.object({
   eps: z.number().positive().default(1e-5),
   weightDecay: z.number().nonnegative().default(0.05),
   maxGradNorm: z.number().positive().default(1.0),
-  /** sequences per graph run; larger batches accumulate gradients over several runs */
-  microBatchSize: z.number().int().min(1).default(32),
+  /**
+   * sequences per graph run; larger batches accumulate gradients over several runs. Default: 32,
+   * fewer when their logits would exceed 2^26 floats (large vocabularies)
+   */
+  microBatchSize: z.number().int().min(1).optional(),
 });
 
 /** decoupled PPO (behaviour vs proximal policy), token-mean aggregation */

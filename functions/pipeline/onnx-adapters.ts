@@ -85,6 +85,15 @@ export class OnnxLearnerEngine implements LearnerEngine {
       importanceWeightCap: s.importanceCap,
       klCoef: s.klCoef,
       entropyCoef: s.entropyCoef,
+      // rows per micro-batch from the token budget, at the longest sequence's length
+      ...(s.microBatchTokens === undefined
+        ? {}
+        : {
+            microBatchSize: Math.max(
+              1,
+              Math.floor(s.microBatchTokens / Math.max(...samples.map((x) => x.tokens.length))),
+            ),
+          }),
     });
     return {
       loss: metrics.loss,
