@@ -37,7 +37,8 @@ describe("questa model inspect", () => {
     expect(text).toContain("2 layers, width 64, 4 heads (2 KV, head dim 16), MLP 128, vocabulary 384");
     expect(text).toContain("bfloat16 on disk");
     expect(text).toContain("has a chat template, eos <|im_end|>");
-    expect(text).toMatch(/training {3}\d+\.\d\d GiB \(weights, gradient, AdamW moments\)/);
+    expect(text).toContain("bfloat16 on disk (193.1 KiB)");
+    expect(text).toMatch(/training {3}3\.8 MiB \(weights, gradient, AdamW moments\)/);
     const json = captureIO(process.cwd());
     expect(await runModel(["inspect", FIXTURE, "--json"], json.io)).toBe(0);
     expect(JSON.parse(json.stdout())).toMatchObject({

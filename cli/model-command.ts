@@ -115,7 +115,17 @@ async function describe(store: ObjectStore, where: string): Promise<Described> {
   };
 }
 
-const gib = (bytes: number) => `${(bytes / 2 ** 30).toFixed(2)} GiB`;
+/** bytes in the largest unit that keeps the number at least 1 (GiB at most) */
+function size(bytes: number): string {
+  for (const [unit, scale] of [
+    ["GiB", 2 ** 30],
+    ["MiB", 2 ** 20],
+    ["KiB", 2 ** 10],
+  ] as const) {
+    if (bytes >= scale) return `${(bytes / scale).toFixed(unit === "GiB" ? 2 : 1)} ${unit}`;
+  }
+  return `${bytes} B`;
+}
 
 function inspectReport(d: Described) {
   const c = d.config;
@@ -147,12 +157,12 @@ function inspectReport(d: Described) {
     chatTemplate: chatTemplateOf(d.source, tokenizerConfig) !== undefined,
     eosToken: specialTokenText(tokenizerConfig?.eos_token) ?? null,
     memory: {
-      onDisk: gib(memory.parameters * bytesPerParam),
-      weightsFloat32: gib(memory.weightsBytes),
-      kvCachePerToken: `${(memory.kvCacheBytesPerToken / 1024).toFixed(1)} KiB`,
-      trainingState: gib(memory.trainingStateBytes),
-      activationsPerToken: `${(memory.activationBytesPerToken / 2 ** 20).toFixed(1)} MiB`,
-      trainStep: `${gib(memory.trainStepBytes)} for a micro-batch of ${memory.microBatchTokens} tokens`,
+      onDisk: size(memory.parameters * bytesPerParam),
+      weightsFloat32: size(memory.weightsBytes),
+      kvCachePerToken: size(memory.kvCacheBytesPerToken),
+      trainingState: size(memory.trainingStateBytes),
+      activationsPerToken: size(memory.activationBytesPerToken),
+      trainStep: `${size(memory.trainStepBytes)} for a micro-batch of ${memory.microBatchTokens} tokens (sequences of ${memory.length})`,
     },
   };
 }

@@ -19,6 +19,8 @@ export interface MemoryEstimate {
   /** training state plus activations of one micro-batch of `microBatchTokens` */
   trainStepBytes: number;
   microBatchTokens: number;
+  /** the sequence length the attention part of the activations assumes */
+  length: number;
 }
 
 /**
@@ -55,5 +57,6 @@ export function memoryEstimate(
     activationBytesPerToken,
     trainStepBytes: trainingStateBytes + microBatchTokens * activationBytesPerToken,
     microBatchTokens,
+    length,
   };
 }
