@@ -4,20 +4,30 @@
 #   docker run --rm questa:dev --help
 # The pod's command picks the role, e.g. `questa serve rollout` or `questa operator`.
 
-FROM node:20-bookworm-slim AS deps
+# Node 24 (LTS) on Debian bookworm, pinned by digest: a rebuild gets the same base, and a changed
+# upstream tag cannot slip in. Update both together (the tag is for people, the digest for docker).
+ARG NODE_IMAGE=node:24-bookworm-slim@sha256:6f7b03f7c2c8e2e784dcf9295400527b9b1270fd37b7e9a7285cf83b6951452d
+
+FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
-COPY package.json package-lock.json ./
-# production dependencies only; onnxruntime-node ships its CPU binaries inside the npm package
+# .npmrc holds onnxruntime-node-install=skip: the package's postinstall would otherwise download CUDA
+# libraries from outside the npm registry with no hash check; the variable says the same to any
+# install that does not read .npmrc
+ENV ONNXRUNTIME_NODE_INSTALL=skip
+COPY package.json package-lock.json .npmrc ./
+# production dependencies only, exactly the lock file's (integrity hashes checked by npm ci);
+# onnxruntime-node ships its CPU binaries inside the npm package
 RUN npm ci --omit=dev --no-audit --no-fund \
   && npm cache clean --force
 
-FROM node:20-bookworm-slim
+FROM ${NODE_IMAGE}
 ENV NODE_ENV=production \
+    ONNXRUNTIME_NODE_INSTALL=skip \
     # the AWS SDK's notice about future Node versions is noise in pod logs
     AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
-COPY package.json package-lock.json ./
+COPY package.json package-lock.json .npmrc ./
 COPY bin ./bin
 COPY scripts/ensure-install.mjs ./scripts/ensure-install.mjs
 COPY cli ./cli

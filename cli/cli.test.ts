@@ -47,6 +47,30 @@ describe("questa validate", () => {
     expect(stderr()).toContain("spec.augmentation.curriculum[0].ratio");
   });
 
+  it("refuses a storage prefix or local directory that climbs out, and another run's topic prefix", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "questa-validate-"));
+    writeFileSync(
+      join(dir, "climb.yaml"),
+      [
+        "apiVersion: questa.dev/v1alpha1",
+        "kind: QuestATraining",
+        "metadata: { name: climb, namespace: team-a }",
+        "spec:",
+        "  datasets: { train: [{ name: t, synthetic: {} }] }",
+        "  storage: { prefix: ../../x, localDir: ../outside }",
+        "  kafka: { topicPrefix: questa.team-b.victim }",
+      ].join("\n"),
+    );
+    const { io, stderr } = captureIO(dir);
+    expect(await main(["validate", "climb.yaml"], io)).toBe(1);
+    expect(stderr()).toContain("3 errors");
+    expect(stderr()).toContain("spec.storage.prefix: storage.prefix climbs out with a .. segment");
+    expect(stderr()).toContain("spec.storage.localDir: storage.localDir climbs out with a .. segment");
+    expect(stderr()).toContain(
+      'spec.kafka.topicPrefix: "questa.team-b.victim" is not this run\'s: topic prefixes must be questa.team-a.climb',
+    );
+  });
+
   it("reports a missing file and usage errors", async () => {
     const { io, stderr } = captureIO(root);
     expect(await main(["validate", "nope.yaml"], io)).toBe(1);

@@ -1,6 +1,6 @@
 import { hostname } from "node:os";
 import { z } from "zod";
-import type { KafkaSpec, StorageSpec } from "../functions/contracts/questatraining.ts";
+import type { KafkaSpec } from "../functions/contracts/questatraining.ts";
 import { systemClock } from "../functions/runtime/clock.ts";
 import { InputError } from "../functions/runtime/errors.ts";
 import {
@@ -9,12 +9,12 @@ import {
   kafkaConnectionConfigFromEnv,
 } from "../functions/runtime/kafka-bus.ts";
 import { createLogger } from "../functions/runtime/logger.ts";
-import type { ObjectStore } from "../functions/runtime/object-store.ts";
 import { S3ObjectStore } from "../functions/runtime/s3-object-store.ts";
+import type { ArtifactAccess, ArtifactLocation } from "./artifacts.ts";
 import { ClientNodeKubeApi, loadKubeConfig } from "./kube-client.ts";
 import { OperatorMetrics } from "./metrics.ts";
 import { Operator, startHttpServer } from "./operator.ts";
-import type { RunKafka } from "./questatraining-controller.ts";
+import type { KafkaRefusal, RunKafka } from "./questatraining-controller.ts";
 
 /** The operator's settings, from the environment (the chart sets them) or `--flag=value` arguments. */
 export const OperatorConfigSchema = z.object({
@@ -27,6 +27,27 @@ export const OperatorConfigSchema = z.object({
   QUESTA_AUTOSCALE_INTERVAL_MS: z.coerce.number().int().min(1000).default(15_000),
   QUESTA_LAG_PER_REPLICA: z.coerce.number().int().min(1).default(64),
   QUESTA_LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error"]).default("info"),
+  QUESTA_ALLOWED_IMAGES: z
+    .string()
+    .optional()
+    .describe("comma-separated image prefixes a run's spec.image must start with; empty = any image"),
+  QUESTA_ARTIFACT_STORES: z
+    .string()
+    .optional()
+    .describe(
+      "comma-separated bucket@endpoint (or bucket, for AWS) where the operator may delete a run's objects; empty = nowhere",
+    ),
+  QUESTA_EXTERNAL_CALL_TIMEOUT_MS: z.coerce.number().int().min(1000).default(30_000),
+  QUESTA_CLEANUP_TIMEOUT_MS: z.coerce
+    .number()
+    .int()
+    .min(1000)
+    .default(15 * 60_000),
+  QUESTA_NETWORK_POLICY: z.enum(["true", "false"]).default("false"),
+  QUESTA_NETWORK_POLICY_METRICS_FROM: z
+    .string()
+    .default("[]")
+    .describe("JSON array of NetworkPolicyPeers allowed to scrape the functions' metrics port"),
   POD_NAME: z.string().min(1).optional().describe("this replica's identity (downward API)"),
   KUBECONFIG: z.string().optional(),
   KUBERNETES_SERVICE_HOST: z.string().optional(),
@@ -59,11 +80,47 @@ export function parseOperatorConfig(
   );
 }
 
-/** Kafka connections per broker list: the operator's own (QUESTA_KAFKA_* env) for runs that name no brokers. */
-function kafkaConnections(defaults: KafkaConnectionConfig | undefined) {
+const sortedKey = (brokers: readonly string[]) => [...brokers].sort().join(",");
+
+/**
+ * Kafka connections per broker list. A run whose brokers are the operator's own (or that names
+ * none) goes through the operator's connection (QUESTA_KAFKA_*: its TLS and SASL). Other brokers
+ * are dialled with the spec's TLS (the operator's CA, else the system's), with short timeouts, and
+ * never when the spec asks for SASL or a client certificate: those credentials are in the run's
+ * Secrets, which the operator does not read, and dialling without them would weaken the spec.
+ */
+export function kafkaConnections(
+  defaults: KafkaConnectionConfig | undefined,
+  options: { logLevel?: "nothing" | "error" | "warn" } = {},
+) {
   const buses = new Map<string, KafkaBus>();
+  const busFor = (key: string, make: () => KafkaBus) => {
+    let bus = buses.get(key);
+    if (!bus) {
+      bus = make();
+      buses.set(key, bus);
+    }
+    return bus;
+  };
+  const runKafka = (bus: KafkaBus): RunKafka => {
+    const admin = bus.admin;
+    return {
+      bus,
+      topics: {
+        ensureTopics: async (topics) => {
+          await admin.ensureTopics(topics);
+        },
+        deleteTopics: async (names) => await admin.deleteTopics(names),
+      },
+      lag: {
+        lag: async (groupId, topics) =>
+          (await admin.groupLag(groupId, topics)).reduce((sum, p) => sum + p.lag, 0),
+      },
+    };
+  };
+  const logLevel = options.logLevel ?? "warn";
   return {
-    kafkaFor(kafka: KafkaSpec): RunKafka {
+    kafkaFor(kafka: KafkaSpec): RunKafka | KafkaRefusal {
       const brokers = kafka.brokers.length > 0 ? [...kafka.brokers] : (defaults?.brokers ?? []);
       if (brokers.length === 0) {
         throw new InputError("no_kafka_brokers", [
@@ -74,27 +131,37 @@ function kafkaConnections(defaults: KafkaConnectionConfig | undefined) {
           },
         ]);
       }
-      const key = [...brokers].sort().join(",");
-      let bus = buses.get(key);
-      if (!bus) {
-        const sameCluster = defaults && [...defaults.brokers].sort().join(",") === key;
-        bus = new KafkaBus(sameCluster ? defaults : { brokers, clientId: "questa-operator" });
-        buses.set(key, bus);
+      const key = sortedKey(brokers);
+      if (defaults && sortedKey(defaults.brokers) === key) {
+        return runKafka(busFor(`own:${key}`, () => new KafkaBus(defaults, { logLevel })));
       }
-      const admin = bus.admin;
-      return {
-        bus,
-        topics: {
-          ensureTopics: async (topics) => {
-            await admin.ensureTopics(topics);
-          },
-          deleteTopics: async (names) => await admin.deleteTopics(names),
-        },
-        lag: {
-          lag: async (groupId, topics) =>
-            (await admin.groupLag(groupId, topics)).reduce((sum, p) => sum + p.lag, 0),
-        },
-      };
+      const needs = [
+        ...(kafka.sasl ? [`SASL ${kafka.sasl.mechanism}`] : []),
+        ...(kafka.tls?.clientCertificate ? ["a client certificate"] : []),
+      ];
+      if (needs.length > 0) {
+        return {
+          refused: `the operator does not connect to ${brokers.join(",")}: they need ${needs.join(" and ")} from the run's Secrets, which the operator never reads`,
+        };
+      }
+      const ownCa = typeof defaults?.tls === "object" ? defaults.tls.ca : undefined;
+      const tls = kafka.tls ? (ownCa === undefined ? true : { ca: ownCa }) : undefined;
+      return runKafka(
+        busFor(
+          `${tls ? "tls" : "plain"}:${key}`,
+          () =>
+            new KafkaBus(
+              {
+                brokers,
+                clientId: "questa-operator",
+                ...(tls === undefined ? {} : { tls }),
+                connectionTimeoutMs: 5_000,
+                requestTimeoutMs: 15_000,
+              },
+              { logLevel, requestRetries: 2 },
+            ),
+        ),
+      );
     },
     defaultBrokers: defaults?.brokers ?? [],
     close: async () => {
@@ -103,28 +170,76 @@ function kafkaConnections(defaults: KafkaConnectionConfig | undefined) {
   };
 }
 
+/** `bucket@endpoint` (or `bucket` for AWS), comma-separated */
+export function parseArtifactStores(text: string | undefined): { bucket: string; endpoint?: string }[] {
+  return (text ?? "")
+    .split(",")
+    .map((entry) => entry.trim())
+    .filter((entry) => entry !== "")
+    .map((entry) => {
+      const at = entry.indexOf("@");
+      if (at < 0) return { bucket: entry };
+      return { bucket: entry.slice(0, at), endpoint: entry.slice(at + 1).replace(/\/+$/, "") };
+    });
+}
+
 /**
- * Object stores for deleting a run's artifacts when it asks for that; credentials come from the
- * operator's own environment (the SDK chain: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY from the chart).
+ * Object stores where the operator may delete a run's objects (questa.dev/delete-artifacts), with
+ * its own credentials (the SDK chain: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY from the chart): only
+ * the buckets and endpoints of the admin's allow-list, each call bounded by timeouts and the
+ * finalizer's abort signal, listing keys only (no object is read).
  */
-function artifactStores(defaultEndpoint: string | undefined) {
-  const stores = new Map<string, ObjectStore>();
-  return (storage: StorageSpec): ObjectStore | undefined => {
-    if (storage.bucket === undefined) return undefined;
-    const endpoint = storage.endpoint ?? defaultEndpoint;
-    const key = `${storage.bucket}@${endpoint ?? "aws"}`;
+export function artifactStores(
+  allowed: readonly { bucket: string; endpoint?: string }[],
+  client: {
+    caFile?: string | undefined;
+    credentials?: { accessKeyId: string; secretAccessKey: string } | undefined;
+    connectionTimeoutMs?: number;
+    requestTimeoutMs?: number;
+  } = {},
+) {
+  const stores = new Map<string, S3ObjectStore>();
+  const normalize = (endpoint: string | undefined) => endpoint?.replace(/\/+$/, "");
+  return (location: ArtifactLocation): ArtifactAccess => {
+    const endpoint = normalize(location.endpoint);
+    const listed = allowed.some((a) => a.bucket === location.bucket && normalize(a.endpoint) === endpoint);
+    if (!listed) {
+      return {
+        refused: `s3://${location.bucket}${endpoint ? ` at ${endpoint}` : ""} is not in the operator's artifact-store allow-list (chart value artifactCleanup.allowedStores)`,
+      };
+    }
+    const key = `${location.bucket}@${endpoint ?? "aws"}`;
     let store = stores.get(key);
     if (!store) {
       store = new S3ObjectStore({
-        bucket: storage.bucket,
-        region: storage.region,
+        bucket: location.bucket,
+        region: location.region,
         ...(endpoint === undefined ? {} : { endpoint }),
-        ...(storage.forcePathStyle ? { forcePathStyle: true } : {}),
+        forcePathStyle: location.forcePathStyle,
+        ...(client.credentials ? { credentials: client.credentials } : {}),
+        ...(client.caFile ? { caFile: client.caFile } : {}),
+        // the operator's budget: a store that does not answer fails fast, the finalizer retries
+        connectionTimeoutMs: client.connectionTimeoutMs ?? 5_000,
+        requestTimeoutMs: client.requestTimeoutMs ?? 15_000,
+        maxAttempts: 2,
       });
       stores.set(key, store);
     }
-    return store;
+    const bound = store;
+    return { store: { deleteUnder: (root, signal) => bound.deleteUnder(root, { signal }) } };
   };
+}
+
+function parsePeers(text: string): Record<string, unknown>[] {
+  const parsed = z.array(z.record(z.string(), z.unknown())).safeParse(JSON.parse(text));
+  if (parsed.success) return parsed.data;
+  throw new InputError("invalid_operator_config", [
+    {
+      path: "QUESTA_NETWORK_POLICY_METRICS_FROM",
+      message: "not a JSON array of NetworkPolicyPeers",
+      hint: 'e.g. [{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"monitoring"}}}]',
+    },
+  ]);
 }
 
 export async function main(env = process.env, argv = process.argv.slice(2)): Promise<void> {
@@ -143,7 +258,9 @@ export async function main(env = process.env, argv = process.argv.slice(2)): Pro
     {
       api,
       kafkaFor: kafka.kafkaFor,
-      artifactsFor: artifactStores(env.QUESTA_S3_ENDPOINT || undefined),
+      artifactsFor: artifactStores(parseArtifactStores(config.QUESTA_ARTIFACT_STORES), {
+        caFile: env.QUESTA_S3_CA_FILE || undefined,
+      }),
       clock: systemClock,
       metrics,
       log,
@@ -155,6 +272,16 @@ export async function main(env = process.env, argv = process.argv.slice(2)): Pro
       instance: identity,
       autoscaleIntervalMs: config.QUESTA_AUTOSCALE_INTERVAL_MS,
       lagPerReplica: config.QUESTA_LAG_PER_REPLICA,
+      allowedImages: (config.QUESTA_ALLOWED_IMAGES ?? "")
+        .split(",")
+        .map((p) => p.trim())
+        .filter((p) => p !== ""),
+      externalCallTimeoutMs: config.QUESTA_EXTERNAL_CALL_TIMEOUT_MS,
+      cleanupTimeoutMs: config.QUESTA_CLEANUP_TIMEOUT_MS,
+      networkPolicy:
+        config.QUESTA_NETWORK_POLICY === "true"
+          ? { metricsFrom: parsePeers(config.QUESTA_NETWORK_POLICY_METRICS_FROM) }
+          : undefined,
       leaderElection: {
         enabled: config.QUESTA_LEADER_ELECT === "true",
         namespace: config.QUESTA_LEADER_ELECTION_NAMESPACE,

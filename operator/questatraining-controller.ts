@@ -1,27 +1,29 @@
 import type { Logger } from "pino";
 import {
-  API_VERSION,
   GROUP,
   type KafkaSpec,
   KIND,
+  type OwnedNames,
   PLURAL,
   type QuestATrainingSpec,
   type QuestATrainingStatus,
   QuestATrainingStatusSchema,
-  type StorageSpec,
   VERSION,
 } from "../functions/contracts/questatraining.ts";
-import { validateQuestATraining } from "../functions/contracts/validate.ts";
+import { derivedTopicPrefix, isOwnObjectRoot, operatorGroup } from "../functions/contracts/run-names.ts";
+import { validateSpec } from "../functions/contracts/validate.ts";
 import type { Bus } from "../functions/runtime/bus.ts";
 import type { Clock } from "../functions/runtime/clock.ts";
 import { formatInputIssue, InputError } from "../functions/runtime/errors.ts";
-import type { ObjectStore } from "../functions/runtime/object-store.ts";
+import type { ArtifactAccess, ArtifactLocation } from "./artifacts.ts";
 import {
   type AutoscaleState,
   DEFAULT_LAG_PER_REPLICA,
   DEFAULT_SCALE_DOWN_AFTER_MS,
   decideRolloutReplicas,
 } from "./autoscale.ts";
+import { BackgroundCalls, type CallOutcome } from "./background-calls.ts";
+import { clusterPolicyIssues } from "./cluster-policy.ts";
 import { Informer, objectKey } from "./informer.ts";
 import { isConflict, type KubeApi, type KubeObject, type ResourceKind } from "./kube-api.ts";
 import type { OperatorMetrics } from "./metrics.ts";
@@ -29,20 +31,24 @@ import { buildConfigMap, configHash, renderTrainingConfig } from "./resources/co
 import {
   consumerGroup,
   DELETE_ARTIFACTS_ANNOTATION,
+  derivedRunNames,
   FIELD_MANAGER,
   FINALIZER,
   FUNCTIONS,
+  legacyRunNames,
   MANAGED_SELECTOR,
   RUN_LABEL,
+  type RunNames,
   type RunRef,
   runRef,
   workloadName,
 } from "./resources/names.ts";
-import { runTopic, runTopics, topicPrefixOf } from "./resources/topics.ts";
+import { buildNetworkPolicy, type NetworkPolicyOptions } from "./resources/network-policy.ts";
+import { runTopic, runTopics } from "./resources/topics.ts";
 import { buildWorkload, type Replicas } from "./resources/workloads.ts";
 import { RunEventTracker } from "./run-events.ts";
 import { emptyProgress, progressFromStatus, type RunProgress } from "./run-progress.ts";
-import { deriveStatus } from "./run-status.ts";
+import { type ConditionNote, deriveStatus, Reason } from "./run-status.ts";
 import type { TopicAdmin } from "./topic-admin.ts";
 import { WorkQueue } from "./work-queue.ts";
 
@@ -67,6 +73,13 @@ export const CONFIG_MAP: ResourceKind = {
   plural: "configmaps",
   namespaced: true,
 };
+export const NETWORK_POLICY: ResourceKind = {
+  group: "networking.k8s.io",
+  version: "v1",
+  kind: "NetworkPolicy",
+  plural: "networkpolicies",
+  namespaced: true,
+};
 
 /** Reads how many messages a consumer group has not processed yet on some topics. */
 export interface ConsumerLagReader {
@@ -78,6 +91,11 @@ export interface RunKafka {
   topics: TopicAdmin;
   bus: Bus;
   lag: ConsumerLagReader;
+}
+
+/** The operator will not connect to a run's Kafka (it would have to weaken the spec's TLS or SASL). */
+export interface KafkaRefusal {
+  refused: string;
 }
 
 export interface ControllerOptions {
@@ -95,13 +113,21 @@ export interface ControllerOptions {
   lagPerReplica?: number;
   scaleDownAfterMs?: number;
   watchMaxBackoffMs?: number;
+  /** image prefixes a spec's `image` must start with; empty or omitted: any image */
+  allowedImages?: readonly string[];
+  /** time budget of one call to a run's Kafka or object store; default 30 s */
+  externalCallTimeoutMs?: number;
+  /** how long after deletion the finalizer keeps trying to clean up before it lets the run go; default 15 min */
+  cleanupTimeoutMs?: number;
+  /** create a NetworkPolicy per run admitting only metrics scrapes */
+  networkPolicy?: NetworkPolicyOptions | undefined;
 }
 
 export interface ControllerDeps {
   api: KubeApi;
-  kafkaFor: (kafka: KafkaSpec) => RunKafka;
-  /** object store of a run's artifacts; only used when a run asks for them to be deleted with it */
-  artifactsFor?: (storage: StorageSpec) => ObjectStore | undefined;
+  kafkaFor: (kafka: KafkaSpec) => RunKafka | KafkaRefusal;
+  /** where the operator may delete a run's objects (annotation questa.dev/delete-artifacts), or why not */
+  artifactsFor?: (location: ArtifactLocation) => ArtifactAccess;
   clock: Clock;
   metrics: OperatorMetrics;
   log: Logger;
@@ -111,11 +137,31 @@ export interface ControllerDeps {
 const RESULT_TOPICS = ["status", "checkpoints", "evaluations"] as const;
 
 const sameJson = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+const errorText = (error: unknown) => (error instanceof Error ? error.message : String(error));
+
+/** What deleting a run removes, and what it keeps and why. */
+interface CleanupPlan {
+  kafka: RunKafka | undefined;
+  topics: string[];
+  artifacts: { where: string; root: string; access: Extract<ArtifactAccess, { store: unknown }> }[];
+  kept: string[];
+}
+
+interface CleanupResult {
+  topics: number;
+  objects: number;
+}
 
 /**
  * Reconciles QuestATraining resources into topics, a config map and one Deployment per function,
  * and folds the run's events into `.status`. Reconcile is idempotent: it computes the whole desired
- * state and server-side-applies it, so running it twice changes nothing.
+ * state and applies it, so running it twice changes nothing.
+ *
+ * Tenancy: every external name (topics, consumer groups, object keys) derives from the run's
+ * namespace and name and is recorded in `status.owned` before anything is created under it; the
+ * finalizer deletes only recorded names that are the run's own. Calls to the run's Kafka and object
+ * store run off the workers (BackgroundCalls) with time budgets, so a run whose endpoints hang holds
+ * up only itself. Objects the run does not control are never overwritten (a Conflict condition).
  */
 export class QuestATrainingController {
   readonly #deps: ControllerDeps;
@@ -125,6 +171,7 @@ export class QuestATrainingController {
   readonly #deployments: Informer;
   readonly #configMaps: Informer;
   readonly #events: RunEventTracker;
+  readonly #calls: BackgroundCalls;
   readonly #autoscale = new Map<string, AutoscaleState>();
   readonly #topicsEnsured = new Set<string>();
   #workers: Promise<void>[] = [];
@@ -175,10 +222,19 @@ export class QuestATrainingController {
       (key, error) =>
         deps.log.warn({ err: error, run: key }, "run event consumer stopped; restarting on next reconcile"),
     );
+    this.#calls = new BackgroundCalls({
+      onSettled: (key) => this.#queue.add(key),
+      now: () => deps.clock.now(),
+    });
   }
 
   get queueDepth(): number {
     return this.#queue.depth;
+  }
+
+  /** calls to runs' Kafka and object stores still running (some may have outlived their budget) */
+  get externalCallsRunning(): number {
+    return this.#calls.running;
   }
 
   async start(): Promise<void> {
@@ -228,6 +284,10 @@ export class QuestATrainingController {
     }
   }
 
+  get #callTimeoutMs(): number {
+    return this.#options.externalCallTimeoutMs ?? 30_000;
+  }
+
   /** Brings one run to its desired state; returns when to look at it again (ms), if needed. */
   async reconcile(key: string): Promise<number | undefined> {
     const cached = this.#trainings.get(key);
@@ -235,13 +295,11 @@ export class QuestATrainingController {
       // deleted: owner references let Kubernetes' garbage collector remove what we created
       await this.#events.stop(key);
       this.#autoscale.delete(key);
+      this.#calls.forgetRun(key);
       return undefined;
     }
     const run = runRef(cached);
-    if (cached.metadata.deletionTimestamp) {
-      await this.#finalize(key, cached, run);
-      return undefined;
-    }
+    if (cached.metadata.deletionTimestamp) return await this.#finalize(key, cached, run);
     let training = cached;
     if (!(training.metadata.finalizers ?? []).includes(FINALIZER)) {
       training = await this.#deps.api.replace(QUESTA_TRAINING, {
@@ -250,15 +308,7 @@ export class QuestATrainingController {
       });
     }
 
-    const validated = validateQuestATraining({
-      apiVersion: API_VERSION,
-      kind: KIND,
-      metadata: { name: training.metadata.name, namespace: training.metadata.namespace },
-      spec: training.spec,
-    });
-    const previousStatus = QuestATrainingStatusSchema.safeParse(training.status ?? {});
-    const previous: QuestATrainingStatus | undefined =
-      training.status && previousStatus.success ? previousStatus.data : undefined;
+    let previous = parsedStatus(training);
     const now = this.#deps.clock.now();
     const generation = training.metadata.generation ?? 0;
 
@@ -271,14 +321,35 @@ export class QuestATrainingController {
         progress: progressFromStatus(previous),
         now,
       });
-      await this.#writeStatus(training, previous, result.status, result.transition);
+      // a run this version saw first is marked namespaced even before it has names: never legacy
+      const owned = previous?.owned ?? (previous === undefined ? nothingOwned(run) : undefined);
+      await this.#writeStatus(training, previous, result.status, result.transition, owned);
       return undefined;
     };
+    const validated = validateSpec(training.spec);
     if (!validated.ok)
       return await reject(`spec is invalid: ${validated.issues.map(formatInputIssue).join("; ")}`);
+    const spec = validated.value;
+    const policy = clusterPolicyIssues(spec, { allowedImages: this.#options.allowedImages ?? [] });
+    if (policy.length > 0) {
+      return await reject(`spec is not allowed in this cluster: ${policy.map(formatInputIssue).join("; ")}`);
+    }
 
-    const spec = validated.value.spec;
-    let kafka: RunKafka;
+    let names: RunNames;
+    try {
+      names = runNamesFor(run, spec, previous);
+    } catch (error) {
+      if (error instanceof InputError) return await reject(`spec is invalid: ${error.message}`);
+      throw error;
+    }
+    // the names are on record before anything exists under them: deletion trusts only the record
+    const owned = recordNames(previous?.owned, run, spec, names);
+    if (!sameJson(previous?.owned, owned)) {
+      await this.#deps.api.patchStatus(QUESTA_TRAINING, run.name, run.namespace, { owned });
+      previous = { ...(previous ?? {}), owned };
+    }
+
+    let kafka: RunKafka | KafkaRefusal;
     try {
       kafka = this.#deps.kafkaFor(spec.kafka);
     } catch (error) {
@@ -286,12 +357,19 @@ export class QuestATrainingController {
       if (error instanceof InputError) return await reject(error.message);
       throw error;
     }
-    const topicsKey = `${run.uid}/${generation}`;
-    if (!this.#topicsEnsured.has(topicsKey)) {
-      await kafka.topics.ensureTopics(runTopics(run, spec.kafka));
-      this.#topicsEnsured.add(topicsKey);
-    }
-    const progress = await this.#progress(key, run, spec, kafka, previous);
+    const { progress, note: kafkaNote } = this.#kafkaSide(key, run, spec, names, kafka, previous, generation);
+    const phaseOf = deriveStatus({
+      generation,
+      previous,
+      suspend: spec.suspend,
+      activeDeadlineSeconds: spec.activeDeadlineSeconds,
+      progress,
+      now,
+    }).status.phase;
+    const active = phaseOf === "Pending" || phaseOf === "Running";
+
+    const replicas = this.#replicas(key, run, spec, names, kafka, active, now);
+    const conflict = await this.#applyObjects(run, spec, names, replicas);
     const derived = deriveStatus({
       generation,
       previous,
@@ -299,52 +377,110 @@ export class QuestATrainingController {
       activeDeadlineSeconds: spec.activeDeadlineSeconds,
       progress,
       now,
+      blocked: conflict === undefined ? undefined : { reason: Reason.conflict, message: conflict },
+      notes: [
+        kafkaNote,
+        {
+          type: "Conflict",
+          holds: conflict !== undefined,
+          reason: conflict === undefined ? "NoConflict" : "ObjectNotOwned",
+          message: conflict ?? "",
+        },
+      ],
     });
-    const phase = derived.status.phase;
-    const active = phase === "Pending" || phase === "Running";
-
-    const replicas = await this.#replicas(key, run, spec, kafka, active, now);
-    await this.#applyObjects(run, spec, replicas);
     await this.#writeStatus(training, previous, derived.status, derived.transition);
 
     const waits: number[] = [];
     if (derived.deadlineInMs !== undefined) waits.push(derived.deadlineInMs + 50);
     if (active) waits.push(this.#options.autoscaleIntervalMs ?? 15_000);
+    // objects in the way are not watched (they are not ours): look again
+    if (conflict !== undefined) waits.push(30_000);
+    if (!kafkaNote.holds && !("refused" in kafka)) waits.push(10_000);
     return waits.length > 0 ? Math.min(...waits) : undefined;
   }
 
-  async #progress(
+  /** topics and the event consumer, as background calls; the progress folded so far */
+  #kafkaSide(
     key: string,
     run: RunRef,
     spec: QuestATrainingSpec,
-    kafka: RunKafka,
+    names: RunNames,
+    kafka: RunKafka | KafkaRefusal,
     previous: QuestATrainingStatus | undefined,
-  ): Promise<RunProgress> {
-    const topics = RESULT_TOPICS.map((topic) => runTopic(run, spec.kafka, topic));
-    try {
-      return await this.#events.ensure(key, {
-        bus: kafka.bus,
-        topics,
-        groupId: `questa-operator.${topicPrefixOf(run, spec.kafka)}`,
-        seed: progressFromStatus(previous),
-      });
-    } catch (error) {
-      this.#deps.log.warn(
-        { err: error, run: key },
-        "cannot consume the run's events yet; status keeps its last progress",
-      );
-      return previous ? progressFromStatus(previous) : emptyProgress();
+    generation: number,
+  ): { progress: RunProgress; note: ConditionNote } {
+    const seeded = () => (previous ? progressFromStatus(previous) : emptyProgress());
+    if ("refused" in kafka) {
+      return {
+        progress: seeded(),
+        note: {
+          type: "KafkaReady",
+          holds: false,
+          reason: "OperatorNotConnected",
+          message: `${kafka.refused}; the functions create their topics themselves, but status progress and autoscaling need the operator's connection`,
+        },
+      };
     }
+    const timeoutMs = this.#callTimeoutMs;
+    const problems: string[] = [];
+    let waiting = false;
+    const topicsKey = `${run.uid}/${generation}/${names.topicPrefix}`;
+    if (!this.#topicsEnsured.has(topicsKey)) {
+      const outcome = this.#calls.take(
+        key,
+        `topics:${names.topicPrefix}`,
+        () => kafka.topics.ensureTopics(runTopics(names.topicPrefix, spec.kafka)),
+        { timeoutMs },
+      );
+      if (outcome.state === "done") this.#topicsEnsured.add(topicsKey);
+      else if (outcome.state === "failed") problems.push(`creating topics: ${errorText(outcome.error)}`);
+      else waiting = true;
+    }
+    if (!this.#events.tracking(key) || this.#calls.has(key, "events")) {
+      const outcome: CallOutcome<RunProgress> = this.#calls.take(
+        key,
+        "events",
+        () =>
+          this.#events.ensure(key, {
+            bus: kafka.bus,
+            topics: RESULT_TOPICS.map((topic) => runTopic(names.topicPrefix, topic)),
+            groupId: operatorGroup(names.topicPrefix),
+            seed: seeded(),
+          }),
+        { timeoutMs },
+      );
+      if (outcome.state === "failed") {
+        this.#deps.log.warn(
+          { err: outcome.error, run: key },
+          "cannot consume the run's events yet; status keeps its last progress",
+        );
+        problems.push(`consuming the run's events: ${errorText(outcome.error)}`);
+      } else if (outcome.state === "pending") waiting = true;
+    }
+    const progress = this.#events.progress(key) ?? seeded();
+    const note: ConditionNote =
+      problems.length > 0
+        ? { type: "KafkaReady", holds: false, reason: "KafkaUnavailable", message: problems.join("; ") }
+        : waiting
+          ? {
+              type: "KafkaReady",
+              holds: false,
+              reason: "Connecting",
+              message: "creating topics and joining the run's events",
+            }
+          : { type: "KafkaReady", holds: true, reason: "Connected", message: "" };
+    return { progress, note };
   }
 
-  async #replicas(
+  #replicas(
     key: string,
     run: RunRef,
     spec: QuestATrainingSpec,
-    kafka: RunKafka,
+    names: RunNames,
+    kafka: RunKafka | KafkaRefusal,
     active: boolean,
     now: number,
-  ): Promise<Replicas> {
+  ): Replicas {
     if (!active) {
       this.#autoscale.delete(key);
       this.#deps.metrics.rolloutReplicas.set({ namespace: run.namespace, run: run.name }, 0);
@@ -353,55 +489,111 @@ export class QuestATrainingController {
     const deployment = this.#deployments.get(`${run.namespace}/${workloadName(run, "rollout")}`);
     const current =
       (deployment?.spec as { replicas?: number } | undefined)?.replicas ?? spec.rollout.replicas.min;
-    const prefix = topicPrefixOf(run, spec.kafka);
     let rollout = Math.min(spec.rollout.replicas.max, Math.max(spec.rollout.replicas.min, current));
-    try {
-      const lag = await kafka.lag.lag(consumerGroup(prefix, "rollout"), [
-        runTopic(run, spec.kafka, "questions"),
-      ]);
-      const decision = decideRolloutReplicas({
-        lag,
-        current,
-        policy: {
-          min: spec.rollout.replicas.min,
-          max: spec.rollout.replicas.max,
-          lagPerReplica: this.#options.lagPerReplica ?? DEFAULT_LAG_PER_REPLICA,
-          scaleDownAfterMs: this.#options.scaleDownAfterMs ?? DEFAULT_SCALE_DOWN_AFTER_MS,
-        },
-        state: this.#autoscale.get(key) ?? {},
-        now,
-      });
-      this.#autoscale.set(key, decision.state);
-      rollout = decision.replicas;
-    } catch (error) {
-      this.#deps.log.warn(
-        { err: error, run: key },
-        "cannot read rollout lag; keeping the current replica count",
+    if (!("refused" in kafka)) {
+      // sampled in the background: this pass uses the lag the previous pass asked for
+      const outcome = this.#calls.take(
+        key,
+        "lag",
+        () =>
+          kafka.lag.lag(consumerGroup(names.topicPrefix, "rollout"), [
+            runTopic(names.topicPrefix, "questions"),
+          ]),
+        { timeoutMs: this.#callTimeoutMs, notify: false },
       );
+      if (outcome.state === "done") {
+        const decision = decideRolloutReplicas({
+          lag: outcome.value,
+          current,
+          policy: {
+            min: spec.rollout.replicas.min,
+            max: spec.rollout.replicas.max,
+            lagPerReplica: this.#options.lagPerReplica ?? DEFAULT_LAG_PER_REPLICA,
+            scaleDownAfterMs: this.#options.scaleDownAfterMs ?? DEFAULT_SCALE_DOWN_AFTER_MS,
+          },
+          state: this.#autoscale.get(key) ?? {},
+          now,
+        });
+        this.#autoscale.set(key, decision.state);
+        rollout = decision.replicas;
+      } else if (outcome.state === "failed") {
+        this.#deps.log.warn(
+          { err: outcome.error, run: key },
+          "cannot read rollout lag; keeping the current replica count",
+        );
+      }
     }
     this.#deps.metrics.rolloutReplicas.set({ namespace: run.namespace, run: run.name }, rollout);
     return { augment: 1, rollout, learn: 1, evaluate: 1 };
   }
 
-  async #applyObjects(run: RunRef, spec: QuestATrainingSpec, replicas: Replicas): Promise<void> {
-    const config = buildConfigMap(run, spec);
-    await this.#deps.api.apply(CONFIG_MAP, config, FIELD_MANAGER);
+  /** applies the run's objects; returns why not when one of them exists and is not the run's */
+  async #applyObjects(
+    run: RunRef,
+    spec: QuestATrainingSpec,
+    names: RunNames,
+    replicas: Replicas,
+  ): Promise<string | undefined> {
     const hash = configHash(renderTrainingConfig(run, spec));
     const brokers =
       spec.kafka.brokers.length > 0 ? spec.kafka.brokers : [...(this.#options.defaultKafkaBrokers ?? [])];
     const effective: QuestATrainingSpec = { ...spec, kafka: { ...spec.kafka, brokers } };
-    await Promise.all(
-      FUNCTIONS.map((fn) =>
-        this.#deps.api.apply(
-          DEPLOYMENT,
-          buildWorkload(run, effective, fn, replicas[fn], {
-            defaultImage: this.#options.defaultImage,
-            configHash: hash,
-          }),
-          FIELD_MANAGER,
-        ),
+    const desired: [ResourceKind, KubeObject, Informer | undefined][] = [
+      [CONFIG_MAP, buildConfigMap(run, spec), this.#configMaps],
+      ...FUNCTIONS.map((fn): [ResourceKind, KubeObject, Informer] => [
+        DEPLOYMENT,
+        buildWorkload(run, effective, fn, replicas[fn], {
+          defaultImage: this.#options.defaultImage,
+          configHash: hash,
+          names,
+        }),
+        this.#deployments,
+      ]),
+    ];
+    if (this.#options.networkPolicy) {
+      desired.push([NETWORK_POLICY, buildNetworkPolicy(run, this.#options.networkPolicy), undefined]);
+    }
+    // every object is checked before any is written: a foreign config map must not get our pods
+    const existing = await Promise.all(
+      desired.map(
+        async ([kind, object, informer]) =>
+          informer?.get(`${run.namespace}/${object.metadata.name}`) ??
+          (await this.#deps.api.get(kind, object.metadata.name, run.namespace)),
       ),
     );
+    const foreign = desired.flatMap(([kind, object], i) => {
+      const found = existing[i];
+      if (!found) return [];
+      const controller = found.metadata.ownerReferences?.find((o) => o.controller);
+      if (controller?.uid === run.uid) return [];
+      const owner = controller
+        ? `controlled by ${controller.kind} ${controller.name}`
+        : "controlled by nothing";
+      return [`${kind.kind} ${object.metadata.name} exists and is ${owner}`];
+    });
+    if (foreign.length > 0) {
+      return `${foreign.join("; ")}: it is left untouched; delete or rename it, or rename the run`;
+    }
+    await Promise.all(
+      desired.map(async ([kind, object], i) => {
+        const found = existing[i];
+        if (!found) {
+          // create, never apply: an object someone creates meanwhile makes this fail (409), not ours
+          await this.#deps.api.create(kind, object);
+          return;
+        }
+        // the uid pins the object we checked: one deleted and re-created meanwhile is a conflict
+        await this.#deps.api.apply(
+          kind,
+          {
+            ...object,
+            metadata: { ...object.metadata, ...(found.metadata.uid ? { uid: found.metadata.uid } : {}) },
+          },
+          FIELD_MANAGER,
+        );
+      }),
+    );
+    return undefined;
   }
 
   async #writeStatus(
@@ -409,13 +601,16 @@ export class QuestATrainingController {
     previous: QuestATrainingStatus | undefined,
     status: QuestATrainingStatus,
     transition: ReturnType<typeof deriveStatus>["transition"],
+    owned: OwnedNames | undefined = previous?.owned,
   ): Promise<void> {
-    if (!sameJson(previous, status)) {
+    const full = owned ? { ...status, owned } : status;
+    const normalized = QuestATrainingStatusSchema.safeParse(full);
+    if (!sameJson(previous, normalized.success ? normalized.data : full)) {
       await this.#deps.api.patchStatus(
         QUESTA_TRAINING,
         training.metadata.name,
         training.metadata.namespace ?? "default",
-        status,
+        full,
       );
     }
     if (transition) {
@@ -423,47 +618,80 @@ export class QuestATrainingController {
         { run: objectKey(training), from: transition.from, to: transition.to, reason: transition.reason },
         "phase changed",
       );
-      await this.#deps.api
-        .recordEvent({
-          involved: training,
-          type: transition.type,
-          reason: transition.reason,
-          message: `${transition.from ?? "New"} -> ${transition.to}: ${transition.message}`,
-          component: FIELD_MANAGER,
-          instance: this.#options.instance,
-        })
-        .catch((error: unknown) => this.#deps.log.warn({ err: error }, "cannot record event"));
+      await this.#recordEvent(
+        training,
+        transition.type,
+        transition.reason,
+        `${transition.from ?? "New"} -> ${transition.to}: ${transition.message}`,
+      );
     }
   }
 
-  async #finalize(key: string, training: KubeObject, run: RunRef): Promise<void> {
-    if (!(training.metadata.finalizers ?? []).includes(FINALIZER)) return;
+  async #recordEvent(
+    training: KubeObject,
+    type: "Normal" | "Warning",
+    reason: string,
+    message: string,
+  ): Promise<void> {
+    await this.#deps.api
+      .recordEvent({
+        involved: training,
+        type,
+        reason,
+        message,
+        component: FIELD_MANAGER,
+        instance: this.#options.instance,
+      })
+      .catch((error: unknown) => this.#deps.log.warn({ err: error }, "cannot record event"));
+  }
+
+  /**
+   * The finalizer: deletes the run's recorded topics (and, when annotated, its recorded objects)
+   * in the background, waits for that at most `cleanupTimeoutMs` after the deletion began (a
+   * `CleanedUp` condition says what it waits for), then lets the run go either way.
+   */
+  async #finalize(key: string, training: KubeObject, run: RunRef): Promise<number | undefined> {
+    if (!(training.metadata.finalizers ?? []).includes(FINALIZER)) return undefined;
     await this.#events.stop(key);
     this.#autoscale.delete(key);
-    const validated = validateQuestATraining({
-      apiVersion: API_VERSION,
-      kind: KIND,
-      metadata: { name: training.metadata.name, namespace: training.metadata.namespace },
-      spec: training.spec,
-    });
-    if (validated.ok) {
-      const spec = validated.value.spec;
-      let kafka: RunKafka | undefined;
-      try {
-        kafka = this.#deps.kafkaFor(spec.kafka);
-      } catch (error) {
-        // no Kafka was ever reachable for this run, so it has no topics to delete
-        if (!(error instanceof InputError)) throw error;
-        this.#deps.log.warn(
-          { err: error, run: key },
-          "no Kafka connection for the run; skipping topic deletion",
-        );
-      }
-      await kafka?.topics.deleteTopics(runTopics(run, spec.kafka).map((t) => t.name));
-      if (training.metadata.annotations?.[DELETE_ARTIFACTS_ANNOTATION] === "true") {
-        await this.#deleteArtifacts(run, spec.storage);
+    const previous = parsedStatus(training);
+    const plan = this.#cleanupPlan(training, run, previous);
+    const now = this.#deps.clock.now();
+    const deletedAt = Date.parse(training.metadata.deletionTimestamp ?? "") || now;
+    const giveUpAt = deletedAt + (this.#options.cleanupTimeoutMs ?? 15 * 60_000);
+    let result: CleanupResult | undefined;
+    let abandoned: string | undefined;
+    if (plan.topics.length > 0 || plan.artifacts.length > 0) {
+      if (now >= giveUpAt) {
+        abandoned = "the clean-up did not finish within its time budget";
+      } else {
+        const outcome = this.#calls.take(key, "cleanup", (signal) => runCleanup(plan, signal), {
+          timeoutMs: giveUpAt - now,
+        });
+        if (outcome.state === "done") result = outcome.value;
+        else {
+          const waitingFor = [
+            ...(plan.topics.length > 0 ? [`${plan.topics.length} Kafka topics`] : []),
+            ...plan.artifacts.map((a) => `objects under ${a.where}`),
+          ].join(" and ");
+          const why =
+            outcome.state === "failed"
+              ? `the last attempt failed: ${errorText(outcome.error)}`
+              : "in progress";
+          await this.#noteCleanup(
+            training,
+            previous,
+            outcome.state === "failed" ? "CleanupFailing" : "CleanupPending",
+            `deleting ${waitingFor} (${why}); the finalizer gives up at ${new Date(giveUpAt).toISOString()}`,
+          );
+          if (now + 1000 >= giveUpAt) return Math.max(0, giveUpAt - now) + 50;
+          return outcome.state === "failed"
+            ? Math.min(5_000, giveUpAt - now)
+            : Math.min(30_000, giveUpAt - now);
+        }
       }
     }
+    this.#calls.forgetRun(key);
     for (const id of this.#topicsEnsured) if (id.startsWith(`${run.uid}/`)) this.#topicsEnsured.delete(id);
     await this.#deps.api.replace(QUESTA_TRAINING, {
       ...training,
@@ -472,28 +700,183 @@ export class QuestATrainingController {
         finalizers: (training.metadata.finalizers ?? []).filter((f) => f !== FINALIZER),
       },
     });
-    await this.#deps.api
-      .recordEvent({
-        involved: training,
-        type: "Normal",
-        reason: "CleanedUp",
-        message: "deleted the run's Kafka topics; removed the finalizer",
-        component: FIELD_MANAGER,
-        instance: this.#options.instance,
-      })
-      .catch(() => undefined);
+    const kept = plan.kept.length > 0 ? `; kept: ${plan.kept.join("; ")}` : "";
+    if (abandoned !== undefined) {
+      const left = [...plan.topics, ...plan.artifacts.map((a) => `objects under ${a.where}`)].join(", ");
+      await this.#recordEvent(
+        training,
+        "Warning",
+        "CleanupAbandoned",
+        `${abandoned}; removed the finalizer; left behind: ${left}${kept}`,
+      );
+    } else {
+      await this.#recordEvent(
+        training,
+        plan.kept.length > 0 ? "Warning" : "Normal",
+        plan.kept.length > 0 ? "CleanedUpPartly" : "CleanedUp",
+        `deleted ${result?.topics ?? 0} Kafka topics and ${result?.objects ?? 0} objects; removed the finalizer${kept}`,
+      );
+    }
+    return undefined;
   }
 
-  async #deleteArtifacts(run: RunRef, storage: StorageSpec): Promise<void> {
-    const store = this.#deps.artifactsFor?.(storage);
-    if (!store) {
-      this.#deps.log.warn(
-        { run: run.name },
-        "artifact deletion asked for but the operator has no object store access",
-      );
-      return;
-    }
-    const prefix = `${storage.prefix}/${run.name}/`;
-    for (const object of await store.list(prefix)) await store.delete(object.key);
+  /** the status condition that says what the finalizer waits for */
+  async #noteCleanup(
+    training: KubeObject,
+    previous: QuestATrainingStatus | undefined,
+    reason: string,
+    message: string,
+  ): Promise<void> {
+    const others = (previous?.conditions ?? []).filter((c) => c.type !== "CleanedUp");
+    const before = previous?.conditions?.find((c) => c.type === "CleanedUp");
+    if (before?.reason === reason && before.message === message) return;
+    const condition = {
+      type: "CleanedUp",
+      status: "False" as const,
+      reason,
+      message,
+      observedGeneration: training.metadata.generation ?? 0,
+      lastTransitionTime:
+        before?.status === "False"
+          ? before.lastTransitionTime
+          : new Date(this.#deps.clock.now()).toISOString(),
+    };
+    await this.#deps.api.patchStatus(
+      QUESTA_TRAINING,
+      training.metadata.name,
+      training.metadata.namespace ?? "default",
+      { conditions: [...others, condition] },
+    );
   }
+
+  /** what the finalizer deletes: recorded names that are the run's own, where the operator may */
+  #cleanupPlan(training: KubeObject, run: RunRef, previous: QuestATrainingStatus | undefined): CleanupPlan {
+    const plan: CleanupPlan = { kafka: undefined, topics: [], artifacts: [], kept: [] };
+    const validated = validateSpec(training.spec);
+    const spec = validated.ok ? validated.value : undefined;
+    let owned = previous?.owned;
+    if (!owned && previous?.phase !== undefined && spec) {
+      // reconciled before names were recorded: what that version created, recorded now
+      owned = recordNames(undefined, run, spec, legacyRunNames(run, spec));
+    }
+    if (!owned) return plan; // never reconciled: nothing was created
+    const ownPrefix = `${derivedTopicPrefix(run)}.`;
+    const ownTopics = owned.topics.filter((t) => t.startsWith(ownPrefix));
+    const foreignTopics = owned.topics.filter((t) => !t.startsWith(ownPrefix));
+    if (foreignTopics.length > 0) {
+      plan.kept.push(
+        `topics outside ${derivedTopicPrefix(run)} (${foreignTopics.join(", ")}): a legacy topic prefix; delete them by hand if they are this run's`,
+      );
+    }
+    if (ownTopics.length > 0) {
+      let kafka: RunKafka | KafkaRefusal | undefined;
+      try {
+        kafka = spec ? this.#deps.kafkaFor(spec.kafka) : undefined;
+      } catch (error) {
+        if (!(error instanceof InputError)) throw error;
+        kafka = { refused: error.message };
+      }
+      if (kafka === undefined || "refused" in kafka) {
+        plan.kept.push(
+          `topics ${ownTopics.join(", ")}: ${kafka ? kafka.refused : "the spec is invalid, so its Kafka is unknown"}`,
+        );
+      } else {
+        plan.kafka = kafka;
+        plan.topics = ownTopics;
+      }
+    }
+    if (training.metadata.annotations?.[DELETE_ARTIFACTS_ANNOTATION] === "true") {
+      for (const location of owned.objectStores) {
+        const where = `s3://${location.bucket}/${location.root}${location.endpoint ? ` at ${location.endpoint}` : ""}`;
+        if (owned.layout !== "namespaced" || !isOwnObjectRoot(location.root, run)) {
+          plan.kept.push(
+            `objects under ${where}: a legacy layout without the namespace, which the operator does not delete`,
+          );
+          continue;
+        }
+        const access = this.#deps.artifactsFor?.({
+          endpoint: location.endpoint,
+          bucket: location.bucket,
+          region: spec?.storage.region ?? "us-east-1",
+          forcePathStyle: spec?.storage.forcePathStyle ?? location.endpoint !== undefined,
+        }) ?? { refused: "the operator has no object-store access" };
+        if ("refused" in access) plan.kept.push(`objects under ${where}: ${access.refused}`);
+        else plan.artifacts.push({ where, root: location.root, access });
+      }
+    }
+    return plan;
+  }
+}
+
+async function runCleanup(plan: CleanupPlan, signal: AbortSignal): Promise<CleanupResult> {
+  if (plan.kafka && plan.topics.length > 0) await plan.kafka.topics.deleteTopics(plan.topics);
+  let objects = 0;
+  for (const artifact of plan.artifacts) {
+    signal.throwIfAborted();
+    objects += await artifact.access.store.deleteUnder(artifact.root, signal);
+  }
+  return { topics: plan.topics.length, objects };
+}
+
+const nothingOwned = (run: RunRef): OwnedNames => ({
+  layout: "namespaced",
+  topicPrefix: derivedTopicPrefix(run),
+  topics: [],
+  objectStores: [],
+});
+
+function parsedStatus(training: KubeObject): QuestATrainingStatus | undefined {
+  if (!training.status) return undefined;
+  const parsed = QuestATrainingStatusSchema.safeParse(training.status);
+  return parsed.success ? parsed.data : undefined;
+}
+
+/**
+ * The run's names: as recorded for a legacy run (one the operator reconciled before names were
+ * recorded: it has a status but no `owned`), else derived from its namespace and name. A spec
+ * naming a topic prefix that is not the run's own is an InputError.
+ */
+function runNamesFor(
+  run: RunRef,
+  spec: QuestATrainingSpec,
+  previous: QuestATrainingStatus | undefined,
+): RunNames {
+  const recorded = previous?.owned;
+  const legacy = recorded ? recorded.layout === "legacy" : previous?.phase !== undefined;
+  if (!legacy) return derivedRunNames(run, spec);
+  const names = legacyRunNames(run, spec);
+  // a legacy run keeps its recorded prefix; a new one must be the run's own like any other
+  if (recorded && names.topicPrefix !== recorded.topicPrefix) {
+    return { ...names, topicPrefix: derivedRunNames(run, spec).topicPrefix };
+  }
+  return names;
+}
+
+/** the record with the names in use added: topics, and the object-store location when there is one */
+function recordNames(
+  recorded: OwnedNames | undefined,
+  run: RunRef,
+  spec: QuestATrainingSpec,
+  names: RunNames,
+): OwnedNames {
+  const topics = [...(recorded?.topics ?? [])];
+  for (const topic of runTopics(names.topicPrefix, spec.kafka)) {
+    if (!topics.includes(topic.name)) topics.push(topic.name);
+  }
+  const objectStores = [...(recorded?.objectStores ?? [])];
+  if (spec.storage.bucket !== undefined) {
+    const location = {
+      ...(spec.storage.endpoint === undefined ? {} : { endpoint: spec.storage.endpoint }),
+      bucket: spec.storage.bucket,
+      root: `${names.storePrefix}${run.name}/`,
+    };
+    if (!objectStores.some((o) => sameJson(o, location))) objectStores.push(location);
+  }
+  return {
+    layout: recorded?.layout ?? names.layout,
+    topicPrefix: names.topicPrefix,
+    // bounded like the schema: the oldest go first (they stay, unrecorded, rather than be deleted wrongly)
+    topics: topics.slice(-64),
+    objectStores: objectStores.slice(-16),
+  };
 }

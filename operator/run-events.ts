@@ -46,16 +46,28 @@ export class RunEventTracker {
       if (this.#runs.get(key) === entry) this.#runs.delete(key);
       this.#onError(key, error);
     });
-    await consumer.run(async (message) => {
-      const parsed = parseBinaryMessage(message);
-      if (!parsed.ok) return; // not ours to dead-letter: the producer's runtime validated it
-      const next = foldRunEvent(entry.progress, parsed.value);
-      if (next !== entry.progress) {
-        entry.progress = next;
-        this.#onChange(key);
-      }
-    });
+    try {
+      await consumer.run(async (message) => {
+        const parsed = parseBinaryMessage(message);
+        if (!parsed.ok) return; // not ours to dead-letter: the producer's runtime validated it
+        const next = foldRunEvent(entry.progress, parsed.value);
+        if (next !== entry.progress) {
+          entry.progress = next;
+          this.#onChange(key);
+        }
+      });
+    } catch (error) {
+      // could not join: the next reconcile tries again with a fresh consumer
+      if (this.#runs.get(key) === entry) this.#runs.delete(key);
+      await consumer.stop().catch(() => {});
+      throw error;
+    }
     return entry.progress;
+  }
+
+  /** true while a consumer of the run's events exists (joining or joined) */
+  tracking(key: string): boolean {
+    return this.#runs.has(key);
   }
 
   progress(key: string): RunProgress | undefined {

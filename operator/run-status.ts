@@ -10,6 +10,7 @@ export const Reason = {
   training: "Training",
   waitingForWorkers: "WaitingForWorkers",
   resumed: "Resumed",
+  conflict: "Conflict",
 } as const;
 export type Reason = (typeof Reason)[keyof typeof Reason];
 
@@ -22,6 +23,18 @@ export interface StatusInput {
   invalidSpec?: string | undefined;
   progress: RunProgress;
   now: number;
+  /** the run cannot go on until a user acts (e.g. an object in the way): Ready is False, the phase Pending */
+  blocked?: { reason: Reason; message: string } | undefined;
+  /** further conditions, after the standard ones (e.g. Conflict, KafkaReady) */
+  notes?: readonly ConditionNote[] | undefined;
+}
+
+/** a condition besides Ready, Suspended, Complete and Failed */
+export interface ConditionNote {
+  type: string;
+  holds: boolean;
+  reason: string;
+  message: string;
 }
 
 export interface PhaseTransition {
@@ -82,6 +95,7 @@ function decidePhase(
       };
     }
   }
+  if (input.blocked && !input.suspend) return { phase: "Pending", ...input.blocked };
   if (input.suspend)
     return {
       phase: "Suspended",
@@ -132,7 +146,7 @@ export function deriveStatus(input: StatusInput): StatusResult {
 
   const status: QuestATrainingStatus = { phase, observedGeneration: input.generation };
   const conditions = previous?.conditions;
-  const active = phase === "Pending" || phase === "Running";
+  const active = (phase === "Pending" || phase === "Running") && !(input.blocked && !terminal);
   status.conditions = [
     condition(conditions, "Ready", active, reason, message, input.generation, nowIso),
     condition(
@@ -161,6 +175,9 @@ export function deriveStatus(input: StatusInput): StatusResult {
       phase === "Failed" ? message : "",
       input.generation,
       nowIso,
+    ),
+    ...(input.notes ?? []).map((note) =>
+      condition(conditions, note.type, note.holds, note.reason, note.message, input.generation, nowIso),
     ),
   ];
   if (progress.stage !== undefined) status.stage = progress.stage;

@@ -64,8 +64,9 @@ describe("questa run --kafka --s3 (functions as processes)", () => {
   it("stops on Ctrl-C, resumes, and loses or repeats no step when learn is killed -9", async () => {
     const suffix = randomBytes(4).toString("hex");
     const dir = mkdtempSync(join(tmpdir(), "questa-processes-"));
-    const topicPrefix = `questa.procs-${suffix}`;
     const resource = parse(readFileSync(join(root, "test", "fixtures", "tiny-run.yaml"), "utf8"));
+    // a topic prefix of the run's own (questa.<namespace>.<name>), unique to this test
+    const topicPrefix = `questa.default.${resource.metadata.name}.procs-${suffix}`;
     resource.spec.kafka = { topicPrefix, partitions: 2 };
     // evaluations run on checkpoints: every 4 steps, checkpoints every 2
     resource.spec.learner.checkpointInterval = 2;
@@ -122,7 +123,8 @@ describe("questa run --kafka --s3 (functions as processes)", () => {
     );
     const store = new S3ObjectStore({
       bucket,
-      prefix: "runs/",
+      // the run's keys sit under its namespace: <prefix>/namespaces/<namespace>/<name>/
+      prefix: "runs/namespaces/default/",
       endpoint: s3.endpoint,
       region: s3.region,
       credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },

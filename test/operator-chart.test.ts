@@ -1,5 +1,6 @@
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { parseAllDocuments } from "yaml";
 import {
   createNamespace,
   eventually,
@@ -117,6 +118,211 @@ describe("helm chart and CRD against a real kube-apiserver", () => {
     expect(valid.code).toBe(0);
     const listed = await kubectl("-n", namespace, "get", "qt", "good", "-o", "jsonpath={.metadata.name}");
     expect(listed).toBe("good");
+  });
+
+  it("renders the user roles, the admission policy and, when asked, the NetworkPolicy and image allow-list", async () => {
+    const render = async (...set: string[]) =>
+      parseAllDocuments(
+        await mustTool(bin, "helm", [
+          "template",
+          "questa",
+          join(repoRoot, "charts", "questa"),
+          "--namespace",
+          "questa-system",
+          "--api-versions",
+          "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy",
+          ...set.flatMap((value) => ["--set", value]),
+        ]),
+      )
+        .map(
+          (d) => d.toJS() as { kind?: string; metadata?: { name?: string; labels?: Record<string, string> } },
+        )
+        .filter((d) => d?.kind !== undefined);
+    const plain = await render();
+    const named = (docs: typeof plain, kind: string, name: string) =>
+      docs.find((d) => d.kind === kind && d.metadata?.name === name) as Record<string, unknown> | undefined;
+    expect(named(plain, "ClusterRole", "questa-edit")?.metadata).toMatchObject({
+      labels: { "rbac.authorization.k8s.io/aggregate-to-edit": "true" },
+    });
+    expect(named(plain, "ClusterRole", "questa-view")?.metadata).toMatchObject({
+      labels: { "rbac.authorization.k8s.io/aggregate-to-view": "true" },
+    });
+    const policy = named(plain, "ValidatingAdmissionPolicy", "questa-tenancy") as {
+      spec: { validations: { expression: string }[] };
+    };
+    expect(policy.spec.validations.map((v) => v.expression).join("\n")).toContain("variables.own + '.'");
+    expect(named(plain, "ValidatingAdmissionPolicyBinding", "questa-tenancy")).toBeDefined();
+    expect(plain.some((d) => d.kind === "NetworkPolicy")).toBe(false);
+    const operator = named(plain, "Deployment", "questa") as {
+      spec: { template: { spec: { volumes: { name: string; emptyDir?: { sizeLimit?: string } }[] } } };
+    };
+    expect(operator.spec.template.spec.volumes.find((v) => v.name === "tmp")?.emptyDir?.sizeLimit).toBe(
+      "128Mi",
+    );
+
+    const strict = await render(
+      "networkPolicy.enabled=true",
+      "images.allowed={registry.example/questa@sha256:}",
+      "artifactCleanup.allowedStores[0].bucket=runs",
+      "artifactCleanup.allowedStores[0].endpoint=http://minio.storage:9000",
+    );
+    expect(named(strict, "NetworkPolicy", "questa")).toMatchObject({
+      spec: { policyTypes: ["Ingress"], ingress: [] },
+    });
+    const strictPolicy = named(strict, "ValidatingAdmissionPolicy", "questa-tenancy") as typeof policy;
+    expect(strictPolicy.spec.validations[1]?.expression).toContain('["registry.example/questa@sha256:"]');
+    const env = (
+      named(strict, "Deployment", "questa") as {
+        spec: { template: { spec: { containers: { env: { name: string; value?: string }[] }[] } } };
+      }
+    ).spec.template.spec.containers[0]!.env;
+    expect(env).toContainEqual({ name: "QUESTA_ALLOWED_IMAGES", value: "registry.example/questa@sha256:" });
+    expect(env).toContainEqual({ name: "QUESTA_ARTIFACT_STORES", value: "runs@http://minio.storage:9000" });
+    expect(env).toContainEqual({ name: "QUESTA_NETWORK_POLICY", value: "true" });
+    const role = named(strict, "ClusterRole", "questa") as {
+      rules: { resources: string[]; verbs: string[] }[];
+    };
+    expect(role.rules.find((r) => r.resources.includes("networkpolicies"))?.verbs).toEqual([
+      "get",
+      "create",
+      "patch",
+    ]);
+    // SASL PLAIN would send the operator's password in clear text
+    const plainSasl = await tool(bin, "helm", [
+      "template",
+      "questa",
+      join(repoRoot, "charts", "questa"),
+      "--set",
+      "kafka.sasl.mechanism=plain",
+      "--set",
+      "kafka.sasl.secretName=kafka-user",
+    ]);
+    expect(plainSasl.code).not.toBe(0);
+    expect(plainSasl.stderr).toContain("/kafka/tls/enabled");
+  });
+
+  it("questa-edit lets a namespace's users run trainings but not write their status or read secrets", async () => {
+    const namespace = await createNamespace(bin, kubeconfig, "users");
+    await kubectl(
+      "-n",
+      namespace,
+      "create",
+      "rolebinding",
+      "alice-questa",
+      "--clusterrole=questa-edit",
+      "--user=alice",
+    );
+    await kubectl(
+      "-n",
+      namespace,
+      "create",
+      "rolebinding",
+      "bob-questa",
+      "--clusterrole=questa-view",
+      "--user=bob",
+    );
+    const can = async (user: string, ...args: string[]) =>
+      (
+        await tool(bin, "kubectl", [
+          "--kubeconfig",
+          kubeconfig,
+          "auth",
+          "can-i",
+          `--as=${user}`,
+          "-n",
+          namespace,
+          ...args,
+        ])
+      ).stdout.trim();
+    expect(await can("alice", "create", "questatrainings.questa.dev")).toBe("yes");
+    expect(await can("alice", "delete", "questatrainings.questa.dev")).toBe("yes");
+    expect(await can("alice", "patch", "questatrainings.questa.dev", "--subresource=status")).toBe("no");
+    expect(await can("alice", "get", "secrets")).toBe("no");
+    expect(await can("bob", "list", "questatrainings.questa.dev")).toBe("yes");
+    expect(await can("bob", "create", "questatrainings.questa.dev")).toBe("no");
+  });
+
+  it("refuses a climbing storage prefix and SASL plain without TLS (CRD), and an image outside the allow-list (policy)", async () => {
+    const namespace = await createNamespace(bin, kubeconfig, "rules");
+    const climbing = await kubectlApply(
+      bin,
+      kubeconfig,
+      trainingYaml(
+        namespace,
+        "climb",
+        `${minimalSpec}
+storage:
+  prefix: ../../x`,
+      ),
+    );
+    expect(climbing.code).not.toBe(0);
+    expect(climbing.stderr).toContain("storage.prefix must not have . or .. segments (climbing out)");
+    const plain = await kubectlApply(
+      bin,
+      kubeconfig,
+      trainingYaml(
+        namespace,
+        "plain",
+        `${minimalSpec}
+kafka:
+  sasl: { mechanism: plain, secretRef: { name: kafka-user } }`,
+      ),
+    );
+    expect(plain.code).not.toBe(0);
+    expect(plain.stderr).toContain("SASL plain sends the password in clear text");
+
+    // the image rule from a release of its own (so the shared release stays as other files expect),
+    // bound to this namespace only
+    const rendered = await mustTool(bin, "helm", [
+      "template",
+      "images-test",
+      join(repoRoot, "charts", "questa"),
+      "--show-only",
+      "templates/admission-policy.yaml",
+      "--api-versions",
+      "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy",
+      "--set",
+      "images.allowed={registry.example/questa@sha256:}",
+    ]);
+    const scoped = rendered.replace(
+      'validationActions: ["Deny"]',
+      `validationActions: ["Deny"]\n  matchResources:\n    namespaceSelector:\n      matchLabels:\n        kubernetes.io/metadata.name: ${namespace}`,
+    );
+    const applied = await kubectlApply(bin, kubeconfig, scoped);
+    expect(applied.code, applied.stderr).toBe(0);
+    try {
+      const refused = await eventually("the image policy is active", async () => {
+        const result = await kubectlApply(
+          bin,
+          kubeconfig,
+          trainingYaml(
+            namespace,
+            "miner",
+            `${minimalSpec}
+image: docker.io/evil/miner:latest`,
+          ),
+        );
+        return result.code !== 0 ? result : undefined;
+      });
+      expect(refused.stderr).toContain("spec.image docker.io/evil/miner:latest is not allowed here");
+      const allowed = await kubectlApply(
+        bin,
+        kubeconfig,
+        trainingYaml(
+          namespace,
+          "pinned",
+          `${minimalSpec}
+image: registry.example/questa@sha256:${"a".repeat(64)}`,
+        ),
+      );
+      expect(allowed.stderr).toBe("");
+    } finally {
+      await kubectl(
+        "delete",
+        "validatingadmissionpolicybinding,validatingadmissionpolicy",
+        "images-test-questa-tenancy",
+      );
+    }
   });
 
   it("manifests/rbac grants the namespaced operator what it needs there and nothing elsewhere", async () => {

@@ -415,10 +415,11 @@ describe("the operator against a real kube-apiserver (as the chart's service acc
   it("runs the finalizer on delete: topics go, artifacts only when asked, the object goes", async () => {
     const prefix = `questa.${namespace}.beta`;
     expect(test.topics.topics.has(`${prefix}.questions`)).toBe(true);
+    const root = `questa/namespaces/${namespace}`;
     for (const key of [
-      "questa/beta/ckpt/1/manifest.json",
-      "questa/beta/rollouts/0.jsonl",
-      "questa/alpha/ckpt/1/manifest.json",
+      `${root}/beta/ckpt/1/manifest.json`,
+      `${root}/beta/rollouts/0.jsonl`,
+      `${root}/alpha/ckpt/1/manifest.json`,
     ]) {
       await artifacts.put(key, "x");
     }
@@ -445,11 +446,11 @@ describe("the operator against a real kube-apiserver (as the chart's service acc
     await eventually("beta deleted", async () => ((await training("beta")) === undefined ? true : undefined));
     expect(test.topics.deleted).toContain(`${prefix}.questions`);
     expect([...test.topics.topics.keys()].some((t) => t.startsWith(`${prefix}.`))).toBe(false);
-    expect((await artifacts.list("questa/beta/")).map((o) => o.key)).toEqual([]);
+    expect((await artifacts.list(`${root}/beta/`)).map((o) => o.key)).toEqual([]);
     // the other run is untouched
     expect(test.topics.topics.has(`questa.${namespace}.alpha.questions`)).toBe(true);
-    expect((await artifacts.list("questa/alpha/")).map((o) => o.key)).toEqual([
-      "questa/alpha/ckpt/1/manifest.json",
+    expect((await artifacts.list(`${root}/alpha/`)).map((o) => o.key)).toEqual([
+      `${root}/alpha/ckpt/1/manifest.json`,
     ]);
   });
 });

@@ -109,7 +109,7 @@ describe("QuestATraining defaults", () => {
       groupFilter: { minSuccessRate: 0.05, maxSuccessRate: 0.95 },
     });
     expect(spec.evaluation).toMatchObject({ samples: 32, temperature: 0.6, topP: 0.95 });
-    expect(spec.rollout.resources).toEqual({ cpu: "2", memory: "8Gi", gpus: 1 });
+    expect(spec.rollout.resources).toEqual({ cpu: "2", memory: "8Gi", gpus: 1, scratch: "10Gi" });
   });
 });
 
@@ -199,6 +199,62 @@ describe("validation", () => {
         "spec.model.uri",
       ]),
     );
+  });
+
+  it("refuses a storage prefix or local directory that climbs out, and a reserved namespaces segment", () => {
+    for (const [storage, path, words] of [
+      [{ prefix: "../../x" }, "spec.storage.prefix", "climbs out"],
+      [{ prefix: "runs/./x" }, "spec.storage.prefix", ". segment"],
+      [{ prefix: "/abs" }, "spec.storage.prefix", "starts with /"],
+      [{ prefix: "team/namespaces" }, "spec.storage.prefix", "reserved"],
+      [{ localDir: "../elsewhere" }, "spec.storage.localDir", "climbs out"],
+      [{ localDir: "/etc" }, "spec.storage.localDir", "is absolute"],
+    ] as const) {
+      const result = validateQuestATraining(minimal({ storage: storage }));
+      const issues = result.ok ? [] : result.issues;
+      expect(
+        issues.map((i) => i.path),
+        JSON.stringify(storage),
+      ).toEqual([path]);
+      expect(issues[0]?.message).toContain(words);
+    }
+    for (const prefix of ["questa", "teams/ml/questa/", ""]) {
+      expect(validateQuestATraining(minimal({ storage: { prefix } })).ok, prefix).toBe(true);
+    }
+    expect(validateQuestATraining(minimal({ storage: { localDir: "out/.questa" } })).ok).toBe(true);
+  });
+
+  it("a topic prefix must be the run's own; SASL plain needs TLS", () => {
+    const withPrefix = (topicPrefix: string, namespace?: string) =>
+      validateQuestATraining({
+        ...minimal({ kafka: { topicPrefix } }),
+        metadata: namespace === undefined ? { name: "run-1" } : { name: "run-1", namespace },
+      });
+    expect(withPrefix("questa.ml.run-1", "ml").ok).toBe(true);
+    expect(withPrefix("questa.ml.run-1.v2", "ml").ok).toBe(true);
+    const foreign = withPrefix("questa.other.victim", "ml");
+    expect(foreign.ok ? [] : foreign.issues.map((i) => [i.path, i.message])).toEqual([
+      [
+        "spec.kafka.topicPrefix",
+        '"questa.other.victim" is not this run\'s: topic prefixes must be questa.ml.run-1 or begin with questa.ml.run-1.',
+      ],
+    ]);
+    // a prefix that merely starts with the run's prefix text is another run's (run-10's)
+    expect(withPrefix("questa.ml.run-10", "ml").ok).toBe(false);
+    expect(withPrefix("questa.ml.run-1").ok).toBe(false);
+    const plain = validateQuestATraining(
+      minimal({ kafka: { sasl: { mechanism: "plain", secretRef: { name: "user" } } } }),
+    );
+    expect(plain.ok ? [] : plain.issues.map((i) => i.path)).toEqual(["spec.kafka.sasl.mechanism"]);
+    const plainTls = validateQuestATraining(
+      minimal({
+        kafka: {
+          sasl: { mechanism: "plain", secretRef: { name: "user" } },
+          tls: { secretRef: { name: "ca" }, clientCertificate: true },
+        },
+      }),
+    );
+    expect(plainTls.ok).toBe(true);
   });
 
   it("rejects a wrong kind or apiVersion with the fix", () => {

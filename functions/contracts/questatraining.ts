@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { localDirProblem, storagePrefixProblem, topicPrefixProblem } from "./run-names.ts";
 
 /**
  * The `QuestATraining` custom resource: the single source of truth for the CRD's OpenAPI schema,
@@ -62,6 +63,13 @@ export const ResourcesSchema = z
       .max(64)
       .default(0)
       .describe("NVIDIA GPUs per pod (nvidia.com/gpu); 0 runs on the CPU"),
+    scratch: z
+      .string()
+      .regex(QUANTITY)
+      .default("10Gi")
+      .describe(
+        "size of the pod's /tmp scratch volume (model cache, temp files): the emptyDir's sizeLimit, requested and limited as ephemeral-storage",
+      ),
   })
   .describe("compute resources of each pod of this function");
 
@@ -557,8 +565,31 @@ export const StorageSchema = z
     bucket: z.string().min(3).max(63).optional().describe("S3 bucket; omit in embedded mode to use localDir"),
     prefix: z
       .string()
+      .max(512)
       .default("questa")
-      .describe("key prefix under which each run writes <prefix>/<run name>/..."),
+      .superRefine((prefix, ctx) => {
+        const problem = storagePrefixProblem(prefix);
+        if (problem !== undefined) ctx.addIssue({ code: "custom", message: `storage.prefix ${problem}` });
+      })
+      .meta({
+        description:
+          "key prefix of the run's objects: each run writes <prefix>/namespaces/<namespace>/<run name>/...; a relative path without ., .. or namespaces segments",
+        ...cel(
+          ["!self.startsWith('/')", "storage.prefix must be relative (no leading /)"],
+          [
+            "!self.matches('(^|/)[.]{1,2}(/|$)')",
+            "storage.prefix must not have . or .. segments (climbing out)",
+          ],
+          [
+            "!self.matches('[^/]//+[^/]') && !self.contains('\\\\')",
+            "storage.prefix has an empty segment or a backslash",
+          ],
+          [
+            "!self.matches('(^|/)namespaces(/|$)')",
+            "storage.prefix must not have a namespaces segment (reserved for the <namespace>/<name> layout)",
+          ],
+        ),
+      }),
     endpoint: z
       .url()
       .optional()
@@ -568,10 +599,29 @@ export const StorageSchema = z
     credentialsSecretRef: SecretRefSchema.optional().describe(
       "Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; omit to use the pod's identity",
     ),
+    caSecretRef: SecretRefSchema.optional().describe(
+      "Secret with ca.crt: the CA that signed an https endpoint's certificate (a private CA); omit to trust the system's CAs",
+    ),
     localDir: z
       .string()
       .default(".questa")
-      .describe("embedded mode: directory holding runs (./.questa/runs/<name>)"),
+      .superRefine((dir, ctx) => {
+        const problem = localDirProblem(dir);
+        if (problem !== undefined) {
+          ctx.addIssue({
+            code: "custom",
+            message: `storage.localDir ${problem}; use a relative path inside the working directory (e.g. .questa)`,
+          });
+        }
+      })
+      .meta({
+        description:
+          "embedded mode: directory holding runs (./.questa/runs/<name>), relative to the working directory and inside it",
+        ...cel([
+          "!self.startsWith('/') && !self.matches('(^|/)[.][.](/|$)')",
+          "storage.localDir must be a relative path inside the working directory (no leading /, no ..)",
+        ]),
+      }),
   })
   .describe("where rollouts, checkpoints and evaluation results are written");
 
@@ -587,7 +637,9 @@ export const KafkaSchema = z
       .regex(/^[a-zA-Z0-9._-]+$/)
       .max(200)
       .optional()
-      .describe("prefix of the run's topics; default questa.<namespace>.<name>"),
+      .describe(
+        "prefix of the run's topics and consumer groups: questa.<namespace>.<name> (the default) or questa.<namespace>.<name>.<suffix>; any other prefix is refused",
+      ),
     partitions: positiveInt().max(10000).default(8).describe("partitions of each topic the operator creates"),
     replicationFactor: positiveInt().max(16).default(1).describe("replication factor of each topic"),
     retentionMs: z
@@ -597,19 +649,38 @@ export const KafkaSchema = z
       .describe("topic retention in milliseconds; -1 keeps forever; default: broker's"),
     tls: z
       .strictObject({
-        secretRef: SecretRefSchema.describe("Secret with ca.crt and optionally tls.crt and tls.key"),
+        secretRef: SecretRefSchema.describe(
+          "Secret with ca.crt, and tls.crt and tls.key when clientCertificate is true",
+        ),
+        clientCertificate: z
+          .boolean()
+          .default(false)
+          .describe("mutual TLS: present the Secret's tls.crt and tls.key as the client certificate"),
       })
       .optional()
       .describe("TLS to the brokers"),
     sasl: z
       .strictObject({
-        mechanism: z.enum(["plain", "scram-sha-256", "scram-sha-512"]).describe("SASL mechanism"),
+        mechanism: z
+          .enum(["plain", "scram-sha-256", "scram-sha-512"])
+          .describe("SASL mechanism; plain sends the password as is, so it needs tls"),
         secretRef: SecretRefSchema.describe("Secret with username and password"),
       })
       .optional()
       .describe("SASL authentication"),
   })
-  .describe("the Kafka cluster carrying the run's events");
+  .refine((k) => k.sasl?.mechanism !== "plain" || k.tls !== undefined, {
+    message: "SASL plain sends the password in clear text: set tls too, or use scram-sha-512",
+    path: ["sasl", "mechanism"],
+  })
+  .meta({
+    description: "the Kafka cluster carrying the run's events",
+    ...cel([
+      "!has(self.sasl) || self.sasl.mechanism != 'plain' || has(self.tls)",
+      "SASL plain sends the password in clear text: set tls too, or use scram-sha-512",
+      ".sasl.mechanism",
+    ]),
+  });
 
 export const QuestATrainingSpecSchema = z
   .strictObject({
@@ -689,8 +760,44 @@ export const BenchmarkScoreSchema = z
   })
   .describe("latest evaluation of one benchmark");
 
+export const ObjectStoreRootSchema = z
+  .strictObject({
+    endpoint: z.string().optional().describe("S3 endpoint URL; absent for AWS"),
+    bucket: z.string().describe("S3 bucket"),
+    root: z
+      .string()
+      .describe("key prefix every object of the run starts with: <prefix>/namespaces/<namespace>/<name>/"),
+  })
+  .describe("where the run's functions write objects");
+
+export const OwnedNamesSchema = z
+  .strictObject({
+    layout: z
+      .enum(["namespaced", "legacy"])
+      .describe(
+        "namespaced: names derived from the run's namespace and name; legacy: the names of a run created before they were (kept so it resumes; the operator never deletes legacy names outside the run's own prefix)",
+      ),
+    topicPrefix: z.string().describe("prefix of the run's topics and consumer groups"),
+    topics: z
+      .array(z.string())
+      .max(64)
+      .describe(
+        "the run's Kafka topics, recorded before they were created; the finalizer deletes only these",
+      ),
+    objectStores: z
+      .array(ObjectStoreRootSchema)
+      .max(16)
+      .describe(
+        "object-store locations the run was given, recorded before its workloads; questa.dev/delete-artifacts deletes only these",
+      ),
+  })
+  .describe(
+    "names the operator gave the run outside Kubernetes, recorded before anything was created under them",
+  );
+
 export const QuestATrainingStatusSchema = z
   .strictObject({
+    owned: OwnedNamesSchema.optional(),
     phase: PhaseSchema.optional(),
     conditions: z.array(ConditionSchema).max(32).optional().describe("current state, as standard conditions"),
     observedGeneration: z.int().min(0).optional().describe("metadata.generation the status reflects"),
@@ -736,6 +843,21 @@ export const QuestATrainingSchema = z
     spec: QuestATrainingSpecSchema,
     status: QuestATrainingStatusSchema.optional(),
   })
+  // CRD rules cannot see the namespace: the chart's ValidatingAdmissionPolicy and the operator check this
+  .superRefine((resource, ctx) => {
+    const { name, namespace } = resource.metadata;
+    const problem = topicPrefixProblem(
+      { name, namespace: namespace ?? "default" },
+      resource.spec.kafka.topicPrefix,
+    );
+    if (problem !== undefined) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["spec", "kafka", "topicPrefix"],
+        message: `${problem}${namespace === undefined ? " (metadata.namespace is unset: default assumed)" : ""}`,
+      });
+    }
+  })
   .describe("a QuestA reinforcement-learning run: hint-augmented RL of an LLM on math");
 
 export type SecretRef = z.infer<typeof SecretRefSchema>;
@@ -761,6 +883,8 @@ export type Phase = z.infer<typeof PhaseSchema>;
 export type Condition = z.infer<typeof ConditionSchema>;
 export type BenchmarkScore = z.infer<typeof BenchmarkScoreSchema>;
 export type QuestATrainingStatus = z.infer<typeof QuestATrainingStatusSchema>;
+export type ObjectStoreRoot = z.infer<typeof ObjectStoreRootSchema>;
+export type OwnedNames = z.infer<typeof OwnedNamesSchema>;
 export type QuestATraining = z.infer<typeof QuestATrainingSchema>;
 /** the resource as written by a user, before defaults */
 export type QuestATrainingInput = z.input<typeof QuestATrainingSchema>;

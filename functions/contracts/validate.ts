@@ -1,7 +1,14 @@
 import { parseAllDocuments } from "yaml";
 import type { z } from "zod";
 import type { InputIssue } from "../runtime/errors.ts";
-import { API_VERSION, KIND, type QuestATraining, QuestATrainingSchema } from "./questatraining.ts";
+import {
+  API_VERSION,
+  KIND,
+  type QuestATraining,
+  QuestATrainingSchema,
+  type QuestATrainingSpec,
+  QuestATrainingSpecSchema,
+} from "./questatraining.ts";
 
 export type Validated<T> = { ok: true; value: T } | { ok: false; issues: InputIssue[] };
 
@@ -111,6 +118,16 @@ export function validateQuestATraining(document: unknown): Validated<QuestATrain
   const result = QuestATrainingSchema.safeParse(document);
   if (result.success) return { ok: true, value: result.data };
   return { ok: false, issues: toInputIssues(result.error.issues) };
+}
+
+/**
+ * Validates a spec alone, every default filled in (issue paths start with `spec.`). The rules that
+ * need the run's namespace and name (its topic prefix) are the caller's: run-names.ts.
+ */
+export function validateSpec(spec: unknown): Validated<QuestATrainingSpec> {
+  const result = QuestATrainingSpecSchema.safeParse(spec);
+  if (result.success) return { ok: true, value: result.data };
+  return { ok: false, issues: toInputIssues(result.error.issues, "spec") };
 }
 
 export interface DocumentResult {

@@ -20,6 +20,7 @@ import type { Bus } from "../runtime/bus.ts";
 import { toBinaryMessage } from "../runtime/cloudevents.ts";
 import { InputError } from "../runtime/errors.ts";
 import type { CloudEvent, EmittedEvent } from "../runtime/event-definition.ts";
+import { describeJsonError } from "../runtime/json-text.ts";
 import type { ObjectStore } from "../runtime/object-store.ts";
 import { type EngineSettings, OnnxLearnerEngine, OnnxPolicySampler } from "./onnx-adapters.ts";
 import type { WarmStartProgress } from "./warm-start.ts";
@@ -78,7 +79,15 @@ async function copyCheckpoint(
     ]);
   const manifestBytes = await open(`${base}/manifest.json`);
   if (manifestBytes === undefined) throw missing("manifest.json");
-  const parsed = CheckpointManifestSchema.safeParse(JSON.parse(new TextDecoder().decode(manifestBytes)));
+  let manifest: unknown;
+  try {
+    manifest = JSON.parse(new TextDecoder().decode(manifestBytes));
+  } catch (error) {
+    throw new InputError("checkpoint_invalid", [
+      { path: "spec.model.uri", message: `${base}/manifest.json is ${describeJsonError(error)}` },
+    ]);
+  }
+  const parsed = CheckpointManifestSchema.safeParse(manifest);
   if (!parsed.success) {
     throw new InputError("checkpoint_invalid", [
       { path: "spec.model.uri", message: `${base}/manifest.json: ${parsed.error.message}` },

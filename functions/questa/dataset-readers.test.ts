@@ -47,6 +47,30 @@ describe("dataset readers", () => {
     for (const rec of result.records) expect(MathRecordSchema.parse(rec)).toEqual(rec);
   });
 
+  it("never quotes a file's bytes when it is not JSON (it may be a mounted secret)", async () => {
+    const store = new MemoryObjectStore();
+    const secret = "AKIAIOSFODNN7EXAMPLE wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+    await store.put("creds.jsonl", `${secret}\n`);
+    await store.put("creds.json", `[${secret}]`);
+    const lines = await readDataset(store, "creds.jsonl", { source: "x", mapping: "auto" }).catch(
+      (error: unknown) => error,
+    );
+    const array = await readDataset(store, "creds.json", {
+      source: "x",
+      mapping: "auto",
+      format: "json",
+    }).catch((error: unknown) => error);
+    for (const outcome of [lines, array]) {
+      const text = JSON.stringify(outcome, Object.getOwnPropertyNames(outcome ?? {})) + String(outcome);
+      expect(text).not.toContain("AKIA");
+      expect(text).not.toContain("EXAMPLEKEY");
+    }
+    expect(String(array)).toMatch(/creds.json is not a JSON array: not JSON( \(at character \d+\))?$/);
+    expect((lines as { badRows: { reason: string }[] }).badRows.map((b) => b.reason)).toEqual([
+      expect.stringMatching(/^not JSON( \(at character \d+\))?$/),
+    ]);
+  });
+
   it("gives stable ids from source and normalised problem", () => {
     expect(recordId("aime24", "Find  x.\n")).toBe(recordId("aime24", "Find x."));
     expect(recordId("aime24", "Find x.")).not.toBe(recordId("aime25", "Find x."));

@@ -1,6 +1,7 @@
 import { parquetReadObjects } from "hyparquet";
 import { z } from "zod";
 import { InputError } from "../runtime/errors.ts";
+import { describeJsonError } from "../runtime/json-text.ts";
 import type { ObjectStore } from "../runtime/object-store.ts";
 import { type MathRecord, recordId } from "./record.ts";
 import { solutionAfterThink } from "./solution-text.ts";
@@ -226,7 +227,7 @@ function* jsonlRows(bytes: Uint8Array): Generator<RawRow> {
     try {
       value = JSON.parse(text);
     } catch (error) {
-      yield { row: line, reason: `not JSON: ${(error as Error).message}` };
+      yield { row: line, reason: describeJsonError(error) };
       continue;
     }
     yield { row: line, value };
@@ -239,7 +240,7 @@ function jsonArrayRows(bytes: Uint8Array, name: string): RawRows {
     parsed = JSON.parse(new TextDecoder().decode(bytes));
   } catch (error) {
     throw new InputError("dataset_unreadable", [
-      { path: "dataset.key", message: `${name} is not a JSON array: ${(error as Error).message}` },
+      { path: "dataset.key", message: `${name} is not a JSON array: ${describeJsonError(error)}` },
     ]);
   }
   if (!Array.isArray(parsed)) {

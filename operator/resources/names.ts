@@ -1,4 +1,10 @@
-import { API_VERSION, KIND } from "../../functions/contracts/questatraining.ts";
+import { API_VERSION, KIND, type QuestATrainingSpec } from "../../functions/contracts/questatraining.ts";
+import {
+  functionGroup,
+  legacyStorePrefix,
+  runStorePrefix,
+  runTopicPrefix,
+} from "../../functions/contracts/run-names.ts";
 import type { KubeObject, OwnerReference } from "../kube-api.ts";
 
 /** The run's functions, one workload each. */
@@ -30,11 +36,40 @@ export function runRef(object: KubeObject): RunRef {
 export const workloadName = (run: RunRef, fn: FunctionName): string => `${run.name}-${fn}`;
 export const configMapName = (run: RunRef): string => `${run.name}-config`;
 
-/** default Kafka topic prefix: unique per namespace and run */
-export const defaultTopicPrefix = (run: RunRef): string => `questa.${run.namespace}.${run.name}`;
+/**
+ * The names a run's functions use outside Kubernetes: what the operator recorded in `status.owned`
+ * (functions/contracts/run-names.ts derives them for a new run).
+ */
+export interface RunNames {
+  /** `namespaced` for runs created since names derive from the namespace; `legacy` before */
+  layout: "namespaced" | "legacy";
+  /** prefix of the run's topics and consumer groups */
+  topicPrefix: string;
+  /** the functions' object-store key prefix; their keys are `<run name>/...` under it */
+  storePrefix: string;
+}
+
+/** a new run's names; an InputError when its spec names a topic prefix that is not its own */
+export function derivedRunNames(run: RunRef, spec: QuestATrainingSpec): RunNames {
+  return {
+    layout: "namespaced",
+    topicPrefix: runTopicPrefix(run, spec.kafka.topicPrefix),
+    storePrefix: runStorePrefix(spec.storage.prefix, run.namespace),
+  };
+}
+
+/** the names a run created before the namespaced layout used (so it resumes where it was) */
+export function legacyRunNames(run: RunRef, spec: QuestATrainingSpec): RunNames {
+  return {
+    layout: "legacy",
+    topicPrefix: spec.kafka.topicPrefix ?? `questa.${run.namespace}.${run.name}`,
+    storePrefix: legacyStorePrefix(spec.storage.prefix),
+  };
+}
 
 /** consumer group of a function's workers; the operator reads its lag to scale rollout workers */
-export const consumerGroup = (topicPrefix: string, fn: FunctionName): string => `${topicPrefix}.${fn}`;
+export const consumerGroup = (topicPrefix: string, fn: FunctionName): string =>
+  functionGroup(topicPrefix, fn);
 
 export function runLabels(run: RunRef, component?: FunctionName | "config"): Record<string, string> {
   const labels: Record<string, string> = {

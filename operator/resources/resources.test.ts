@@ -4,8 +4,10 @@ import {
   type QuestATrainingSpec,
   QuestATrainingSpecSchema,
 } from "../../functions/contracts/questatraining.ts";
+import { kafkaConnectionConfigFromEnv } from "../../functions/runtime/kafka-bus.ts";
 import { buildConfigMap, configHash, renderTrainingConfig } from "./config-map.ts";
-import { FUNCTIONS, type RunRef } from "./names.ts";
+import { derivedRunNames, FUNCTIONS, legacyRunNames, type RunRef } from "./names.ts";
+import { buildNetworkPolicy } from "./network-policy.ts";
 import { runTopics } from "./topics.ts";
 import { buildWorkload, functionEnv, resourceRequirements } from "./workloads.ts";
 
@@ -15,7 +17,8 @@ function specOf(input: Record<string, unknown>): QuestATrainingSpec {
   return QuestATrainingSpecSchema.parse({ datasets: { train: [{ name: "hard", synthetic: {} }] }, ...input });
 }
 
-const options = { defaultImage: "questa:1", configHash: "abc" };
+const names = derivedRunNames(run, specOf({}));
+const options = { defaultImage: "questa:1", configHash: "abc", names };
 
 type Container = {
   env: { name: string; value?: string; valueFrom?: unknown }[];
@@ -28,7 +31,7 @@ type PodSpec = {
   containers: Container[];
   nodeSelector?: unknown;
   tolerations?: unknown;
-  volumes: { name: string }[];
+  volumes: { name: string; emptyDir?: { sizeLimit?: string } }[];
   securityContext: Record<string, unknown>;
 };
 const podOf = (object: ReturnType<typeof buildWorkload>) =>
@@ -36,7 +39,10 @@ const podOf = (object: ReturnType<typeof buildWorkload>) =>
 
 describe("runTopics", () => {
   it("derives one topic per logical event topic plus dead-letter under the run's prefix", () => {
-    const topics = runTopics(run, specOf({ kafka: { partitions: 3, replicationFactor: 2 } }).kafka);
+    const topics = runTopics(
+      names.topicPrefix,
+      specOf({ kafka: { partitions: 3, replicationFactor: 2 } }).kafka,
+    );
     expect(topics.map((t) => t.name)).toEqual([
       "questa.ml.demo.checkpoints",
       "questa.ml.demo.evaluations",
@@ -48,10 +54,14 @@ describe("runTopics", () => {
     expect(topics.every((t) => t.partitions === 3 && t.replicationFactor === 2)).toBe(true);
   });
 
-  it("honours an explicit prefix and retention", () => {
-    const topics = runTopics(run, specOf({ kafka: { topicPrefix: "team.x", retentionMs: 1000 } }).kafka);
+  it("honours a prefix under the run's own, and retention; refuses another run's prefix", () => {
+    const spec = specOf({ kafka: { topicPrefix: "questa.ml.demo.v2", retentionMs: 1000 } });
+    const topics = runTopics(derivedRunNames(run, spec).topicPrefix, spec.kafka);
+    expect(() => derivedRunNames(run, specOf({ kafka: { topicPrefix: "team.x" } }))).toThrow(
+      /not this run's: topic prefixes must be questa.ml.demo/,
+    );
     expect(topics[0]).toEqual({
-      name: "team.x.checkpoints",
+      name: "questa.ml.demo.v2.checkpoints",
       partitions: 8,
       replicationFactor: 1,
       retentionMs: 1000,
@@ -96,17 +106,22 @@ describe("buildWorkload", () => {
       nodeSelector: { pool: "gpu" },
       tolerations: [{ key: "nvidia.com/gpu", operator: "Exists", effect: "NoSchedule" }],
     },
-    storage: { bucket: "runs", credentialsSecretRef: { name: "s3" } },
+    storage: { bucket: "runs", credentialsSecretRef: { name: "s3" }, caSecretRef: { name: "s3-ca" } },
     kafka: {
       brokers: ["k:9092"],
-      tls: { secretRef: { name: "kafka-ca" } },
+      tls: { secretRef: { name: "kafka-ca" }, clientCertificate: true },
       sasl: { mechanism: "plain", secretRef: { name: "kafka-user" } },
     },
   });
 
   it("requests GPUs and places rollout pods with the node selector and tolerations", () => {
     const pod = podOf(buildWorkload(run, spec, "rollout", 3, options));
-    expect(pod.containers[0]!.resources.limits).toEqual({ cpu: "4", memory: "16Gi", "nvidia.com/gpu": "2" });
+    expect(pod.containers[0]!.resources.limits).toEqual({
+      cpu: "4",
+      memory: "16Gi",
+      "ephemeral-storage": "10Gi",
+      "nvidia.com/gpu": "2",
+    });
     expect(pod.nodeSelector).toEqual({ pool: "gpu" });
     expect(pod.tolerations).toEqual([{ key: "nvidia.com/gpu", operator: "Exists", effect: "NoSchedule" }]);
   });
@@ -122,11 +137,27 @@ describe("buildWorkload", () => {
         capabilities: { drop: ["ALL"] },
       });
       expect(pod.containers[0]!.volumeMounts.map((m) => m.mountPath)).toContain("/tmp");
+      // scratch is bounded: the kubelet evicts a pod that writes more than it asked for
+      const tmp = pod.volumes.find((v) => v.name === "tmp");
+      expect(tmp?.emptyDir?.sizeLimit).toBe(fn === "augment" ? "2Gi" : "10Gi");
+      expect(pod.containers[0]!.resources.limits["ephemeral-storage"]).toBe(tmp?.emptyDir?.sizeLimit);
     }
   });
 
+  it("derives topics, groups and the object prefix from the recorded names, never from the spec alone", () => {
+    const env = (n: typeof names) =>
+      new Map((functionEnv(run, spec, "rollout", n) as Container["env"]).map((e) => [e.name, e.value]));
+    const current = env(names);
+    expect(current.get("QUESTA_TOPIC_PREFIX")).toBe("questa.ml.demo");
+    expect(current.get("QUESTA_CONSUMER_GROUP")).toBe("questa.ml.demo.rollout");
+    expect(current.get("QUESTA_S3_PREFIX")).toBe("questa/namespaces/ml/");
+    expect(current.get("QUESTA_DATA_SOURCES")).toBe("object-store");
+    // a run created before namespaced names keeps its keys so it resumes
+    expect(env(legacyRunNames(run, spec)).get("QUESTA_S3_PREFIX")).toBe("questa/");
+  });
+
   it("passes credentials only as secret references: mounted secret files and secretKeyRefs", () => {
-    const env = functionEnv(run, spec, "learn") as Container["env"];
+    const env = functionEnv(run, spec, "learn", names) as Container["env"];
     const byName = new Map(env.map((e) => [e.name, e]));
     expect(byName.get("QUESTA_S3_SECRET_DIR")?.value).toBe("/etc/questa/s3-credentials");
     expect(byName.get("QUESTA_KAFKA_SASL_USERNAME")?.valueFrom).toEqual({
@@ -134,7 +165,19 @@ describe("buildWorkload", () => {
     });
     expect(byName.get("QUESTA_KAFKA_SASL_PASSWORD_FILE")?.value).toBe("/etc/questa/kafka-sasl/password");
     expect(byName.get("QUESTA_KAFKA_TLS_CA_FILE")?.value).toBe("/etc/questa/kafka-tls/ca.crt");
-    expect(byName.get("QUESTA_S3_PREFIX")?.value).toBe("questa/");
+    // mutual TLS: the client certificate and key come from the same Secret
+    expect(byName.get("QUESTA_KAFKA_TLS_CERT_FILE")?.value).toBe("/etc/questa/kafka-tls/tls.crt");
+    expect(byName.get("QUESTA_KAFKA_TLS_KEY_FILE")?.value).toBe("/etc/questa/kafka-tls/tls.key");
+    expect(byName.get("QUESTA_S3_CA_FILE")?.value).toBe("/etc/questa/s3-ca/ca.crt");
+    // what the function's Kafka client makes of it: CA, client certificate and key from the Secret
+    const plain = Object.fromEntries(env.flatMap((e) => (e.value === undefined ? [] : [[e.name, e.value]])));
+    expect(kafkaConnectionConfigFromEnv({ ...plain, QUESTA_KAFKA_SASL_USERNAME: "u" }).tls).toEqual({
+      ca: "/etc/questa/kafka-tls/ca.crt",
+      cert: "/etc/questa/kafka-tls/tls.crt",
+      key: "/etc/questa/kafka-tls/tls.key",
+      rejectUnauthorized: true,
+    });
+    expect(byName.get("QUESTA_S3_PREFIX")?.value).toBe("questa/namespaces/ml/");
     expect(byName.has("AWS_SECRET_ACCESS_KEY")).toBe(false);
     const pod = podOf(buildWorkload(run, spec, "learn", 1, options));
     const volumes = pod.volumes as { name: string; secret?: { secretName: string; defaultMode: number } }[];
@@ -144,6 +187,7 @@ describe("buildWorkload", () => {
       ["kafka-tls", "kafka-ca", 0o400],
       ["kafka-sasl", "kafka-user", 0o400],
       ["s3-credentials", "s3", 0o400],
+      ["s3-ca", "s3-ca", 0o400],
     ]);
     const mounts = pod.containers[0]!.volumeMounts as {
       name: string;
@@ -170,9 +214,25 @@ describe("buildWorkload", () => {
   });
 
   it("resourceRequirements sets requests equal to limits", () => {
-    expect(resourceRequirements({ cpu: "1", memory: "1Gi", gpus: 1 })).toEqual({
-      requests: { cpu: "1", memory: "1Gi", "nvidia.com/gpu": "1" },
-      limits: { cpu: "1", memory: "1Gi", "nvidia.com/gpu": "1" },
+    expect(resourceRequirements({ cpu: "1", memory: "1Gi", gpus: 1, scratch: "5Gi" })).toEqual({
+      requests: { cpu: "1", memory: "1Gi", "ephemeral-storage": "5Gi", "nvidia.com/gpu": "1" },
+      limits: { cpu: "1", memory: "1Gi", "ephemeral-storage": "5Gi", "nvidia.com/gpu": "1" },
     });
+  });
+
+  it("a NetworkPolicy admits only metrics scrapes from the given peers, or nothing", () => {
+    const monitoring = {
+      namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "monitoring" } },
+    };
+    const policy = buildNetworkPolicy(run, { metricsFrom: [monitoring] });
+    expect(policy.metadata.ownerReferences?.[0]?.uid).toBe("uid-1");
+    expect(policy.spec).toEqual({
+      podSelector: {
+        matchLabels: { "questa.dev/run": "demo", "app.kubernetes.io/managed-by": "questa-operator" },
+      },
+      policyTypes: ["Ingress"],
+      ingress: [{ from: [monitoring], ports: [{ protocol: "TCP", port: 9090 }] }],
+    });
+    expect((buildNetworkPolicy(run, { metricsFrom: [] }).spec as { ingress: unknown[] }).ingress).toEqual([]);
   });
 });

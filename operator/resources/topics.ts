@@ -1,10 +1,6 @@
 import type { KafkaSpec } from "../../functions/contracts/questatraining.ts";
 import { ALL_EVENTS } from "../../functions/contracts/registry.ts";
 import type { TopicSpec } from "../../functions/runtime/bus.ts";
-import { defaultTopicPrefix, type RunRef } from "./names.ts";
-
-export const topicPrefixOf = (run: RunRef, kafka: KafkaSpec): string =>
-  kafka.topicPrefix ?? defaultTopicPrefix(run);
 
 /** logical topic names of every event a run emits (questions, rollouts, checkpoints, ...) */
 export function logicalTopics(): string[] {
@@ -12,11 +8,10 @@ export function logicalTopics(): string[] {
 }
 
 /** The run's Kafka topics: one per logical topic of its events, plus the dead-letter topic. */
-export function runTopics(run: RunRef, kafka: KafkaSpec): TopicSpec[] {
-  const prefix = topicPrefixOf(run, kafka);
+export function runTopics(topicPrefix: string, kafka: KafkaSpec): TopicSpec[] {
   return [...logicalTopics(), "dead-letter"].map((topic) => {
     const spec: TopicSpec = {
-      name: `${prefix}.${topic}`,
+      name: runTopic(topicPrefix, topic),
       partitions: kafka.partitions,
       replicationFactor: kafka.replicationFactor,
     };
@@ -25,5 +20,4 @@ export function runTopics(run: RunRef, kafka: KafkaSpec): TopicSpec[] {
   });
 }
 
-export const runTopic = (run: RunRef, kafka: KafkaSpec, logical: string): string =>
-  `${topicPrefixOf(run, kafka)}.${logical}`;
+export const runTopic = (topicPrefix: string, logical: string): string => `${topicPrefix}.${logical}`;

@@ -8,16 +8,19 @@ import {
   type FunctionName,
   ownerReference,
   RUN_LABEL,
+  type RunNames,
   type RunRef,
   runLabels,
   workloadName,
 } from "./names.ts";
-import { topicPrefixOf } from "./topics.ts";
 
 export const GPU_RESOURCE = "nvidia.com/gpu";
 export const KAFKA_TLS_DIR = "/etc/questa/kafka-tls";
 export const KAFKA_SASL_DIR = "/etc/questa/kafka-sasl";
 export const S3_CREDENTIALS_DIR = "/etc/questa/s3-credentials";
+export const S3_CA_DIR = "/etc/questa/s3-ca";
+/** QUESTA_DATA_SOURCES on pods: datasets and models only from the object store, never local files */
+export const OBJECT_STORE_ONLY = "object-store";
 export const METRICS_PORT = 9090;
 /** uid/gid of the distroless "nonroot" user the function image runs as */
 export const NON_ROOT_UID = 65532;
@@ -30,6 +33,8 @@ export interface WorkloadOptions {
   augmentResources?: Resources;
   /** hash of the rendered config: a spec change rolls the pods */
   configHash: string;
+  /** the run's recorded names (topic prefix, object-store prefix) */
+  names: RunNames;
 }
 
 export type Replicas = Record<FunctionName, number>;
@@ -43,7 +48,7 @@ interface Placement {
 function placementOf(spec: QuestATrainingSpec, fn: FunctionName, options: WorkloadOptions): Placement {
   switch (fn) {
     case "augment":
-      return { resources: options.augmentResources ?? { cpu: "1", memory: "2Gi", gpus: 0 } };
+      return { resources: options.augmentResources ?? { cpu: "1", memory: "2Gi", gpus: 0, scratch: "2Gi" } };
     case "rollout":
       return spec.rollout;
     case "learn":
@@ -58,7 +63,12 @@ function placementOf(spec: QuestATrainingSpec, fn: FunctionName, options: Worklo
 }
 
 export function resourceRequirements(resources: Resources): Record<string, Record<string, string>> {
-  const amounts: Record<string, string> = { cpu: resources.cpu, memory: resources.memory };
+  // the /tmp emptyDir counts against ephemeral-storage: the kubelet evicts a pod that outgrows it
+  const amounts: Record<string, string> = {
+    cpu: resources.cpu,
+    memory: resources.memory,
+    "ephemeral-storage": resources.scratch,
+  };
   if (resources.gpus > 0) amounts[GPU_RESOURCE] = String(resources.gpus);
   // requests = limits: GPUs can only be limits-equal, and guaranteed QoS keeps training pods from eviction
   return { requests: { ...amounts }, limits: { ...amounts } };
@@ -73,8 +83,9 @@ export function functionEnv(
   run: RunRef,
   spec: QuestATrainingSpec,
   fn: FunctionName,
+  names: RunNames,
 ): Record<string, unknown>[] {
-  const prefix = topicPrefixOf(run, spec.kafka);
+  const prefix = names.topicPrefix;
   const env: Record<string, unknown>[] = [
     { name: "QUESTA_RUN", value: run.name },
     { name: "QUESTA_NAMESPACE", value: run.namespace },
@@ -89,7 +100,9 @@ export function functionEnv(
     { name: "QUESTA_KAFKA_CLIENT_ID", value: `questa-${run.name}-${fn}` },
     // the QUESTA_S3_* variables functions/runtime/s3-object-store.ts reads (s3StoreConfigFromEnv)
     { name: "QUESTA_S3_REGION", value: spec.storage.region },
-    { name: "QUESTA_S3_PREFIX", value: keyPrefix(spec.storage.prefix) },
+    { name: "QUESTA_S3_PREFIX", value: names.storePrefix },
+    // a dataset or model URI that names a local file would read the pod's own (secret) files
+    { name: "QUESTA_DATA_SOURCES", value: OBJECT_STORE_ONLY },
     { name: "HOME", value: "/tmp" },
   ];
   if (spec.storage.bucket !== undefined) env.push({ name: "QUESTA_S3_BUCKET", value: spec.storage.bucket });
@@ -99,6 +112,7 @@ export function functionEnv(
   // credentials are mounted secret files (re-read on rotation), never values in the pod spec
   if (spec.storage.credentialsSecretRef)
     env.push({ name: "QUESTA_S3_SECRET_DIR", value: S3_CREDENTIALS_DIR });
+  if (spec.storage.caSecretRef) env.push({ name: "QUESTA_S3_CA_FILE", value: `${S3_CA_DIR}/ca.crt` });
   const sasl = spec.kafka.sasl;
   if (sasl) {
     env.push({ name: "QUESTA_KAFKA_SASL_MECHANISM", value: sasl.mechanism });
@@ -108,13 +122,13 @@ export function functionEnv(
   if (spec.kafka.tls) {
     env.push({ name: "QUESTA_KAFKA_TLS", value: "true" });
     env.push({ name: "QUESTA_KAFKA_TLS_CA_FILE", value: `${KAFKA_TLS_DIR}/ca.crt` });
+    if (spec.kafka.tls.clientCertificate) {
+      env.push({ name: "QUESTA_KAFKA_TLS_CERT_FILE", value: `${KAFKA_TLS_DIR}/tls.crt` });
+      env.push({ name: "QUESTA_KAFKA_TLS_KEY_FILE", value: `${KAFKA_TLS_DIR}/tls.key` });
+    }
   }
   return env;
 }
-
-/** the store's key prefix: empty, or a relative path ending in / */
-export const keyPrefix = (prefix: string): string =>
-  prefix === "" || prefix.endsWith("/") ? prefix : `${prefix}/`;
 
 /** A Deployment running one function of the run. */
 export function buildWorkload(
@@ -129,8 +143,8 @@ export function buildWorkload(
   const selector = { [RUN_LABEL]: run.name, "app.kubernetes.io/component": fn };
   const volumes: Record<string, unknown>[] = [
     { name: "config", configMap: { name: configMapName(run), defaultMode: 0o444 } },
-    // the root file system is read-only: scratch space (model cache, temp files) lives here
-    { name: "tmp", emptyDir: {} },
+    // the root file system is read-only: scratch space (model cache, temp files) lives here, bounded
+    { name: "tmp", emptyDir: { sizeLimit: placement.resources.scratch } },
   ];
   const mounts: Record<string, unknown>[] = [
     { name: "config", mountPath: CONFIG_MOUNT_DIR, readOnly: true },
@@ -145,6 +159,7 @@ export function buildWorkload(
   if (spec.storage.credentialsSecretRef) {
     secretVolume("s3-credentials", spec.storage.credentialsSecretRef.name, S3_CREDENTIALS_DIR);
   }
+  if (spec.storage.caSecretRef) secretVolume("s3-ca", spec.storage.caSecretRef.name, S3_CA_DIR);
   const podSpec: Record<string, unknown> = {
     automountServiceAccountToken: false,
     enableServiceLinks: false,
@@ -162,7 +177,7 @@ export function buildWorkload(
         image: spec.image ?? options.defaultImage,
         imagePullPolicy: options.imagePullPolicy ?? "IfNotPresent",
         args: ["function", fn, "--config", `${CONFIG_MOUNT_DIR}/${CONFIG_FILE}`],
-        env: functionEnv(run, spec, fn),
+        env: functionEnv(run, spec, fn, options.names),
         ports: [{ name: "metrics", containerPort: METRICS_PORT, protocol: "TCP" }],
         // the function runtime's health server (functions/runtime/health-server.ts)
         livenessProbe: {

@@ -10,6 +10,7 @@ import { systemClock } from "../../functions/runtime/clock.ts";
 import { createLogger, silentLogger } from "../../functions/runtime/logger.ts";
 import { MemoryBus } from "../../functions/runtime/memory-bus.ts";
 import type { ObjectStore } from "../../functions/runtime/object-store.ts";
+import { objectStoreArtifacts } from "../../operator/artifacts.ts";
 import type { KubeApi } from "../../operator/kube-api.ts";
 import { ClientNodeKubeApi, loadKubeConfig } from "../../operator/kube-client.ts";
 import { OperatorMetrics } from "../../operator/metrics.ts";
@@ -197,7 +198,7 @@ export function startTestOperator(
     {
       api,
       kafkaFor: () => ({ bus, topics, lag }),
-      ...(artifacts ? { artifactsFor: () => artifacts } : {}),
+      ...(artifacts ? { artifactsFor: () => ({ store: objectStoreArtifacts(artifacts) }) } : {}),
       clock: systemClock,
       metrics,
       log: process.env.QUESTA_TEST_LOG ? createLogger({ level: "debug" }) : silentLogger(),

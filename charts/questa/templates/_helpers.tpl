@@ -60,4 +60,17 @@ app.kubernetes.io/component: operator
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create"]
+{{- if .Values.networkPolicy.enabled }}
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  # one per run, owned by it: admits only metrics scrapes to the run's pods
+  verbs: ["get", "create", "patch"]
+{{- end }}
+{{- end -}}
+
+{{/* artifactCleanup.allowedStores as QUESTA_ARTIFACT_STORES: bucket@endpoint (or bucket), comma-separated */}}
+{{- define "questa.artifactStores" -}}
+{{- range $i, $store := .Values.artifactCleanup.allowedStores -}}
+{{- if $i }},{{ end }}{{ $store.bucket }}{{ with $store.endpoint }}@{{ . }}{{ end }}
+{{- end -}}
 {{- end -}}
