@@ -1,7 +1,8 @@
 import { defineConfig } from "vitest/config";
 
-// Two projects: `unit` (next to the code, no servers) and `integration` (test/, real Kafka, S3 and
-// kube-apiserver started by the global setups). `npx vitest run --project unit` skips the servers.
+// Three projects: `unit` (next to the code, no servers), `integration` (test/, real Kafka, S3 and
+// kube-apiserver started by the global setups) and `chaos` (test/chaos: faults injected into a
+// Kafka and a MinIO of its own). `npx vitest run --project unit` skips the servers.
 export default defineConfig({
   test: {
     // 2-core CI: keep workers bounded so heavy numeric tests don't starve each other
@@ -27,8 +28,14 @@ export default defineConfig({
         test: {
           name: "integration",
           include: ["test/**/*.test.ts"],
+          exclude: ["test/chaos/**"],
           globalSetup: ["test/infra/kafka-s3-setup.ts", "test/infra/kube-setup.ts"],
         },
+      },
+      {
+        // faults injected into servers of its own (a broker and a MinIO it restarts): no shared setup
+        extends: true,
+        test: { name: "chaos", include: ["test/chaos/**/*.test.ts"] },
       },
     ],
   },

@@ -7,4 +7,12 @@ ensureInstall();
 const { register } = await import("tsx/esm/api");
 register();
 const { main } = await import("../cli/main.ts");
-process.exitCode = await main(process.argv.slice(2));
+const code = await main(process.argv.slice(2));
+// exit when the command is done: a client socket left behind (a Kafka connection after broker
+// restarts) must not keep a finished run's process alive; the output is flushed first
+await Promise.all(
+  [process.stdout, process.stderr].map(
+    (stream) => new Promise((resolveFlush) => stream.write("", resolveFlush)),
+  ),
+);
+process.exit(code);

@@ -13,13 +13,13 @@ import type { QuestATraining, QuestATrainingSpec } from "../functions/contracts/
 import { RunKeys } from "../functions/learn/run-keys.ts";
 import { type RunProgress, RunWatcher } from "../functions/pipeline/run-watcher.ts";
 import { InputError } from "../functions/runtime/errors.ts";
-import { KafkaBus } from "../functions/runtime/kafka-bus.ts";
+import { KafkaBus, type KafkaLogger } from "../functions/runtime/kafka-bus.ts";
 import { silentLogger } from "../functions/runtime/logger.ts";
 import { bindFunction } from "../functions/runtime/runner.ts";
 import { S3ObjectStore, s3StoreConfigFromEnv } from "../functions/runtime/s3-object-store.ts";
 import { renderTrainingConfig } from "../operator/resources/config-map.ts";
-import { FUNCTIONS, type FunctionName, type RunRef } from "../operator/resources/names.ts";
-import { runTopics, topicPrefixOf } from "../operator/resources/topics.ts";
+import { derivedRunNames, FUNCTIONS, type FunctionName, type RunRef } from "../operator/resources/names.ts";
+import { runTopics } from "../operator/resources/topics.ts";
 import { functionEnv } from "../operator/resources/workloads.ts";
 
 /** where the run's objects go: a bucket (and key prefix) at an endpoint, or on AWS */
@@ -94,6 +94,8 @@ export interface ProcessRunOptions {
   notice: (line: string) => void;
   /** restarts of one function before the run gives up; default 5 */
   maxRestarts?: number;
+  /** told once the run is complete, before its processes are stopped */
+  onComplete?: () => void;
 }
 
 export interface ProcessRunSummary {
@@ -105,6 +107,61 @@ export interface ProcessRunSummary {
   step: number;
   evaluations: EvaluationResultData[];
   deadLetters: number;
+  /** dead letters by reason */
+  deadLetterReasons: Record<string, number>;
+  /** the run's dead-letter topic */
+  deadLetterTopic: string;
+}
+
+/**
+ * kafkajs' complaints about the CLI's own connection as one human line per condition (never its
+ * JSON), until `recovered()` says Kafka answers again.
+ */
+export function kafkaNotices(notice: (line: string) => void): { logger: KafkaLogger; recovered: () => void } {
+  const seen = new Set<string>();
+  const quiet = () => {};
+  const logger: KafkaLogger = {
+    error: (fields, message) => {
+      const broker = typeof fields.broker === "string" ? `${fields.broker}: ` : "";
+      const condition = `${broker}${message.replace(/^\[[^\]]*\]\s*/, "")}`;
+      if (seen.has(condition)) return;
+      seen.add(condition);
+      notice(`Kafka: ${condition}; retrying (the run's state is safe)`);
+    },
+    warn: quiet,
+    info: quiet,
+    debug: quiet,
+  };
+  return {
+    logger,
+    recovered: () => {
+      if (seen.size === 0) return;
+      seen.clear();
+      notice("Kafka: reachable again");
+    },
+  };
+}
+
+/** `work`, but no longer than `ms`: closing clients after broker restarts must not hang the CLI */
+async function boundedClose(
+  what: string,
+  work: Promise<unknown>,
+  ms: number,
+  notice: (line: string) => void,
+) {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<"late">((resolveLate) => {
+    timer = setTimeout(() => resolveLate("late"), ms);
+  });
+  const outcome = await Promise.race([
+    work.then(
+      () => "done" as const,
+      () => "done" as const,
+    ),
+    late,
+  ]);
+  clearTimeout(timer);
+  if (outcome === "late") notice(`${what} did not close within ${Math.round(ms / 1000)} s; leaving it`);
 }
 
 /** The spec as the function processes see it: the brokers and the object store of the command line. */
@@ -129,18 +186,26 @@ export function functionProcessEnv(
 ): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [name, value] of Object.entries(inherited)) if (value !== undefined) env[name] = value;
-  for (const entry of functionEnv(runRef, spec, fn)) {
+  for (const entry of functionEnv(runRef, spec, fn, derivedRunNames(runRef, spec))) {
     const { name, value } = entry as { name: string; value?: unknown };
     // HOME=/tmp suits a read-only container, not a workstation; secrets are references there
     if (name === "HOME" || typeof value !== "string") continue;
     env[name] = value;
   }
   env.QUESTA_CONFIG = configPath;
+  // the user's own machine: local dataset paths are theirs to read (pods get object-store only)
+  env.QUESTA_DATA_SOURCES = "any";
   // several functions on one machine: each health server takes a free port on loopback
   env.QUESTA_METRICS_PORT = "0";
   env.QUESTA_METRICS_HOST = "127.0.0.1";
+  // a process that died is restarted within a second here: let the group hand its partitions on
+  // sooner than a pod's default (kafka-bus.ts DEFAULT_SESSION_TIMEOUT_MS); the user's setting wins
+  env.QUESTA_KAFKA_SESSION_TIMEOUT_MS ??= String(PROCESSES_SESSION_TIMEOUT_MS);
   return env;
 }
+
+/** Kafka session timeout of function processes on one machine: the recovery time after a kill -9 */
+export const PROCESSES_SESSION_TIMEOUT_MS = 10_000;
 
 /** A function process exited more often than the supervisor restarts it. */
 export class FunctionProcessFailed extends Error {
@@ -150,8 +215,13 @@ export class FunctionProcessFailed extends Error {
 interface Supervised {
   fn: FunctionName;
   child: ChildProcess | undefined;
+  /** exits in a row, each soon after its start (reset by a process that ran a minute) */
   restarts: number;
+  startedAt: number;
 }
+
+/** a process that ran this long before exiting was not crash-looping */
+const HEALTHY_RUN_MS = 60_000;
 
 /** Claims the run's place in the store for this spec, so a rerun resumes the same run, never another. */
 async function claimRun(store: S3ObjectStore, keys: RunKeys, spec: QuestATrainingSpec): Promise<void> {
@@ -183,7 +253,8 @@ export async function runProcesses(options: ProcessRunOptions): Promise<ProcessR
   const run = resource.metadata.name;
   const runRef: RunRef = { name: run, namespace: resource.metadata.namespace ?? "default", uid: "" };
   const spec = clusterSpec(resource.spec, options.brokers, options.s3);
-  const topicPrefix = topicPrefixOf(runRef, spec.kafka);
+  const names = derivedRunNames(runRef, spec);
+  const topicPrefix = names.topicPrefix;
   const logDir = join(options.runDir, "logs");
   await mkdir(logDir, { recursive: true });
   const configPath = join(options.runDir, "training.yaml");
@@ -191,9 +262,10 @@ export async function runProcesses(options: ProcessRunOptions): Promise<ProcessR
 
   const envOf = (fn: FunctionName) => functionProcessEnv(runRef, spec, fn, configPath, options.env);
   const store = new S3ObjectStore(s3StoreConfigFromEnv(envOf("learn")));
+  const kafka = kafkaNotices(options.notice);
   const bus = new KafkaBus(
     { brokers: options.brokers, clientId: `questa-${run}-cli` },
-    { logLevel: "error" },
+    { logLevel: "error", logger: kafka.logger },
   );
   const keys = new RunKeys(run);
   const children: Supervised[] = [];
@@ -202,7 +274,14 @@ export async function runProcesses(options: ProcessRunOptions): Promise<ProcessR
   const supervisorFailure = new Promise<unknown>((resolveFailure) => {
     gaveUp = resolveFailure;
   });
-  const watcher = new RunWatcher({ spec, report: options.report });
+  const watcher = new RunWatcher({
+    spec,
+    report: (progress) => {
+      // an event came through: Kafka answers
+      kafka.recovered();
+      options.report(progress);
+    },
+  });
   // a fresh group each time: the whole history of the run's events, from the beginning
   const watch = bindFunction(watcher.fn, {
     bus,
@@ -216,7 +295,7 @@ export async function runProcesses(options: ProcessRunOptions): Promise<ProcessR
     await store.ensureBucket();
     // the training spec, not where it runs: a rerun may reach the same Kafka and S3 by other addresses
     await claimRun(store, keys, resource.spec);
-    await bus.ensureTopics(runTopics(runRef, spec.kafka));
+    await bus.ensureTopics(runTopics(topicPrefix, spec.kafka));
     await watch.start();
 
     const start = (entry: Supervised) => {
@@ -229,6 +308,7 @@ export async function runProcesses(options: ProcessRunOptions): Promise<ProcessR
       child.stdout?.pipe(log, { end: false });
       child.stderr?.pipe(log, { end: false });
       entry.child = child;
+      entry.startedAt = Date.now();
       options.notice(`started ${entry.fn} (pid ${child.pid})`);
       // "close": after the process exited and its output reached the log
       child.once("close", (code, signal) => {
@@ -236,6 +316,7 @@ export async function runProcesses(options: ProcessRunOptions): Promise<ProcessR
         // Ctrl-C reaches the functions too: they drain and exit while this process stops
         if (stopping || options.signal.aborted) return;
         const how = signal === null ? `code ${code}` : `signal ${signal}`;
+        if (Date.now() - entry.startedAt >= HEALTHY_RUN_MS) entry.restarts = 0;
         if (entry.restarts >= (options.maxRestarts ?? 5)) {
           options.notice(
             `${entry.fn} (pid ${child.pid}) exited (${how}); giving up after ${entry.restarts} restarts`,
@@ -247,16 +328,17 @@ export async function runProcesses(options: ProcessRunOptions): Promise<ProcessR
           );
           return;
         }
+        // a pause that grows as a crash-looping pod's does (1 s, 2 s, 4 s ... 30 s)
+        const delayMs = Math.min(30_000, 1000 * 2 ** entry.restarts);
         entry.restarts++;
         options.notice(`${entry.fn} (pid ${child.pid}) exited (${how}); restarting`);
-        // a short pause, as a crash-looping pod gets: a function failing at once does not spin
         setTimeout(() => {
           if (!stopping) start(entry);
-        }, 1000);
+        }, delayMs);
       });
     };
     for (const fn of FUNCTIONS) {
-      const entry: Supervised = { fn, child: undefined, restarts: 0 };
+      const entry: Supervised = { fn, child: undefined, restarts: 0, startedAt: Date.now() };
       children.push(entry);
       start(entry);
     }
@@ -269,21 +351,24 @@ export async function runProcesses(options: ProcessRunOptions): Promise<ProcessR
       supervisorFailure,
     ]);
     await watcher.untilComplete(options.signal, failure);
+    if (watcher.complete) options.onComplete?.();
     return {
       run,
-      objects: `s3://${options.s3.bucket}/${options.s3.prefix}${run}/`,
+      objects: `s3://${options.s3.bucket}/${names.storePrefix}${run}/`,
       logDir,
       finished: watcher.complete,
-      interrupted: options.signal.aborted,
+      interrupted: options.signal.aborted && !watcher.complete,
       step: watcher.step,
       evaluations: watcher.evaluations,
       deadLetters: watcher.deadLetters,
+      deadLetterReasons: watcher.deadLetterReasons,
+      deadLetterTopic: `${topicPrefix}.dead-letter`,
     };
   } finally {
     stopping = true;
     await Promise.all(children.map((entry) => stopChild(entry)));
-    await watch.stop();
-    await bus.close();
+    await boundedClose("the event watcher", watch.stop(), 15_000, options.notice);
+    await boundedClose("the Kafka client", bus.close(), 15_000, options.notice);
     store.close();
   }
 }

@@ -34,7 +34,18 @@ Without --kafka: runs the whole pipeline in this process; results and events go 
 <localDir>/runs/<name>/. With --kafka and --s3: starts \`questa function X\` for the four functions
 (restarting any that dies), logs in <localDir>/runs/<name>/logs/.
 Ctrl-C stops cleanly; running the same command again resumes.
+Exit codes: 0 the run finished (also when it had finished before), 1 it failed (invalid resource,
+a function that keeps failing, a server unreachable at the start), 2 usage errors, 130 stopped
+by Ctrl-C before the end.
 `;
+
+/** "3 message(s) were dead-lettered (invalid-data 2, unknown-type 1); <where>" */
+function deadLetterLine(count: number, reasons: Record<string, number>, where: string): string {
+  const parts = Object.entries(reasons)
+    .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
+    .map(([reason, n]) => `${reason} ${n}`);
+  return `${count} message(s) were dead-lettered (${parts.join(", ")}); ${where}\n`;
+}
 
 function fmt(value: number | undefined, digits = 3): string {
   return value === undefined || Number.isNaN(value) ? "-" : value.toFixed(digits);
@@ -219,15 +230,24 @@ export const runRun: CommandRun = async (args, io) => {
     return 1;
   }
   const controller = new AbortController();
+  let complete = false;
+  const onComplete = () => {
+    complete = true;
+  };
   void io.interrupted.then(() => {
-    io.stderr("\nstopping: finishing in-flight work (run the same command again to resume)...\n");
+    // after the run completed, Ctrl-C only hurries the clean-up along; nothing is interrupted
+    io.stderr(
+      complete
+        ? "\nthe run is complete; stopping its functions...\n"
+        : "\nstopping: finishing in-flight work (run the same command again to resume)...\n",
+    );
     controller.abort();
   });
   const view = new ProgressView(io);
   const baseline = parsed.options.has("baseline");
   io.stdout(`questa run ${result.value.metadata.name}${baseline ? " (baseline: no hints)" : ""}\n`);
   if (cluster !== undefined) {
-    return runAsProcesses(io, view, controller.signal, {
+    return runAsProcesses(io, view, controller.signal, onComplete, {
       resource: result.value,
       baseDir: dirname(path),
       baseline,
@@ -246,6 +266,7 @@ export const runRun: CommandRun = async (args, io) => {
       signal: controller.signal,
       report: (p) => view.update(p),
       cacheDir: io.env.QUESTA_CACHE_DIR ?? join(homedir(), ".cache", "questa"),
+      onComplete,
     });
   } catch (error) {
     view.finish();
@@ -262,9 +283,16 @@ export const runRun: CommandRun = async (args, io) => {
   view.finish();
   io.stdout(`\n${summaryTable(summary.evaluations)}`);
   io.stdout(`run directory: ${summary.runDir} (events: questa events ${summary.runDir})\n`);
-  if (summary.deadLetters > 0)
-    io.stdout(`${summary.deadLetters} message(s) were dead-lettered; see the events\n`);
-  if (summary.interrupted) {
+  if (summary.deadLetters > 0) {
+    io.stdout(
+      deadLetterLine(
+        summary.deadLetters,
+        summary.deadLetterReasons,
+        `see questa events ${summary.runDir} --type dev.questa.dead.letter.v1`,
+      ),
+    );
+  }
+  if (summary.interrupted && !summary.finished) {
     io.stdout(`stopped at step ${summary.step}; run the same command again to resume\n`);
     return 130;
   }
@@ -277,6 +305,7 @@ async function runAsProcesses(
   io: CliIO,
   view: ProgressView,
   signal: AbortSignal,
+  onComplete: () => void,
   options: {
     resource: QuestATraining;
     baseDir: string;
@@ -305,6 +334,7 @@ async function runAsProcesses(
       signal,
       report: (p) => view.update(p),
       notice: (line) => view.update({ kind: "notice", text: line }),
+      onComplete,
     });
   } catch (error) {
     view.finish();
@@ -317,9 +347,16 @@ async function runAsProcesses(
   view.finish();
   io.stdout(`\n${summaryTable(summary.evaluations)}`);
   io.stdout(`objects: ${summary.objects}\nfunction logs: ${summary.logDir}\n`);
-  if (summary.deadLetters > 0)
-    io.stdout(`${summary.deadLetters} message(s) were dead-lettered; see the dead-letter topic\n`);
-  if (summary.interrupted) {
+  if (summary.deadLetters > 0) {
+    io.stdout(
+      deadLetterLine(
+        summary.deadLetters,
+        summary.deadLetterReasons,
+        `see the topic ${summary.deadLetterTopic} (each record says why, with the message's size, sha256 and start)`,
+      ),
+    );
+  }
+  if (summary.interrupted && !summary.finished) {
     io.stdout(`stopped at step ${summary.step}; run the same command again to resume\n`);
     return 130;
   }

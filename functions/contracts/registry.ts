@@ -20,6 +20,9 @@ export const ALL_EVENTS: readonly EventDefinition[] = [
   DeadLetter,
 ] as EventDefinition[];
 
+/** the CloudEvents types of ALL_EVENTS: what a function may meet on a run's topics */
+export const KNOWN_EVENT_TYPES: ReadonlySet<string> = new Set(ALL_EVENTS.map((d) => d.type));
+
 export function eventDefinition(type: string): EventDefinition | undefined {
   return ALL_EVENTS.find((d) => d.type === type);
 }

@@ -3,6 +3,7 @@ import type { ObjectRef, RolloutGroupData } from "../contracts/events.ts";
 import { LearnerSchema } from "../contracts/questatraining.ts";
 import type { RolloutShard } from "../contracts/shards.ts";
 import { ManualClock } from "../runtime/clock.ts";
+import { UnavailableError } from "../runtime/errors.ts";
 import type { EmittedEvent } from "../runtime/event-definition.ts";
 import { MemoryObjectStore } from "../runtime/memory-object-store.ts";
 import type { ObjectStore } from "../runtime/object-store.ts";
@@ -212,5 +213,88 @@ describe("Learner", () => {
     expect(learner.step).toBe(1);
     expect(await learner.onGroup(await makeGroup(store, 2, [5, 0], 0))).toEqual([]);
     expect(learner.pendingCount).toBe(0);
+  });
+});
+
+/** a store that fails every call while `down` is set, as an unreachable S3 does */
+class FlakyStore implements ObjectStore {
+  down = false;
+  constructor(readonly inner: MemoryObjectStore) {}
+  #check(): void {
+    if (this.down) throw new UnavailableError("s3_unavailable", "s3: connect ECONNREFUSED");
+  }
+  async put(...args: Parameters<ObjectStore["put"]>) {
+    this.#check();
+    return this.inner.put(...args);
+  }
+  async get(key: string) {
+    this.#check();
+    return this.inner.get(key);
+  }
+  async head(key: string) {
+    this.#check();
+    return this.inner.head(key);
+  }
+  async list(prefix: string) {
+    this.#check();
+    return this.inner.list(prefix);
+  }
+  async delete(key: string) {
+    this.#check();
+    return this.inner.delete(key);
+  }
+  uri(key: string) {
+    return this.inner.uri(key);
+  }
+}
+
+describe("Learner during a store outage", () => {
+  it("a retried group after a failure part-way neither inflates counters nor skips or repeats a step", async () => {
+    const inner = new MemoryObjectStore();
+    const store = new FlakyStore(inner);
+    const engine = new CountingEngine();
+    const learner = await setup(store, engine);
+    // a rejected group whose state save fails: the retry counts it once
+    const rejected = await makeGroup(inner, 50, [0, 0]);
+    let failures = 0;
+    const retried = async (group: RolloutGroupData, failAt: () => void) => {
+      for (;;) {
+        failAt();
+        try {
+          return await learner.onGroup(group);
+        } catch (error) {
+          expect(error).toBeInstanceOf(UnavailableError);
+          failures++;
+          store.down = false;
+        }
+      }
+    };
+    let arm = true;
+    await retried(rejected, () => {
+      store.down = arm;
+      arm = false;
+    });
+    // the step's second group: the engine steps, then the store goes down before the step commits
+    await learner.onGroup(await makeGroup(inner, 1, [5, 0]));
+    const second = await makeGroup(inner, 2, [0, 5]);
+    const original = engine.saveCheckpoint.bind(engine);
+    let checkpointsUntilOutage = 1;
+    engine.saveCheckpoint = async (s, prefix, meta) => {
+      if (checkpointsUntilOutage-- === 0) store.down = true;
+      return original(s, prefix, meta);
+    };
+    const events = await retried(second, () => {});
+    expect(failures).toBe(2);
+    expect(types(events)).toContain("run.status:r1:status:step:1");
+    expect(learner.step).toBe(1);
+    // trained once on 2 groups x 2 samples: the failed attempt's update was rolled back first
+    expect(engine.trainedSamples).toBe(4);
+    const state = JSON.parse(new TextDecoder().decode(await inner.get("learner/state.json")));
+    expect(state.consumed).toEqual([{ step: 1, keys: ["q1.s0.e0", "q2.s0.e0"] }]);
+    expect(state.rejectedSinceStep).toBe(0);
+    const metrics = events.find((e) => e.id === "r1:status:step:1")!.data as {
+      metrics: { groupsRejected: number };
+    };
+    expect(metrics.metrics.groupsRejected).toBe(1);
   });
 });

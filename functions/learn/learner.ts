@@ -117,6 +117,8 @@ export class Learner {
   readonly #o: LearnerOptions;
   #state: LearnerState;
   #pending: PendingGroup[];
+  /** a call failed part-way: memory may be ahead of the store, so the next call restores first */
+  #restoreFirst = false;
 
   private constructor(options: LearnerOptions, state: LearnerState, pending: PendingGroup[]) {
     this.#o = options;
@@ -129,6 +131,12 @@ export class Learner {
    * initial checkpoint (step 0), which must exist.
    */
   static async open(options: LearnerOptions): Promise<Learner> {
+    const { state, pending } = await Learner.#restore(options);
+    return new Learner(options, state, pending);
+  }
+
+  /** state, pending groups and engine weights as the store has them (the last committed step) */
+  static async #restore(options: LearnerOptions): Promise<{ state: LearnerState; pending: PendingGroup[] }> {
     const { store, keys, engine } = options;
     const state =
       (await readJson(store, keys.key("learner", "state.json"), LearnerStateSchema)) ?? initialState();
@@ -149,7 +157,7 @@ export class Learner {
       pending.push(entry);
     }
     pending.sort((a, b) => a.arrival - b.arrival);
-    return new Learner(options, state, pending);
+    return { state, pending };
   }
 
   get step(): number {
@@ -168,35 +176,54 @@ export class Learner {
     return this.#pending.length;
   }
 
-  /** Handles one `rollout.group`; returns the events to emit (none until a step runs). */
+  /**
+   * Handles one `rollout.group`; returns the events to emit (none until a step runs). A failure
+   * part-way (the store became unreachable mid-step) leaves memory possibly ahead of the store
+   * (a counter bumped, a group buffered, the engine stepped): the retry then restores the last
+   * committed state first, so counters are not inflated and no step is skipped or done twice.
+   */
   async onGroup(group: RolloutGroupData): Promise<EmittedEvent[]> {
+    if (this.#restoreFirst) {
+      const { state, pending } = await Learner.#restore(this.#o);
+      this.#state = state;
+      this.#pending = pending;
+      this.#restoreFirst = false;
+    }
+    try {
+      return await this.#onGroup(group);
+    } catch (error) {
+      this.#restoreFirst = true;
+      throw error;
+    }
+  }
+
+  async #onGroup(group: RolloutGroupData): Promise<EmittedEvent[]> {
     if (group.purpose !== "train" || group.run !== this.#o.run) return [];
     const key = groupKey(group);
     if (this.#state.lastStepKeys.includes(key)) return this.#rehydrate(this.#state.lastStepEvents);
     if (this.#state.finished) return [];
-    if (
-      this.#state.consumed.some((c) => c.keys.includes(key)) ||
-      this.#pending.some((p) => groupKey(p.group) === key)
-    ) {
-      return [];
-    }
+    if (this.#state.consumed.some((c) => c.keys.includes(key))) return [];
     const spec = this.#o.learner;
-    if (group.policyVersion + spec.maxStaleness < this.#state.step) {
-      this.#state.staleDropped++;
+    // a group already pending is a redelivery: it may be the one whose step did not run (a crash
+    // or an outage after it was stored), so the step below still runs
+    if (!this.#pending.some((p) => groupKey(p.group) === key)) {
+      if (group.policyVersion + spec.maxStaleness < this.#state.step) {
+        this.#state.staleDropped++;
+        await this.#saveState();
+        return [];
+      }
+      if (!judgeGroup(group.successRate, spec.groupFilter).keep) {
+        this.#state.rejectedSinceStep++;
+        await this.#saveState();
+        return [];
+      }
+      const entry: PendingGroup = { arrival: this.#state.arrivals, group };
+      await this.#o.store.put(this.#pendingKey(key), JSON.stringify(entry));
+      this.#state.arrivals++;
+      this.#pending.push(entry);
+      // the arrival counter must survive a restart before the next step
       await this.#saveState();
-      return [];
     }
-    if (!judgeGroup(group.successRate, spec.groupFilter).keep) {
-      this.#state.rejectedSinceStep++;
-      await this.#saveState();
-      return [];
-    }
-    const entry: PendingGroup = { arrival: this.#state.arrivals, group };
-    await this.#o.store.put(this.#pendingKey(key), JSON.stringify(entry));
-    this.#state.arrivals++;
-    this.#pending.push(entry);
-    // the arrival counter must survive a restart before the next step
-    await this.#saveState();
     const events: EmittedEvent[] = [];
     while (this.#pending.length >= spec.promptsPerStep && !this.#state.finished) {
       events.push(...(await this.#trainStep(this.#pending.slice(0, spec.promptsPerStep))));

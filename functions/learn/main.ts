@@ -9,7 +9,13 @@ import {
   openFunctionProcess,
   whileStarting,
 } from "../pipeline/function-process.ts";
-import { ensureInitialCheckpoint, openLearner, publishStartEvents } from "../pipeline/function-services.ts";
+import {
+  engineSettings,
+  ensureInitialCheckpoint,
+  openLearner,
+  publishStartEvents,
+} from "../pipeline/function-services.ts";
+import { OnnxLearnerEngine } from "../pipeline/onnx-adapters.ts";
 import { bindFunction } from "../runtime/runner.ts";
 import { serveFunction } from "../runtime/serve.ts";
 import { learnFunction } from "./handler.ts";
@@ -29,32 +35,46 @@ export async function main(
 async function serveLearn(proc: FunctionProcess, options: FunctionMainOptions): Promise<number> {
   const { store, keys, run, bus, logger } = proc;
   const spec = proc.resource.spec;
-  const initial = await whileStarting(proc.settings, () =>
-    ensureInitialCheckpoint({
-      spec,
-      store,
-      keys,
-      open: proc.open,
-      ...(proc.settings.QUESTA_CACHE_DIR === undefined ? {} : { cacheDir: proc.settings.QUESTA_CACHE_DIR }),
-      onWarmStart: (progress, cached) => {
-        if (cached || progress.step === progress.steps)
-          logger.info({ ...progress, cached }, "warm start done");
-      },
-    }),
-  );
-  const { learner, engine } = await openLearner({ run, spec, store, keys });
+  const engine = new OnnxLearnerEngine(engineSettings(spec));
   try {
-    const published = await publishStartEvents({
-      bus,
-      store,
-      keys,
-      run,
-      topicPrefix: proc.topicPrefix,
-      learner,
-      initial,
-      source: "learn",
-      ensureTopics: true,
-    });
+    // every start-up step waits out an object store or broker that is down (whileStarting)
+    const { initial, learner } = await whileStarting(
+      proc.settings,
+      async () => {
+        const initial = await ensureInitialCheckpoint({
+          spec,
+          store,
+          keys,
+          open: proc.open,
+          ...(proc.settings.QUESTA_CACHE_DIR === undefined
+            ? {}
+            : { cacheDir: proc.settings.QUESTA_CACHE_DIR }),
+          onWarmStart: (progress, cached) => {
+            if (cached || progress.step === progress.steps)
+              logger.info({ ...progress, cached }, "warm start done");
+          },
+        });
+        const { learner } = await openLearner({ run, spec, store, keys, engine });
+        return { initial, learner };
+      },
+      { logger },
+    );
+    const published = await whileStarting(
+      proc.settings,
+      () =>
+        publishStartEvents({
+          bus,
+          store,
+          keys,
+          run,
+          topicPrefix: proc.topicPrefix,
+          learner,
+          initial,
+          source: "learn",
+          ensureTopics: true,
+        }),
+      { logger },
+    );
     logger.info(
       { step: learner.step, pending: learner.pendingCount, announced: published },
       "learner opened",

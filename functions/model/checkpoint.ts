@@ -13,13 +13,7 @@ import { sha256Hex } from "../runtime/sha256.ts";
 import { type ModelConfig, type ModelConfigInput, ModelConfigSchema } from "./config.ts";
 import { type HuggingFaceSource, HuggingFaceSourceSchema, huggingFaceFolderFiles } from "./hf-folder.ts";
 import { type ParamSpec, paramLayout } from "./params.ts";
-import {
-  encodeSafetensors,
-  type NamedTensor,
-  readSafetensorsHeader,
-  readTensorInto,
-  type TensorEntry,
-} from "./safetensors.ts";
+import { encodeSafetensors, type NamedTensor, readSafetensorsHeader, readTensorInto } from "./safetensors.ts";
 
 export const CHECKPOINT_FORMAT = "questa.checkpoint.v1";
 export const MANIFEST_FILE = "manifest.json";

@@ -403,3 +403,13 @@ describe("float32 -> bfloat16 / float16 as PyTorch rounds", () => {
     }
   });
 });
+
+describe("JSON errors in a folder", () => {
+  it("name the file and the position, never quote its bytes", async () => {
+    const files = await folderFiles("tiny-qwen2");
+    files.set("tokenizer_config.json", text("AKIAIOSFODNN7EXAMPLE secret-looking bytes"));
+    const error = await refusal(files);
+    expect(error.message).toMatch(/tokenizer_config\.json is not JSON/);
+    expect(error.message).not.toContain("AKIA");
+  });
+});

@@ -8,6 +8,7 @@
  */
 import { z } from "zod";
 import { InputError, type InputIssue } from "../runtime/errors.ts";
+import { describeJsonError } from "../runtime/json-text.ts";
 import type { ModelConfig } from "./config.ts";
 import { modelConfigFromHf } from "./hf-config.ts";
 import { type HfTensorMapping, hasHfArchitecture, hfWeightMap, isIgnoredHfTensor } from "./hf-weights.ts";
@@ -88,9 +89,10 @@ function parseJson(bytes: Uint8Array, file: string, issues: InputIssue[], path: 
   try {
     return JSON.parse(new TextDecoder().decode(bytes));
   } catch (error) {
+    // the message names the position, never quotes the bytes (the file may not be what it claims)
     issues.push({
       path,
-      message: `${file} is not valid JSON (${error instanceof Error ? error.message : String(error)})`,
+      message: `${file} is ${describeJsonError(error)}`,
       hint: `restore ${file} from the original model folder`,
     });
     return undefined;

@@ -4,6 +4,7 @@ import { augmentConfigFromSpec } from "../augment/config.ts";
 import { augmentFunction } from "../augment/handler.ts";
 import type { EvaluationResultData } from "../contracts/events.ts";
 import type { QuestATraining, QuestATrainingSpec } from "../contracts/questatraining.ts";
+import { KNOWN_EVENT_TYPES } from "../contracts/registry.ts";
 import { evaluateFunction } from "../evaluate/handler.ts";
 import { learnFunction } from "../learn/handler.ts";
 import { RunKeys } from "../learn/run-keys.ts";
@@ -42,6 +43,8 @@ export interface EmbeddedRunOptions {
   logger?: Logger;
   /** where warm starts are cached across runs; undefined disables the cache */
   cacheDir?: string;
+  /** told once the run is complete, before its functions are stopped */
+  onComplete?: () => void;
 }
 
 export interface RunSummary {
@@ -52,6 +55,8 @@ export interface RunSummary {
   step: number;
   evaluations: EvaluationResultData[];
   deadLetters: number;
+  /** dead letters by reason */
+  deadLetterReasons: Record<string, number>;
 }
 
 /** The run's spec as it is trained: the baseline arm keeps everything but the hints. */
@@ -155,7 +160,16 @@ export async function runEmbedded(options: EmbeddedRunOptions): Promise<RunSumma
 
     // what the CLI watches: status, evaluations, checkpoints and dead letters
     const watcher = new RunWatcher({ spec, report, finished: learner.finished, step: learner.step });
-    const common = { bus, store, run, topicPrefix: run, logger, seed: `${run}:${spec.seed}` };
+    const common = {
+      bus,
+      store,
+      run,
+      topicPrefix: run,
+      logger,
+      seed: `${run}:${spec.seed}`,
+      knownTypes: KNOWN_EVENT_TYPES,
+      deadLetterKeyPrefix: keys.key("dead-letters"),
+    };
     runners.push(
       bindFunction(watcher.fn, common) as FunctionRunner<unknown>,
       bindFunction(augmentFunction, {
@@ -179,14 +193,16 @@ export async function runEmbedded(options: EmbeddedRunOptions): Promise<RunSumma
       (error: unknown) => error,
     );
     await watcher.untilComplete(signal, failure);
+    if (watcher.complete) options.onComplete?.();
     return {
       run,
       runDir,
       finished: watcher.complete,
-      interrupted: signal.aborted,
+      interrupted: signal.aborted && !watcher.complete,
       step: watcher.step,
       evaluations: watcher.evaluations,
       deadLetters: watcher.deadLetters,
+      deadLetterReasons: watcher.deadLetterReasons,
     };
   } finally {
     for (const runner of [...runners].reverse()) await runner.stop();

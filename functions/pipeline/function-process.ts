@@ -9,9 +9,10 @@ import { z } from "zod";
 import type { OpenDataset } from "../augment/dataset-source.ts";
 import { datasetOpener } from "../augment/main.ts";
 import type { QuestATraining } from "../contracts/questatraining.ts";
+import { KNOWN_EVENT_TYPES } from "../contracts/registry.ts";
 import { validateYaml } from "../contracts/validate.ts";
 import { RunKeys } from "../learn/run-keys.ts";
-import { InputError } from "../runtime/errors.ts";
+import { errorMessage, InputError, isUnavailable } from "../runtime/errors.ts";
 import { startHealthServer } from "../runtime/health-server.ts";
 import { KafkaBus, kafkaConnectionConfigFromEnv } from "../runtime/kafka-bus.ts";
 import { createLogger, type Logger } from "../runtime/logger.ts";
@@ -25,8 +26,10 @@ export const FunctionEnvSchema = z.object({
   QUESTA_METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9090),
   QUESTA_METRICS_HOST: z.string().min(1).default("0.0.0.0"),
   QUESTA_LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "silent"]).default("info"),
-  /** how soon Kafka gives a dead process's partitions to its replacement; default kafkajs' 30 s */
+  /** how soon Kafka gives a dead process's partitions to its replacement; default 20 s (kafka-bus.ts DEFAULT_SESSION_TIMEOUT_MS) */
   QUESTA_KAFKA_SESSION_TIMEOUT_MS: z.coerce.number().int().min(1000).optional(),
+  /** "object-store" (what the operator sets on pods): datasets and models only from s3:// URIs */
+  QUESTA_DATA_SOURCES: z.enum(["object-store", "any"]).default("any"),
   /** where the learner caches warm-started policies across runs; unset = no cache */
   QUESTA_CACHE_DIR: z.string().min(1).optional(),
 });
@@ -93,6 +96,8 @@ export interface FunctionProcess {
     logger: Logger;
     seed: string;
     groupId?: string;
+    knownTypes: ReadonlySet<string>;
+    deadLetterKeyPrefix: string;
   };
   close(): Promise<void>;
 }
@@ -128,7 +133,7 @@ export async function openFunctionProcess(
     store,
     bus,
     logger,
-    open: datasetOpener(storeConfig),
+    open: datasetOpener(storeConfig, { localFiles: settings.QUESTA_DATA_SOURCES !== "object-store" }),
     bindOptions: {
       bus,
       store,
@@ -136,6 +141,8 @@ export async function openFunctionProcess(
       topicPrefix: settings.QUESTA_TOPIC_PREFIX,
       logger,
       seed: `${run}:${resource.spec.seed}`,
+      knownTypes: KNOWN_EVENT_TYPES,
+      deadLetterKeyPrefix: new RunKeys(run).key("dead-letters"),
       ...(settings.QUESTA_CONSUMER_GROUP === undefined ? {} : { groupId: settings.QUESTA_CONSUMER_GROUP }),
     },
     close: async () => {
@@ -161,20 +168,56 @@ export function processShutdown(): Promise<void> {
   });
 }
 
+/** how long start-up waits for an unavailable object store or broker before the process gives up */
+export const STARTUP_OUTAGE_BUDGET_MS = 15 * 60_000;
+
 /**
  * Runs a long start-up step (a warm start, waiting for the initial policy) behind a health server
  * that is alive but not ready, so the kubelet's liveness probe does not restart the pod meanwhile;
- * the server is closed before the function's own one takes the port.
+ * the server is closed before the function's own one takes the port. An unavailable dependency
+ * (object store or broker down) is waited for, as the runtime does for messages: `work` is tried
+ * again with backoff up to STARTUP_OUTAGE_BUDGET_MS, logged once when it starts and once when it
+ * ends, instead of the process exiting into a crash loop.
  */
-export async function whileStarting<T>(settings: FunctionEnv, work: () => Promise<T>): Promise<T> {
+export async function whileStarting<T>(
+  settings: FunctionEnv,
+  work: () => Promise<T>,
+  options: { logger?: Logger; sleep?: (ms: number) => Promise<void>; now?: () => number } = {},
+): Promise<T> {
   const server = await startHealthServer({
     registry: new Registry(),
     isReady: () => false,
     host: settings.QUESTA_METRICS_HOST,
     port: settings.QUESTA_METRICS_PORT,
   });
+  const now = options.now ?? Date.now;
+  const sleep =
+    options.sleep ?? ((ms: number) => new Promise<void>((resolveSleep) => setTimeout(resolveSleep, ms)));
+  let outageSince: number | undefined;
   try {
-    return await work();
+    for (let waits = 0; ; waits++) {
+      try {
+        const result = await work();
+        if (outageSince !== undefined) {
+          options.logger?.warn(
+            { seconds: Math.round((now() - outageSince) / 1000) },
+            "start-up: dependency back; starting",
+          );
+        }
+        return result;
+      } catch (error) {
+        if (!isUnavailable(error)) throw error;
+        outageSince ??= now();
+        if (now() - outageSince >= STARTUP_OUTAGE_BUDGET_MS) throw error;
+        if (waits === 0) {
+          options.logger?.warn(
+            { reason: errorMessage(error) },
+            "start-up: a dependency is unavailable; waiting for it",
+          );
+        }
+        await sleep(Math.min(30_000, 500 * 2 ** Math.min(waits, 6)));
+      }
+    }
   } finally {
     await server.close();
   }

@@ -29,7 +29,8 @@ export class RunWatcher {
   readonly #report: (progress: RunProgress) => void;
   #finished: boolean;
   #lastStep: number;
-  #deadLetters = 0;
+  /** dead letters by event id (a redelivered one counts once) and their reason */
+  readonly #deadLetters = new Map<string, string>();
   readonly #evaluations = new Map<string, EvaluationResultData>();
   #wake: () => void = () => {};
 
@@ -61,8 +62,8 @@ export class RunWatcher {
       } else if (isEvent(event, CheckpointPublished)) {
         if (event.data.reason !== "policy") this.#report({ kind: "checkpoint", data: event.data });
       } else if (isEvent(event, DeadLetter)) {
-        this.#deadLetters++;
-        this.#report({ kind: "dead-letter", data: event.data });
+        if (!this.#deadLetters.has(event.id)) this.#report({ kind: "dead-letter", data: event.data });
+        this.#deadLetters.set(event.id, event.data.reason);
       }
       this.#wake();
       return [];
@@ -83,7 +84,14 @@ export class RunWatcher {
   }
 
   get deadLetters(): number {
-    return this.#deadLetters;
+    return this.#deadLetters.size;
+  }
+
+  /** dead letters counted by reason */
+  get deadLetterReasons(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const reason of this.#deadLetters.values()) out[reason] = (out[reason] ?? 0) + 1;
+    return out;
   }
 
   /** every evaluation seen, by step then benchmark */

@@ -10,7 +10,8 @@ import {
   processShutdown,
   whileStarting,
 } from "../pipeline/function-process.ts";
-import { initialCheckpointRef, rolloutServices } from "../pipeline/function-services.ts";
+import { engineSettings, initialCheckpointRef, rolloutServices } from "../pipeline/function-services.ts";
+import { OnnxPolicySampler } from "../pipeline/onnx-adapters.ts";
 import type { Logger } from "../runtime/logger.ts";
 import type { ObjectStore } from "../runtime/object-store.ts";
 import { bindFunction } from "../runtime/runner.ts";
@@ -34,25 +35,48 @@ export async function main(
   const { store, keys, logger } = proc;
   const spec = proc.resource.spec;
   try {
-    // the learn process makes the initial policy; rollouts wait for it rather than fail
-    const initialReady = await whileStarting(proc.settings, async () => {
-      while (!(await initialCheckpointRef(store, keys))) {
-        if (stopping) return false;
-        logger.info("waiting for the initial checkpoint (the learn function writes it)");
-        await Promise.race([shutdown, sleep(FOLLOW_INTERVAL_MS)]);
-      }
-      return true;
-    });
-    if (!initialReady) return 0;
-    const services = await rolloutServices({
-      spec,
-      store,
-      keys,
-      progress: await readLearnerProgress(store, keys),
-    });
+    // the learn process makes the initial policy; rollouts wait for it rather than fail, and wait
+    // out an object store that is down (whileStarting)
+    const sampler = new OnnxPolicySampler(engineSettings(spec));
+    const services = await whileStarting(
+      proc.settings,
+      async () => {
+        while (!(await initialCheckpointRef(store, keys))) {
+          if (stopping) return undefined;
+          logger.info("waiting for the initial checkpoint (the learn function writes it)");
+          await Promise.race([shutdown, sleep(FOLLOW_INTERVAL_MS)]);
+        }
+        return rolloutServices({
+          spec,
+          store,
+          keys,
+          sampler,
+          progress: await readLearnerProgress(store, keys),
+        });
+      },
+      { logger },
+    );
+    if (services === undefined) {
+      await sampler.dispose();
+      return 0;
+    }
+    // one warning when reading the learner's progress starts failing, one when it works again
+    let failingSince: number | undefined;
     const follower = setInterval(() => {
-      void followLearner(services, store, keys).catch((error: unknown) =>
-        logger.warn({ err: error }, "could not read the learner's progress; trying again"),
+      void followLearner(services, store, keys).then(
+        () => {
+          if (failingSince === undefined) return;
+          logger.warn(
+            { seconds: Math.round((Date.now() - failingSince) / 1000) },
+            "reading the learner's progress works again",
+          );
+          failingSince = undefined;
+        },
+        (error: unknown) => {
+          if (failingSince !== undefined) return;
+          failingSince = Date.now();
+          logger.warn({ err: error }, "could not read the learner's progress; trying again every second");
+        },
       );
     }, FOLLOW_INTERVAL_MS);
     try {

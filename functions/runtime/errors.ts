@@ -34,6 +34,22 @@ export class RetryableError extends QuestaError {
   }
 }
 
+/**
+ * A dependency (the object store, the broker) is unreachable, throttling or answering 5xx. Not
+ * the message's fault: the runtime waits for the dependency (on a time budget measured in
+ * minutes) instead of counting the failure against the message, and never dead-letters it.
+ */
+export class UnavailableError extends RetryableError {}
+
+/** true when `error` or one of its causes says a dependency is unavailable */
+export function isUnavailable(error: unknown): boolean {
+  for (let current = error, depth = 0; current !== undefined && depth < 8; depth++) {
+    if (current instanceof UnavailableError) return true;
+    current = current instanceof Error ? current.cause : undefined;
+  }
+  return false;
+}
+
 export class DeadLetterError extends QuestaError {
   override readonly action = ErrorAction.deadLetter;
 }

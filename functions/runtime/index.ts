@@ -50,7 +50,9 @@ export {
   errorMessage,
   formatInputIssue,
   InputError,
+  isUnavailable,
   RetryableError,
+  UnavailableError,
 } from "./errors.ts";
 export type { CloudEvent, EmittedEvent, EventDefinition } from "./event-definition.ts";
 export { defineEvent } from "./event-definition.ts";

@@ -24,7 +24,7 @@ import type {
   OutgoingMessage,
   TopicSpec,
 } from "./bus.ts";
-import { DeadLetterError, InputError, type InputIssue, RetryableError } from "./errors.ts";
+import { DeadLetterError, InputError, type InputIssue, isUnavailable, UnavailableError } from "./errors.ts";
 
 /**
  * The Kafka implementation of `Bus` (the only module that imports kafkajs, so swapping to
@@ -225,7 +225,7 @@ function rootCause(error: Error): Error {
 }
 
 /**
- * Says what the caller should do with a kafkajs error: transient ones become `RetryableError`,
+ * Says what the caller should do with a kafkajs error: transient ones become `UnavailableError`,
  * a message the broker refuses becomes `DeadLetterError`, anything else (authorization, bad
  * config, bugs) is returned unchanged.
  */
@@ -238,10 +238,32 @@ export function classifyKafkaError(error: unknown, operation: string): unknown {
   }
   // a failed TLS handshake is a configuration problem, however kafkajs wraps it
   if (tlsFailure.test(rootCause(error).message)) return error;
-  if (retriable === true || transientNames.has(error.name)) {
-    return new RetryableError("kafka_unavailable", message, { cause: error });
+  if (retriable === true || transientNames.has(error.name) || connectionFailure(error)) {
+    return new UnavailableError("kafka_unavailable", message, { cause: error });
   }
   return error;
+}
+
+const connectionCodes = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "EPIPE",
+  "EHOSTUNREACH",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+]);
+
+/** somewhere in the cause chain, the broker could not be reached (kafkajs wraps it as non-retriable once its own retries end) */
+function connectionFailure(error: Error): boolean {
+  let current: unknown = error;
+  for (let depth = 0; depth < 10 && current instanceof Error; depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (transientNames.has(current.name) || (typeof code === "string" && connectionCodes.has(code)))
+      return true;
+    current = current.cause;
+  }
+  return false;
 }
 
 async function kafkaCall<T>(operation: string, call: () => Promise<T>): Promise<T> {
@@ -537,6 +559,11 @@ export interface KafkaBusOptions extends KafkaClientOptions {
   maxWaitTimeMs?: number;
   sessionTimeoutMs?: number;
   heartbeatIntervalMs?: number;
+  /**
+   * how long a consumer whose connection kafkajs gave up on keeps rejoining before it fails;
+   * default 15 minutes (a broker restart or outage is waited for, not a reason to stop)
+   */
+  rejoinBudgetMs?: number;
   clock?: () => number;
 }
 
@@ -637,11 +664,25 @@ export class KafkaBus implements Bus {
   }
 }
 
+/**
+ * How long the group waits for a consumer that stopped heartbeating (a killed process) before its
+ * partitions move to another member: the recovery time after a function dies. Heartbeats go out
+ * while a handler runs too, so a long handler (a slow rollout) never looks dead.
+ */
+export const DEFAULT_SESSION_TIMEOUT_MS = 20_000;
+export const DEFAULT_HEARTBEAT_INTERVAL_MS = 2_000;
+
 type ConsumerState = "idle" | "starting" | "running" | "stopping" | "stopped";
 
 class KafkaConsumer implements Consumer {
   readonly done: Promise<void>;
-  readonly #consumer: KafkaJsConsumer;
+  readonly #kafka: Kafka;
+  /** the kafkajs consumer; replaced by a fresh one when the broker was away for longer than kafkajs retries */
+  #consumer: KafkaJsConsumer;
+  #handler: MessageHandler | undefined;
+  /** when the current loss of the broker began (rejoins are retried until rejoinBudgetMs) */
+  #lostSince: number | undefined;
+  #rejoins = 0;
   readonly #admin: KafkaAdmin;
   readonly #options: ConsumerOptions;
   readonly #busOptions: KafkaBusOptions;
@@ -665,13 +706,8 @@ class KafkaConsumer implements Consumer {
     this.#busOptions = busOptions;
     this.#onStopped = onStopped;
     this.#clock = busOptions.clock ?? Date.now;
-    this.#consumer = kafka.consumer({
-      groupId: options.groupId,
-      maxWaitTimeInMs: busOptions.maxWaitTimeMs ?? 500,
-      sessionTimeout: busOptions.sessionTimeoutMs ?? 30_000,
-      heartbeatInterval: busOptions.heartbeatIntervalMs ?? 3_000,
-      allowAutoTopicCreation: false,
-    });
+    this.#kafka = kafka;
+    this.#consumer = this.#create();
     this.done = new Promise<void>((resolve, reject) => {
       this.#settle = { resolve, reject };
     });
@@ -679,41 +715,106 @@ class KafkaConsumer implements Consumer {
     this.done.catch(() => {});
   }
 
+  #create(): KafkaJsConsumer {
+    const consumer = this.#kafka.consumer({
+      groupId: this.#options.groupId,
+      maxWaitTimeInMs: this.#busOptions.maxWaitTimeMs ?? 500,
+      sessionTimeout: this.#busOptions.sessionTimeoutMs ?? DEFAULT_SESSION_TIMEOUT_MS,
+      heartbeatInterval: this.#busOptions.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS,
+      allowAutoTopicCreation: false,
+    });
+    consumer.on(consumer.events.CRASH, (event) => {
+      // kafkajs restarts itself after transient failures; what it gives up on is ours to judge
+      if (consumer !== this.#consumer || event.payload.restart) return;
+      const error = classifyKafkaError(event.payload.error, "consume");
+      if (isUnavailable(error) && this.#state === "running") void this.#rejoin(error);
+      else this.#fail(error);
+    });
+    consumer.on(consumer.events.GROUP_JOIN, () => {
+      if (consumer !== this.#consumer || this.#lostSince === undefined) return;
+      const seconds = Math.round((this.#clock() - this.#lostSince) / 1000);
+      (this.#busOptions.logger ?? stderrLogger).warn(
+        { groupId: this.#options.groupId, seconds },
+        `consumer rejoined its group after the broker was away for ${seconds} s`,
+      );
+      this.#lostSince = undefined;
+      this.#rejoins = 0;
+    });
+    return consumer;
+  }
+
+  /** connects, subscribes and runs the current kafkajs consumer */
+  async #start(): Promise<void> {
+    const handler = this.#handler!;
+    await kafkaCall("consumer start", async () => {
+      await this.#consumer.connect();
+      await this.#consumer.subscribe({
+        topics: [...this.#options.topics],
+        fromBeginning: this.#options.fromBeginning ?? true,
+      });
+      // kafkajs may hand over the first batch before its run() resolves
+      if (this.#state === "starting") this.#state = "running";
+      await this.#consumer.run({
+        autoCommit: false,
+        eachBatchAutoResolve: false,
+        partitionsConsumedConcurrently: this.#busOptions.partitionsConsumedConcurrently ?? 1,
+        eachBatch: (payload) => this.#eachBatch(payload, handler),
+      });
+    });
+    this.#started = true;
+    if (this.#paused && this.#state === "running") this.#applyPause();
+  }
+
+  /**
+   * The broker was away for longer than kafkajs retries: a fresh kafkajs consumer joins the group
+   * again once the broker answers (backing off, up to rejoinBudgetMs), rather than the function
+   * stopping. Uncommitted messages are redelivered, as after any rebalance.
+   */
+  async #rejoin(error: unknown): Promise<void> {
+    const now = this.#clock();
+    this.#lostSince ??= now;
+    if (now - this.#lostSince >= (this.#busOptions.rejoinBudgetMs ?? 15 * 60_000)) {
+      this.#fail(error);
+      return;
+    }
+    if (this.#rejoins === 0) {
+      (this.#busOptions.logger ?? stderrLogger).warn(
+        { groupId: this.#options.groupId, reason: error instanceof Error ? error.message : String(error) },
+        "the broker is unreachable; the consumer rejoins its group when it answers",
+      );
+    }
+    const delay = Math.min(30_000, 500 * 2 ** Math.min(this.#rejoins, 6));
+    this.#rejoins++;
+    const old = this.#consumer;
+    this.#started = false;
+    await old.disconnect().catch(() => {});
+    await new Promise((resolveDelay) => setTimeout(resolveDelay, delay));
+    if (this.#state !== "running") return;
+    this.#consumer = this.#create();
+    try {
+      await this.#start();
+    } catch (again) {
+      if (isUnavailable(again) && this.#state === "running") void this.#rejoin(again);
+      else this.#fail(again);
+    }
+  }
+
   async run(handler: MessageHandler): Promise<void> {
     if (this.#state !== "idle") throw new Error(`consumer ${this.#options.groupId}: run() called twice`);
     this.#state = "starting";
+    this.#handler = handler;
     const joined = new Promise<void>((resolve) => {
       const remove = this.#consumer.on(this.#consumer.events.GROUP_JOIN, () => {
         remove();
         resolve();
       });
     });
-    this.#consumer.on(this.#consumer.events.CRASH, (event) => {
-      // kafkajs restarts itself after transient failures; a crash it gives up on ends us
-      if (!event.payload.restart) this.#fail(classifyKafkaError(event.payload.error, "consume"));
-    });
     try {
-      await kafkaCall("consumer start", async () => {
-        await this.#consumer.connect();
-        await this.#consumer.subscribe({
-          topics: [...this.#options.topics],
-          fromBeginning: this.#options.fromBeginning ?? true,
-        });
-        // kafkajs may hand over the first batch before its run() resolves
-        if (this.#state === "starting") this.#state = "running";
-        await this.#consumer.run({
-          autoCommit: false,
-          eachBatchAutoResolve: false,
-          partitionsConsumedConcurrently: this.#busOptions.partitionsConsumedConcurrently ?? 1,
-          eachBatch: (payload) => this.#eachBatch(payload, handler),
-        });
-      });
+      await this.#start();
     } catch (error) {
       this.#fail(error);
       throw error;
     }
-    this.#started = true;
-    if (this.#paused && (this.#state as ConsumerState) === "running") this.#applyPause();
     await Promise.race([joined, this.done]);
   }
 
@@ -735,8 +836,14 @@ class KafkaConsumer implements Consumer {
       committed = finished;
       lastCommitAt = this.#clock();
     };
+    const heartbeatEvery = this.#busOptions.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS;
     for (const message of batch.messages) {
       if (this.#state !== "running" || this.#paused || !isRunning() || isStale()) break;
+      // a handler may take longer than the session timeout (a long rollout, a wait for a store):
+      // keep heartbeating meanwhile; a failed heartbeat (rebalance) shows up at the commit
+      const beating = setInterval(() => {
+        heartbeat().catch(() => {});
+      }, heartbeatEvery);
       try {
         await handler(toBusMessage(topic, partition, message));
       } catch (error) {
@@ -744,6 +851,8 @@ class KafkaConsumer implements Consumer {
         await commit().catch(() => {});
         this.#fail(error);
         return;
+      } finally {
+        clearInterval(beating);
       }
       resolveOffset(message.offset);
       finished = message.offset;

@@ -7,6 +7,15 @@ export const RetryPolicySchema = z.object({
   /** delay before the second attempt; doubles each time */
   baseDelayMs: z.number().min(0).default(200),
   maxDelayMs: z.number().min(0).default(30_000),
+  /**
+   * how long an unavailable dependency (object store or broker unreachable, throttling, 5xx) is
+   * waited for, per message, before the function stops with the message uncommitted (a restarted
+   * process picks it up again); such failures never count as attempts and never dead-letter
+   */
+  outageBudgetMs: z
+    .number()
+    .min(0)
+    .default(15 * 60_000),
 });
 export type RetryPolicy = z.infer<typeof RetryPolicySchema>;
 

@@ -5,13 +5,14 @@ import { ManualClock } from "./clock.ts";
 import { parseBinaryMessage, toBinaryMessage } from "./cloudevents.ts";
 import { DeadLetter, type DeadLetterRecord, DeadLetterRecordSchema } from "./dead-letter.ts";
 import { defineFunction, emit, type FunctionDeps, isEvent } from "./define-function.ts";
-import { DeadLetterError, RetryableError } from "./errors.ts";
+import { DeadLetterError, RetryableError, UnavailableError } from "./errors.ts";
 import { type CloudEvent, defineEvent } from "./event-definition.ts";
 import { startHealthServer } from "./health-server.ts";
 import { capturingLogger, silentLogger } from "./logger.ts";
 import { MemoryBus } from "./memory-bus.ts";
 import { MemoryObjectStore } from "./memory-object-store.ts";
 import { bindFunction, deterministicEventId, type RunnerOptions } from "./runner.ts";
+import { sha256Hex } from "./sha256.ts";
 
 const NumberSubmitted = defineEvent({
   type: "dev.questa.test.number.v1",
@@ -202,7 +203,7 @@ describe("FunctionRunner", () => {
       "header ce_specversion is missing (not a CloudEvent)",
       "value is not valid UTF-8 (expected JSON data)",
     ]);
-    expect(records.find((r) => r.message.key === "y")?.message.value).toEqual({
+    expect(records.find((r) => r.message.key === "y")?.message.value).toMatchObject({
       encoding: "base64",
       data: "//4=",
     });
@@ -394,6 +395,142 @@ describe("FunctionRunner", () => {
       /publishing 1 message\(s\) to questa.t.squares failed 4 times: broker down/,
     );
     expect(committedTotal(bus, group, `${prefix}.numbers`)).toBe(0);
+  });
+
+  it("waits out an unavailable dependency without counting attempts or dead-lettering, logging it once", async () => {
+    let calls = 0;
+    const logs = capturingLogger("debug");
+    const { bus, clock, runner, group } = setup(
+      async (event) => {
+        calls++;
+        // far more failures than maxAttempts (4): an outage is not the message's fault
+        if (calls <= 12) throw new UnavailableError("s3_unavailable", "s3 put: connect ECONNREFUSED");
+        return square(event);
+      },
+      { logger: logs.logger },
+    );
+    await runner.start();
+    await bus.publish(`${prefix}.numbers`, [input("a", { n: 4 })]);
+    await until(() => committedTotal(bus, group, `${prefix}.numbers`) === 1, "commit");
+    expect(calls).toBe(13);
+    expect(deadLetters(bus)).toEqual([]);
+    expect(events(bus, `${prefix}.squares`).map((e) => e.data)).toEqual([{ n: 4, square: 16 }]);
+    // backoff grows to the cap (1000 ms here)
+    expect(clock.sleeps.slice(0, 4)).toEqual([75, 150, 300, 600]);
+    expect(Math.max(...clock.sleeps)).toBe(750);
+    // pino level 40 = warn
+    const warnings = logs.records.filter((e) => e.level === 40).map((e) => e.msg);
+    expect(warnings).toEqual([
+      "s3_unavailable: waiting for the dependency (messages are kept, not dead-lettered)",
+      expect.stringMatching(/^s3_unavailable: recovered after \d+(\.\d)? s$/),
+    ]);
+    await runner.stop();
+  });
+
+  it("stops with the message uncommitted when a dependency stays away beyond the outage budget", async () => {
+    const { bus, runner, group } = setup(
+      async () => {
+        throw new UnavailableError("kafka_unavailable", "no broker available");
+      },
+      { retry: { maxAttempts: 4, baseDelayMs: 100, maxDelayMs: 1000, outageBudgetMs: 10_000 } },
+    );
+    await runner.start();
+    await bus.publish(`${prefix}.numbers`, [input("a", { n: 1 })]);
+    await expect(runner.done).rejects.toThrow(/stayed unavailable for 1\d s .* \(budget 10 s\)/);
+    expect(committedTotal(bus, group, `${prefix}.numbers`)).toBe(0);
+    expect(deadLetters(bus)).toEqual([]);
+  });
+
+  it("dead-letters an input whose output the broker refuses for good, once, without retrying the publish", async () => {
+    const { bus, runner, group } = setup(square);
+    await runner.start();
+    const publish = bus.publish.bind(bus);
+    let refused = 0;
+    bus.publish = async (topic, messages) => {
+      if (topic.endsWith(".squares")) {
+        refused++;
+        throw new DeadLetterError("kafka_message_rejected", "kafka publish: MESSAGE_TOO_LARGE");
+      }
+      return publish(topic, messages);
+    };
+    await bus.publish(`${prefix}.numbers`, [input("a", { n: 5 })]);
+    await until(() => committedTotal(bus, group, `${prefix}.numbers`) === 1, "commit");
+    expect(refused).toBe(1);
+    expect(deadLetters(bus).map((r) => [r.reason, r.error.code])).toEqual([
+      ["output-rejected", "kafka_message_rejected"],
+    ]);
+    await runner.stop();
+  });
+
+  it("keeps dead-letter records bounded: a large value is excerpted, stored whole, and hashed", async () => {
+    const { bus, store, runner, group } = setup(square, { deadLetterKeyPrefix: "runs/t/dead-letters" });
+    await runner.start();
+    const big = new Uint8Array(800 * 1024).map((_, i) => (i * 7919 + 13) % 256);
+    const controls = new TextEncoder().encode("\u0001".repeat(200_000));
+    await bus.publish(`${prefix}.numbers`, [
+      { key: "big", headers: {}, value: big },
+      { key: "ctl", headers: { "content-type": "text/plain" }, value: controls },
+    ]);
+    await until(() => committedTotal(bus, group, `${prefix}.numbers`) === 2, "commits");
+    const records = deadLetters(bus);
+    for (const [record, original] of [
+      [records.find((r) => r.message.key === "big")!, big],
+      [records.find((r) => r.message.key === "ctl")!, controls],
+    ] as const) {
+      expect(record.message.value).toMatchObject({
+        size: original.byteLength,
+        sha256: sha256Hex(original),
+        truncated: true,
+      });
+      const stored = record.message.value.stored!;
+      expect(stored.key).toMatch(/^runs\/t\/dead-letters\/squarer\/dl-[0-9a-f]{32}\.bin$/);
+      expect(Buffer.from((await store.get(stored.key))!).equals(Buffer.from(original))).toBe(true);
+    }
+    // every record as published stays far under Kafka's 1 MB message limit
+    for (const m of bus.messages(`${prefix}.dead-letter`))
+      expect(m.value.byteLength).toBeLessThan(256 * 1024);
+    await runner.stop();
+  });
+
+  it("publishes a minimal dead letter when the broker refuses the full one, and commits either way", async () => {
+    const { bus, runner, group } = setup(async () => {
+      throw new DeadLetterError("poison", "x".repeat(100));
+    });
+    await runner.start();
+    const publish = bus.publish.bind(bus);
+    let rejections = 0;
+    bus.publish = async (topic, messages) => {
+      // the broker takes only records without the original value
+      const record = topic.endsWith(".dead-letter") ? parseBinaryMessage(messages[0]!) : undefined;
+      if (record?.ok && (record.value.data as DeadLetterRecord).message.value.data !== "") {
+        rejections++;
+        throw new DeadLetterError("kafka_message_rejected", "kafka publish: RECORD_LIST_TOO_LARGE");
+      }
+      return publish(topic, messages);
+    };
+    await bus.publish(`${prefix}.numbers`, [input("a", { n: 1 }), input("b", { n: 2 })]);
+    await until(() => committedTotal(bus, group, `${prefix}.numbers`) === 2, "commits");
+    expect(rejections).toBe(2);
+    const records = deadLetters(bus);
+    expect(records).toHaveLength(2);
+    expect(records.every((r) => r.message.value.truncated === true && r.message.value.size! > 0)).toBe(true);
+    await runner.stop();
+  });
+
+  it("dead-letters events of types no component defines; known types it does not consume are skipped", async () => {
+    const { bus, runner, group } = setup(square, {
+      knownTypes: new Set([NumberSubmitted.type, NumberIgnored.type]),
+    });
+    await runner.start();
+    await bus.publish(`${prefix}.numbers`, [
+      input("x", { text: "hi" }, NumberIgnored.type),
+      input("y", { n: 1 }, "dev.questa.bogus.v1"),
+    ]);
+    await until(() => committedTotal(bus, group, `${prefix}.numbers`) === 2, "commits");
+    expect(deadLetters(bus).map((r) => [r.reason, r.error.code])).toEqual([
+      ["unknown-type", "unknown_event_type"],
+    ]);
+    await runner.stop();
   });
 
   it("serves /metrics, /healthz and /readyz on 127.0.0.1", async () => {

@@ -2,7 +2,15 @@ import type { Registry } from "prom-client";
 import type { Bus, BusMessage, Consumer, OutgoingMessage } from "./bus.ts";
 import { type Clock, realSleep, type Sleep, systemClock } from "./clock.ts";
 import { parseBinaryMessage, toBinaryMessage } from "./cloudevents.ts";
-import { DeadLetter, DeadLetterReason, deadLetterRecord } from "./dead-letter.ts";
+import {
+  DEAD_LETTER_MAX_BYTES,
+  DEAD_LETTER_VALUE_BYTES,
+  DeadLetter,
+  DeadLetterReason,
+  type DeadLetterRecord,
+  deadLetterRecord,
+  minimalDeadLetterRecord,
+} from "./dead-letter.ts";
 import type { FunctionDefinition, FunctionDeps, NoServices } from "./define-function.ts";
 import {
   actionFor,
@@ -10,6 +18,7 @@ import {
   ErrorAction,
   errorMessage,
   InputError,
+  isUnavailable,
   RetryableError,
 } from "./errors.ts";
 import type { CloudEvent, EmittedEvent, EventDefinition } from "./event-definition.ts";
@@ -44,6 +53,13 @@ interface BaseRunnerOptions {
   seed?: string;
   /** Prometheus registry for the runner's metrics; default a new one */
   registry?: Registry;
+  /**
+   * every event type some component may publish: an event whose type is not consumed here is
+   * skipped when it is known, dead-lettered (`unknown-type`) when not; default: all skipped
+   */
+  knownTypes?: ReadonlySet<string>;
+  /** object-store prefix under which the whole value of a dead letter too large for its record is kept; default `dead-letters` */
+  deadLetterKeyPrefix?: string;
 }
 
 export type RunnerOptions<Services> = BaseRunnerOptions &
@@ -61,15 +77,23 @@ class DrainInterrupted extends Error {
 export class PublishFailedError extends RetryableError {}
 
 /**
+ * Thrown when a dependency stayed unavailable for longer than `retry.outageBudgetMs`: the consumer
+ * stops with the message uncommitted, so the process exits and a restarted one tries again.
+ */
+export class OutageTooLongError extends RetryableError {}
+
+/**
  * A function bound to a bus and an object store. Delivery contract:
  * - at-least-once: an input offset is committed only after the handler resolved, every emitted
  *   event was published (durable) and the handler's own object writes resolved (durable);
  * - idempotent outputs: emitted event ids are deterministic (given by the handler or a hash of the
  *   input id, type, key and occurrence), so a redelivered input re-emits the same ids;
- * - retryable errors (RetryableError, unknown errors) back off exponentially with jitter up to
- *   `retry.maxAttempts`, then the input is dead-lettered; DeadLetterError, InputError, unreadable
- *   CloudEvents, schema-invalid data and invalid emitted events are dead-lettered at once; a dead
- *   letter is committed;
+ * - an unavailable dependency (UnavailableError) is waited for, up to `retry.outageBudgetMs` per
+ *   message, without counting attempts; past the budget the consumer stops, the input uncommitted;
+ * - other retryable errors (RetryableError, unknown errors) back off exponentially with jitter up
+ *   to `retry.maxAttempts`, then the input is dead-lettered; DeadLetterError, InputError,
+ *   unreadable CloudEvents, schema-invalid data, unknown types, invalid emitted events and outputs
+ *   the broker refuses are dead-lettered at once; a dead letter (bounded in size) is committed;
  * - events of types the function does not consume are committed and counted as skipped;
  * - one message in flight per partition; `stop()` lets in-flight handlers finish, interrupts
  *   retry waits (leaving those messages uncommitted) and leaves the group.
@@ -88,6 +112,8 @@ export class FunctionRunner<Services = NoServices> {
   readonly #seed: string;
   readonly #drain = new AbortController();
   readonly #source: string;
+  /** the dependency outage in progress: logged once when it starts and once when it ends */
+  #outage: { since: number; code: string; waits: number } | undefined;
   #consumer: Consumer | undefined;
   #state: "new" | "starting" | "running" | "draining" | "stopped" = "new";
   #done: Promise<void> | undefined;
@@ -142,11 +168,22 @@ export class FunctionRunner<Services = NoServices> {
     const consumed = [...new Set([...this.fn.consumesByType.values()].map((d) => this.topicOf(d)))];
     const produced = [...this.fn.emitsByType.values()].map((d) => this.topicOf(d));
     const partitions = this.#options.partitions;
-    await this.#options.bus.ensureTopics(
-      [...new Set([...consumed, ...produced, this.deadLetterTopic])].map((name) =>
-        partitions === undefined ? { name } : { name, partitions },
-      ),
+    const topics = [...new Set([...consumed, ...produced, this.deadLetterTopic])].map((name) =>
+      partitions === undefined ? { name } : { name, partitions },
     );
+    // a broker that is down at start is waited for like one that goes down later
+    let outageStarted: number | undefined;
+    for (;;) {
+      try {
+        await this.#options.bus.ensureTopics(topics);
+        this.#recovered();
+        break;
+      } catch (error) {
+        if (!isUnavailable(error)) throw error;
+        outageStarted ??= this.#clock.now();
+        await this.#waitOutDependency(error, outageStarted, "creating topics");
+      }
+    }
     const consumer = this.#options.bus.consumer({
       groupId: this.groupId,
       topics: consumed,
@@ -192,6 +229,14 @@ export class FunctionRunner<Services = NoServices> {
     }
     const input = parsed.value;
     const definition = this.fn.consumesByType.get(input.type);
+    if (!definition && this.#options.knownTypes && !this.#options.knownTypes.has(input.type)) {
+      const error = new DeadLetterError(
+        "unknown_event_type",
+        `${input.type} (event ${input.id}) is no event type of this system; a foreign or mistyped producer wrote it`,
+      );
+      await this.#deadLetter(message, DeadLetterReason.unknownType, error, 0);
+      return;
+    }
     if (!definition) {
       this.metrics.skipped.inc({ function: this.fn.name, type: input.type });
       this.#logger.debug(
@@ -220,7 +265,14 @@ export class FunctionRunner<Services = NoServices> {
       await this.#deadLetter(message, outcome.reason, outcome.error, outcome.attempts);
       return;
     }
-    await this.#publishOutputs(outcome.outputs);
+    try {
+      await this.#publishOutputs(outcome.outputs);
+    } catch (error) {
+      // the broker refused an output for good (too large, invalid): redoing the input cannot help
+      if (actionFor(error) === ErrorAction.retry) throw error;
+      await this.#deadLetter(message, DeadLetterReason.outputRejected, error, 1);
+      return;
+    }
     this.metrics.processed.inc({ function: this.fn.name, type: event.type });
     this.metrics.handlerSeconds.observe(
       { function: this.fn.name, type: event.type },
@@ -242,6 +294,8 @@ export class FunctionRunner<Services = NoServices> {
       eventLogger ??= parentLogger.child({ eventId: event.id, eventType: event.type });
       return eventLogger;
     };
+    // an unavailable dependency is waited for, not counted as an attempt
+    let outageStarted: number | undefined;
     for (let attempt = 1; ; attempt++) {
       let rng: Random | undefined;
       const randomFor = () => {
@@ -265,12 +319,19 @@ export class FunctionRunner<Services = NoServices> {
       let emitted: readonly EmittedEvent<unknown>[];
       try {
         emitted = await this.fn.handle(event, deps);
+        this.#recovered();
       } catch (error) {
         if (this.#drain.signal.aborted && actionFor(error) === ErrorAction.retry)
           throw new DrainInterrupted();
         const logger = loggerFor();
         const code = errorCode(error);
         this.metrics.failed.inc({ function: this.fn.name, type: event.type, code });
+        if (isUnavailable(error)) {
+          outageStarted ??= this.#clock.now();
+          await this.#waitOutDependency(error, outageStarted, `handling ${event.type} ${event.id}`);
+          attempt--;
+          continue;
+        }
         if (actionFor(error) !== ErrorAction.retry) {
           logger.warn({ err: error, attempt }, "handler failed with a non-retryable error; dead-lettering");
           return { kind: "dead-letter", reason: DeadLetterReason.nonRetryable, error, attempts: attempt };
@@ -389,6 +450,14 @@ export class FunctionRunner<Services = NoServices> {
     attempts: number,
   ): Promise<void> {
     const time = new Date(this.#clock.now()).toISOString();
+    // one dead letter per (group, message): a redelivered poison message yields the same id and key
+    const identity = sha256Hex(
+      `${this.groupId}\n${message.topic}\n${message.partition}\n${message.offset}`,
+    ).slice(0, 32);
+    const stored =
+      message.value.byteLength > DEAD_LETTER_VALUE_BYTES
+        ? await this.#storeWholeValue(identity, message)
+        : undefined;
     const record = deadLetterRecord({
       functionName: this.fn.name,
       group: this.groupId,
@@ -397,12 +466,11 @@ export class FunctionRunner<Services = NoServices> {
       time,
       message,
       error,
+      ...(stored ? { stored } : {}),
     });
-    const data = DeadLetter.data.parse(record);
-    const event: CloudEvent<unknown> = {
+    const eventOf = (data: DeadLetterRecord): CloudEvent<unknown> => ({
       specversion: "1.0",
-      // one dead letter per (group, message): a redelivered poison message yields the same id
-      id: `dl-${sha256Hex(`${this.groupId}\n${message.topic}\n${message.partition}\n${message.offset}`).slice(0, 32)}`,
+      id: `dl-${identity}`,
       source: this.#source,
       type: DeadLetter.type,
       subject: this.#options.run,
@@ -410,8 +478,36 @@ export class FunctionRunner<Services = NoServices> {
       datacontenttype: "application/json",
       partitionkey: message.key ?? `${message.topic}/${message.partition}`,
       data,
-    };
-    await this.#publishWithRetry(this.deadLetterTopic, [toBinaryMessage(event)]);
+    });
+    let data = DeadLetter.data.parse(record);
+    let outgoing = toBinaryMessage(eventOf(data));
+    // values that JSON-escape heavily (control characters) can still outgrow the bound
+    if (outgoing.value.byteLength > DEAD_LETTER_MAX_BYTES) {
+      data = minimalDeadLetterRecord(data);
+      outgoing = toBinaryMessage(eventOf(data));
+    }
+    try {
+      await this.#publishWithRetry(this.deadLetterTopic, [outgoing]);
+    } catch (failure) {
+      if (actionFor(failure) === ErrorAction.retry) throw failure;
+      // refused for good: a minimal record still goes out, and the message is committed either way,
+      // so one message can never block its partition
+      this.#logger.error(
+        { err: failure, topic: message.topic, partition: message.partition, offset: message.offset },
+        "the broker refused the dead-letter record; publishing a minimal one",
+      );
+      try {
+        await this.#publishWithRetry(this.deadLetterTopic, [
+          toBinaryMessage(eventOf(minimalDeadLetterRecord(data))),
+        ]);
+      } catch (again) {
+        if (actionFor(again) === ErrorAction.retry) throw again;
+        this.#logger.error(
+          { err: again, topic: message.topic, partition: message.partition, offset: message.offset },
+          "the broker refused the minimal dead-letter record too; committing the message without one",
+        );
+      }
+    }
     this.metrics.deadLettered.inc({ function: this.fn.name, reason });
     this.#logger.warn(
       {
@@ -420,18 +516,109 @@ export class FunctionRunner<Services = NoServices> {
         topic: message.topic,
         partition: message.partition,
         offset: message.offset,
+        size: message.value.byteLength,
         attempts,
       },
       `dead-lettered: ${data.error.message}`,
     );
   }
 
+  /** the whole value of a large dead letter, kept in the object store (waiting out an outage) */
+  async #storeWholeValue(
+    identity: string,
+    message: BusMessage,
+  ): Promise<{ uri: string; key: string; sha256: string; size: number } | undefined> {
+    const prefix = (this.#options.deadLetterKeyPrefix ?? "dead-letters").replace(/\/+$/, "");
+    const key = `${prefix}/${this.fn.name}/dl-${identity}.bin`;
+    let outageStarted: number | undefined;
+    for (;;) {
+      try {
+        const put = await this.#options.store.put(key, message.value, {
+          contentType: "application/octet-stream",
+        });
+        this.#recovered();
+        return {
+          uri: this.#options.store.uri(put.info.key),
+          key: put.info.key,
+          sha256: put.info.sha256,
+          size: put.info.size,
+        };
+      } catch (error) {
+        if (isUnavailable(error)) {
+          outageStarted ??= this.#clock.now();
+          await this.#waitOutDependency(error, outageStarted, "storing a dead-lettered value");
+          continue;
+        }
+        // the record still carries the value's start, size and sha256
+        this.#logger.error({ err: error, key }, "could not store the whole dead-lettered value");
+        return undefined;
+      }
+    }
+  }
+
+  /**
+   * Waits for an unavailable dependency: backs off (capped at `retry.maxDelayMs`), logs the outage
+   * once when it starts (and at debug level after that), and gives up with OutageTooLongError once
+   * it has lasted `retry.outageBudgetMs` for this message.
+   */
+  async #waitOutDependency(error: unknown, since: number, what: string): Promise<void> {
+    const now = this.#clock.now();
+    if (now - since >= this.#retry.outageBudgetMs) {
+      throw new OutageTooLongError(
+        "outage_too_long",
+        `a dependency stayed unavailable for ${Math.round((now - since) / 1000)} s while ${what} (budget ${Math.round(this.#retry.outageBudgetMs / 1000)} s): ${errorMessage(error)}`,
+        { cause: error },
+      );
+    }
+    const code = errorCode(error);
+    if (!this.#outage) {
+      this.#outage = { since: now, code, waits: 0 };
+      this.#logger.warn(
+        { code, reason: errorMessage(error) },
+        `${code}: waiting for the dependency (messages are kept, not dead-lettered)`,
+      );
+    } else {
+      this.#logger.debug({ err: error, what }, "still unavailable");
+    }
+    const outage = this.#outage;
+    outage.waits++;
+    this.metrics.retried.inc({ function: this.fn.name, type: "outage" });
+    await this.#wait(
+      backoffDelay(this.#retry, Math.min(outage.waits, 20), this.#jitter(), retryAfter(error)),
+    );
+  }
+
+  /** a call went through: the outage in progress, if any, is over */
+  #recovered(): void {
+    if (!this.#outage) return;
+    const seconds = Math.round((this.#clock.now() - this.#outage.since) / 100) / 10;
+    this.#logger.warn(
+      { code: this.#outage.code, seconds },
+      `${this.#outage.code}: recovered after ${seconds} s`,
+    );
+    this.#outage = undefined;
+  }
+
+  /**
+   * Publishes, waiting out an unavailable broker and retrying other transient failures up to
+   * `retry.maxAttempts` (then PublishFailedError stops the consumer, nothing committed). A
+   * permanent rejection (DeadLetterError: the broker refuses these bytes) is thrown at once.
+   */
   async #publishWithRetry(topic: string, messages: OutgoingMessage[]): Promise<void> {
+    let outageStarted: number | undefined;
     for (let attempt = 1; ; attempt++) {
       try {
         await this.#options.bus.publish(topic, messages);
+        this.#recovered();
         return;
       } catch (error) {
+        if (actionFor(error) !== ErrorAction.retry) throw error;
+        if (isUnavailable(error)) {
+          outageStarted ??= this.#clock.now();
+          await this.#waitOutDependency(error, outageStarted, `publishing to ${topic}`);
+          attempt--;
+          continue;
+        }
         if (attempt >= this.#retry.maxAttempts) {
           throw new PublishFailedError(
             "publish_failed",

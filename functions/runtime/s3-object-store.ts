@@ -3,6 +3,7 @@ import { join } from "node:path";
 import {
   CreateBucketCommand,
   DeleteObjectCommand,
+  DeleteObjectsCommand,
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
@@ -13,7 +14,7 @@ import {
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import { z } from "zod";
-import { DeadLetterError, InputError, RetryableError } from "./errors.ts";
+import { DeadLetterError, InputError, RetryableError, UnavailableError } from "./errors.ts";
 import { assertObjectKey } from "./object-key.ts";
 import type { ObjectInfo, ObjectStore, PutOptions, PutResult } from "./object-store.ts";
 import { sha256Hex } from "./sha256.ts";
@@ -74,6 +75,18 @@ export const S3StoreConfigSchema = z.object({
    * "if-present": such objects (e.g. a dataset uploaded by hand) are read unchecked
    */
   verify: z.enum(["required", "if-present"]).default("required"),
+  /** PEM file of the CA that signed an https endpoint's certificate (a private CA); omitted = system CAs */
+  caFile: z.string().min(1).optional(),
+  /** longest wait for a connection to the endpoint */
+  connectionTimeoutMs: z.number().int().positive().default(10_000),
+  /** longest wait for a response's headers, and longest silence while its body streams */
+  requestTimeoutMs: z.number().int().positive().default(120_000),
+  /** larger objects are refused before their bytes are read (a Node buffer holds at most 4 GiB) */
+  maxObjectBytes: z
+    .number()
+    .int()
+    .positive()
+    .default(4 * 1024 * mib),
 });
 export type S3StoreConfig = z.infer<typeof S3StoreConfigSchema>;
 export type S3StoreConfigInput = z.input<typeof S3StoreConfigSchema>;
@@ -89,7 +102,8 @@ export function parseS3StoreConfig(input: unknown): S3StoreConfig {
 
 /**
  * Reads the store config from `QUESTA_S3_*` variables (what the operator sets on pods): BUCKET,
- * PREFIX, ENDPOINT, REGION, FORCE_PATH_STYLE ("true"/"false"), SECRET_DIR. Without SECRET_DIR the
+ * PREFIX, ENDPOINT, REGION, FORCE_PATH_STYLE ("true"/"false"), SECRET_DIR, CA_FILE (a private CA's
+ * PEM), MAX_OBJECT_BYTES. Without SECRET_DIR the
  * credentials come from the SDK's own chain (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...).
  */
 export function s3StoreConfigFromEnv(env: Record<string, string | undefined>): S3StoreConfig {
@@ -99,6 +113,7 @@ export function s3StoreConfigFromEnv(env: Record<string, string | undefined>): S
   };
   const pathStyle = get("FORCE_PATH_STYLE");
   const secretDir = get("SECRET_DIR");
+  const maxObjectBytes = get("MAX_OBJECT_BYTES");
   const raw: Record<string, unknown> = {
     bucket: get("BUCKET"),
     prefix: get("PREFIX"),
@@ -106,6 +121,8 @@ export function s3StoreConfigFromEnv(env: Record<string, string | undefined>): S
     region: get("REGION"),
     forcePathStyle: pathStyle === undefined ? undefined : pathStyle === "true",
     credentials: secretDir === undefined ? undefined : { secretDir },
+    caFile: get("CA_FILE"),
+    maxObjectBytes: maxObjectBytes === undefined ? undefined : Number(maxObjectBytes),
   };
   return parseS3StoreConfig(Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== undefined)));
 }
@@ -179,7 +196,7 @@ function httpStatus(error: unknown): number | undefined {
 
 /**
  * Says what the caller should do with an S3 SDK error (after the SDK's own retries): network
- * failures, throttling and 5xx become `RetryableError`; anything else (access denied, missing
+ * failures, throttling and 5xx become `UnavailableError`; anything else (access denied, missing
  * bucket, bugs) is returned unchanged.
  */
 export function classifyS3Error(error: unknown, operation: string): unknown {
@@ -193,7 +210,7 @@ export function classifyS3Error(error: unknown, operation: string): unknown {
     (typeof code === "string" && transientCodes.has(code)) ||
     (status !== undefined && (status >= 500 || status === 429 || status === 408));
   if (!transient) return error;
-  return new RetryableError("s3_unavailable", `s3 ${operation}: ${error.name}: ${error.message}`, {
+  return new UnavailableError("s3_unavailable", `s3 ${operation}: ${error.name}: ${error.message}`, {
     cause: error,
   });
 }
@@ -310,7 +327,15 @@ export class S3ObjectStore implements ObjectStore {
     try {
       const response = await this.client.send(new GetObjectCommand({ Bucket: this.config.bucket, Key }));
       if (!response.Body) throw new Error(`${this.#where(key)}: S3 returned no body`);
-      bytes = await response.Body.transformToByteArray();
+      const cap = this.config.maxObjectBytes;
+      // the size is checked before the bytes are read: an oversized object never fills the heap
+      if (response.ContentLength !== undefined && response.ContentLength > cap) {
+        (response.Body as { destroy?: () => void }).destroy?.();
+        throw this.#tooLarge(key, response.ContentLength);
+      }
+      bytes = await readCapped(response.Body as AsyncIterable<Uint8Array>, cap, () =>
+        this.#tooLarge(key, undefined),
+      );
       metadata = response.Metadata;
     } catch (error) {
       if (isNotFound(error)) return undefined;
@@ -378,6 +403,63 @@ export class S3ObjectStore implements ObjectStore {
     return infos.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
 
+  #tooLarge(key: string, size: number | undefined): DeadLetterError {
+    return new DeadLetterError(
+      "object_too_large",
+      `${this.#where(key)} is ${size === undefined ? "larger than" : `${size} bytes, over`} the store's limit of ${this.config.maxObjectBytes} bytes (maxObjectBytes, QUESTA_S3_MAX_OBJECT_BYTES)`,
+    );
+  }
+
+  /**
+   * Deletes every object whose key starts with `prefix` (under the store's own prefix), a page of
+   * keys at a time: listing reads no object and no metadata. Returns how many were deleted.
+   */
+  async deleteUnder(prefix: string, options: { signal?: AbortSignal } = {}): Promise<number> {
+    if (prefix !== "" && !prefix.endsWith("/")) {
+      throw new InputError("invalid_object_key", [
+        {
+          path: "prefix",
+          message: `${JSON.stringify(prefix)} does not end in /`,
+          hint: "pass a folder: a/b/",
+        },
+      ]);
+    }
+    if (prefix !== "") assertObjectKey(prefix.slice(0, -1));
+    const send = { ...(options.signal ? { abortSignal: options.signal } : {}) };
+    let deleted = 0;
+    let token: string | undefined;
+    do {
+      try {
+        const page = await this.client.send(
+          new ListObjectsV2Command({
+            Bucket: this.config.bucket,
+            Prefix: this.config.prefix + prefix,
+            ...(token ? { ContinuationToken: token } : {}),
+          }),
+          send,
+        );
+        const keys = (page.Contents ?? []).flatMap((o) => (o.Key === undefined ? [] : [{ Key: o.Key }]));
+        if (keys.length > 0) {
+          const result = await this.client.send(
+            new DeleteObjectsCommand({ Bucket: this.config.bucket, Delete: { Objects: keys, Quiet: true } }),
+            send,
+          );
+          const failed = result.Errors ?? [];
+          if (failed.length > 0) {
+            throw new Error(
+              `could not delete ${failed.length} objects, e.g. ${failed[0]?.Key}: ${failed[0]?.Code} ${failed[0]?.Message}`,
+            );
+          }
+          deleted += keys.length;
+        }
+        token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      } catch (error) {
+        throw classifyS3Error(error, `delete under ${this.#where(prefix)}`);
+      }
+    } while (token);
+    return deleted;
+  }
+
   async delete(key: string): Promise<void> {
     const Key = this.#key(key);
     try {
@@ -407,10 +489,53 @@ export function s3ClientConfig(config: S3StoreConfig): S3ClientConfig {
           };
   return {
     region: config.region,
+    // bounded waits: a store that never answers fails the call instead of holding it forever
+    requestHandler: {
+      connectionTimeout: config.connectionTimeoutMs,
+      requestTimeout: config.requestTimeoutMs,
+      throwOnRequestTimeout: true,
+      socketTimeout: config.requestTimeoutMs,
+      ...(config.caFile ? { httpsAgent: { ca: readCaFile(config.caFile), keepAlive: true } } : {}),
+    },
     ...(config.endpoint ? { endpoint: config.endpoint } : {}),
     forcePathStyle: config.forcePathStyle ?? config.endpoint !== undefined,
     maxAttempts: config.maxAttempts,
     retryMode: "standard",
     ...(credentials ? { credentials } : {}),
   };
+}
+
+function readCaFile(path: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (error) {
+    throw new InputError("invalid_s3_config", [
+      {
+        path: "caFile",
+        message: `cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
+        hint: "mount the Secret named by storage.caSecretRef (key ca.crt) there",
+      },
+    ]);
+  }
+}
+
+/** the stream's bytes, or `tooLarge()` thrown as soon as more than `cap` bytes have arrived */
+async function readCapped(
+  body: AsyncIterable<Uint8Array>,
+  cap: number,
+  tooLarge: () => Error,
+): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += chunk.byteLength;
+    if (size > cap) {
+      (body as { destroy?: () => void }).destroy?.();
+      throw tooLarge();
+    }
+    chunks.push(chunk);
+  }
+  const joined = Buffer.concat(chunks, size);
+  // a plain Uint8Array view of the same memory (callers compare and hash it; no copy)
+  return new Uint8Array(joined.buffer, joined.byteOffset, joined.byteLength);
 }

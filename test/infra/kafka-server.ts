@@ -58,8 +58,8 @@ export interface RunningKafka {
   tlsBrokers: string[];
   tls: KafkaTlsFiles;
   stop(): Promise<void>;
-  /** stops the broker and starts it again on the same ports and data (only with `restartable`) */
-  restart(): Promise<void>;
+  /** stops the broker, keeps it down for `downMs`, starts it again on the same ports and data (only with `restartable`) */
+  restart(options?: { downMs?: number }): Promise<void>;
 }
 
 function requireJava(): void {
@@ -345,9 +345,10 @@ export async function startKafka(
     });
     await waitUntil(`Kafka ${version} coordinators`, () => warmUp(brokers), { timeoutMs: 120_000, server });
   };
-  const restart = async () => {
+  const restart = async (how: { downMs?: number } = {}) => {
     if (!options.restartable) throw new Error("startKafka({ restartable: true }) to restart the broker");
     await server.stop();
+    await new Promise((resolveDown) => setTimeout(resolveDown, how.downMs ?? 0));
     server = launch();
     await ready();
   };

@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -30,6 +31,11 @@ export interface S3Endpoint {
 
 export interface RunningS3 extends S3Endpoint {
   stop(): Promise<void>;
+  /**
+   * kills MinIO (SIGKILL with `hard`, else a graceful stop), keeps it down for `downMs`, and starts
+   * it again on the same port and data (only with `restartable`)
+   */
+  restart(options?: { hard?: boolean; downMs?: number }): Promise<void>;
 }
 
 /** path of the MinIO binary, built once into the cache (several minutes on 2 cores) */
@@ -70,7 +76,13 @@ export async function ensureMinio(moduleVersion: string = defaultMinioModuleVers
   return binary;
 }
 
-export async function startS3(options: { moduleVersion?: string } = {}): Promise<RunningS3> {
+export async function startS3(
+  options: {
+    moduleVersion?: string;
+    /** keep the data directory across `restart()`; it is then deleted by `stop()` only */
+    restartable?: boolean;
+  } = {},
+): Promise<RunningS3> {
   const binary = await ensureMinio(options.moduleVersion);
   const workDir = mkdtempSync(join(tmpdir(), "questa-minio-"));
   const dataDir = join(workDir, "data");
@@ -78,43 +90,58 @@ export async function startS3(options: { moduleVersion?: string } = {}): Promise
   const [port, consolePort] = [await freePort(), await freePort()];
   const accessKeyId = "questa-test";
   const secretAccessKey = randomBytes(16).toString("hex");
-  const server: ServerProcess = startServer({
-    name: "MinIO",
-    command: binary,
-    args: [
-      "server",
-      "--quiet",
-      "--address",
-      `127.0.0.1:${port}`,
-      "--console-address",
-      `127.0.0.1:${consolePort}`,
-      dataDir,
-    ],
-    env: {
-      ...process.env,
-      MINIO_ROOT_USER: accessKeyId,
-      MINIO_ROOT_PASSWORD: secretAccessKey,
-      MINIO_BROWSER: "off",
-      MINIO_UPDATE: "off",
-      MINIO_CI_CD: "1",
-      HOME: workDir,
-    },
-    cwd: workDir,
-    cleanupDir: workDir,
-    logFile: join(workDir, "minio.log"),
-  });
+  const launch = (): ServerProcess =>
+    startServer({
+      name: "MinIO",
+      command: binary,
+      args: [
+        "server",
+        "--quiet",
+        "--address",
+        `127.0.0.1:${port}`,
+        "--console-address",
+        `127.0.0.1:${consolePort}`,
+        dataDir,
+      ],
+      env: {
+        ...process.env,
+        MINIO_ROOT_USER: accessKeyId,
+        MINIO_ROOT_PASSWORD: secretAccessKey,
+        MINIO_BROWSER: "off",
+        MINIO_UPDATE: "off",
+        MINIO_CI_CD: "1",
+        HOME: workDir,
+      },
+      cwd: workDir,
+      ...(options.restartable ? {} : { cleanupDir: workDir }),
+      logFile: join(workDir, `minio-${Date.now()}.log`),
+    });
+  let server = launch();
   const endpoint = `http://127.0.0.1:${port}`;
   const stop = async () => {
     await server.stop();
     rmSync(workDir, { recursive: true, force: true });
   };
-  try {
-    await waitUntil(
+  const ready = () =>
+    waitUntil(
       `MinIO on port ${port}`,
       async () => (await fetch(`${endpoint}/minio/health/ready`, { signal: AbortSignal.timeout(2000) })).ok,
       { timeoutMs: 60_000, server },
     );
-    return { endpoint, accessKeyId, secretAccessKey, region: "us-east-1", stop };
+  const restart = async (how: { hard?: boolean; downMs?: number } = {}) => {
+    if (!options.restartable) throw new Error("startS3({ restartable: true }) to restart MinIO");
+    if (how.hard) {
+      // the server is the watchdog's child: find it by its data directory, which no other process names
+      spawnSync("pkill", ["-KILL", "-f", dataDir]);
+    }
+    await server.stop();
+    await new Promise((resolveDown) => setTimeout(resolveDown, how.downMs ?? 0));
+    server = launch();
+    await ready();
+  };
+  try {
+    await ready();
+    return { endpoint, accessKeyId, secretAccessKey, region: "us-east-1", stop, restart };
   } catch (error) {
     await stop();
     throw error;
