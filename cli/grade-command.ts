@@ -2,15 +2,27 @@ import { createReadStream } from "node:fs";
 import { resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { z } from "zod";
-import { answersEqual, DEFAULT_REWARD_SCALE, gradeResponse } from "../functions/grading/index.ts";
+import {
+  DEFAULT_REPORT_MODE,
+  DEFAULT_REWARD_SCALE,
+  type GradeResult,
+  type GradingMode,
+  GradingModeSchema,
+  gradeAnswer,
+  gradeResponse,
+} from "../functions/grading/index.ts";
 import type { CliIO, CommandRun } from "./io.ts";
 
-const USAGE = `usage: questa grade --gold G --response R [--scale N]
-       questa grade FILE.jsonl [--scale N]
+const USAGE = `usage: questa grade --gold G --response R [--mode strict|lenient] [--scale N]
+       questa grade FILE.jsonl [--mode strict|lenient] [--scale N]
 
 Grades model answers against gold answers and prints one JSON line per check:
-{"equal":bool,"extracted":string|null,"reason":"correct"|"no_answer"|"mismatch"|"timeout"|"parse_error"}
+{"equal":bool,"extracted":string|null,"reason":"correct"|"no_answer"|"mismatch"|"timeout"|"parse_error",
+ "mode":"strict"|"lenient","extractedBy":"boxed"|"marker"|"choice"|"math"|"bare"|"last_number"}
 FILE.jsonl lines hold "gold" and either "pred" (a bare answer) or "response" (a full model response).
+--mode lenient (default) reads free-form answers too (the last math span, a bare answer, the last
+number); strict reads only marked answers (\\boxed{}, "the answer is", "Final Answer:"), as the RL
+reward does by default.
 `;
 
 /** one line of a grading file */
@@ -24,10 +36,11 @@ interface Parsed {
   response?: string;
   file?: string;
   scale: number;
+  mode: GradingMode;
 }
 
 function parseArgs(args: string[]): Parsed | string {
-  const out: Parsed = { scale: DEFAULT_REWARD_SCALE };
+  const out: Parsed = { scale: DEFAULT_REWARD_SCALE, mode: DEFAULT_REPORT_MODE };
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;
     const value = (): string | undefined => args[++i];
@@ -43,6 +56,10 @@ function parseArgs(args: string[]): Parsed | string {
       const v = Number(value());
       if (!Number.isFinite(v)) return "--scale needs a number";
       out.scale = v;
+    } else if (arg === "--mode") {
+      const mode = GradingModeSchema.safeParse(value());
+      if (!mode.success) return "--mode needs strict or lenient";
+      out.mode = mode.data;
     } else if (arg.startsWith("-")) {
       return `unknown option ${arg}`;
     } else if (out.file === undefined) {
@@ -59,11 +76,18 @@ function parseArgs(args: string[]): Parsed | string {
   return out;
 }
 
-function line(equal: boolean, extracted: string | null, reason: string): string {
-  return `${JSON.stringify({ equal, extracted, reason })}\n`;
+function line(r: GradeResult): string {
+  const out: Record<string, unknown> = {
+    equal: r.equal,
+    extracted: r.extracted,
+    reason: r.reason,
+    mode: r.mode,
+  };
+  if (r.extractedBy !== undefined) out.extractedBy = r.extractedBy;
+  return `${JSON.stringify(out)}\n`;
 }
 
-async function gradeFile(path: string, scale: number, io: CliIO): Promise<number> {
+async function gradeFile(path: string, parsed: Parsed, io: CliIO): Promise<number> {
   const stream = createReadStream(path, { encoding: "utf8" });
   const opened = await new Promise<Error | undefined>((done) => {
     stream.once("open", () => done(undefined));
@@ -73,6 +97,7 @@ async function gradeFile(path: string, scale: number, io: CliIO): Promise<number
     io.stderr(`questa grade: cannot read ${path}: ${opened.message}\n`);
     return 1;
   }
+  const options = { scale: parsed.scale, mode: parsed.mode };
   let bad = 0;
   let lineNo = 0;
   for await (const text of createInterface({ input: stream, crlfDelay: Infinity })) {
@@ -86,20 +111,17 @@ async function gradeFile(path: string, scale: number, io: CliIO): Promise<number
       io.stderr(`${path}:${lineNo}: not JSON (${(e as Error).message})\n`);
       continue;
     }
-    const parsed = GradeLineSchema.safeParse(json);
-    if (!parsed.success) {
+    const row = GradeLineSchema.safeParse(json);
+    if (!row.success) {
       bad++;
       io.stderr(`${path}:${lineNo}: needs string fields "gold" and "pred" or "response"\n`);
       continue;
     }
-    const row = parsed.data;
-    if ("response" in row) {
-      const r = gradeResponse(row.gold, row.response, { scale });
-      io.stdout(line(r.equal, r.extracted, r.reason));
-    } else {
-      const r = answersEqual(row.gold, row.pred);
-      io.stdout(line(r.equal, row.pred, r.equal ? "correct" : r.reason));
-    }
+    const r =
+      "response" in row.data
+        ? gradeResponse(row.data.gold, row.data.response, options)
+        : gradeAnswer(row.data.gold, row.data.pred, options);
+    io.stdout(line(r));
   }
   return bad > 0 ? 1 : 0;
 }
@@ -115,8 +137,7 @@ export const runGrade: CommandRun = async (args, io) => {
     io.stderr(`questa grade: ${parsed}\n${USAGE}`);
     return 2;
   }
-  if (parsed.file !== undefined) return gradeFile(resolve(io.cwd, parsed.file), parsed.scale, io);
-  const r = gradeResponse(parsed.gold!, parsed.response!, { scale: parsed.scale });
-  io.stdout(line(r.equal, r.extracted, r.reason));
+  if (parsed.file !== undefined) return gradeFile(resolve(io.cwd, parsed.file), parsed, io);
+  io.stdout(line(gradeResponse(parsed.gold!, parsed.response!, { scale: parsed.scale, mode: parsed.mode })));
   return 0;
 };

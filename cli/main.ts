@@ -29,7 +29,7 @@ const commands: Record<string, Command> = {
   },
   model: {
     summary:
-      "inspect a model or export a checkpoint as a Hugging Face folder: questa model inspect LOCATION | questa model export CHECKPOINT DIR",
+      "models: questa model inspect LOCATION | export CHECKPOINT DIR | generate LOCATION --prompt T | fetch NAME",
     load: async () => (await import("./model-command.ts")).runModel,
   },
   events: {

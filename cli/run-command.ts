@@ -98,6 +98,8 @@ export class ProgressView {
             `step ${d.step} stage ${d.stage} (p=${d.hintRatio}) reward ${fmt(m.rewardMean)} pass ${fmt(m.passRate)} entropy ${fmt(m.entropy)} kept ${m.groupsKept}/${m.groupsKept + m.groupsRejected}${this.#passSummary()}`,
             !this.#io.isTTY && d.step % 10 === 0,
           );
+        } else if (d.kind === "finished" && d.step === 0 && d.message) {
+          this.#print(d.message, true); // an evaluation-only run: no stage or hint to speak of
         } else if (d.kind !== "step") {
           this.#print(
             `${d.kind}: step ${d.step}, stage ${d.stage}, hint ratio ${d.hintRatio}${d.message ? ` (${d.message})` : ""}`,
@@ -116,6 +118,15 @@ export class ProgressView {
           `eval step ${d.step} ${d.benchmark}: pass@1 ${fmt(d.passAt1)} [${fmt(d.passAt1Interval.low)}, ${fmt(d.passAt1Interval.high)}] ${ks}`,
           true,
         );
+        if (d.example) {
+          // what the model writes, on one line and short: a glance, not a transcript
+          const text = d.example.response.replace(/\s+/g, " ").trim();
+          const shown = text.length > 160 ? `${text.slice(0, 157)}...` : text;
+          this.#print(
+            `  e.g. ${d.example.problemId}: "${shown}" -> ${d.example.extracted ?? "no answer"} (${d.example.correct ? "right" : "wrong"})`,
+            true,
+          );
+        }
         return;
       }
       case "checkpoint":

@@ -3,9 +3,12 @@
 # fixtures, into a cache outside the repository keyed by the lock file's hash, and prints its path.
 # npm test never needs it: the fixtures it makes are checked in (see scripts/reference/README.md).
 #
-#   scripts/install-reference-venv.sh          # install (once per lock) and print the venv path
-#   scripts/install-reference-venv.sh --lint   # the same for ruff alone (requirements-lint.lock), for npm test
-#   scripts/install-reference-venv.sh --lock   # re-resolve both requirements*.in into their locks (uv)
+#   scripts/install-reference-venv.sh               # install (once per lock) and print the venv path
+#   scripts/install-reference-venv.sh --kind NAME   # the same for requirements-NAME.lock, e.g. lint (ruff
+#                                                   # alone, for npm test) or gguf (the GGUF converter)
+#   scripts/install-reference-venv.sh --lint        # = --kind lint
+#   scripts/install-reference-venv.sh --math-verify # = --kind math-verify: math-verify alone, bench:grade's peer
+#   scripts/install-reference-venv.sh --lock        # re-resolve every requirements*.in into its lock (uv)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 ref="$here/reference"
@@ -15,17 +18,25 @@ python="${PYTHON:-python3}"
 if [[ "${1:-}" == "--lock" ]]; then
   tools="$cache/venv-uv"
   [[ -x "$tools/bin/uv" ]] || { "$python" -m venv "$tools" && "$tools/bin/pip" install -q "uv==0.13.9"; }
-  for name in requirements requirements-lint; do
-    "$tools/bin/uv" pip compile "$ref/$name.in" --generate-hashes --python-version 3.11 \
-      --python-platform x86_64-manylinux_2_28 -o "$ref/$name.lock" >&2
+  cd "$ref" # relative names, so the locks' headers name no machine's paths
+  for input in requirements*.in; do
+    "$tools/bin/uv" pip compile "$input" --generate-hashes --python-version 3.11 \
+      --python-platform x86_64-manylinux_2_28 -o "${input%.in}.lock" >&2
   done
   exit 0
 fi
 lock="$ref/requirements.lock"
 kind="reference"
-if [[ "${1:-}" == "--lint" ]]; then
-  lock="$ref/requirements-lint.lock"
-  kind="lint"
+case "${1:-}" in
+  --lint) kind="lint" ;;
+  --math-verify) kind="math-verify" ;;
+  --kind) kind="${2:?--kind needs a name}" ;;
+  "") ;;
+  *) echo "install-reference-venv: unknown option $1" >&2; exit 2 ;;
+esac
+if [[ "$kind" != "reference" ]]; then
+  lock="$ref/requirements-$kind.lock"
+  [[ -f "$lock" ]] || { echo "install-reference-venv: no $lock" >&2; exit 2; }
 fi
 
 "$python" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' || {

@@ -1,6 +1,6 @@
 /**
- * The shared benchmark and training files (../shared/datasets beside the checkout) load with the
- * exact counts and answers, and the training sample augments and decontaminates cleanly.
+ * The benchmark and training files that ship in the repository (datasets/, each with its SOURCE.md)
+ * load with the exact counts and answers, and the training sample augments and decontaminates cleanly.
  */
 import { readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
@@ -17,7 +17,7 @@ import {
 import { MemoryObjectStore } from "../functions/runtime/memory-object-store.ts";
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-const datasets = resolve(repoRoot, "../shared/datasets");
+const datasets = resolve(repoRoot, "datasets");
 
 async function load(path: string, mapping: DatasetMappingName, source: string) {
   const store = new MemoryObjectStore();
@@ -33,7 +33,7 @@ function jsonLines(path: string): Array<Record<string, unknown>> {
     .map((line) => JSON.parse(line) as Record<string, unknown>);
 }
 
-describe("shared datasets", () => {
+describe("the datasets in the repository", () => {
   it("AIME 2024: 30 problems, zero-padded answers read as integers", async () => {
     const result = await load("aime24/test.jsonl", "aime24", "aime24");
     expect(result.badRows).toEqual([]);

@@ -1,6 +1,7 @@
-import type { DatasetRef, QuestATrainingSpec } from "../contracts/questatraining.ts";
+import type { QuestATrainingSpec } from "../contracts/questatraining.ts";
 import { keySegment } from "../runtime/object-key.ts";
-import { type AugmentConfig, AugmentConfigSchema, type DatasetSource } from "./schema.ts";
+import { datasetSourceOf } from "./dataset-source.ts";
+import { type AugmentConfig, AugmentConfigSchema } from "./schema.ts";
 
 /** The augment function's config from a validated QuestATraining spec (every default filled in). */
 export function augmentConfigFromSpec(
@@ -22,17 +23,7 @@ export function augmentConfigFromSpec(
       hardFilter: augmentation.hardFilter,
       decontamination: augmentation.decontamination,
     },
-    train: spec.datasets.train.map(datasetSource),
-    evaluation: spec.evaluation.benchmarks.map(datasetSource),
+    train: spec.datasets.train.map(datasetSourceOf),
+    evaluation: spec.evaluation.benchmarks.map(datasetSourceOf),
   });
-}
-
-function datasetSource(ref: DatasetRef): DatasetSource {
-  return {
-    name: ref.name,
-    mapping: ref.mapping,
-    format: ref.format,
-    ...(ref.uri === undefined ? {} : { uri: ref.uri }),
-    ...(ref.synthetic === undefined ? {} : { synthetic: ref.synthetic }),
-  };
 }

@@ -24,11 +24,11 @@ import { ContaminationIndex, decontaminate } from "../questa/decontamination.ts"
 import { HardFilterJournal } from "../questa/hard-filter.ts";
 import type { MathRecord } from "../questa/record.ts";
 import { defineFunction, emit, type FunctionDeps, isEvent } from "../runtime/define-function.ts";
-import { DeadLetterError, InputError } from "../runtime/errors.ts";
+import { DeadLetterError } from "../runtime/errors.ts";
 import type { EmittedEvent } from "../runtime/event-definition.ts";
 import type { ObjectStore } from "../runtime/object-store.ts";
 import { sha256Hex } from "../runtime/sha256.ts";
-import { loadDatasetSource, type OpenDataset, storeDatasetOpener } from "./dataset-source.ts";
+import { loadDatasetSource, type OpenDataset, requireRecords, storeDatasetOpener } from "./dataset-source.ts";
 import {
   type EpochProgress,
   KeyedMutex,
@@ -190,16 +190,7 @@ export async function buildStage(
   const datasets: AugmentManifest["report"]["datasets"] = [];
   for (const [index, source] of config.train.entries()) {
     const read = await loadDatasetSource(source, open);
-    if (read.records.length === 0) {
-      const examples = read.badRows.slice(0, 3).map((bad) => `${bad.unit} ${bad.row}: ${bad.reason}`);
-      throw new InputError("dataset_unusable", [
-        {
-          path: `datasets.train[${index}]`,
-          message: `${source.name} has no usable records in ${read.totalRows} rows${examples.length > 0 ? ` (${examples.join("; ")})` : ""}`,
-          hint: "check its format and mapping",
-        },
-      ]);
-    }
+    requireRecords(read, source, `datasets.train[${index}]`);
     datasets.push({
       name: source.name,
       totalRows: read.totalRows,

@@ -20,6 +20,11 @@ export const DatasetSourceSchema = z.object({
       seed: z.int().min(0),
     })
     .optional(),
+  /** rows kept by field value, compared as text (before mapping) */
+  where: z.record(z.string(), z.array(z.string())).optional(),
+  /** records skipped, then kept at most (after reading and mapping) */
+  offset: z.int().min(0).optional(),
+  limit: z.int().min(1).optional(),
 });
 export type DatasetSource = z.input<typeof DatasetSourceSchema>;
 
@@ -54,7 +59,7 @@ export const AugmentConfigSchema = z.object({
       minOverlap: z.number().gt(0).max(1).default(0.5),
     }),
   }),
-  train: z.array(DatasetSourceSchema).min(1),
+  train: z.array(DatasetSourceSchema),
   /** benchmarks the training set is decontaminated against */
   evaluation: z.array(DatasetSourceSchema).default([]),
 });

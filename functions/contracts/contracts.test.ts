@@ -201,6 +201,33 @@ describe("validation", () => {
     );
   });
 
+  it("where selects rows of a file, not of the synthetic task", () => {
+    const bad = validateQuestATraining(
+      minimal({ datasets: { train: [{ name: "t", synthetic: {}, where: { level: ["1"] } }] } }),
+    );
+    expect(bad.ok ? [] : bad.issues.map((i) => i.path)).toEqual(["spec.datasets.train[0].where"]);
+    const good = validateQuestATraining(
+      minimal({
+        datasets: { train: [{ name: "t", uri: "s3://b/math.jsonl", where: { level: ["1", "2"] } }] },
+      }),
+    );
+    expect(good.ok).toBe(true);
+  });
+
+  it("an evaluation-only run (learner.totalSteps 0) may leave datasets.train empty, but needs benchmarks", () => {
+    const benchmarks = [{ name: "b", synthetic: { split: "eval", count: 4 } }];
+    const evalOnly = validateQuestATraining(
+      minimal({ datasets: { train: [] }, learner: { totalSteps: 0 }, evaluation: { benchmarks } }),
+    );
+    expect(evalOnly.ok).toBe(true);
+    const noTrain = validateQuestATraining(minimal({ datasets: { train: [] } }));
+    expect(noTrain.ok ? [] : noTrain.issues.map((i) => [i.path, i.message])).toEqual([
+      ["spec.datasets.train", expect.stringContaining("learner.totalSteps: 0 to only evaluate")],
+    ]);
+    const nothing = validateQuestATraining(minimal({ learner: { totalSteps: 0 } }));
+    expect(nothing.ok ? [] : nothing.issues.map((i) => i.path)).toEqual(["spec.evaluation.benchmarks"]);
+  });
+
   it("refuses a storage prefix or local directory that climbs out, and a reserved namespaces segment", () => {
     for (const [storage, path, words] of [
       [{ prefix: "../../x" }, "spec.storage.prefix", "climbs out"],

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { defineEvent } from "../runtime/event-definition.ts";
+import { GradingModeSchema } from "./grading-mode.ts";
 
 /**
  * Every event a questa run emits. Large payloads (token ids, log-probs, weights) stay in the object
@@ -88,6 +89,9 @@ export const ConfidenceIntervalSchema = z
   })
   .describe("bootstrap 95% confidence interval");
 
+/** characters of the example response an evaluation event carries */
+export const EXAMPLE_RESPONSE_CHARS = 400;
+
 export const EvaluationResultSchema = z
   .strictObject({
     run: RunName,
@@ -104,7 +108,22 @@ export const EvaluationResultSchema = z
       .record(z.string(), z.number().min(0).max(1))
       .describe("majority-vote accuracy over k samples, keyed by k"),
     passAt1Interval: ConfidenceIntervalSchema,
+    gradingMode: GradingModeSchema.optional().describe(
+      "how answers were read: lenient (free-form answers too) or strict (marked answers only)",
+    ),
     results: ObjectRefSchema.describe("per-problem results (JSON lines)"),
+    example: z
+      .strictObject({
+        problemId: z.string().describe("the benchmark problem"),
+        response: z
+          .string()
+          .max(EXAMPLE_RESPONSE_CHARS + 3)
+          .describe("its first sampled response, truncated"),
+        extracted: z.string().nullable().describe("the answer the grader read from it"),
+        correct: z.boolean(),
+      })
+      .optional()
+      .describe("one sampled answer, so a person can see what the model writes"),
   })
   .describe("scores of one checkpoint on one benchmark, without hints");
 

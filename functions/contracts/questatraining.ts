@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { DEFAULT_REPORT_MODE, DEFAULT_REWARD_MODE, GradingModeSchema } from "./grading-mode.ts";
 import { localDirProblem, storagePrefixProblem, topicPrefixProblem } from "./run-names.ts";
 
 /**
@@ -142,14 +143,43 @@ export const DatasetRefSchema = z
       .describe("file format: JSON lines, a JSON array, or Parquet"),
     mapping: DatasetMappingSchema.default("auto"),
     synthetic: SyntheticDatasetSchema.optional(),
+    where: z
+      .record(z.string().min(1).max(128), z.array(z.string().max(256)).min(1).max(256))
+      .optional()
+      .describe(
+        'keep only rows whose field equals one of the listed values, compared as text, e.g. {level: ["1", "2"]} (a field the file names; applied before offset and limit)',
+      ),
+    offset: z
+      .int()
+      .min(0)
+      .max(10_000_000)
+      .optional()
+      .describe(
+        "skip this many records (after reading, where and mapping), e.g. to keep evaluation problems apart",
+      ),
+    limit: positiveInt()
+      .max(10_000_000)
+      .optional()
+      .describe("use at most this many records (after offset), e.g. a quick evaluation on a CPU"),
   })
   .refine((d) => (d.uri === undefined) !== (d.synthetic === undefined), {
     message: "set exactly one of uri and synthetic",
     path: ["uri"],
   })
+  .refine((d) => d.where === undefined || d.synthetic === undefined, {
+    message: "where selects rows of a file; the synthetic task has no fields to select on",
+    path: ["where"],
+  })
   .meta({
     description: "a dataset: a file in the object store, or the built-in synthetic task",
-    ...cel(["has(self.uri) != has(self.synthetic)", "set exactly one of uri and synthetic", ".uri"]),
+    ...cel(
+      ["has(self.uri) != has(self.synthetic)", "set exactly one of uri and synthetic", ".uri"],
+      [
+        "!has(self.where) || !has(self.synthetic)",
+        "where selects rows of a file; the synthetic task has no fields to select on",
+        ".where",
+      ],
+    ),
   });
 
 export const ModelArchitectureSchema = z
@@ -440,6 +470,9 @@ export const RolloutSchema = z
     topP: z.number().gt(0).max(1).default(1.0).describe("nucleus sampling threshold; 1 disables it"),
     topK: z.int().min(0).default(0).describe("sample among the k most likely tokens; 0 disables it"),
     maxNewTokens: positiveInt().max(1_048_576).default(24576).describe("most tokens generated per response"),
+    gradingMode: GradingModeSchema.default(DEFAULT_REWARD_MODE).describe(
+      "how the reward reads a response's answer: strict counts only marked answers (\\boxed{}, 'the answer is', 'Final Answer:'), so the policy learns to mark its answer; lenient also reads free-form answers (last math span, bare answer, last number)",
+    ),
     replicas: ReplicasSchema.prefault({}),
     resources: ResourcesSchema.prefault({ gpus: 1 }),
     ...placement,
@@ -507,7 +540,12 @@ export const LearnerSchema = z
       .max(64)
       .default(4)
       .describe("rollouts may lag the learner by at most this many policy versions"),
-    totalSteps: positiveInt().max(10_000_000).default(300).describe("policy updates in the whole run"),
+    totalSteps: z
+      .int()
+      .min(0)
+      .max(10_000_000)
+      .default(300)
+      .describe("policy updates in the whole run; 0 evaluates the starting model and trains nothing"),
     checkpointInterval: positiveInt()
       .default(10)
       .describe("publish a checkpoint every this many steps (and at each stage end)"),
@@ -551,6 +589,9 @@ export const EvaluationSchema = z
       .boolean()
       .default(true)
       .describe("also evaluate the starting policy (step 0), as the baseline"),
+    gradingMode: GradingModeSchema.default(DEFAULT_REPORT_MODE).describe(
+      "how evaluation reads a response's answer: lenient (also free-form answers, as math-verify reads them) or strict (only marked answers, as the default reward)",
+    ),
     resources: ResourcesSchema.prefault({ gpus: 1 }),
     ...placement,
   })
@@ -698,9 +739,10 @@ export const QuestATrainingSpecSchema = z
       .strictObject({
         train: z
           .array(DatasetRefSchema)
-          .min(1)
           .max(64)
-          .describe("training problems (with reference solutions for hints)"),
+          .describe(
+            "training problems (with reference solutions for hints); may be empty when learner.totalSteps is 0",
+          ),
       })
       .describe("datasets of the run"),
     augmentation: AugmentationSchema.prefault({}),
@@ -719,13 +761,34 @@ export const QuestATrainingSpecSchema = z
       "evaluation.interval must be a multiple of learner.checkpointInterval (evaluations run on checkpoints)",
     path: ["evaluation", "interval"],
   })
+  .refine((s) => s.learner.totalSteps === 0 || s.datasets.train.length > 0, {
+    message: "datasets.train needs at least one dataset (or set learner.totalSteps: 0 to only evaluate)",
+    path: ["datasets", "train"],
+  })
+  .refine((s) => s.learner.totalSteps > 0 || s.evaluation.benchmarks.length > 0, {
+    message:
+      "learner.totalSteps: 0 only evaluates the starting model; add evaluation.benchmarks, or train for at least one step",
+    path: ["evaluation", "benchmarks"],
+  })
   .meta({
     description: "desired state of a QuestA training run",
-    ...cel([
-      "self.evaluation.interval % self.learner.checkpointInterval == 0",
-      "evaluation.interval must be a multiple of learner.checkpointInterval (evaluations run on checkpoints)",
-      ".evaluation.interval",
-    ]),
+    ...cel(
+      [
+        "self.evaluation.interval % self.learner.checkpointInterval == 0",
+        "evaluation.interval must be a multiple of learner.checkpointInterval (evaluations run on checkpoints)",
+        ".evaluation.interval",
+      ],
+      [
+        "self.learner.totalSteps == 0 || size(self.datasets.train) > 0",
+        "datasets.train needs at least one dataset (or set learner.totalSteps: 0 to only evaluate)",
+        ".datasets.train",
+      ],
+      [
+        "self.learner.totalSteps > 0 || size(self.evaluation.benchmarks) > 0",
+        "learner.totalSteps: 0 only evaluates the starting model; add evaluation.benchmarks, or train for at least one step",
+        ".evaluation.benchmarks",
+      ],
+    ),
   });
 
 export const PhaseSchema = z

@@ -106,8 +106,11 @@ describe("evaluate", () => {
       majAtK: Record<string, number>;
       hinted: boolean;
       results: { key: string };
+      gradingMode: string;
     };
     expect(data.hinted).toBe(false);
+    // evaluation reports read free-form answers unless the spec says otherwise
+    expect(data.gradingMode).toBe("lenient");
     expect(data.passAt1).toBeCloseTo(0.25, 12);
     // n=4, c=1: pass@2 = 1 - C(3,2)/C(4,2) = 0.5
     expect(data.passAtK["2"]).toBeCloseTo(0.5, 12);
@@ -131,6 +134,12 @@ describe("evaluate", () => {
     expect(shouldEvaluate(checkpoint(30, "final"), spec, 30)).toBe(true);
     expect(shouldEvaluate(checkpoint(0, "initial"), EvaluationSchema.parse({ atStart: false }), 30)).toBe(
       false,
+    );
+  });
+
+  it("evaluates the starting policy of an evaluation-only run (zero steps) even without atStart", () => {
+    expect(shouldEvaluate(checkpoint(0, "initial"), EvaluationSchema.parse({ atStart: false }), 0)).toBe(
+      true,
     );
   });
 });

@@ -3,6 +3,7 @@ import {
   type CheckpointPublishedData,
   EvaluationResult,
   type EvaluationResultData,
+  EXAMPLE_RESPONSE_CHARS,
 } from "../contracts/events.ts";
 import type { EvaluationSpec } from "../contracts/questatraining.ts";
 import type { EvaluationProblemResult } from "../contracts/shards.ts";
@@ -49,7 +50,8 @@ export function shouldEvaluate(
   totalSteps: number,
 ): boolean {
   if (checkpoint.reason === "policy") return false;
-  if (checkpoint.reason === "initial") return spec.atStart;
+  // a run of zero steps only evaluates: its initial policy is also its final one
+  if (checkpoint.reason === "initial") return spec.atStart || totalSteps === 0;
   if (checkpoint.reason === "final" || checkpoint.step >= totalSteps) return true;
   return checkpoint.step % spec.interval === 0;
 }
@@ -77,6 +79,7 @@ export async function evaluateCheckpoint(
   for (const benchmark of await services.benchmarks()) {
     const key = evaluationResultsKey(services.keys, checkpoint.step, benchmark.name);
     const results: EvaluationProblemResult[] = [];
+    let example: EvaluationResultData["example"];
     for (const problem of benchmark.problems) {
       deps.signal.throwIfAborted();
       const prompt = services.sampler.encodePrompt(evaluationPrompt(problem.problem));
@@ -87,6 +90,18 @@ export async function evaluateCheckpoint(
       const responses = await services.sampler.sample(prompt, spec.samples, settings, seed);
       const graded = await Promise.all(responses.map((r) => services.grade(problem.answer, r.text)));
       const correct = graded.filter((g) => g.correct).length;
+      const first = responses[0];
+      if (example === undefined && first !== undefined && graded[0] !== undefined) {
+        example = {
+          problemId: problem.id,
+          response:
+            first.text.length > EXAMPLE_RESPONSE_CHARS
+              ? `${first.text.slice(0, EXAMPLE_RESPONSE_CHARS)}...`
+              : first.text,
+          extracted: graded[0].extracted,
+          correct: graded[0].correct,
+        };
+      }
       results.push({
         benchmark: benchmark.name,
         step: checkpoint.step,
@@ -129,6 +144,8 @@ export async function evaluateCheckpoint(
         high: Math.max(interval.high, scores.passAt1),
       },
       results: { uri: store.uri(key), key, sha256: put.info.sha256, size: put.info.size },
+      gradingMode: spec.gradingMode,
+      ...(example === undefined ? {} : { example }),
     };
     events.push(emit(EvaluationResult, data, `${checkpoint.run}:${benchmark.name}`));
   }

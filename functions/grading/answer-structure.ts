@@ -1,6 +1,7 @@
 import { MAX_COMPUTE_ENGINE_CHARS, parseWithComputeEngine } from "./compute-engine-parse.ts";
-import { type Expr, ParseError, parseExpression } from "./expression.ts";
+import { type EvalBudget, type Expr, evaluate, ParseError, parseExpression } from "./expression.ts";
 import { matchBrace, normalizeAnswer } from "./normalize.ts";
+import { add, makeRational, mul, type Num, sub } from "./numeric.ts";
 
 export type RelOp = "=" | "<" | "\\le" | "\\ne" | "\\approx";
 
@@ -104,9 +105,11 @@ function closingBracket(s: string): number {
 }
 
 function parseMatrix(s: string, depth: number): Answer | undefined {
-  const m = /^\(?\s*\\begin\{([pbvBV]?matrix|array|smallmatrix)\}(.*)\\end\{\1\}\s*\)?$/s.exec(s);
+  const m = /^[([]?\s*\\begin\{([pbvBV]?matrix|array|smallmatrix)\}(.*)\\end\{\1\}\s*[)\]]?$/s.exec(s);
   if (!m) return undefined;
   let body = m[2]!;
+  // "A + B": two matrices are an expression, not one matrix
+  if (body.includes(`\\end{${m[1]}}`)) return undefined;
   if (m[1] === "array" && body.trimStart().startsWith("{")) {
     const open = body.indexOf("{");
     body = body.slice(matchBrace(body, open) + 1);
@@ -117,6 +120,84 @@ function parseMatrix(s: string, depth: number): Answer | undefined {
     .filter((r) => r.length > 0)
     .map((r) => r.split("&").map((cell) => parseStructure(cell.trim(), depth + 1)));
   if (rows.length === 0 || rows.length > MAX_ITEMS) throw new StructureError("matrix size");
+  return { k: "matrix", rows };
+}
+
+const MATRIX_BLOCK = /\\begin\{([pbvBV]?matrix)\}(.*?)\\end\{\1\}/gs;
+
+/** a number as an expression tree: exact n/d when rational */
+function numExpr(x: Num): Expr | undefined {
+  if (!x.q) return undefined;
+  const [n, d] = x.q;
+  const abs: Expr = { t: "num", text: (n < 0n ? -n : n).toString() };
+  const value: Expr = d === 1n ? abs : { t: "bin", op: "/", a: abs, b: { t: "num", text: d.toString() } };
+  return n < 0n ? { t: "neg", a: value } : value;
+}
+
+/**
+ * Sums, differences and products of numeric matrices ("A + B", "A B", "A \cdot B") are computed,
+ * exactly, into one matrix; undefined when the text is anything else or a cell is not a number.
+ */
+function parseMatrixExpression(s: string, depth: number): Answer | undefined {
+  const blocks = [...s.matchAll(MATRIX_BLOCK)];
+  if (blocks.length < 2 || blocks.length > 8) return undefined;
+  const ops: string[] = [];
+  let at = 0;
+  for (const [i, b] of blocks.entries()) {
+    const gap = s.slice(at, b.index).trim();
+    if (i === 0 ? gap !== "" : !/^(?:\+|-|\\cdot|\\times)?$/.test(gap)) return undefined;
+    if (i > 0) ops.push(gap === "" || gap === "\\cdot" || gap === "\\times" ? "*" : gap);
+    at = b.index + b[0].length;
+  }
+  if (s.slice(at).trim() !== "") return undefined;
+  const budget: EvalBudget = { steps: 100_000, deadline: Number.POSITIVE_INFINITY, now: () => 0 };
+  const env = new Map<string, Num>();
+  const values: Num[][][] = [];
+  for (const b of blocks) {
+    const m = parseMatrix(b[0], depth);
+    if (m?.k !== "matrix") return undefined;
+    const rows: Num[][] = [];
+    for (const row of m.rows) {
+      const cells: Num[] = [];
+      for (const cell of row) {
+        if (cell.k !== "expr") return undefined;
+        const v = evaluate(cell.expr, env, budget);
+        if (!v.q) return undefined;
+        cells.push(v);
+      }
+      rows.push(cells);
+    }
+    if (rows.some((r) => r.length !== rows[0]!.length)) return undefined;
+    values.push(rows);
+  }
+  let acc = values[0]!;
+  for (let k = 0; k < ops.length; k++) {
+    const next = values[k + 1]!;
+    const op = ops[k]!;
+    if (op === "*") {
+      if (acc[0]!.length !== next.length) return undefined;
+      acc = acc.map((row) =>
+        next[0]!.map((_, j) =>
+          row.reduce((sum, x, i) => add(sum, mul(x, next[i]![j]!)), makeRational(0n, 1n)),
+        ),
+      );
+    } else {
+      if (acc.length !== next.length || acc[0]!.length !== next[0]!.length) return undefined;
+      acc = acc.map((row, i) =>
+        row.map((x, j) => (op === "+" ? add(x, next[i]![j]!) : sub(x, next[i]![j]!))),
+      );
+    }
+  }
+  const rows: Answer[][] = [];
+  for (const row of acc) {
+    const cells: Answer[] = [];
+    for (const x of row) {
+      const expr = numExpr(x);
+      if (!expr) return undefined;
+      cells.push({ k: "expr", src: x.q!.join("/"), expr, percent: false });
+    }
+    rows.push(cells);
+  }
   return { k: "matrix", rows };
 }
 
@@ -179,17 +260,32 @@ export function textKey(s: string): string {
     .replace(/[\s{}]/g, "");
 }
 
+/** lists of values inside an "or"/"and"/\cup list join it; groups of assignments ("x=1, y=2") stay whole */
+function flatten(items: Answer[]): Answer[] {
+  return items.flatMap((a) => (a.k === "collection" && a.items.every((i) => i.k !== "rel") ? a.items : [a]));
+}
+
 export function parseStructure(s: string, depth = 0): Answer {
   if (depth > MAX_DEPTH) throw new StructureError("answer nested too deeply");
   s = s.trim();
   if (/^\\(?:emptyset|varnothing)$/.test(s) || s === "\\{\\}" || s === "{}")
     return { k: "collection", items: [] };
-  const matrix = s.includes("\\begin") ? parseMatrix(s, depth) : undefined;
+  const matrix = s.includes("\\begin")
+    ? (parseMatrix(s, depth) ?? parseMatrixExpression(s, depth))
+    : undefined;
   if (matrix) return matrix;
   if (/^[+-]?\d{1,3}(,\d{3})+(\.\d+)?%?$/.test(s)) return parseLeaf(s);
   for (const sep of [cupSeparator, wordSeparator]) {
     const parts = splitTopLevel(s, sep);
-    if (parts.length > 1) return { k: "collection", items: parts.map((p) => parseStructure(p, depth + 1)) };
+    // "21,16 or 11" is one list of three answers: nested lists flatten
+    if (parts.length > 1)
+      return { k: "collection", items: flatten(parts.map((p) => parseStructure(p, depth + 1))) };
+  }
+  const groups = splitTopLevel(s, (text, i) => (text[i] === ";" ? 1 : 0));
+  if (groups.length > 1 && groups.some((g) => splitTopLevel(g, commaSeparator).length > 1)) {
+    // "p=5,q=2;p=7,q=2": semicolons separate solutions, commas the parts of one
+    if (groups.some((g) => g.trim() === "")) throw new StructureError("empty group");
+    return { k: "collection", items: groups.map((g) => parseStructure(g, depth + 1)) };
   }
   const commaParts = splitTopLevel(s, commaSeparator);
   if (commaParts.length > 1) {

@@ -9,6 +9,7 @@ import {
   hasDecimal,
   ParseError,
 } from "./expression.ts";
+import { normalizeAnswer } from "./normalize.ts";
 import {
   DEFAULT_TOLERANCE,
   div,
@@ -59,12 +60,20 @@ const HUNDRED = makeRational(100n, 1n);
 /**
  * Deterministic pseudo-random sample for variable j at point k: magnitude in [0.35, 3.35], sign
  * negative at every third point so that sqrt(x^2) and x differ; points where a side is undefined
- * (roots and logs of negatives) are skipped.
+ * (roots and logs of negatives) are skipped. The value is a small rational (denominator 7 to 23),
+ * so polynomial and rational expressions are compared exactly, with no rounding at all.
  */
-function sampleValue(k: number, j: number): number {
+function sampleRational(k: number, j: number): Num {
   const x = Math.sin((k + 1) * 12.9898 + (j + 1) * 78.233) * 43758.5453;
   const magnitude = 0.35 + 3 * (x - Math.floor(x));
-  return (k + j) % 3 === 2 ? -magnitude : magnitude;
+  const d = SAMPLE_DENOMINATORS[(k + 2 * j) % SAMPLE_DENOMINATORS.length]!;
+  const n = BigInt(Math.max(1, Math.round(magnitude * d)));
+  return makeRational((k + j) % 3 === 2 ? -n : n, BigInt(d));
+}
+const SAMPLE_DENOMINATORS = [7, 11, 13, 17, 19, 23];
+
+function sampleValue(k: number, j: number): number {
+  return sampleRational(k, j).v;
 }
 
 function isBareSymbol(a: Answer): boolean {
@@ -123,7 +132,7 @@ function complexEqual(
   return valid >= Math.min(points, MIN_VALID_POINTS);
 }
 
-/** compares two expressions in the same variables at deterministic sample points */
+/** compares two expressions in the same variables at deterministic (rational) sample points */
 function sampledEqual(
   g: Expr,
   p: Expr,
@@ -135,7 +144,7 @@ function sampledEqual(
   for (let k = 0; k < SAMPLE_POINTS; k++) {
     const env = new Map<string, Num>();
     symbols.forEach((name, j) => {
-      env.set(name, { v: sampleValue(k, j), approx: false });
+      env.set(name, sampleRational(k, j));
     });
     const gv = evaluate(g, env, ctx.budget);
     const pv = evaluate(p, env, ctx.budget);
@@ -164,11 +173,35 @@ function equationsEqual(g: Answer[], p: Answer[], ctx: Context): boolean {
   });
 }
 
+const isEqualityOp = (op: RelOp): boolean => op === "=" || op === "\\approx";
+
+/**
+ * The value an equality chain settles on: its last side joined by "=" ("x = 5+5+1 = 11" -> 11,
+ * "x = 1/3 \approx 0.33" -> 1/3), when the chain opens with what it names.
+ */
+function chainValue(r: Extract<Answer, { k: "rel" }>): Answer | undefined {
+  if (!r.ops.every(isEqualityOp) || !isNameLike(r.parts[0]!)) return undefined;
+  const lastEq = r.ops.lastIndexOf("=");
+  return lastEq < 0 ? undefined : r.parts[lastEq + 1];
+}
+
 function relationsEqual(
   g: Extract<Answer, { k: "rel" }>,
   p: Extract<Answer, { k: "rel" }>,
   ctx: Context,
 ): boolean {
+  const gv = chainValue(g);
+  const pv = chainValue(p);
+  if (gv && pv && (g.ops.length > 1 || p.ops.length > 1)) {
+    // two chains naming the same thing agree when they settle on the same value
+    const gName = g.parts[0]!;
+    const pName = p.parts[0]!;
+    if (answerKey(gName) === answerKey(pName) && answersMatch(gv, pv, ctx)) return true;
+  }
+  if (isInequality(g) && isInequality(p)) {
+    const verdict = setPredicateVerdict(g, p, ctx);
+    if (verdict !== undefined) return verdict;
+  }
   if (g.ops.length !== p.ops.length || g.ops.some((op, i) => op !== p.ops[i])) return false;
   if (g.ops.length === 1 && g.ops[0] === "=") {
     const [gl, gr] = g.parts;
@@ -176,12 +209,36 @@ function relationsEqual(
     if (gl && gr && pl && pr && isBareSymbol(gl) && isBareSymbol(pl)) {
       if (answersMatch(gl, pl, ctx)) return answersMatch(gr, pr, ctx);
     }
+    // "W(n) = 1" and "W(x) = 1": the same function's value, whatever its argument is called
+    if (gl && gr && pl && pr && functionName(gl) !== undefined && functionName(gl) === functionName(pl)) {
+      if (freeSymbols(gr).size === 0 && answersMatch(gr, pr, ctx)) return true;
+    }
     if (equationsEqual(g.parts, p.parts, ctx)) return true;
   }
   return g.parts.every((part, i) => {
     const other = p.parts[i];
     return other !== undefined && answersMatch(part, other, ctx);
   });
+}
+
+/** "f" of "f(x)", "W" of "W(n)": the name of a function value, or undefined */
+function functionName(a: Answer): string | undefined {
+  const src = a.k === "expr" ? a.src : a.k === "text" ? a.text : "";
+  return /^([a-zA-Z])(?:_\{?\w+\}?)?\([^()]*\)$/.exec(src.replace(/\s+/g, ""))?.[1];
+}
+
+/** a text key for names ("x", "f(x)", "(p,q)") so the same name written twice compares equal */
+function answerKey(a: Answer): string {
+  switch (a.k) {
+    case "expr":
+      return textKey(a.src);
+    case "text":
+      return a.text;
+    case "tuple":
+      return `${a.open}${a.items.map(answerKey).join(",")}${a.close}`;
+    default:
+      return JSON.stringify(a);
+  }
 }
 
 function infinity(negative: boolean): Answer {
@@ -198,7 +255,7 @@ function infinity(negative: boolean): Answer {
 function relationAsInterval(r: Extract<Answer, { k: "rel" }>): Answer | undefined {
   const strict = (op: RelOp | undefined): boolean | undefined =>
     op === "<" ? true : op === "\\le" ? false : undefined;
-  if (r.parts.length === 3 && isBareSymbol(r.parts[1]!)) {
+  if (r.parts.length === 3 && isNameLike(r.parts[1]!)) {
     const a = strict(r.ops[0]);
     const b = strict(r.ops[1]);
     if (a === undefined || b === undefined) return undefined;
@@ -215,41 +272,95 @@ function relationAsInterval(r: Extract<Answer, { k: "rel" }>): Answer | undefine
   return undefined;
 }
 
-/** "x", "a_1", "f(x)", "f'(x)": a side that names what the relation defines */
+/** a product or quotient of letters, maybe in |..|: "AB", "NO/BO", "|AB|", "xy" (names, not formulas) */
+function isMonomialName(e: Expr): boolean {
+  switch (e.t) {
+    case "sym":
+      return true;
+    case "bin":
+      return (e.op === "*" || e.op === "/") && isMonomialName(e.a) && isMonomialName(e.b);
+    case "fn":
+      return e.name === "abs" && e.args.length === 1 && isMonomialName(e.args[0]!);
+    default:
+      return false;
+  }
+}
+
+/** "x", "a_1", "f(x)", "f'(x)", "AB", "(p,q)": a side that names what the relation defines */
 function isNameLike(a: Answer): boolean {
   if (isBareSymbol(a)) return true;
+  if (a.k === "tuple") return a.open === "(" && a.items.every(isNameLike);
+  if (a.k === "expr" && isMonomialName(a.expr)) return true;
   const src = a.k === "expr" ? a.src : a.k === "text" ? a.text : "";
   return /^[a-zA-Z](?:_\{?\w+\}?)?'*(?:\([^()]*\))?$/.test(src.replace(/\s+/g, ""));
+}
+
+function freeSymbols(a: Answer): Set<string> {
+  if (a.k !== "expr") return new Set();
+  const free = collectSymbols(a.expr, new Set());
+  free.delete("i"); // the imaginary unit, as in e^{i\pi} = -1
+  return free;
 }
 
 /** a side that states a value, not a condition on variables: no free variables, or not an expression (\lim, a determinant) */
 function isValueSide(a: Answer): boolean {
   if (a.k !== "expr" || isNameLike(a)) return true;
-  const free = collectSymbols(a.expr, new Set());
-  free.delete("i"); // the imaginary unit, as in e^{i\pi} = -1
-  return free.size === 0;
+  return freeSymbols(a).size === 0;
 }
 
 /**
  * The value a relation states when compared with a bare value: the last side of an "=" chain whose
- * other sides name or compute it ("x = 5", "\sqrt{4} = 2"), any side of "\approx". An equation
- * in variables ("5x - 7y + 4 = 0") states no single value.
+ * other sides name or compute it ("x = 5", "\sqrt{4} = 2", "NO/BO = 1/\sqrt6"), the last "=" side
+ * of a chain ending in "\approx", any side of "\approx" alone. An equation in variables
+ * ("5x - 7y + 4 = 0", "7 = 11a + c") states no single value.
  */
 function relationValues(r: Extract<Answer, { k: "rel" }>): Answer[] {
   if (r.ops.every((op) => op === "=")) {
-    return r.parts.slice(0, -1).every(isValueSide) ? [r.parts[r.parts.length - 1]!] : [];
+    const last = r.parts[r.parts.length - 1]!;
+    const earlier = r.parts.slice(0, -1);
+    if (!earlier.every(isValueSide)) return [];
+    // a formula in variables is the value only when the chain opens with a name for it
+    if (freeSymbols(last).size > 0 && !isNameLike(earlier[0]!)) return [];
+    return [last];
   }
-  if (r.ops.every((op) => op === "=" || op === "\\approx")) return r.parts.filter((p) => !isBareSymbol(p));
+  if (r.ops.every(isEqualityOp)) {
+    const settled = chainValue(r);
+    return settled ? [settled] : r.parts.filter((p) => !isBareSymbol(p));
+  }
   return [];
 }
 
+/** "x = 1, y = 2" as the values it assigns, in order, when every item assigns a name */
+function assignedValues(items: Answer[]): Answer[] | undefined {
+  if (items.length < 2) return undefined;
+  const values: Answer[] = [];
+  for (const item of items) {
+    if (item.k !== "rel" || item.ops.length !== 1 || item.ops[0] !== "=" || !isNameLike(item.parts[0]!))
+      return undefined;
+    values.push(item.parts[1]!);
+  }
+  return values;
+}
+
+/**
+ * Unordered collections compare as sets: every item on each side equals one on the other
+ * (duplicates, as in a repeated root or a pair listed twice, do not count twice).
+ */
 function collectionMatch(g: Answer[], p: Answer[], ctx: Context): boolean {
-  if (g.length !== p.length) return false;
-  const used = new Array<boolean>(p.length).fill(false);
+  if (g.length === 0 || p.length === 0) return g.length === p.length;
+  const pUsed = new Array<boolean>(p.length).fill(false);
   for (const item of g) {
-    const idx = p.findIndex((candidate, i) => !used[i] && answersMatch(item, candidate, ctx));
-    if (idx < 0) return false;
-    used[idx] = true;
+    let found = false;
+    for (let i = 0; i < p.length; i++) {
+      if (answersMatch(item, p[i]!, ctx)) {
+        pUsed[i] = true;
+        found = true;
+      }
+    }
+    if (!found) return false;
+  }
+  for (let i = 0; i < p.length; i++) {
+    if (!pUsed[i] && !g.some((item) => answersMatch(item, p[i]!, ctx))) return false;
   }
   return true;
 }
@@ -259,24 +370,41 @@ function matrixCells(a: Answer): Answer[][] | undefined {
   return undefined;
 }
 
+function inOrder(g: Answer[], p: Answer[], ctx: Context): boolean {
+  return g.length === p.length && g.every((item, i) => answersMatch(item, p[i]!, ctx));
+}
+
 function answersMatch(g: Answer, p: Answer, ctx: Context): boolean {
+  // "x = 1, y = 2" against "(1, 2)"; a bare list "1, 3" against the pair "(1, 3)" it spells
+  if (g.k === "collection" && p.k === "tuple" && p.open === "(") {
+    const values = assignedValues(g.items);
+    if (values && inOrder(values, p.items, ctx)) return true;
+  }
+  if (p.k === "collection" && g.k === "tuple" && g.open === "(") {
+    const values = assignedValues(p.items) ?? p.items;
+    if (g.close === ")" && inOrder(g.items, values, ctx)) return true;
+  }
   if (g.k === "collection" || p.k === "collection") {
     const gi = g.k === "collection" ? g.items : [g];
     const pi = p.k === "collection" ? p.items : [p];
-    return collectionMatch(gi, pi, ctx);
+    if (collectionMatch(gi, pi, ctx)) return true;
+    const verdict = setPredicateVerdict(g, p, ctx);
+    return verdict === true;
   }
   if (g.k === "rel" && p.k === "rel") return relationsEqual(g, p, ctx);
   if (p.k === "rel") {
     if (g.k === "tuple") {
       const interval = relationAsInterval(p);
-      return interval !== undefined && answersMatch(g, interval, ctx);
+      if (interval !== undefined && answersMatch(g, interval, ctx)) return true;
+      if (setPredicateVerdict(g, p, ctx) === true) return true;
     }
     return relationValues(p).some((v) => answersMatch(g, v, ctx));
   }
   if (g.k === "rel") {
     if (p.k === "tuple") {
       const interval = relationAsInterval(g);
-      return interval !== undefined && answersMatch(interval, p, ctx);
+      if (interval !== undefined && answersMatch(interval, p, ctx)) return true;
+      if (setPredicateVerdict(g, p, ctx) === true) return true;
     }
     return relationValues(g).some((v) => answersMatch(v, p, ctx));
   }
@@ -311,6 +439,154 @@ function answersMatch(g: Answer, p: Answer, ctx: Context): boolean {
   return gt !== undefined && gt === pt;
 }
 
+// --- sets of reals described by inequalities, intervals and unions, compared by their members ---
+
+function isInequality(a: Answer): a is Extract<Answer, { k: "rel" }> {
+  return a.k === "rel" && a.ops.every((op) => op === "<" || op === "\\le");
+}
+
+/** membership of one real `t`: true, false, or undefined when too close to a boundary to tell */
+type Member = (t: Num) => boolean | undefined;
+
+interface SetShape {
+  member: Member;
+  /** finite interval ends and relation constants, where membership changes */
+  marks: number[];
+  /** the variable a relation is written in */
+  variable?: string;
+}
+
+function compareNums(a: Num, b: Num): number | undefined {
+  if (Number.isNaN(a.v) || Number.isNaN(b.v)) return undefined;
+  if (!Number.isFinite(a.v) || !Number.isFinite(b.v)) return a.v === b.v ? 0 : a.v < b.v ? -1 : 1;
+  if (a.q && b.q) {
+    const l = a.q[0] * b.q[1];
+    const r = b.q[0] * a.q[1];
+    return l < r ? -1 : l > r ? 1 : 0;
+  }
+  if (a.v === b.v) return Number.isFinite(a.v) ? undefined : 0;
+  const scale = Math.max(1, Math.abs(a.v), Math.abs(b.v));
+  if (Math.abs(a.v - b.v) <= 1e-9 * scale) return undefined;
+  return a.v < b.v ? -1 : 1;
+}
+
+function constantValue(a: Answer, ctx: Context): Num | undefined {
+  if (a.k !== "expr" || freeSymbols(a).size > 0) return undefined;
+  const v = evaluate(a.expr, ZERO_ENV, ctx.budget);
+  return Number.isNaN(v.v) ? undefined : v;
+}
+
+/** an inequality chain in one variable, an interval, or a union of intervals, as a membership test */
+function setShape(a: Answer, ctx: Context): SetShape | undefined {
+  if (isInequality(a)) {
+    const vars = new Set<string>();
+    for (const part of a.parts) {
+      if (part.k !== "expr") return undefined;
+      for (const v of freeSymbols(part)) vars.add(v);
+    }
+    if (vars.size !== 1) return undefined;
+    const variable = [...vars][0]!;
+    const marks: number[] = [];
+    for (const part of a.parts) {
+      const v = constantValue(part, ctx);
+      if (v && Number.isFinite(v.v)) marks.push(v.v);
+    }
+    return {
+      variable,
+      marks,
+      member: (t) => {
+        const env = new Map([[variable, t]]);
+        const values = a.parts.map((part) =>
+          evaluate((part as Extract<Answer, { k: "expr" }>).expr, env, ctx.budget),
+        );
+        let holds = true;
+        for (let i = 0; i < a.ops.length; i++) {
+          const c = compareNums(values[i]!, values[i + 1]!);
+          if (c === undefined) return undefined;
+          if (a.ops[i] === "<" ? c >= 0 : c > 0) holds = false;
+        }
+        return holds;
+      },
+    };
+  }
+  if (a.k === "tuple" && a.items.length === 2) {
+    const lo = constantValue(a.items[0]!, ctx);
+    const hi = constantValue(a.items[1]!, ctx);
+    if (!lo || !hi) return undefined;
+    const marks = [lo.v, hi.v].filter(Number.isFinite);
+    return {
+      marks,
+      member: (t) => {
+        const l = compareNums(lo, t);
+        const h = compareNums(t, hi);
+        if (l === undefined || h === undefined) return undefined;
+        return (a.open === "(" ? l < 0 : l <= 0) && (a.close === ")" ? h < 0 : h <= 0);
+      },
+    };
+  }
+  if (a.k === "collection" && a.items.length > 0) {
+    const parts = a.items.map((item) => setShape(item, ctx));
+    if (parts.some((x) => x === undefined)) return undefined;
+    const shapes = parts as SetShape[];
+    const variables = new Set(shapes.map((x) => x.variable).filter((v) => v !== undefined));
+    if (variables.size > 1) return undefined;
+    const variable = [...variables][0];
+    return {
+      ...(variable === undefined ? {} : { variable }),
+      marks: shapes.flatMap((x) => x.marks),
+      member: (t) => {
+        let unknown = false;
+        for (const x of shapes) {
+          const m = x.member(t);
+          if (m === true) return true;
+          if (m === undefined) unknown = true;
+        }
+        return unknown ? undefined : false;
+      },
+    };
+  }
+  return undefined;
+}
+
+/** points where two sets could differ: each boundary, both sides of it, between boundaries, far out */
+function probePoints(marks: number[]): Num[] {
+  const points: Num[] = [];
+  for (let n = -12; n <= 12; n++)
+    points.push(makeRational(BigInt(n), 1n), makeRational(BigInt(2 * n + 1), 2n));
+  for (const far of [100n, 10_000n, 1_000_000n]) points.push(makeRational(far, 1n), makeRational(-far, 1n));
+  const sorted = [...new Set(marks)].sort((a, b) => a - b).slice(0, 16);
+  for (let i = 0; i < sorted.length; i++) {
+    const m = sorted[i]!;
+    const step = Math.max(1e-6, Math.abs(m) * 1e-6);
+    points.push({ v: m, approx: false }, { v: m - step, approx: false }, { v: m + step, approx: false });
+    const next = sorted[i + 1];
+    if (next !== undefined) points.push({ v: (m + next) / 2, approx: false });
+  }
+  return points;
+}
+
+/**
+ * Two descriptions of a set of reals ("1 \le |z| \le 3/2" and "[-3/2,-1] \cup [1,3/2]", "x < 1"
+ * and "-x > -1") agree when they agree on membership at every probe point: each boundary, both
+ * sides of it, between boundaries and far out. Undefined when either is not such a set.
+ */
+function setPredicateVerdict(g: Answer, p: Answer, ctx: Context): boolean | undefined {
+  const gs = setShape(g, ctx);
+  const ps = setShape(p, ctx);
+  if (!gs || !ps) return undefined;
+  if (gs.variable !== undefined && ps.variable !== undefined && gs.variable !== ps.variable) return undefined;
+  if (gs.variable === undefined && ps.variable === undefined) return undefined;
+  let decided = 0;
+  for (const t of probePoints([...gs.marks, ...ps.marks])) {
+    const a = gs.member(t);
+    const b = ps.member(t);
+    if (a === undefined || b === undefined) continue;
+    if (a !== b) return false;
+    decided++;
+  }
+  return decided >= 8;
+}
+
 const PLAIN_NUMBER = /^[+-]?(?:\d{1,400}(?:\.\d{0,400})?|\.\d{1,400})$/;
 
 function numeral(text: string): Num {
@@ -318,6 +594,20 @@ function numeral(text: string): Num {
   const body = text.replace(/^[+-]/, "").replace(/\.$/, "");
   const value = fromDecimalLiteral(body.startsWith(".") ? `0${body}` : body);
   return negative ? neg(value) : value;
+}
+
+/**
+ * "3,14", "250,75", "0,111", "-1000,99": one comma between digit runs that cannot be a thousands
+ * group (not three digits after it, or a 0 or more than three digits before it) may be a decimal
+ * comma; the number it reads as, or undefined.
+ */
+function decimalCommaReading(text: string, minDigits: number): string | undefined {
+  const m = /^([-+]?)(\d+),(\d+)\s*(%)?$/.exec(text);
+  if (!m) return undefined;
+  const [, sign, whole, fraction, percent] = m;
+  if (fraction!.length < minDigits && whole !== "0") return undefined;
+  const thousands = fraction!.length === 3 && whole !== "0" && whole!.length <= 3;
+  return thousands ? undefined : `${sign}${whole}.${fraction}${percent ?? ""}`;
 }
 
 const CHOICE = /^\(?([A-J])\)?$/;
@@ -390,7 +680,20 @@ export function answersEqual(
     const p = parseAnswer(predicted);
     if (p.k === "text" && p.text === "")
       return { equal: false, reason: "parse_error", detail: "empty answer" };
-    return answersMatch(g, p, ctx) ? { equal: true, reason: "equal" } : { equal: false, reason: "mismatch" };
+    if (answersMatch(g, p, ctx)) return { equal: true, reason: "equal" };
+    // "(B) 12" against the gold value 12: the value after the choice letter
+    const labelled = /^\s*\(([A-J])\)\s*(\S.*)$/s.exec(predicted);
+    if (labelled && answersMatch(g, parseAnswer(labelled[2]!), ctx)) return { equal: true, reason: "equal" };
+    // "3,14" may be a decimal comma: read it so when the list reading failed
+    // a gold "-2,1" is more likely two roots than -2.1: a gold's decimal comma needs two digits after it
+    const gAlt = decimalCommaReading(normalizeAnswer(g0), 2);
+    const pAlt = decimalCommaReading(normalizeAnswer(p0), 1);
+    if (gAlt !== undefined || pAlt !== undefined) {
+      const ga = gAlt === undefined ? g : parseGold(gAlt);
+      const pa = pAlt === undefined ? p : parseAnswer(pAlt);
+      if (answersMatch(ga, pa, ctx)) return { equal: true, reason: "equal" };
+    }
+    return { equal: false, reason: "mismatch" };
   } catch (e) {
     if (e instanceof BudgetError) return { equal: false, reason: "timeout", detail: e.message };
     if (e instanceof ParseError) return { equal: false, reason: "parse_error", detail: e.message };

@@ -421,23 +421,30 @@ class Parser {
     }
   }
 
-  /** an integer immediately followed by \frac{int}{int} is a mixed number: 918\frac{1}{2} */
+  /**
+   * an integer followed by \frac{int}{int} is a mixed number: 918\frac{1}{2}; with a space between
+   * ("3 \frac{1}{2}") only a proper fraction is (a space before an improper one is a product)
+   */
   private parseMixedNumber(): Expr {
     const num = this.parseNumber();
-    if (num.t === "num" && !num.text.includes(".") && this.s.startsWith("\\frac", this.i)) {
-      const save = this.i;
-      this.i += 5;
-      try {
-        const a = this.parseMacroArgument();
-        const b = this.parseMacroArgument();
-        if (a.t === "num" && b.t === "num" && !a.text.includes(".") && !b.text.includes(".")) {
+    if (num.t !== "num" || num.text.includes(".")) return num;
+    let at = this.i;
+    while (this.s[at] === " ") at++;
+    if (!this.s.startsWith("\\frac", at)) return num;
+    const spaced = at > this.i;
+    const save = this.i;
+    this.i = at + 5;
+    try {
+      const a = this.parseMacroArgument();
+      const b = this.parseMacroArgument();
+      if (a.t === "num" && b.t === "num" && !a.text.includes(".") && !b.text.includes(".")) {
+        if (!spaced || BigInt(a.text) < BigInt(b.text))
           return { t: "fn", name: "mixed", args: [num, { t: "bin", op: "/", a, b }] };
-        }
-      } catch (e) {
-        if (!(e instanceof ParseError)) throw e;
       }
-      this.i = save;
+    } catch (e) {
+      if (!(e instanceof ParseError)) throw e;
     }
+    this.i = save;
     return num;
   }
 
@@ -515,6 +522,11 @@ class Parser {
     return args;
   }
 
+  /**
+   * The argument of a function written without parentheses binds a product of plain factors:
+   * "\sin 2x" is sin(2x), "\cos \pi x" cos(pi x); it stops at + and -, at another function
+   * ("\sin x \cos x") and at a parenthesis.
+   */
   private parseFunctionArgument(): Expr {
     const c = this.peek();
     if (c === "(") {
@@ -523,7 +535,27 @@ class Parser {
       this.expect(")");
       return e;
     }
-    return this.parsePower();
+    let arg = this.parsePower();
+    while (this.startsPlainFactor(endsWithNumber(arg)))
+      arg = { t: "bin", op: "*", a: arg, b: this.parsePower() };
+    return arg;
+  }
+
+  /** a digit, a single letter or a constant command (\pi, a Greek letter) that is no function */
+  private startsPlainFactor(prevWasNumber: boolean): boolean {
+    const c = this.peek();
+    if (c === undefined) return false;
+    if (isDigit(c)) return !prevWasNumber;
+    if (isLetter(c)) {
+      let j = this.i;
+      while (isLetter(this.s[j])) j++;
+      return !PLAIN_WORDS.has(this.s.slice(this.i, j)) || this.s.slice(this.i, j) === "pi";
+    }
+    if (c === "\\") {
+      const cmd = this.peekCommand();
+      return cmd !== undefined && (GREEK.has(cmd) || cmd === "pi");
+    }
+    return false;
   }
 }
 

@@ -29,6 +29,19 @@ describe("GraderPool", () => {
     ]);
   });
 
+  it("grades in the mode each check names, strict unless the pool says otherwise", async () => {
+    const unmarked = "Adding the parts gives 12 + 13 = 25.";
+    const strictPool = pool({ size: 1 });
+    expect(await strictPool.grade("25", unmarked)).toMatchObject({ reason: "no_answer", mode: "strict" });
+    expect(await strictPool.grade("25", unmarked, { mode: "lenient" })).toMatchObject({
+      reward: 5,
+      mode: "lenient",
+      extractedBy: "last_number",
+    });
+    const lenientPool = pool({ size: 1, mode: "lenient" });
+    expect(await lenientPool.grade("25", unmarked, 1)).toMatchObject({ reward: 1, mode: "lenient" });
+  });
+
   it("times out a stuck check, replaces its worker and keeps grading", async () => {
     const p = pool({
       size: 1,
@@ -39,7 +52,7 @@ describe("GraderPool", () => {
       p.grade("__hang__", "\\boxed{1}"),
       p.grade("12", "\\boxed{012}"),
     ]);
-    expect(stuck).toMatchObject({ reward: 0, equal: false, reason: "timeout" });
+    expect(stuck).toMatchObject({ reward: 0, equal: false, reason: "timeout", mode: "strict" });
     expect(after).toMatchObject({ reward: 5, equal: true, reason: "correct" });
   });
 

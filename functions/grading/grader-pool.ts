@@ -1,5 +1,6 @@
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
+import { DEFAULT_REWARD_MODE, type GradingMode } from "../contracts/grading-mode.ts";
 import {
   type GradeRequest,
   IDLE,
@@ -18,6 +19,8 @@ export interface GraderPoolOptions {
   softTimeoutMs?: number;
   /** reward for a correct answer (default 5) */
   scale?: number;
+  /** strict (default, the RL reward) or lenient, for checks that do not name one */
+  mode?: GradingMode;
   /** most checks sent to a worker in one message (default 64) */
   maxBatch?: number;
   /** worker entry module (default: the grading worker); tests pass a fixture */
@@ -66,6 +69,7 @@ export class GraderPool {
   private readonly checkTimeoutMs: number;
   private readonly softTimeoutMs: number;
   private readonly scale: number;
+  private readonly mode: GradingMode;
   private readonly maxBatch: number;
   private readonly workerUrl: URL;
   private nextId = 0;
@@ -80,13 +84,23 @@ export class GraderPool {
     this.checkTimeoutMs = options.checkTimeoutMs ?? 2000;
     this.softTimeoutMs = options.softTimeoutMs ?? Math.min(1000, this.checkTimeoutMs / 2);
     this.scale = options.scale ?? DEFAULT_REWARD_SCALE;
+    this.mode = options.mode ?? DEFAULT_REWARD_MODE;
     this.maxBatch = Math.max(1, options.maxBatch ?? 64);
     this.workerUrl = options.workerUrl ?? WORKER_URL;
     for (let i = 0; i < size; i++) this.slots.push(this.spawn());
   }
 
-  /** grades one response; resolves with the same result as gradeResponse, or a timeout result */
-  grade(gold: string, response: string, scale: number = this.scale): Promise<GradeResult> {
+  /**
+   * grades one response; resolves with the same result as gradeResponse, or a timeout result.
+   * `options` may be the scale alone, as before modes existed.
+   */
+  grade(
+    gold: string,
+    response: string,
+    options: number | { scale?: number; mode?: GradingMode } = {},
+  ): Promise<GradeResult> {
+    const scale = typeof options === "number" ? options : (options.scale ?? this.scale);
+    const mode = typeof options === "number" ? this.mode : (options.mode ?? this.mode);
     if (this.closed) return Promise.reject(new Error("GraderPool is closed"));
     if (typeof gold !== "string" || typeof response !== "string") {
       return Promise.resolve({
@@ -94,11 +108,19 @@ export class GraderPool {
         equal: false,
         extracted: null,
         reason: "parse_error",
+        mode,
         detail: "gold and response must be strings",
       });
     }
     return new Promise<GradeResult>((resolve, reject) => {
-      const request: GradeRequest = { id: this.nextId, gold, response, scale, timeoutMs: this.softTimeoutMs };
+      const request: GradeRequest = {
+        id: this.nextId,
+        gold,
+        response,
+        scale,
+        mode,
+        timeoutMs: this.softTimeoutMs,
+      };
       this.nextId = (this.nextId + 1) % 0x7fffffff;
       this.queue.push({ request, resolve, reject });
       if (this.queue.length === 1) {
@@ -249,6 +271,7 @@ export class GraderPool {
       equal: false,
       extracted: null,
       reason: outcome.reason,
+      mode: current.request.mode,
       detail: outcome.detail,
     });
     this.pump();

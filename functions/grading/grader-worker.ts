@@ -1,5 +1,6 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { z } from "zod";
+import { GradingModeSchema } from "../contracts/grading-mode.ts";
 import { warmComputeEngine } from "./compute-engine-parse.ts";
 import { type GradeOptions, type GradeResult, gradeResponse } from "./reward.ts";
 
@@ -9,6 +10,7 @@ export const GradeRequestSchema = z.object({
   gold: z.string(),
   response: z.string(),
   scale: z.number().finite(),
+  mode: GradingModeSchema,
   timeoutMs: z.number().positive(),
 });
 export type GradeRequest = z.infer<typeof GradeRequestSchema>;
@@ -46,10 +48,10 @@ export function serveGradeRequests(grade: Grade = gradeResponse): void {
     }
     let results: Array<{ id: number; result: GradeResult }> = [];
     let lastFlush = performance.now();
-    for (const { id, gold, response, scale, timeoutMs } of parsed.data.batch) {
+    for (const { id, gold, response, scale, mode, timeoutMs } of parsed.data.batch) {
       Atomics.store(progress, PROGRESS_STARTED_MS, Date.now() - data.base);
       Atomics.store(progress, PROGRESS_CURRENT, id);
-      results.push({ id, result: grade(gold, response, { scale, timeoutMs }) });
+      results.push({ id, result: grade(gold, response, { scale, mode, timeoutMs }) });
       if (performance.now() - lastFlush >= FLUSH_MS) {
         port.postMessage({ results });
         results = [];

@@ -1,3 +1,10 @@
+export {
+  DEFAULT_REPORT_MODE,
+  DEFAULT_REWARD_MODE,
+  type GradingMode,
+  GradingModeSchema,
+  GradingModes,
+} from "../contracts/grading-mode.ts";
 export type { Answer } from "./answer-structure.ts";
 export {
   answersEqual,
@@ -7,7 +14,17 @@ export {
   EquivalenceReasons,
   type EquivalenceResult,
 } from "./equivalence.ts";
-export { DEFAULT_MAX_RESPONSE_CHARS, extractAnswer, extractBoxed } from "./extract.ts";
+export {
+  DEFAULT_MAX_RESPONSE_CHARS,
+  type Extraction,
+  type ExtractionKind,
+  ExtractionKinds,
+  type ExtractOptions,
+  extractAnswer,
+  extractBoxed,
+  extractFinalAnswer,
+  extractGold,
+} from "./extract.ts";
 export { GraderPool, type GraderPoolOptions } from "./grader-pool.ts";
 export { DEFAULT_TOLERANCE, type Tolerance } from "./numeric.ts";
 export {
@@ -16,5 +33,6 @@ export {
   type GradeReason,
   GradeReasons,
   type GradeResult,
+  gradeAnswer,
   gradeResponse,
 } from "./reward.ts";

@@ -91,6 +91,11 @@ function stripMathDelimiters(s: string): string {
     else {
       const inner = unwrapWhole(s, ["boxed", "fbox", "displaystyle"]);
       if (inner !== undefined) s = inner;
+      else {
+        // a box whose closing brace never came (a cut-off answer): its content so far
+        const open = /^\\(?:boxed|fbox)\s*\{/.exec(s);
+        if (open && matchBrace(s, open[0].length - 1) < 0) s = s.slice(open[0].length);
+      }
     }
     if (s === before) return s;
   }
@@ -114,6 +119,11 @@ function handleTextCommands(s: string): string {
       while (s[open] === " ") open++;
       if (WRAPPERS.includes(name) && s[open] === "{") {
         const close = matchBrace(s, open);
+        if (close < 0 && (name === "boxed" || name === "fbox")) {
+          // a box cut off before its closing brace: keep reading its content
+          i = open + 1;
+          continue;
+        }
         if (close < 0) return out + s.slice(i);
         const content = s.slice(open + 1, close);
         let end = close + 1;
@@ -142,7 +152,7 @@ function handleTextCommands(s: string): string {
 }
 
 const UNIT_WORDS =
-  /^(square|sq|cubic|units?|degrees?|deg|radians?|cm|mm|km|m|meters?|metres?|inches|inch|in|feet|foot|ft|yards?|miles?|mph|kg|g|grams?|pounds?|lbs?|dollars?|cents?|seconds?|sec|s|minutes?|min|hours?|hrs?|h|days?|weeks?|years?|people|students?|ways?|times|points?|cups?|liters?|litres?|ml|l|percent)$/i;
+  /^(square|sq|cubic|units?|degrees?|deg|radians?|cm|mm|km|m|meters?|metres?|inches|inch|in|feet|foot|ft|yards?|miles?|mph|kg|g|grams?|pounds?|lbs?|dollars?|cents?|seconds?|sec|s|minutes?|min|hours?|hrs?|h|days?|weeks?|years?|people|students?|ways?|times|points?|cups?|liters?|litres?|ml|l|percent|percentage|pct|usd|eur|euros?)$/i;
 
 /** trailing words that are math, not units */
 const NOT_UNITS = new Set([
@@ -163,13 +173,17 @@ const NOT_UNITS = new Set([
 /** "90 degrees", "10 square units", "5 cm", "12 apples" -> the number part */
 function stripTrailingUnitWords(s: string): string {
   if (s.length > 400) return s;
-  const m = /^(.*?[0-9}).])\s*((?:[a-zA-Z]+\s+){0,3}[a-zA-Z]+)\s*\.?$/.exec(s);
+  const m = /^(.*?[0-9}).])\s*((?:[a-zA-Z]+(?:\^\{?\d\}?)?\s+){0,3}[a-zA-Z]+(?:\^\{?\d\}?)?)\s*\.?$/.exec(s);
   if (!m) return s;
-  const words = m[2]!.trim().split(/\s+/);
+  // "cm^3", "m^{2}": a unit's power goes with it
+  const words = m[2]!
+    .trim()
+    .split(/\s+/)
+    .map((w) => w.replace(/\^\{?\d\}?$/, ""));
   const isUnit = (w: string): boolean =>
     UNIT_WORDS.test(w) || (w.length >= 3 && !NOT_UNITS.has(w.toLowerCase()));
   if (words.every(isUnit) && !/[a-zA-Z]\s*$/.test(m[1]!.replace(/\\[a-zA-Z]+/g, ""))) {
-    if (words.some((w) => /^percent$/i.test(w))) return `${m[1]}%`;
+    if (words.some((w) => /^(?:percent|percentage|pct)$/i.test(w))) return `${m[1]}%`;
     return m[1]!;
   }
   return s;
@@ -195,14 +209,32 @@ const UNICODE: ReadonlyArray<readonly [RegExp, string]> = [
   [/\u221a/g, "\\sqrt"],
   [/\u00b0/g, ""],
   [/\u222a/g, "\\cup "],
+  // spaces used as thousands separators or padding: no-break, thin, narrow no-break, figure, hair
+  [/[\u00a0\u2007\u2009\u200a\u202f]/g, " "],
+  [/\u00b2/g, "^2"],
+  [/\u00b3/g, "^3"],
+  // currency signs are units, never part of the value
+  [/[\u20ac\u00a3\u00a5\u20b9\u20bd\u20a9\u20aa\u20ab\u0e3f]/g, " "],
 ];
 
 const PLAIN_ARITHMETIC = /^[0-9+\-*/^(). ]*$/;
 
+/** "12 345 678", "2 500.5": digit groups of three separated by single spaces are one number */
+function joinSpacedThousands(s: string): string {
+  return s.replace(/(?<![\d.,])\d{1,3}(?: \d{3})+(?![\d,]| \d)/g, (m) => m.replace(/ /g, ""));
+}
+
+/** "7:15 AM", "\text{7:15 a.m.}" -> "7:15am": times compare as text, case and spacing aside */
+function canonicalTime(s: string): string | undefined {
+  const m = /^(\d{1,2}):(\d{2})(?::(\d{2}))?\s*(?:([aApP])\.?\s*[mM]\.?)?$/.exec(s);
+  if (!m) return undefined;
+  return `${Number(m[1])}:${m[2]}${m[3] === undefined ? "" : `:${m[3]}`}${m[4] ? `${m[4].toLowerCase()}m` : ""}`;
+}
+
 /** cleans one answer string; keeps structure characters ( , [ ] { } = ) intact */
 export function normalizeAnswer(raw: string): string {
   // fast path: plain arithmetic needs no clean-up beyond a sentence-final period
-  if (PLAIN_ARITHMETIC.test(raw)) return raw.trim().replace(/\.$/, "").trim();
+  if (PLAIN_ARITHMETIC.test(raw)) return joinSpacedThousands(raw.trim().replace(/\.$/, "").trim());
   let s = raw.replace(/\r\n?/g, "\n");
   for (const [re, rep] of UNICODE) s = s.replace(re, rep);
   s = stripMathDelimiters(s);
@@ -214,7 +246,9 @@ export function normalizeAnswer(raw: string): string {
     .replace(/\\(?:displaystyle|textstyle|scriptstyle|limits|nolimits)(?![a-zA-Z])/g, "")
     .replace(/\\langle(?![a-zA-Z])/g, "(")
     .replace(/\\rangle(?![a-zA-Z])/g, ")")
-    // thousands written with thin spaces (1\,000) or \! (32,\!348); other spacing becomes a space
+    // thousands written with thin spaces (1\,000), \! (32,\!348) or a braced comma (14{,}916, 14 {, }916)
+    .replace(/(\d),\\!\s*(?=\d{3}(?!\d))/g, "$1,")
+    .replace(/(\d)\s*\{\s*,\s*\}\s*(?=\d{3}(?!\d))/g, "$1,")
     .replace(/(\d)\\[,!]\s*(?=\d{3}(?!\d))/g, "$1")
     .replace(/(?<!\\)\\!/g, "")
     .replace(/(?<!\\)\\(?:[,;: ]|quad|qquad)/g, " ")
@@ -239,6 +273,8 @@ export function normalizeAnswer(raw: string): string {
   s = s.replace(/\\(?:leq|le)(?![a-zA-Z])/g, "\\le ").replace(/\\(?:geq|ge)(?![a-zA-Z])/g, "\\ge ");
   s = handleTextCommands(s.trim());
   s = s.replace(/\s+/g, " ").trim();
+  const early = canonicalTime(s);
+  if (early !== undefined) return early;
   // trailing sentence punctuation and stray backslashes ("185\")
   s = s
     .replace(/(?:\s|\\(?![a-zA-Z{}]))+$/g, "")
@@ -246,6 +282,15 @@ export function normalizeAnswer(raw: string): string {
     .trim();
   s = stripTrailingUnitWords(s);
   s = stripMathDelimiters(s).trim();
+  // answers glued to "or": "(11,7)or(7,11)", "W(x)=1orW(x)=-1"
+  s = s.replace(/(?<=[\d)\]}])or(?=[\s([\d\\a-zA-Z-])|(?<=\s)or(?=[([\d\\-])/g, " or ");
+  s = joinSpacedThousands(s);
+  // braces around the whole answer group it ("{1,2,3}" as written in $${1,2,3}$$); \{ \} is a set
+  while (s.startsWith("{") && matchBrace(s, 0) === s.length - 1) s = s.slice(1, -1).trim();
+  // one bracketed value: "[45 degrees]" (an interval has two ends)
+  const single = /^\[([^,;[\]]*)\]$/.exec(s);
+  if (single) s = normalizeAnswer(single[1]!);
+  s = canonicalTime(s) ?? s;
   // the whole real line, however it is written
   if (/^(?:\\mathbb\s*\{?R\}?|\\R|all real numbers|\\text\{all real numbers\})$/i.test(s))
     return "(-\\infty,\\infty)";

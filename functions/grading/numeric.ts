@@ -181,6 +181,13 @@ export function factorial(a: Num): Num {
 }
 
 export function binomial(n: Num, k: Num): Num {
+  if (isInteger(k) && !isInteger(n) && k.q![0] >= 0n && k.q![0] <= 64n) {
+    // binom(n, k) for any n (a polynomial in n): n(n-1)...(n-k+1)/k!, as sampled symbolic checks need
+    let acc = makeRational(1n, 1n, n.approx);
+    for (let i = 0n; i < k.q![0]; i++)
+      acc = div(mul(acc, sub(n, makeRational(i, 1n))), makeRational(i + 1n, 1n));
+    return acc;
+  }
   if (!isInteger(n) || !isInteger(k)) return { v: Number.NaN, approx: n.approx || k.approx };
   const nn = n.q![0];
   let kk = k.q![0];

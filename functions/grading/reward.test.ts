@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { DEFAULT_REWARD_SCALE, gradeResponse } from "./reward.ts";
+import { DEFAULT_REWARD_SCALE, gradeAnswer, gradeResponse } from "./reward.ts";
 
 describe("gradeResponse", () => {
   it("scores a correct response with the full scale when the gold is a plain string", () => {
@@ -9,7 +9,42 @@ describe("gradeResponse", () => {
       "Adding the cases gives 204 in total, so the answer is $\\boxed{204}$.",
     );
     expect(DEFAULT_REWARD_SCALE).toBe(5);
-    expect(result).toEqual({ reward: 5, equal: true, extracted: "204", reason: "correct" });
+    expect(result).toEqual({
+      reward: 5,
+      equal: true,
+      extracted: "204",
+      reason: "correct",
+      mode: "strict",
+      extractedBy: "boxed",
+    });
+  });
+
+  it("rewards only marked answers in strict mode (the default) and free-form ones in lenient mode", () => {
+    const unmarked = "Adding the cases gives 204 in total.";
+    expect(gradeResponse("204", unmarked)).toMatchObject({ reward: 0, reason: "no_answer", mode: "strict" });
+    expect(gradeResponse("204", unmarked, { mode: "lenient" })).toMatchObject({
+      reward: 5,
+      reason: "correct",
+      mode: "lenient",
+      extracted: "204",
+      extractedBy: "last_number",
+    });
+    expect(gradeResponse("204", "\\boxed{204}", { mode: "lenient" }).extractedBy).toBe("boxed");
+  });
+
+  it("reads a worked solution given as the gold by its boxed answer", () => {
+    const gold = "Since $25<30<36$, the sum lies between $\\boxed{12\\text{ and }13}$.";
+    expect(gradeResponse(gold, "So it lies between \\boxed{12} and \\boxed{13}.").equal).toBe(true);
+  });
+
+  it("grades a bare answer without extraction", () => {
+    expect(gradeAnswer("\\frac12", "0.5")).toMatchObject({ equal: true, reward: 5, extracted: "0.5" });
+    expect(gradeAnswer("7", "8", { mode: "lenient", scale: 1 })).toMatchObject({
+      equal: false,
+      reward: 0,
+      reason: "mismatch",
+      mode: "lenient",
+    });
   });
 
   it("refuses a non-string gold loudly instead of scoring 0 as a mismatch", () => {
@@ -71,14 +106,26 @@ const ADVERSARIAL: ReadonlyArray<readonly [string, string, string]> = [
   ["many plus-minus", "1", `\\boxed{${"1\\pm ".repeat(500)}1}`],
   ["huge gold", "9".repeat(5000), "\\boxed{1}"],
   ["over-long response", "1", `\\boxed{1}${" ".repeat(1_000_001)}`],
+  // free-form reading (lenient): scans stay linear on repetitive text
+  ["many inline spans", "1", `${"$x$ and ".repeat(60_000)}done`],
+  ["unclosed display brackets", "1", `${"\\(".repeat(200_000)}2`],
+  ["many answer words", "1", `${"answer ".repeat(100_000)}2`],
+  ["long comma run", "1", `${"1,".repeat(300_000)}2`],
+  ["long spaced digits", "1", `${"9 ".repeat(300_000)}9`],
+  ["many hash markers", "1", `${"#### x\n".repeat(100_000)}2`],
+  ["nested inequality chain", "x<1", `$${"x<".repeat(1000)}1$`],
+  ["matrix products", "1", `$${"\\begin{pmatrix}9&9\\\\9&9\\end{pmatrix}".repeat(8)}$`],
 ];
 
 describe("gradeResponse on adversarial input", () => {
   // a generous hang guard only; no timing assertions
-  it.each(ADVERSARIAL)("%s returns not-equal with a reason", { timeout: 10_000 }, (_name, gold, response) => {
-    const result = gradeResponse(gold, response);
-    expect(result.equal).toBe(false);
-    expect(result.reward).toBe(0);
-    expect(["no_answer", "mismatch", "timeout", "parse_error"]).toContain(result.reason);
+  it.each(ADVERSARIAL)("%s returns not-equal with a reason", { timeout: 20_000 }, (_name, gold, response) => {
+    for (const mode of ["strict", "lenient"] as const) {
+      const result = gradeResponse(gold, response, { mode });
+      expect(result.equal, mode).toBe(false);
+      expect(result.reward).toBe(0);
+      expect(result.mode).toBe(mode);
+      expect(["no_answer", "mismatch", "timeout", "parse_error"]).toContain(result.reason);
+    }
   });
 });

