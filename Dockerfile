@@ -10,9 +10,9 @@ ARG NODE_IMAGE=node:24-bookworm-slim@sha256:6f7b03f7c2c8e2e784dcf9295400527b9b12
 
 FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
-# .npmrc holds onnxruntime-node-install=skip: the package's postinstall would otherwise download CUDA
-# libraries from outside the npm registry with no hash check; the variable says the same to any
-# install that does not read .npmrc
+# .npmrc holds ignore-scripts=true: no dependency's install script runs (onnxruntime-node's would
+# download CUDA libraries from outside the npm registry with no hash check); the variable tells
+# onnxruntime-node to skip that download even where an install does not read .npmrc
 ENV ONNXRUNTIME_NODE_INSTALL=skip
 COPY package.json package-lock.json .npmrc ./
 # production dependencies only, exactly the lock file's (integrity hashes checked by npm ci);

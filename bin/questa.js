@@ -3,6 +3,21 @@
 // sources through tsx so there is no build step between a checkout and a run.
 import { ensureInstall } from "../scripts/ensure-install.mjs";
 
+// an error nothing awaited (a stray rejected promise) is still one line, never a raw trace
+const debug = process.argv.includes("--debug") || Boolean(process.env.QUESTA_DEBUG);
+for (const event of ["uncaughtException", "unhandledRejection"]) {
+  process.on(event, (error) => {
+    const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+    process.stderr.write(
+      `questa: internal error: ${message.split("\n")[0]}\n` +
+        (debug && error instanceof Error
+          ? `${error.stack}\n`
+          : "  this is a bug in questa, not in your input; run the command again with --debug for its stack trace\n"),
+    );
+    process.exit(1);
+  });
+}
+
 ensureInstall();
 const { register } = await import("tsx/esm/api");
 register();

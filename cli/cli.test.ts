@@ -203,3 +203,230 @@ describe("questa run progress view", () => {
     expect(summaryTable([evaluation])).toContain("10    hard       0.250   0.100-0.400  0.500");
   });
 });
+
+describe("one convention for help, versions and exit codes", () => {
+  const run = async (args: string[], cwd = root) => {
+    const capture = captureIO(cwd);
+    const code = await main(args, capture.io);
+    return { code, out: capture.stdout(), err: capture.stderr() };
+  };
+
+  it("prints --version, and help on stdout with exit 0 for every command, by --help, -h and help CMD", async () => {
+    const version = await run(["--version"]);
+    expect(version).toMatchObject({ code: 0, err: "" });
+    expect(version.out).toMatch(/^questa \d+\.\d+\.\d+\n$/);
+    for (const name of ["run", "function", "operator", "validate", "crd", "grade", "model", "events"]) {
+      const long = await run([name, "--help"]);
+      const short = await run([name, "-h"]);
+      const help = await run(["help", name]);
+      expect(long, name).toMatchObject({ code: 0, err: "" });
+      expect(long.out, name).toMatch(new RegExp(`^usage: questa ${name}`));
+      expect(short, name).toEqual(long);
+      expect(help, name).toEqual(long);
+    }
+    expect(await run(["help"])).toMatchObject({ code: 0, err: "" });
+    expect((await run(["--help"])).out).toContain("commands:");
+  });
+
+  it("exits 2 on stderr for a wrong command line, naming the problem, with the usage", async () => {
+    for (const args of [
+      [],
+      ["nope"],
+      ["help", "nope"],
+      ["crd", "extra"],
+      ["crd", "--yaml"],
+      ["validate"],
+      ["run"],
+      ["run", "x.yaml", "--seed"],
+      ["run", "x.yaml", "--seed="],
+      ["run", "x.yaml", "--seed", "0x10"],
+      ["run", "x.yaml", "--seed", "1e300"],
+      ["run", "x.yaml", "--seed", "-1"],
+      ["run", "x.yaml", "--seed=-1"],
+      ["run", "x.yaml", "--seed", "1.5"],
+      ["events"],
+      ["model"],
+      ["model", "generate", "dir", "--prompt", "x", "--max-new-tokens", "0"],
+    ]) {
+      const result = await run(args);
+      expect(result.code, args.join(" ")).toBe(2);
+      expect(result.out, args.join(" ")).toBe("");
+      expect(result.err, args.join(" ")).toMatch(/^questa/);
+    }
+    const seed = await run(["run", "x.yaml", "--seed="]);
+    expect(seed.err).toContain('--seed: expected a decimal number, got ""');
+    expect(seed.err).toContain("usage: questa run FILE");
+    const big = await run(["run", "x.yaml", "--seed", "1e300"]);
+    expect(big.err).toContain("--seed: Too big");
+    // -h is help, never a file name
+    expect((await run(["run", "-h"])).code).toBe(0);
+  });
+
+  it("says an internal error is one, in one line, and shows its stack only with --debug", async () => {
+    const { io, stderr } = captureIO(root);
+    // a Proxy whose every access throws: an internal failure, not the user's input
+    const broken = new Proxy(io, {
+      get(target, key) {
+        if (key === "cwd") throw new TypeError("broken cwd");
+        return target[key as keyof typeof target];
+      },
+    });
+    expect(await main(["validate", "x.yaml"], broken)).toBe(1);
+    expect(stderr()).toBe(
+      "questa validate: internal error: TypeError: broken cwd\n  this is a bug in questa, not in your input; run the command again with --debug for its stack trace\n",
+    );
+    const debug = captureIO(root);
+    const brokenDebug = new Proxy(debug.io, {
+      get(target, key) {
+        if (key === "cwd") throw new TypeError("broken cwd");
+        return target[key as keyof typeof target];
+      },
+    });
+    expect(await main(["validate", "--debug", "x.yaml"], brokenDebug)).toBe(1);
+    expect(debug.stderr()).toMatch(/internal error: TypeError: broken cwd\nTypeError: broken cwd\n\s+at /);
+  });
+});
+
+describe("questa validate under bad input", () => {
+  const write = (name: string, content: string | Uint8Array) => {
+    const dir = mkdtempSync(join(tmpdir(), "questa-bad-"));
+    writeFileSync(join(dir, name), content);
+    return dir;
+  };
+  const validate = async (dir: string, ...files: string[]) => {
+    const capture = captureIO(dir);
+    const code = await main(["validate", ...files], capture.io);
+    return { code, out: capture.stdout(), err: capture.stderr() };
+  };
+  const head =
+    "apiVersion: questa.dev/v1alpha1\nkind: QuestATraining\nmetadata: { name: ok }\nspec:\n  datasets: { train: [{ name: t, synthetic: {} }] }\n";
+
+  it("refuses a file over the size limit before parsing it", async () => {
+    const dir = write("big.yaml", `${head}${"  k: 1\n".repeat(40_000)}`);
+    const { code, err } = await validate(dir, "big.yaml");
+    expect(code).toBe(1);
+    expect(err).toBe(
+      "big.yaml: 273.6 KiB, over the limit of 256.0 KiB for a QuestATraining file (fix: give the resource itself (datasets are referenced by uri, not inlined))\n",
+    );
+  });
+
+  it("prints at most 20 problems per document, then how many more", async () => {
+    const keys = Array.from({ length: 5000 }, (_, i) => `  unknown${i}: 1\n`).join("");
+    const { code, err } = await validate(write("keys.yaml", `${head}${keys}`), "keys.yaml");
+    expect(code).toBe(1);
+    const lines = err.trim().split("\n");
+    expect(lines[0]).toBe("keys.yaml: 5000 errors");
+    expect(lines).toHaveLength(22);
+    expect(lines[21]).toBe("  ... and 4980 more");
+  });
+
+  it("reports duplicate keys with their line, in one pass", async () => {
+    const { err } = await validate(write("dup.yaml", `${head}  seed: 1\n  seed: 2\n`), "dup.yaml");
+    expect(err).toContain('(yaml): line 7, column 3: duplicate key "seed" (fix: keep one of them)');
+  });
+
+  it("stops an alias bomb and still checks the files after it", async () => {
+    const bomb = [
+      "a: &a [x,x,x,x,x,x,x,x,x]",
+      "b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]",
+      "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]",
+      "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]",
+      "e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]",
+      "f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]",
+    ].join("\n");
+    const dir = write("bomb.yaml", bomb);
+    writeFileSync(join(dir, "ok.yaml"), head);
+    const { code, out, err } = await validate(dir, "bomb.yaml", "ok.yaml");
+    expect(code).toBe(1);
+    expect(err).toContain("bomb.yaml: 1 error\n  (yaml): aliases expand to too many values");
+    expect(out).toBe("ok.yaml: valid QuestATraining ok\n");
+    const many = Array.from({ length: 101 }, (_, i) => `k${i}: *a`).join("\n");
+    const aliases = await validate(write("aliases.yaml", `a: &a 1\n${many}\n`), "aliases.yaml");
+    expect(aliases.err).toContain("more than 100 aliases");
+  });
+
+  it("refuses deep nesting, UTF-16, binary files and directories with what they are", async () => {
+    const deep = await validate(write("deep.yaml", `a: ${"[".repeat(70)}${"]".repeat(70)}\n`), "deep.yaml");
+    expect(deep.err).toContain("nested deeper than 64 levels");
+    const utf16 = await validate(write("u.yaml", Buffer.from(`\ufeff${head}`, "utf16le")), "u.yaml");
+    expect(utf16.err).toBe("u.yaml: is UTF-16 text (fix: save it as UTF-8)\n");
+    const binary = await validate(write("b.yaml", new Uint8Array([0x89, 0x50, 0, 1, 2])), "b.yaml");
+    expect(binary.err).toBe(
+      "b.yaml: is a binary file (a NUL byte at offset 2), not YAML (fix: give a QuestATraining YAML file)\n",
+    );
+    const latin1 = await validate(write("l.yaml", new Uint8Array([0x61, 0x3a, 0x20, 0xe9, 0x0a])), "l.yaml");
+    expect(latin1.err).toBe("l.yaml: is not UTF-8 text (fix: save it as UTF-8)\n");
+    const directory = await validate(root, "manifests");
+    expect(directory.err).toBe("manifests: is a directory (fix: give a file in it)\n");
+    const text = await validate(write("t.yaml", "just some words\n"), "t.yaml");
+    expect(text.err).toContain(
+      "(root): expected a mapping with apiVersion, kind, metadata and spec, got a string",
+    );
+  });
+
+  it("gives hints that say how to fix the field", async () => {
+    const dir = write(
+      "hints.yaml",
+      [
+        "apiVersion: questa.dev/v1alpha1",
+        "kind: QuestATraining",
+        "metadata: { name: Bad_Name }",
+        "spec:",
+        "  datasets: { train: [{ name: t, synthetic: {} }] }",
+        "  rollout: 3",
+        "  augmentation: { curriculum: [{ ratio: 0.25, until: { steps: 5 } }, { ratio: 0.5 }] }",
+      ].join("\n"),
+    );
+    const { err } = await validate(dir, "hints.yaml");
+    expect(err).toContain(
+      "metadata.name: does not have the required form (fix: use a DNS label: lowercase letters, digits and '-'",
+    );
+    expect(err).toContain("spec.rollout: expected a mapping (key: value lines), got a number");
+    expect(err).not.toContain("give a object");
+    expect(err).toContain(
+      "spec.augmentation.curriculum[1].ratio: stage ratios must not increase from one stage to the next: 0.5 is above the previous stage's 0.25",
+    );
+    const both = await validate(
+      write("k.yaml", "apiVersion: v1\nkind: Pod\nmetadata: { name: p }\n"),
+      "k.yaml",
+    );
+    expect(both.err).toContain("kind: expected QuestATraining");
+    expect(both.err).toContain("apiVersion: unsupported apiVersion");
+    const syntax = await validate(write("s.yaml", `${head}  seed: 1: 2\n`), "s.yaml");
+    expect(syntax.err).toContain(
+      "(yaml): line 6, column 9: Nested mappings are not allowed in compact mappings",
+    );
+    expect(syntax.err).not.toMatch(/:\s*\n/);
+  });
+
+  it("numbers the documents of a long file by their lines", async () => {
+    const text = Array.from({ length: 50 }, () => head).join("---\n");
+    const { code, out } = await validate(write("docs.yaml", text), "docs.yaml");
+    expect(code).toBe(0);
+    expect(out.trim().split("\n").at(-1)).toBe("docs.yaml (document 50, line 294): valid QuestATraining ok");
+  });
+});
+
+describe("questa events under bad input", () => {
+  it("prints a last line without a newline, skips what is not JSON, and refuses a missing run for --follow", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "questa-events-"));
+    mkdirSync(join(dir, "events"));
+    const line = JSON.stringify({ specversion: "1.0", id: "a", type: "x.y.z", time: "2026-01-01T00:00:00Z" });
+    writeFileSync(join(dir, "events", "e.jsonl"), `not json\n[1]\n${line}`);
+    const all = captureIO(dir);
+    expect(await main(["events", "."], all.io)).toBe(0);
+    expect(all.stdout()).toBe(`${line}\n`);
+    expect(all.stderr()).toContain("e.jsonl: skipping a line that is not JSON (not JSON)");
+    expect(all.stderr()).toContain("e.jsonl: skipping a line that is not a JSON object");
+    const missing = captureIO(dir);
+    expect(await main(["events", "no-such-run", "--follow"], missing.io)).toBe(1);
+    expect(missing.stderr()).toContain("does not exist (fix: give a run directory");
+  });
+
+  it("says it waits when the run exists but has no events yet", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "questa-events-"));
+    const capture = captureIO(dir, Promise.resolve());
+    expect(await main(["events", ".", "--follow"], capture.io)).toBe(0);
+    expect(capture.stderr()).toContain("waiting for");
+  });
+});

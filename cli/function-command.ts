@@ -1,7 +1,7 @@
 import { resolve } from "node:path";
 import { formatInputIssue, InputError } from "../functions/runtime/errors.ts";
-import { parseArgs } from "./args.ts";
-import type { CommandRun } from "./io.ts";
+import { parseArgs, UsageError } from "./args.ts";
+import type { CommandDefinition, CommandRun } from "./io.ts";
 
 /** what `main` of a function process looks like (functions/<name>/main.ts) */
 type FunctionMain = (
@@ -20,6 +20,7 @@ const FUNCTION_MAINS: Record<string, () => Promise<FunctionMain>> = {
 export const FUNCTION_NAMES = Object.keys(FUNCTION_MAINS);
 
 const USAGE = `usage: questa function <${FUNCTION_NAMES.join("|")}> --config FILE [--brokers B] [--s3-endpoint URL] [--bucket NAME]
+
   --config FILE       the run's training.yaml (a QuestATraining; the operator mounts /etc/questa/training.yaml)
   --brokers B         Kafka brokers host:port[,host:port] (default QUESTA_KAFKA_BROKERS)
   --s3-endpoint URL   S3-compatible endpoint, e.g. http://minio:9000 (default QUESTA_S3_ENDPOINT; unset = AWS)
@@ -30,38 +31,20 @@ QUESTA_CONSUMER_GROUP, QUESTA_METRICS_PORT, QUESTA_KAFKA_*, QUESTA_S3_*, AWS_ACC
 `;
 
 /** `questa function NAME --config FILE`: the function container's entrypoint. */
-export const runFunction: CommandRun = async (args, io) => {
-  let parsed: ReturnType<typeof parseArgs>;
-  try {
-    parsed = parseArgs(args, { booleans: ["help"], values: ["config", "brokers", "s3-endpoint", "bucket"] });
-  } catch (error) {
-    if (error instanceof InputError) {
-      io.stderr(`questa function: ${error.message}\n${USAGE}`);
-      return 2;
-    }
-    throw error;
-  }
-  if (parsed.options.has("help")) {
-    io.stdout(USAGE);
-    return 0;
-  }
-  const [name, ...extra] = parsed.positionals;
-  if (name === undefined || extra.length > 0) {
-    io.stderr(USAGE);
-    return 2;
-  }
+const runFunction: CommandRun = async (args, io) => {
+  const parsed = parseArgs(args, {
+    values: ["config", "brokers", "s3-endpoint", "bucket"],
+    positionals: { min: 1, max: 1, what: `a function name (${FUNCTION_NAMES.join(", ")})` },
+  });
+  const name = parsed.positionals[0] as string;
   const load = FUNCTION_MAINS[name];
   if (load === undefined) {
-    io.stderr(
-      `questa function: unknown function ${JSON.stringify(name)}; expected one of ${FUNCTION_NAMES.join(", ")}\n`,
+    throw new UsageError(
+      `unknown function ${JSON.stringify(name)}; expected one of ${FUNCTION_NAMES.join(", ")}`,
     );
-    return 2;
   }
   const config = parsed.options.get("config");
-  if (config === undefined) {
-    io.stderr(`questa function: --config FILE is required\n${USAGE}`);
-    return 2;
-  }
+  if (config === undefined) throw new UsageError("--config FILE is required");
   // flags win over the environment; the functions read only the environment
   const overrides: Record<string, string> = { QUESTA_CONFIG: resolve(io.cwd, config), QUESTA_FUNCTION: name };
   const brokers = parsed.options.get("brokers");
@@ -82,3 +65,5 @@ export const runFunction: CommandRun = async (args, io) => {
     throw error;
   }
 };
+
+export const functionCommand: CommandDefinition = { help: USAGE, run: runFunction };

@@ -1,25 +1,38 @@
-import { createReadStream } from "node:fs";
+import { open } from "node:fs/promises";
 import { resolve } from "node:path";
-import { createInterface } from "node:readline";
 import { z } from "zod";
+import { LearnerSchema } from "../functions/contracts/questatraining.ts";
 import {
   DEFAULT_REPORT_MODE,
   DEFAULT_REWARD_SCALE,
   type GradeResult,
-  type GradingMode,
   GradingModeSchema,
   gradeAnswer,
   gradeResponse,
 } from "../functions/grading/index.ts";
-import type { CliIO, CommandRun } from "./io.ts";
+import { unreadableIssue } from "../functions/runtime/bounded-read.ts";
+import { InputError } from "../functions/runtime/errors.ts";
+import { describeJsonError } from "../functions/runtime/json-text.ts";
+import { readLines } from "../functions/runtime/line-reader.ts";
+import { flagValue, numberFlag, parseArgs, UsageError } from "./args.ts";
+import type { CliIO, CommandDefinition, CommandRun } from "./io.ts";
+
+/** longest line of a grading file: a response of the grader's 1,000,000 characters, JSON-escaped */
+export const MAX_GRADE_LINE_BYTES = 8 * 1024 * 1024;
 
 const USAGE = `usage: questa grade --gold G --response R [--mode strict|lenient] [--scale N]
        questa grade FILE.jsonl [--mode strict|lenient] [--scale N]
 
 Grades model answers against gold answers and prints one JSON line per check:
 {"equal":bool,"extracted":string|null,"reason":"correct"|"no_answer"|"mismatch"|"timeout"|"parse_error",
- "mode":"strict"|"lenient","extractedBy":"boxed"|"marker"|"choice"|"math"|"bare"|"last_number"}
+ "mode":"strict"|"lenient","extractedBy":"boxed"|"marker"|"choice"|"math"|"bare"|"last_number",
+ "reward":number,"detail":string}
+reward is --scale (default ${DEFAULT_REWARD_SCALE}, learner.rewardScale) for a correct answer and 0 otherwise;
+detail says why for a timeout or parse error (e.g. "answer longer than 4000 characters").
 FILE.jsonl lines hold "gold" and either "pred" (a bare answer) or "response" (a full model response).
+Each non-blank line gives one output line that starts with its "line" number; a line that cannot be
+graded gives {"line":N,"error":"..."} (and a message on stderr), and the exit code is then 1.
+Lines are at most ${MAX_GRADE_LINE_BYTES / 2 ** 20} MiB.
 --mode lenient (default) reads free-form answers too (the last math span, a bare answer, the last
 number); strict reads only marked answers (\\boxed{}, "the answer is", "Final Answer:"), as the RL
 reward does by default.
@@ -31,113 +44,104 @@ export const GradeLineSchema = z.union([
   z.object({ gold: z.string(), pred: z.string() }),
 ]);
 
-interface Parsed {
-  gold?: string;
-  response?: string;
-  file?: string;
-  scale: number;
-  mode: GradingMode;
-}
+/** `--scale N`: the same schema as learner.rewardScale */
+const ScaleFlag = LearnerSchema.shape.rewardScale.unwrap();
 
-function parseArgs(args: string[]): Parsed | string {
-  const out: Parsed = { scale: DEFAULT_REWARD_SCALE, mode: DEFAULT_REPORT_MODE };
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i]!;
-    const value = (): string | undefined => args[++i];
-    if (arg === "--gold") {
-      const v = value();
-      if (v === undefined) return "--gold needs a value";
-      out.gold = v;
-    } else if (arg === "--response") {
-      const v = value();
-      if (v === undefined) return "--response needs a value";
-      out.response = v;
-    } else if (arg === "--scale") {
-      const v = Number(value());
-      if (!Number.isFinite(v)) return "--scale needs a number";
-      out.scale = v;
-    } else if (arg === "--mode") {
-      const mode = GradingModeSchema.safeParse(value());
-      if (!mode.success) return "--mode needs strict or lenient";
-      out.mode = mode.data;
-    } else if (arg.startsWith("-")) {
-      return `unknown option ${arg}`;
-    } else if (out.file === undefined) {
-      out.file = arg;
-    } else {
-      return `unexpected argument ${arg}`;
-    }
-  }
-  const single = out.gold !== undefined || out.response !== undefined;
-  if (single && out.file !== undefined) return "give either --gold/--response or FILE.jsonl, not both";
-  if (single && (out.gold === undefined || out.response === undefined))
-    return "--gold and --response go together";
-  if (!single && out.file === undefined) return "nothing to grade";
-  return out;
-}
-
-function line(r: GradeResult): string {
-  const out: Record<string, unknown> = {
-    equal: r.equal,
-    extracted: r.extracted,
-    reason: r.reason,
-    mode: r.mode,
-  };
+function row(r: GradeResult, lineNumber?: number): string {
+  const out: Record<string, unknown> = lineNumber === undefined ? {} : { line: lineNumber };
+  out.equal = r.equal;
+  out.extracted = r.extracted;
+  out.reason = r.reason;
+  out.mode = r.mode;
   if (r.extractedBy !== undefined) out.extractedBy = r.extractedBy;
+  out.reward = r.reward;
+  if (r.detail !== undefined) out.detail = r.detail;
   return `${JSON.stringify(out)}\n`;
 }
 
-async function gradeFile(path: string, parsed: Parsed, io: CliIO): Promise<number> {
-  const stream = createReadStream(path, { encoding: "utf8" });
-  const opened = await new Promise<Error | undefined>((done) => {
-    stream.once("open", () => done(undefined));
-    stream.once("error", (e) => done(e));
-  });
-  if (opened) {
-    io.stderr(`questa grade: cannot read ${path}: ${opened.message}\n`);
-    return 1;
-  }
-  const options = { scale: parsed.scale, mode: parsed.mode };
-  let bad = 0;
-  let lineNo = 0;
-  for await (const text of createInterface({ input: stream, crlfDelay: Infinity })) {
-    lineNo++;
-    if (text.trim() === "") continue;
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch (e) {
-      bad++;
-      io.stderr(`${path}:${lineNo}: not JSON (${(e as Error).message})\n`);
-      continue;
-    }
-    const row = GradeLineSchema.safeParse(json);
-    if (!row.success) {
-      bad++;
-      io.stderr(`${path}:${lineNo}: needs string fields "gold" and "pred" or "response"\n`);
-      continue;
-    }
-    const r =
-      "response" in row.data
-        ? gradeResponse(row.data.gold, row.data.response, options)
-        : gradeAnswer(row.data.gold, row.data.pred, options);
-    io.stdout(line(r));
-  }
-  return bad > 0 ? 1 : 0;
+interface GradeSettings {
+  scale: number;
+  mode: z.infer<typeof GradingModeSchema>;
 }
 
-/** `questa grade`: grade one response or a JSONL file of them; exit 2 on bad usage */
-export const runGrade: CommandRun = async (args, io) => {
-  if (args.includes("--help") || args.includes("-h")) {
-    io.stdout(USAGE);
-    return 0;
+async function gradeFile(file: string, path: string, options: GradeSettings, io: CliIO): Promise<number> {
+  let handle: Awaited<ReturnType<typeof open>>;
+  try {
+    handle = await open(path, "r");
+  } catch (error) {
+    throw new InputError("file.unreadable", [unreadableIssue(file, error)]);
   }
-  const parsed = parseArgs(args);
-  if (typeof parsed === "string") {
-    io.stderr(`questa grade: ${parsed}\n${USAGE}`);
-    return 2;
+  try {
+    if ((await handle.stat()).isDirectory()) {
+      throw new InputError("file.is_directory", [
+        { path: file, message: "is a directory", hint: "give a .jsonl file" },
+      ]);
+    }
+    let bad = 0;
+    const fail = (lineNumber: number, error: string) => {
+      bad++;
+      io.stderr(`${file}:${lineNumber}: ${error}\n`);
+      io.stdout(`${JSON.stringify({ line: lineNumber, error })}\n`);
+    };
+    try {
+      for await (const line of readLines(
+        handle.createReadStream({ autoClose: false }),
+        MAX_GRADE_LINE_BYTES,
+      )) {
+        if ("error" in line) {
+          fail(line.number, line.error);
+          continue;
+        }
+        if (line.text.trim() === "") continue;
+        let json: unknown;
+        try {
+          json = JSON.parse(line.text);
+        } catch (e) {
+          fail(line.number, describeJsonError(e));
+          continue;
+        }
+        const parsed = GradeLineSchema.safeParse(json);
+        if (!parsed.success) {
+          fail(line.number, 'needs string fields "gold" and "pred" or "response"');
+          continue;
+        }
+        const r =
+          "response" in parsed.data
+            ? gradeResponse(parsed.data.gold, parsed.data.response, options)
+            : gradeAnswer(parsed.data.gold, parsed.data.pred, options);
+        io.stdout(row(r, line.number));
+      }
+    } catch (error) {
+      // a read error after the open (EISDIR on some systems, EIO)
+      throw new InputError("file.unreadable", [unreadableIssue(file, error)]);
+    }
+    return bad > 0 ? 1 : 0;
+  } finally {
+    await handle.close();
   }
-  if (parsed.file !== undefined) return gradeFile(resolve(io.cwd, parsed.file), parsed, io);
-  io.stdout(line(gradeResponse(parsed.gold!, parsed.response!, { scale: parsed.scale, mode: parsed.mode })));
+}
+
+/** `questa grade`: grade one response or a JSONL file of them */
+const runGrade: CommandRun = async (args, io) => {
+  const parsed = parseArgs(args, {
+    values: ["gold", "response", "mode", "scale"],
+    positionals: { min: 0, max: 1, what: "a file" },
+  });
+  const options: GradeSettings = {
+    scale: numberFlag(parsed, "scale", ScaleFlag) ?? DEFAULT_REWARD_SCALE,
+    mode: flagValue(parsed, "mode", GradingModeSchema) ?? DEFAULT_REPORT_MODE,
+  };
+  const gold = parsed.options.get("gold");
+  const response = parsed.options.get("response");
+  const file = parsed.positionals[0];
+  const single = gold !== undefined || response !== undefined;
+  if (single && file !== undefined)
+    throw new UsageError("give either --gold/--response or FILE.jsonl, not both");
+  if (file !== undefined) return gradeFile(file, resolve(io.cwd, file), options, io);
+  if (!single) throw new UsageError("nothing to grade");
+  if (gold === undefined || response === undefined) throw new UsageError("--gold and --response go together");
+  io.stdout(row(gradeResponse(gold, response, options)));
   return 0;
 };
+
+export const gradeCommand: CommandDefinition = { help: USAGE, run: runGrade };

@@ -12,9 +12,16 @@ export interface CliIO {
 
 export type CommandRun = (args: string[], io: CliIO) => Promise<number>;
 
+/** A command: its help (the "usage:" lines, a blank line, then the rest) and how it runs. */
+export interface CommandDefinition {
+  help: string;
+  /** throws UsageError for a wrong command line (exit 2), InputError for invalid input (exit 1) */
+  run: CommandRun;
+}
+
 export interface Command {
   summary: string;
-  load: () => Promise<CommandRun>;
+  load: () => Promise<CommandDefinition>;
 }
 
 export function processIO(): CliIO {
@@ -30,4 +37,13 @@ export function processIO(): CliIO {
     interrupted,
     isTTY: Boolean(process.stdout.isTTY),
   };
+}
+
+/** how many problems one file or document prints before "... and N more" */
+export const MAX_PRINTED_ISSUES = 20;
+
+/** the first MAX_PRINTED_ISSUES lines and "... and N more" */
+export function limitLines(lines: readonly string[], max = MAX_PRINTED_ISSUES): string[] {
+  if (lines.length <= max) return [...lines];
+  return [...lines.slice(0, max), `... and ${lines.length - max} more`];
 }

@@ -1,6 +1,9 @@
 import { lstat, mkdir, readdir, readlink, rename, rm, symlink, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
+import { z } from "zod";
+import { QuestATrainingSpecSchema, RolloutSchema } from "../functions/contracts/questatraining.ts";
+import { toInputIssues } from "../functions/contracts/validate.ts";
 import { loadCheckpoint, MANIFEST_FILE } from "../functions/model/checkpoint.ts";
 import { type ModelConfig, ModelConfigSchema } from "../functions/model/config.ts";
 import { createEngine } from "../functions/model/engine.ts";
@@ -17,12 +20,13 @@ import { memoryEstimate } from "../functions/model/memory.ts";
 import { chatTemplateOf, createPromptEncoder, tokenizerConfigOf } from "../functions/model/prompt-format.ts";
 import { createRng } from "../functions/model/rng.ts";
 import { loadTokenizer, specialTokenText } from "../functions/model/tokenizer.ts";
-import { errorMessage, InputError } from "../functions/runtime/errors.ts";
+import { InputError, RetryableError } from "../functions/runtime/errors.ts";
 import { FsObjectStore } from "../functions/runtime/fs-object-store.ts";
+import { describeJsonError } from "../functions/runtime/json-text.ts";
 import type { ObjectStore } from "../functions/runtime/object-store.ts";
 import { S3ObjectStore } from "../functions/runtime/s3-object-store.ts";
-import { parseArgs } from "./args.ts";
-import type { CliIO, CommandRun } from "./io.ts";
+import { flagValue, numberFlag, parseArgs, UsageError } from "./args.ts";
+import type { CliIO, CommandDefinition, CommandRun } from "./io.ts";
 import { FETCHABLE_MODELS, fetchModel } from "./model-fetch.ts";
 import { parseS3Location } from "./process-run.ts";
 
@@ -75,7 +79,23 @@ interface Described {
   step?: number;
 }
 
-const json = (bytes: Uint8Array) => JSON.parse(new TextDecoder().decode(bytes)) as unknown;
+/** a JSON file of the location; not JSON is the folder's problem, said with the file's name */
+function jsonFile(name: string, where: string, bytes: Uint8Array): unknown {
+  try {
+    return JSON.parse(new TextDecoder().decode(bytes)) as unknown;
+  } catch (error) {
+    throw new InputError("model.invalid_json", [
+      { path: `${where}/${name}`, message: describeJsonError(error), hint: "is the folder complete?" },
+    ]);
+  }
+}
+
+/** a file of the location checked by its schema, issues named by the file */
+function parsedFile<T>(name: string, where: string, bytes: Uint8Array, schema: z.ZodType<T>): T {
+  const result = schema.safeParse(jsonFile(name, where, bytes));
+  if (result.success) return result.data;
+  throw new InputError("model.invalid_file", toInputIssues(result.error.issues, `${where}/${name}`));
+}
 
 async function describe(store: ObjectStore, where: string): Promise<Described> {
   const manifest = await store.get(MANIFEST_FILE);
@@ -87,9 +107,11 @@ async function describe(store: ObjectStore, where: string): Promise<Described> {
     return {
       kind: "checkpoint",
       where,
-      config: ModelConfigSchema.parse(json(config)),
-      source: hf ? HuggingFaceSourceSchema.parse(json(hf)) : undefined,
-      step: (json(manifest) as { step?: number }).step ?? 0,
+      config: parsedFile("config.json", where, config, ModelConfigSchema),
+      source: hf ? parsedFile("huggingface.json", where, hf, HuggingFaceSourceSchema) : undefined,
+      step:
+        parsedFile(MANIFEST_FILE, where, manifest, z.looseObject({ step: z.int().min(0).optional() })).step ??
+        0,
     };
   }
   const configBytes = await store.get("config.json");
@@ -102,7 +124,7 @@ async function describe(store: ObjectStore, where: string): Promise<Described> {
       },
     ]);
   }
-  const mapped = modelConfigFromHf(json(configBytes));
+  const mapped = modelConfigFromHf(jsonFile("config.json", where, configBytes));
   if (!mapped.ok) {
     throw new InputError(
       "model.invalid_folder",
@@ -201,11 +223,10 @@ function printReport(report: ReturnType<typeof inspectReport>, io: CliIO): void 
 }
 
 async function inspect(args: string[], io: CliIO): Promise<number> {
-  const parsed = parseArgs(args, { booleans: ["json"] });
-  if (parsed.positionals.length !== 1) {
-    io.stderr(`questa model inspect: give one location\n${USAGE}`);
-    return 2;
-  }
+  const parsed = parseArgs(args, {
+    booleans: ["json"],
+    positionals: { min: 1, max: 1, what: "one location" },
+  });
   const location = openLocation(parsed.positionals[0]!, io);
   try {
     const report = inspectReport(await describe(location.store, location.where));
@@ -227,22 +248,11 @@ async function isEmptyOrMissing(dir: string): Promise<boolean> {
 }
 
 async function exportModel(args: string[], io: CliIO): Promise<number> {
-  const parsed = parseArgs(args, { values: ["dtype"] });
-  if (parsed.positionals.length !== 2) {
-    io.stderr(`questa model export: give a checkpoint and a target directory\n${USAGE}`);
-    return 2;
-  }
-  const dtypeText = parsed.options.get("dtype");
-  if (dtypeText !== undefined && !(dtypeText in HfDType)) {
-    throw new InputError("invalid_dtype", [
-      {
-        path: "--dtype",
-        message: `unknown dtype ${JSON.stringify(dtypeText)}`,
-        hint: "use bfloat16, float16 or float32",
-      },
-    ]);
-  }
-  const dtype = dtypeText as HfDType | undefined;
+  const parsed = parseArgs(args, {
+    values: ["dtype"],
+    positionals: { min: 2, max: 2, what: "a checkpoint and a target directory" },
+  });
+  const dtype = flagValue(parsed, "dtype", z.enum(HfDType));
   const [from, to] = parsed.positionals as [string, string];
   const target = resolve(io.cwd, to);
   if (!(await isEmptyOrMissing(target))) {
@@ -345,30 +355,14 @@ async function generate(args: string[], io: CliIO): Promise<number> {
   const parsed = parseArgs(args, {
     booleans: ["chat"],
     values: ["prompt", "max-new-tokens", "temperature", "seed"],
+    positionals: { min: 1, max: 1, what: "a location" },
   });
   const prompt = parsed.options.get("prompt");
-  if (parsed.positionals.length !== 1 || prompt === undefined) {
-    io.stderr(`questa model generate: give a location and --prompt TEXT\n${USAGE}`);
-    return 2;
-  }
-  const number = (name: string, fallback: number, check: (n: number) => boolean, what: string) => {
-    const text = parsed.options.get(name);
-    const value = text === undefined ? fallback : Number(text);
-    if (!check(value)) {
-      throw new InputError("invalid_option", [
-        { path: `--${name}`, message: `expected ${what}, got ${text}` },
-      ]);
-    }
-    return value;
-  };
-  const maxNewTokens = number(
-    "max-new-tokens",
-    64,
-    (n) => Number.isInteger(n) && n >= 1,
-    "a whole number >= 1",
-  );
-  const temperature = number("temperature", 0, (n) => n >= 0 && Number.isFinite(n), "a number >= 0");
-  const seed = number("seed", 0, (n) => Number.isInteger(n) && n >= 0, "a whole number >= 0");
+  if (prompt === undefined) throw new UsageError("--prompt TEXT is required");
+  // the schemas of the spec fields these flags mirror (temperature 0 is greedy here)
+  const maxNewTokens = numberFlag(parsed, "max-new-tokens", RolloutSchema.shape.maxNewTokens.unwrap()) ?? 64;
+  const temperature = numberFlag(parsed, "temperature", z.number().min(0).max(10)) ?? 0;
+  const seed = numberFlag(parsed, "seed", QuestATrainingSpecSchema.shape.seed.unwrap()) ?? 0;
   const location = openLocation(parsed.positionals[0]!, io);
   try {
     const model = await loadModel(location.store, location.where);
@@ -418,12 +412,8 @@ async function generate(args: string[], io: CliIO): Promise<number> {
 }
 
 async function fetch(args: string[], io: CliIO): Promise<number> {
-  const parsed = parseArgs(args, {});
-  const [name, dir, ...extra] = parsed.positionals;
-  if (name === undefined || extra.length > 0) {
-    io.stderr(`questa model fetch: give a model name\n${USAGE}`);
-    return 2;
-  }
+  const parsed = parseArgs(args, { positionals: { min: 1, max: 2, what: "a model name" } });
+  const [name, dir] = parsed.positionals as [string, string | undefined];
   const cacheDir = io.env.QUESTA_CACHE_DIR ?? join(homedir(), ".cache", "questa");
   const folder = await fetchModel(name, {
     cacheDir,
@@ -454,25 +444,26 @@ async function fetch(args: string[], io: CliIO): Promise<number> {
 }
 
 /** `questa model inspect|export|generate|fetch` */
-export const runModel: CommandRun = async (args, io) => {
+const runModel: CommandRun = async (args, io) => {
   const [sub, ...rest] = args;
-  if (sub === undefined || sub === "--help" || sub === "-h" || sub === "help") {
-    io.stdout(USAGE);
-    return sub === undefined ? 2 : 0;
+  const run = { inspect, export: exportModel, generate, fetch }[sub ?? ""];
+  if (run === undefined) {
+    throw new UsageError(
+      sub === undefined ? "give a subcommand" : `unknown subcommand ${JSON.stringify(sub)}`,
+    );
   }
   try {
-    if (sub === "inspect") return await inspect(rest, io);
-    if (sub === "export") return await exportModel(rest, io);
-    if (sub === "generate") return await generate(rest, io);
-    if (sub === "fetch") return await fetch(rest, io);
+    return await run(rest, io);
   } catch (error) {
-    if (error instanceof InputError) {
+    if (error instanceof InputError || error instanceof RetryableError) {
+      // a model folder, checkpoint or store that is not as it should be, or out of reach
       io.stderr(`questa model ${sub}: ${error.message}\n`);
       return 1;
     }
-    io.stderr(`questa model ${sub}: ${errorMessage(error)}\n`);
-    return 1;
+    throw error;
   }
-  io.stderr(`questa model: unknown subcommand ${JSON.stringify(sub)}\n${USAGE}`);
-  return 2;
 };
+
+export const modelCommand: CommandDefinition = { help: USAGE, run: runModel };
+/** the command's run function, for tests that call it without `main` */
+export { runModel };

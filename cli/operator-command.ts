@@ -1,7 +1,9 @@
 import { formatInputIssue, InputError } from "../functions/runtime/errors.ts";
-import type { CommandRun } from "./io.ts";
+import { UsageError } from "./args.ts";
+import type { CommandDefinition, CommandRun } from "./io.ts";
 
 const USAGE = `usage: questa operator [--SETTING=VALUE ...]
+
 Runs the QuestATraining operator (what the Helm chart's Deployment runs) until SIGTERM.
 Settings come from the environment or --setting=value flags, e.g.
   --operator-image=IMAGE     function image when a run names none (QUESTA_OPERATOR_IMAGE, required)
@@ -12,18 +14,11 @@ Kafka defaults for runs that name no brokers: QUESTA_KAFKA_*; the cluster: KUBEC
 `;
 
 /** `questa operator`: the control plane's entrypoint (operator/main.ts). */
-export const runOperator: CommandRun = async (args, io) => {
-  if (args.includes("--help") || args.includes("-h")) {
-    io.stdout(USAGE);
-    return 0;
-  }
+const runOperator: CommandRun = async (args, io) => {
   // operator/main.ts reads --name=value pairs; anything else would be ignored there, so refuse it here
   const bad = args.filter((arg) => !/^--[a-z-]+=.*$/.test(arg));
   if (bad.length > 0) {
-    io.stderr(
-      `questa operator: expected --setting=value, got ${bad.map((a) => JSON.stringify(a)).join(", ")}\n${USAGE}`,
-    );
-    return 2;
+    throw new UsageError(`expected --setting=value, got ${bad.map((a) => JSON.stringify(a)).join(", ")}`);
   }
   const { main, parseOperatorConfig } = await import("../operator/main.ts");
   try {
@@ -42,3 +37,5 @@ export const runOperator: CommandRun = async (args, io) => {
   await io.interrupted;
   return 0;
 };
+
+export const operatorCommand: CommandDefinition = { help: USAGE, run: runOperator };

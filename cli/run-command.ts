@@ -1,9 +1,9 @@
-import { readFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import type { EvaluationResultData } from "../functions/contracts/events.ts";
 import type { QuestATraining } from "../functions/contracts/questatraining.ts";
-import { validateYaml } from "../functions/contracts/validate.ts";
+import { QuestATrainingSpecSchema } from "../functions/contracts/questatraining.ts";
+import { readResourceFile } from "../functions/contracts/resource-file.ts";
 import {
   effectiveSpec,
   type RunProgress,
@@ -12,8 +12,8 @@ import {
   runName,
 } from "../functions/pipeline/embedded-run.ts";
 import { formatInputIssue, InputError } from "../functions/runtime/errors.ts";
-import { parseArgs } from "./args.ts";
-import type { CliIO, CommandRun } from "./io.ts";
+import { asUsageError, numberFlag, parseArgs, UsageError } from "./args.ts";
+import { type CliIO, type CommandDefinition, type CommandRun, limitLines } from "./io.ts";
 import {
   FunctionProcessFailed,
   type ProcessRunSummary,
@@ -24,6 +24,7 @@ import {
 } from "./process-run.ts";
 
 const USAGE = `usage: questa run FILE [--baseline] [--seed N] [--kafka BROKERS --s3 URL]
+
   FILE           a QuestATraining resource (e.g. manifests/examples/quickstart.yaml)
   --baseline     plain RL with the same budget: no hints (run name <name>-baseline)
   --seed N       override spec.seed
@@ -179,65 +180,38 @@ export function summaryTable(evaluations: readonly EvaluationResultData[]): stri
   return `${[line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n")}\n`;
 }
 
-export const runRun: CommandRun = async (args, io) => {
-  let parsed: ReturnType<typeof parseArgs>;
-  try {
-    parsed = parseArgs(args, { booleans: ["baseline", "help"], values: ["seed", "kafka", "s3"] });
-  } catch (error) {
-    if (error instanceof InputError) {
-      io.stderr(`questa run: ${error.message}\n${USAGE}`);
-      return 2;
-    }
-    throw error;
-  }
-  const [file, ...extra] = parsed.positionals;
-  if (parsed.options.has("help") || file === undefined || extra.length > 0) {
-    io.stderr(USAGE);
-    return 2;
-  }
-  const seedText = parsed.options.get("seed");
-  const seed = seedText === undefined ? undefined : Number(seedText);
-  if (seed !== undefined && (!Number.isInteger(seed) || seed < 0)) {
-    io.stderr(`questa run: --seed: expected a whole number >= 0, got ${seedText}\n`);
-    return 2;
-  }
+/** `--seed N`: the same schema as spec.seed */
+const SeedFlag = QuestATrainingSpecSchema.shape.seed.unwrap();
+
+const runRun: CommandRun = async (args, io) => {
+  const parsed = parseArgs(args, {
+    booleans: ["baseline"],
+    values: ["seed", "kafka", "s3"],
+    positionals: { min: 1, max: 1, what: "a QuestATraining file" },
+  });
+  const file = parsed.positionals[0] as string;
+  const seed = numberFlag(parsed, "seed", SeedFlag);
   const kafkaText = parsed.options.get("kafka");
   const s3Text = parsed.options.get("s3");
   if ((kafkaText === undefined) !== (s3Text === undefined)) {
-    io.stderr(`questa run: --kafka and --s3 go together (the functions as processes need both)\n${USAGE}`);
-    return 2;
+    throw new UsageError("--kafka and --s3 go together (the functions as processes need both)");
   }
-  let cluster: { brokers: string[]; s3: S3Location } | undefined;
-  if (kafkaText !== undefined && s3Text !== undefined) {
-    try {
-      cluster = { brokers: parseBrokers(kafkaText), s3: parseS3Location(s3Text) };
-    } catch (error) {
-      if (error instanceof InputError) {
-        for (const issue of error.issues) io.stderr(`questa run: ${formatInputIssue(issue)}\n`);
-        return 2;
-      }
-      throw error;
-    }
-  }
+  const cluster =
+    kafkaText !== undefined && s3Text !== undefined
+      ? asUsageError(() => ({ brokers: parseBrokers(kafkaText), s3: parseS3Location(s3Text) }))
+      : undefined;
   const path = resolve(io.cwd, file);
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (error) {
-    io.stderr(`questa run: cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}\n`);
-    return 1;
-  }
-  const documents = validateYaml(text);
+  const documents = await readResourceFile(path, file);
   if (documents.length !== 1) {
     io.stderr(
       `questa run: ${file} holds ${documents.length} documents; give a file with one QuestATraining\n`,
     );
-    return 2;
+    return 1;
   }
   const result = documents[0]?.result;
   if (!result?.ok) {
     io.stderr(`${file}: invalid QuestATraining\n`);
-    for (const issue of result?.issues ?? []) io.stderr(`  ${formatInputIssue(issue)}\n`);
+    for (const line of limitLines((result?.issues ?? []).map(formatInputIssue))) io.stderr(`  ${line}\n`);
     return 1;
   }
   const controller = new AbortController();
@@ -374,3 +348,6 @@ async function runAsProcesses(
   io.stdout(`finished ${summary.step} steps\n`);
   return 0;
 }
+
+/** `questa run FILE`: a whole run, embedded or with its functions as processes */
+export const runCommand: CommandDefinition = { help: USAGE, run: runRun };

@@ -5,7 +5,7 @@
 import { readFile, stat } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
-import { validateYaml } from "../contracts/validate.ts";
+import { readResourceFile } from "../contracts/resource-file.ts";
 import { charTokenizer, loadTokenizer } from "../model/tokenizer.ts";
 import type { Tokenizer } from "../questa/augmentation.ts";
 import { InputError } from "../runtime/errors.ts";
@@ -39,7 +39,7 @@ export async function main(env: Record<string, string | undefined> = process.env
     );
   }
   const settings = parsedEnv.data;
-  const documents = validateYaml(await readFile(settings.QUESTA_CONFIG, "utf8"));
+  const documents = await readResourceFile(settings.QUESTA_CONFIG, "QUESTA_CONFIG");
   const first = documents[0]?.result;
   if (first === undefined || !first.ok) {
     throw new InputError(

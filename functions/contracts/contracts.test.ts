@@ -192,7 +192,7 @@ describe("validation", () => {
     const paths = bad.ok ? [] : bad.issues.map((i) => i.path);
     expect(paths).toEqual(
       expect.arrayContaining([
-        "spec.augmentation.curriculum",
+        "spec.augmentation.curriculum[1].ratio",
         "spec.augmentation.hardFilter.minPasses",
         "spec.rollout.replicas.min",
         "spec.evaluation.k",

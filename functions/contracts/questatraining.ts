@@ -419,8 +419,19 @@ export const AugmentationSchema = z
       .min(1)
       .max(16)
       .default([{ ratio: 0.5, until: { steps: 100 } }, { ratio: 0.25 }])
-      .refine((stages) => stages.every((s, i) => i === 0 || s.ratio <= (stages[i - 1]?.ratio ?? 1)), {
-        message: "stage ratios must not increase from one stage to the next",
+      .superRefine((stages, ctx) => {
+        // the stage that raises the ratio, by index, so the message points at the line to change
+        for (let i = 1; i < stages.length; i++) {
+          const previous = stages[i - 1]?.ratio ?? 1;
+          const ratio = stages[i]?.ratio ?? 0;
+          if (ratio > previous) {
+            ctx.addIssue({
+              code: "custom",
+              path: [i, "ratio"],
+              message: `stage ratios must not increase from one stage to the next: ${ratio} is above the previous stage's ${previous}`,
+            });
+          }
+        }
       })
       .refine((stages) => stages.slice(0, -1).every((s) => s.until !== undefined), {
         message: "every stage but the last needs an until condition",

@@ -107,7 +107,7 @@ export class GraphSession {
           {
             path: "executionProvider",
             message: "the CUDA execution provider is not available in this onnxruntime-node build",
-            hint: 'use executionProvider "cpu", or install onnxruntime-node with CUDA binaries (ONNXRUNTIME_NODE_INSTALL_CUDA=v12) on a machine with an NVIDIA GPU',
+            hint: 'use executionProvider "cpu", or install onnxruntime-node with CUDA binaries (ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node --ignore-scripts=false) on a machine with an NVIDIA GPU',
           },
         ]);
       }

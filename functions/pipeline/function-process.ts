@@ -3,14 +3,13 @@
  * environment the operator sets (operator/resources/workloads.ts), the run's spec from the mounted
  * config file, and the Kafka bus and S3 store built from them.
  */
-import { readFile } from "node:fs/promises";
 import { Registry } from "prom-client";
 import { z } from "zod";
 import type { OpenDataset } from "../augment/dataset-source.ts";
 import { datasetOpener } from "../augment/main.ts";
 import type { QuestATraining } from "../contracts/questatraining.ts";
 import { KNOWN_EVENT_TYPES } from "../contracts/registry.ts";
-import { validateYaml } from "../contracts/validate.ts";
+import { readResourceFile } from "../contracts/resource-file.ts";
 import { RunKeys } from "../learn/run-keys.ts";
 import { errorMessage, InputError, isUnavailable } from "../runtime/errors.ts";
 import { startHealthServer } from "../runtime/health-server.ts";
@@ -52,15 +51,8 @@ export function parseFunctionEnv(env: Record<string, string | undefined>): Funct
 
 /** The QuestATraining of the config file (one document, validated). */
 export async function readTrainingConfig(path: string): Promise<QuestATraining> {
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (error) {
-    throw new InputError("config_unreadable", [
-      { path: "QUESTA_CONFIG", message: `cannot read ${path}: ${(error as NodeJS.ErrnoException).code}` },
-    ]);
-  }
-  const documents = validateYaml(text);
+  // bounded (size, aliases, depth): the same limits as `questa validate`
+  const documents = await readResourceFile(path, `QUESTA_CONFIG (${path})`);
   const first = documents[0]?.result;
   if (documents.length !== 1 || first === undefined) {
     throw new InputError("invalid_training_config", [

@@ -66,10 +66,26 @@ function invalid(message: string): { ok: false; error: DeadLetterError } {
   return { ok: false, error: new DeadLetterError("invalid_cloudevent", message) };
 }
 
+/**
+ * Largest event decoded (value bytes in binary mode, characters in structured mode). Questa's
+ * events carry object references, not payloads, and are a few KiB; this bounds what a hostile or
+ * broken producer can make a decoder parse.
+ */
+export const MAX_EVENT_BYTES = 16 * 1024 * 1024;
+/** problems named in one dead-letter reason before "and N more" */
+const MAX_DESCRIBED = 5;
+
+function firstFew(parts: readonly string[]): string {
+  const shown = parts.slice(0, MAX_DESCRIBED).join("; ");
+  return parts.length > MAX_DESCRIBED ? `${shown}; and ${parts.length - MAX_DESCRIBED} more` : shown;
+}
+
 function describeIssues(error: z.ZodError, prefix: (path: string) => string): string {
-  return error.issues
-    .map((issue) => `${prefix(issue.path.map(String).join(".") || "(root)")}: ${issue.message}`)
-    .join("; ");
+  return firstFew(
+    error.issues.map(
+      (issue) => `${prefix(issue.path.map(String).join(".").slice(0, 200) || "(root)")}: ${issue.message}`,
+    ),
+  );
 }
 
 /** Checks extension names and the questa-required attributes; returns the typed event. */
@@ -79,7 +95,7 @@ function toQuestaEvent(envelope: Record<string, unknown>, where: (path: string) 
   );
   if (badNames.length > 0) {
     return invalid(
-      `extension attribute names must be 1-20 lowercase letters or digits: ${badNames.map((n) => where(n)).join(", ")}`,
+      `extension attribute names must be 1-20 lowercase letters or digits: ${firstFew(badNames.map((n) => where(n.slice(0, 40))))}`,
     );
   }
   const parsed = QuestaCloudEventSchema.safeParse(envelope);
@@ -132,6 +148,9 @@ export function parseBinaryMessage(message: {
     );
   }
   if (typeof contentType === "string") envelope.datacontenttype = jsonContentType;
+  if (message.value.byteLength > MAX_EVENT_BYTES) {
+    return invalid(`value is ${message.value.byteLength} bytes, over the limit of ${MAX_EVENT_BYTES}`);
+  }
   let text: string;
   try {
     text = new TextDecoder("utf-8", { fatal: true }).decode(message.value);
@@ -176,6 +195,9 @@ export function toStructured(event: CloudEvent<unknown>): string {
 /** Reads a structured-mode event from JSON text or an already parsed object. */
 export function parseStructured(input: string | unknown): ParseResult<CloudEvent<unknown>> {
   let value: unknown = input;
+  if (typeof input === "string" && input.length > MAX_EVENT_BYTES) {
+    return invalid(`structured event is ${input.length} characters, over the limit of ${MAX_EVENT_BYTES}`);
+  }
   if (typeof input === "string") {
     try {
       value = JSON.parse(input);
