@@ -16,13 +16,49 @@ export async function fsyncDirectory(path: string): Promise<void> {
   }
 }
 
+type FileHandle = Awaited<ReturnType<typeof open>>;
+
+/*
+ * Whole-buffer reads and writes, one request to the thread pool each (the kernel may still split
+ * them): fs's readFile/writeFile go 512 KiB per event-loop turn, and a loop held for ~100 ms at a
+ * time by synchronous onnxruntime runs (sampling in the same process) starved a 538 MB checkpoint
+ * write to ~5 MB/s (bench/object-store-io.bench.ts).
+ */
+async function writeWhole(handle: FileHandle, bytes: Uint8Array): Promise<void> {
+  for (let offset = 0; offset < bytes.byteLength; ) {
+    const { bytesWritten } = await handle.write(bytes, offset, bytes.byteLength - offset);
+    offset += bytesWritten;
+  }
+}
+
+/**
+ * A file's bytes, read with as few requests as the kernel allows (see writeWhole). For files that
+ * are replaced by rename, never written in place: the open handle keeps the version it opened.
+ */
+export async function readWhole(path: string): Promise<Uint8Array> {
+  const handle = await open(path, "r");
+  try {
+    const { size } = await handle.stat();
+    const bytes = new Uint8Array(size);
+    let offset = 0;
+    while (offset < size) {
+      const { bytesRead } = await handle.read(bytes, offset, size - offset, offset);
+      if (bytesRead === 0) break; // truncated under us: return what is there
+      offset += bytesRead;
+    }
+    return offset === size ? bytes : bytes.subarray(0, offset);
+  } finally {
+    await handle.close();
+  }
+}
+
 /** Writes bytes to a fresh temporary file in `tempDir` and fsyncs it; returns its path. */
 export async function writeDurableTemp(tempDir: string, body: Uint8Array | string): Promise<string> {
   await mkdir(tempDir, { recursive: true });
   const tempPath = join(tempDir, `.tmp-${process.pid}-${randomBytes(8).toString("hex")}`);
   const handle = await open(tempPath, "wx", 0o644);
   try {
-    await handle.writeFile(body);
+    await writeWhole(handle, typeof body === "string" ? new TextEncoder().encode(body) : body);
     await handle.sync();
   } catch (error) {
     await handle.close();

@@ -16,7 +16,7 @@ import {
 import { dirname, join, resolve, sep } from "node:path";
 import { pathToFileURL } from "node:url";
 import { z } from "zod";
-import { fsyncDirectory, isErrno, writeDurableTemp } from "./atomic-file.ts";
+import { fsyncDirectory, isErrno, readWhole, writeDurableTemp } from "./atomic-file.ts";
 import { InputError } from "./errors.ts";
 import { assertObjectKey, objectKeyProblem } from "./object-key.ts";
 import type { ObjectInfo, ObjectStore, PutOptions, PutResult } from "./object-store.ts";
@@ -87,7 +87,7 @@ export class FsObjectStore implements ObjectStore {
   async get(key: string): Promise<Uint8Array | undefined> {
     const path = this.#pathFor(key);
     try {
-      return new Uint8Array(await readFile(path));
+      return await readWhole(path);
     } catch (error) {
       if (isMissing(error)) return undefined;
       throw error;
