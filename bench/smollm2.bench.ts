@@ -119,6 +119,19 @@ phases.trainStep = {
 };
 await engine.dispose();
 
+/** questa's median tokens/s over PyTorch's, per phase both ran (above 1: questa is faster) */
+function vsPyTorch(ours: typeof phases, theirs: unknown): Record<string, number> {
+  const peerPhases =
+    (theirs as { phases?: Record<string, { tokensPerSecond?: { median?: number } }> }).phases ?? {};
+  const out: Record<string, number> = {};
+  for (const [name, phase] of Object.entries(ours)) {
+    const mine = (phase as { tokensPerSecond?: { median: number } }).tokensPerSecond?.median;
+    const other = peerPhases[name]?.tokensPerSecond?.median;
+    if (mine !== undefined && other !== undefined && other > 0) out[name] = round(mine / other, 2);
+  }
+  return out;
+}
+
 const peer = peerPython
   ? JSON.parse(
       execFileSync(
@@ -158,7 +171,7 @@ console.log(
       },
       parameters: model.params.length,
       questa: { phases, peakRssGiB: peakRss() },
-      ...(peer ? { pytorch: peer } : {}),
+      ...(peer ? { pytorch: peer, vsPyTorch: vsPyTorch(phases, peer) } : {}),
     },
     null,
     2,

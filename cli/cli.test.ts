@@ -151,6 +151,23 @@ describe("questa events", () => {
 });
 
 describe("questa run progress view", () => {
+  it("says where the loop's time went", async () => {
+    const { timingLine } = await import("./run-command.ts");
+    const line = timingLine({
+      wallSeconds: 312.4,
+      functions: {
+        learn: { busySeconds: 62, share: 0.198 },
+        rollout: { busySeconds: 222, share: 0.711 },
+      },
+      sampledTokens: 2_464_200,
+      samplingTokensPerSecond: 11_100,
+      trainTokensPerSecond: 850.25,
+    });
+    expect(line).toBe(
+      "time 5m 12s (after set-up); busy: rollout 71%, learn 20%; sampling 11.1K tok/s, training 850.3 tok/s",
+    );
+  });
+
   it("prints plain lines off a terminal and rewrites one status line on a terminal", async () => {
     const { ProgressView, summaryTable } = await import("./run-command.ts");
     const status = {

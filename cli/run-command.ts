@@ -6,6 +6,7 @@ import { QuestATrainingSpecSchema } from "../functions/contracts/questatraining.
 import { readResourceFile } from "../functions/contracts/resource-file.ts";
 import {
   effectiveSpec,
+  type LoopTiming,
   type RunProgress,
   type RunSummary,
   runEmbedded,
@@ -152,6 +153,19 @@ export class ProgressView {
 }
 
 /** The final table: every evaluation, by step and benchmark. */
+/** where the loop's time went: wall time, each function's busy share, sampling and training speed */
+export function timingLine(timing: LoopTiming): string {
+  const seconds = Math.round(timing.wallSeconds);
+  const wall = seconds >= 60 ? `${Math.floor(seconds / 60)}m ${seconds % 60}s` : `${seconds}s`;
+  const busy = Object.entries(timing.functions)
+    .sort(([, a], [, b]) => b.busySeconds - a.busySeconds)
+    .map(([name, f]) => `${name} ${Math.round(f.share * 100)}%`)
+    .join(", ");
+  const rate = (value: number | undefined) =>
+    value === undefined ? "-" : value >= 1000 ? `${(value / 1000).toFixed(1)}K` : value.toFixed(1);
+  return `time ${wall} (after set-up); busy: ${busy}; sampling ${rate(timing.samplingTokensPerSecond)} tok/s, training ${rate(timing.trainTokensPerSecond)} tok/s`;
+}
+
 export function summaryTable(evaluations: readonly EvaluationResultData[]): string {
   if (evaluations.length === 0) return "no evaluations\n";
   const ks = [...new Set(evaluations.flatMap((e) => Object.keys(e.passAtK)))].sort(
@@ -267,6 +281,7 @@ const runRun: CommandRun = async (args, io) => {
   }
   view.finish();
   io.stdout(`\n${summaryTable(summary.evaluations)}`);
+  io.stdout(`${timingLine(summary.timing)}\n`);
   io.stdout(`run directory: ${summary.runDir} (events: questa events ${summary.runDir})\n`);
   if (summary.deadLetters > 0) {
     io.stdout(

@@ -3,7 +3,7 @@ import type { CheckpointPublishedData } from "../contracts/events.ts";
 import { EvaluationSchema } from "../contracts/questatraining.ts";
 import { EvaluationProblemResultSchema } from "../contracts/shards.ts";
 import { RunKeys } from "../learn/run-keys.ts";
-import type { PolicySampler, SampledResponse, SamplingSettings } from "../rollout/policy-sampler.ts";
+import type { PolicySampler, SampledGroup, SamplingSettings } from "../rollout/policy-sampler.ts";
 import { systemClock } from "../runtime/clock.ts";
 import { silentLogger } from "../runtime/logger.ts";
 import { MemoryObjectStore } from "../runtime/memory-object-store.ts";
@@ -30,15 +30,16 @@ class ScriptedSampler implements PolicySampler {
     promptTokens: readonly number[],
     samples: number,
     _s: SamplingSettings,
-  ): Promise<SampledResponse[]> {
+  ): Promise<SampledGroup> {
     const prompt = String.fromCharCode(...promptTokens);
     const [a, b] = (prompt.match(/\d+/g) ?? []).map(Number);
-    return Array.from({ length: samples }, (_, i) => ({
+    const responses = Array.from({ length: samples }, (_, i) => ({
       text: `\\boxed{${i < this.correct ? (a ?? 0) + (b ?? 0) : -1}}`,
       tokens: [1, 2, 3],
       logProbs: [-1, -1, -1],
       finishReason: "stop" as const,
     }));
+    return { policyVersion: this.version, responses };
   }
 }
 
@@ -123,6 +124,45 @@ describe("evaluate", () => {
     expect(lines.map((l) => EvaluationProblemResultSchema.parse(JSON.parse(l)).passAt1)).toEqual([
       0.25, 0.25,
     ]);
+  });
+
+  it("samples the problems of a benchmark concurrently and reports them in benchmark order", async () => {
+    const store = new MemoryObjectStore();
+    const scripted = new ScriptedSampler(4);
+    const waiting: (() => void)[] = [];
+    let inFlight = 0;
+    let peak = 0;
+    // every problem waits until all have been asked for, then they finish last first
+    const sampler: PolicySampler = {
+      get version() {
+        return scripted.version;
+      },
+      load: (s, f, v) => scripted.load(s, f, v),
+      encodePrompt: (p) => scripted.encodePrompt(p),
+      sample: (p, n, settings) =>
+        new Promise((resolve) => {
+          inFlight++;
+          peak = Math.max(peak, inFlight);
+          waiting.push(() => {
+            inFlight--;
+            resolve(scripted.sample(p, n, settings));
+          });
+          if (waiting.length === 2) for (const next of waiting.reverse()) next();
+        }),
+    };
+    const d = deps(sampler, store);
+    const [event] = await evaluateCheckpoint(checkpoint(10, "interval"), d);
+    expect(peak).toBe(2);
+    const data = event?.data as { results: { key: string }; example: { problemId: string } };
+    const lines = new TextDecoder()
+      .decode(await store.get(data.results.key))
+      .trim()
+      .split("\n");
+    expect(lines.map((l) => EvaluationProblemResultSchema.parse(JSON.parse(l)).problemId)).toEqual([
+      "p1",
+      "p2",
+    ]);
+    expect(data.example.problemId).toBe("p1");
   });
 
   it("evaluates the start, every interval and the end, never weights-only policy updates", () => {

@@ -11,6 +11,7 @@ import type { RunKeys } from "../learn/run-keys.ts";
 import { DEFAULT_UNHINTED_TEMPLATE } from "../questa/augmentation.ts";
 import { bootstrapInterval, scoreBenchmark } from "../rl/pass-at-k.ts";
 import type { Grade, PolicySampler } from "../rollout/policy-sampler.ts";
+import { mapConcurrently } from "../runtime/concurrency.ts";
 import { defineFunction, emit, type FunctionDeps } from "../runtime/define-function.ts";
 import type { EmittedEvent } from "../runtime/event-definition.ts";
 import { seededRandom } from "../runtime/random.ts";
@@ -37,6 +38,12 @@ export interface EvaluateServices {
   benchmarks: () => Promise<readonly Benchmark[]>;
   keys: RunKeys;
 }
+
+/**
+ * Problems of a benchmark sampled at once: the sampler decodes their rows in one batch (continuous
+ * batching), and the bound keeps an abort from waiting for a whole benchmark's samples.
+ */
+export const EVALUATION_PROBLEMS_IN_FLIGHT = 64;
 
 /** The evaluation prompt: the official un-hinted format (`problem + "\n\n"`), the same as an un-hinted training prompt. */
 export function evaluationPrompt(problem: string): string {
@@ -80,15 +87,23 @@ export async function evaluateCheckpoint(
     const key = evaluationResultsKey(services.keys, checkpoint.step, benchmark.name);
     const results: EvaluationProblemResult[] = [];
     let example: EvaluationResultData["example"];
-    for (const problem of benchmark.problems) {
-      deps.signal.throwIfAborted();
-      const prompt = services.sampler.encodePrompt(evaluationPrompt(problem.problem));
-      const seed = Number.parseInt(
-        sha256Hex(`${checkpoint.step}:${benchmark.name}:${problem.id}`).slice(0, 8),
-        16,
-      );
-      const responses = await services.sampler.sample(prompt, spec.samples, settings, seed);
-      const graded = await Promise.all(responses.map((r) => services.grade(problem.answer, r.text)));
+    // sampled concurrently (each problem's draw depends only on its seed), reported in order
+    const sampled = await mapConcurrently(
+      benchmark.problems,
+      EVALUATION_PROBLEMS_IN_FLIGHT,
+      async (problem) => {
+        deps.signal.throwIfAborted();
+        const prompt = services.sampler.encodePrompt(evaluationPrompt(problem.problem));
+        const seed = Number.parseInt(
+          sha256Hex(`${checkpoint.step}:${benchmark.name}:${problem.id}`).slice(0, 8),
+          16,
+        );
+        const { responses } = await services.sampler.sample(prompt, spec.samples, settings, seed);
+        const graded = await Promise.all(responses.map((r) => services.grade(problem.answer, r.text)));
+        return { problem, responses, graded };
+      },
+    );
+    for (const { problem, responses, graded } of sampled) {
       const correct = graded.filter((g) => g.correct).length;
       const first = responses[0];
       if (example === undefined && first !== undefined && graded[0] !== undefined) {

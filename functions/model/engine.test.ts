@@ -2,9 +2,9 @@ import { afterAll, describe, expect, it } from "vitest";
 import { InputError } from "../runtime/errors.ts";
 import { MemoryObjectStore } from "../runtime/memory-object-store.ts";
 import { saveCheckpoint } from "./checkpoint.ts";
-import { createEngine, createEngineFromCheckpoint, type PolicyEngine } from "./engine.ts";
+import { createEngine, createEngineFromCheckpoint, type Generation, type PolicyEngine } from "./engine.ts";
 import type { PolicySample } from "./hyperparams.ts";
-import { createRng } from "./rng.ts";
+import { createRng, streamRng } from "./rng.ts";
 import { argmax } from "./sampler.ts";
 import { charTokenizer } from "./tokenizer.ts";
 
@@ -12,8 +12,18 @@ const engines: PolicyEngine[] = [];
 afterAll(async () => {
   for (const e of engines) await e.dispose();
 });
-async function engine(config: Parameters<typeof createEngine>[0]["config"], seed = 1) {
-  const e = await createEngine({ config, rng: createRng(seed), threads: 1, tokenizer: charTokenizer() });
+async function engine(
+  config: Parameters<typeof createEngine>[0]["config"],
+  seed = 1,
+  caps: { maxBatchRows?: number; maxBatchTokens?: number } = {},
+) {
+  const e = await createEngine({
+    config,
+    rng: createRng(seed),
+    threads: 1,
+    tokenizer: charTokenizer(),
+    ...caps,
+  });
   engines.push(e);
   return e;
 }
@@ -98,6 +108,102 @@ describe("PolicyEngine generation", () => {
     });
     expect(byString[1]!.finishReason).toBe("stop");
     expect(byString[1]!.text!.endsWith(stopString)).toBe(true);
+  });
+
+  it("samples a row the same alone, in a batch, and joining a running batch (per-row streams)", async () => {
+    const config = { ...small, positions: "rotary" as const, norm: "rmsnorm" as const, kvHeads: 2 };
+    const prompts = ["7*8=", "12+30=", "abc", "hello world, x=", "9-4="].map((s) => [
+      tok.bosId!,
+      ...tok.encode(s),
+    ]);
+    const request = { maxNewTokens: 20, temperature: 1, topP: 0.95 };
+    const streams = () => prompts.map((_, i) => streamRng(42, i));
+    const unlimited = await engine(config, 8);
+    const alone: Generation[] = [];
+    for (let i = 0; i < prompts.length; i++) {
+      const [g] = await unlimited.generate({ ...request, prompts: [prompts[i]!], rngs: [streamRng(42, i)] });
+      alone.push(g!);
+    }
+    const together = await unlimited.generate({ ...request, prompts, rngs: streams() });
+    // two rows at a time: rows join as others finish, in other slots and beside other companions
+    const narrow = await engine(config, 8, { maxBatchRows: 2 });
+    const joined = await narrow.generate({ ...request, prompts, rngs: streams() });
+    // separate calls made at once share the decode loop
+    const concurrent = await Promise.all(
+      prompts.map((p, i) => unlimited.generate({ ...request, prompts: [p], rngs: [streamRng(42, i)] })),
+    );
+    for (const batch of [together, joined, concurrent.map(([g]) => g!)]) {
+      batch.forEach((g, i) => {
+        expect(g.tokens).toEqual(alone[i]!.tokens);
+        expect(g.finishReason).toBe(alone[i]!.finishReason);
+        g.logProbs.forEach((lp, k) => {
+          expect(Math.abs(lp - alone[i]!.logProbs[k]!)).toBeLessThan(1e-5);
+        });
+      });
+    }
+    expect(narrow.generationStats.peakRows).toBe(2);
+    expect(unlimited.generationStats.peakRows).toBe(prompts.length);
+  });
+
+  it("continuous batching under row and token caps equals greedy decoding one prompt at a time", async () => {
+    const prompts = ["1", "22+3=", "a much longer prompt, x=", "4*4=", "zz", "k"].map((s) => [
+      tok.bosId!,
+      ...tok.encode(s),
+    ]);
+    const reference = await engine(small, 9);
+    const alone: Generation[] = [];
+    for (const p of prompts) {
+      const [g] = await reference.generate({
+        prompts: [p],
+        maxNewTokens: 15,
+        temperature: 0,
+        rng: createRng(1),
+      });
+      alone.push(g!);
+    }
+    // at most 40 cache positions: two rows of the shortest capacity (17), one of the longest
+    const capped = await engine(small, 9, { maxBatchTokens: 40 });
+    const out = await capped.generate({ prompts, maxNewTokens: 15, temperature: 0, rng: createRng(1) });
+    expect(out.map((g) => g.tokens)).toEqual(alone.map((g) => g.tokens));
+    expect(capped.generationStats.peakCachePositions).toBeLessThanOrEqual(40);
+    const rows = await engine(small, 9, { maxBatchRows: 3 });
+    const three = await rows.generate({ prompts, maxNewTokens: 15, temperature: 0, rng: createRng(1) });
+    expect(three.map((g) => g.tokens)).toEqual(alone.map((g) => g.tokens));
+    expect(rows.generationStats.peakRows).toBe(3);
+  });
+
+  it("prefills a prompt shared by a group once, and its samples still differ", async () => {
+    const e = await engine(small, 10, { maxBatchRows: 3 });
+    const prompt = [tok.bosId!, ...tok.encode("5+5=")];
+    const other = [tok.bosId!, ...tok.encode("6+1=")];
+    const prompts = [prompt, prompt, prompt, prompt, prompt, other, other];
+    const out = await e.generate({
+      prompts,
+      maxNewTokens: 12,
+      temperature: 1,
+      rngs: prompts.map((_, i) => streamRng(3, i)),
+    });
+    // the five copies joined over several admissions, the prefill ran once per distinct prompt
+    expect(e.generationStats.prefilledPrompts).toBe(2);
+    expect(new Set(out.slice(0, 5).map((g) => g.tokens.join(","))).size).toBeGreaterThan(1);
+    // rows of one stream sample the same whatever prompt index they had
+    const [again] = await e.generate({
+      prompts: [prompt],
+      maxNewTokens: 12,
+      temperature: 1,
+      rngs: [streamRng(3, 2)],
+    });
+    expect(again!.tokens).toEqual(out[2]!.tokens);
+  });
+
+  it("refuses a request without random streams, or with the wrong number", async () => {
+    const e = await engine(small);
+    const prompts = [
+      [1, 5],
+      [1, 6],
+    ];
+    await expect(e.generate({ prompts, maxNewTokens: 2 })).rejects.toThrow(InputError);
+    await expect(e.generate({ prompts, maxNewTokens: 2, rngs: [createRng(1)] })).rejects.toThrow(/rngs/);
   });
 
   it("rejects out-of-vocabulary prompts naming the field", async () => {

@@ -19,6 +19,7 @@ import {
   type SupervisedMetrics,
   type SupervisedSample,
 } from "./hyperparams.ts";
+import { KvCache, type PromptKv, promptKvFromPrefill } from "./kv-cache.ts";
 import {
   assertExecutionProvider,
   type BackendOptions,
@@ -28,7 +29,7 @@ import {
   type HostTensor,
 } from "./ort-backend.ts";
 import { decayMask, initParams, type ParamLayout, paramLayout } from "./params.ts";
-import type { Rng } from "./rng.ts";
+import { createRng, type Rng } from "./rng.ts";
 import { type SamplingOptions, sampleToken } from "./sampler.ts";
 import { type Lease, SessionCache } from "./session-cache.ts";
 import { loadTokenizer, type Tokenizer } from "./tokenizer.ts";
@@ -65,7 +66,26 @@ export interface EngineOptions {
    * HOST_OPTIMIZER_MIN_PARAMS parameters, where the fused graph's copies stop fitting in memory
    */
   readonly optimizerOnHost?: boolean;
+  /** rows decoded together at most (continuous batching admits waiting rows as others finish); default 256 */
+  readonly maxBatchRows?: number;
+  /**
+   * KV-cache positions held at most (rows x per-row capacity, every layer): bounds the cache's
+   * memory; default: what fits in DEFAULT_KV_CACHE_BYTES. At least one row always runs.
+   */
+  readonly maxBatchTokens?: number;
 }
+
+/** default bound on the decode KV cache, in bytes (see maxBatchTokens) */
+export const DEFAULT_KV_CACHE_BYTES = 2 * 1024 ** 3;
+const DEFAULT_MAX_BATCH_ROWS = 256;
+/**
+ * While rows are decoding, waiting rows join at most every this many decode steps (sooner when they
+ * fill the free rows): each admission is a prefill run with a fixed cost, so rows arriving one by
+ * one are prefilled a few at a time (bench:rollout, 256 questions: 143 prefill runs before, 64 now).
+ */
+const ADMIT_EVERY_STEPS = 4;
+/** prefill runs are split so that their attention masks hold at most this many floats (64 MiB) */
+const PREFILL_MASK_FLOATS = 2 ** 24;
 
 /**
  * From this many parameters on, the optimiser runs on the host. The fused train graph keeps the
@@ -93,7 +113,32 @@ export interface GenerateRequest {
   readonly stopTokens?: readonly number[];
   /** generation of a row ends once its decoded text contains one of these (needs a tokenizer) */
   readonly stopStrings?: readonly string[];
-  readonly rng: Rng;
+  /**
+   * one random stream per prompt: row i draws only from `rngs[i]`, so its tokens do not depend on
+   * which other rows share its batch
+   */
+  readonly rngs?: readonly Rng[];
+  /** without `rngs`: each row's stream is seeded from this generator, in prompt order */
+  readonly rng?: Rng;
+}
+
+/** What the decode loop did since the engine was created (for tests and benchmarks). */
+export interface GenerationStats {
+  /** prompts prefilled (identical prompts waiting together count once) */
+  prefilledPrompts: number;
+  /** prefill graph runs, and the wall time spent in them */
+  prefillRuns: number;
+  prefillSeconds: number;
+  /** wall time spent in decode graph runs */
+  decodeSeconds: number;
+  /** decode graph runs */
+  decodeSteps: number;
+  /** rows over all decode steps (decodedRows / decodeSteps is the mean batch) */
+  decodedRows: number;
+  /** most rows decoded together */
+  peakRows: number;
+  /** most KV-cache positions held (rows x capacity) */
+  peakCachePositions: number;
 }
 
 export const FinishReason = { stop: "stop", length: "length" } as const;
@@ -153,6 +198,25 @@ export class PolicyEngine {
   #paramFeeds: Record<string, HostTensor> | undefined;
   readonly #optimizerOnHost: boolean;
   #disposed = false;
+  readonly #maxBatchRows: number;
+  readonly #maxBatchTokens: number;
+  /** rows waiting to join the decode batch, first come first served */
+  #waiting: WaitingRow[] = [];
+  /** prefilled prompts of waiting rows (shared by identical prompts), and how many rows still need each */
+  readonly #prefilled = new Map<string, PromptKv>();
+  readonly #waitingByPrompt = new Map<string, number>();
+  /** the running decode loop, while rows are active or waiting */
+  #loop: Promise<void> | undefined;
+  readonly #stats: GenerationStats = {
+    prefilledPrompts: 0,
+    prefillRuns: 0,
+    prefillSeconds: 0,
+    decodeSeconds: 0,
+    decodeSteps: 0,
+    decodedRows: 0,
+    peakRows: 0,
+    peakCachePositions: 0,
+  };
 
   constructor(opts: EngineOptions & { params: Float32Array }) {
     this.config = ModelConfigSchema.parse(opts.config);
@@ -194,6 +258,20 @@ export class PolicyEngine {
     }
     if (buckets[buckets.length - 1] !== this.config.maxSeqLen) buckets.push(this.config.maxSeqLen);
     this.#buckets = buckets;
+    const d = modelDims(this.config);
+    const bytesPerPosition = 2 * this.config.layers * d.kvHeads * d.headDim * 4;
+    this.#maxBatchRows = opts.maxBatchRows ?? DEFAULT_MAX_BATCH_ROWS;
+    this.#maxBatchTokens = opts.maxBatchTokens ?? Math.floor(DEFAULT_KV_CACHE_BYTES / bytesPerPosition);
+    if (!(Number.isInteger(this.#maxBatchRows) && this.#maxBatchRows >= 1)) {
+      throw new InputError("engine.max_batch_rows", [
+        { path: "maxBatchRows", message: "must be a positive integer" },
+      ]);
+    }
+    if (!(this.#maxBatchTokens >= 1)) {
+      throw new InputError("engine.max_batch_tokens", [
+        { path: "maxBatchTokens", message: "must be positive" },
+      ]);
+    }
   }
 
   /** a copy of the flat parameters */
@@ -233,11 +311,18 @@ export class PolicyEngine {
     return this.#vState;
   }
 
+  /** a copy of the generation counters */
+  get generationStats(): GenerationStats {
+    return { ...this.#stats };
+  }
+
   get step(): number {
     return this.#step;
   }
 
   setParams(params: Float32Array): void {
+    // every row of a generation samples with the weights it started with
+    if (this.#loop) throw new Error("PolicyEngine.setParams while generations are running");
     if (params.length !== this.layout.total) {
       throw new InputError("engine.params_size", [
         { path: "params", message: `expected ${this.layout.total} parameters, got ${params.length}` },
@@ -263,6 +348,8 @@ export class PolicyEngine {
   }
 
   async dispose(): Promise<void> {
+    // running generations finish first (their sessions are in use)
+    while (this.#loop) await this.#loop.catch(() => undefined);
     this.#disposed = true;
     await this.#sessions.clear();
   }
@@ -787,10 +874,14 @@ export class PolicyEngine {
   // ------------------------------------------------------------------ generation
 
   /**
-   * Batched sampling with a KV cache. Prompts are left-padded together; finished rows leave the batch.
-   * Results are in prompt order.
+   * Sampling with a KV cache and continuous batching. The rows of every `generate` call on this
+   * engine share one decode loop: waiting rows are prefilled and join between decode steps as far
+   * as `maxBatchRows` and `maxBatchTokens` allow, finished rows leave at once, and identical prompts
+   * waiting together are prefilled once (their cache entries are copied). Each row draws from its
+   * own random stream, so what it samples does not depend on its batch companions. Results are in
+   * prompt order.
    */
-  async generate(req: GenerateRequest): Promise<Generation[]> {
+  generate(req: GenerateRequest): Promise<Generation[]> {
     const issues = this.#checkTokens(req.prompts, "prompts", 1);
     req.prompts.forEach((p, i) => {
       if (p.length >= this.config.maxSeqLen) {
@@ -806,6 +897,15 @@ export class PolicyEngine {
     if (req.stopStrings && req.stopStrings.length > 0 && !this.tokenizer) {
       issues.push({ path: "stopStrings", message: "stop strings need an engine created with a tokenizer" });
     }
+    if (req.rngs !== undefined && req.rngs.length !== req.prompts.length) {
+      issues.push({
+        path: "rngs",
+        message: `one stream per prompt: ${req.prompts.length} prompts, ${req.rngs.length} streams`,
+      });
+    }
+    if (req.rngs === undefined && req.rng === undefined) {
+      issues.push({ path: "rng", message: "pass rng, or rngs (one per prompt)" });
+    }
     const sampling: SamplingOptions = {
       temperature: req.temperature ?? 1,
       topP: req.topP ?? 1,
@@ -818,170 +918,305 @@ export class PolicyEngine {
     if (!Number.isInteger(sampling.topK) || sampling.topK < 0) {
       issues.push({ path: "topK", message: "must be a non-negative integer (0 = off)" });
     }
-    if (issues.length > 0) throw new InputError("engine.invalid_generate_request", issues);
-    if (req.prompts.length === 0) return [];
+    if (issues.length > 0) return Promise.reject(new InputError("engine.invalid_generate_request", issues));
+    if (req.prompts.length === 0) return Promise.resolve([]);
+    if (this.#disposed) return Promise.reject(new Error("PolicyEngine used after dispose()"));
+    // without explicit streams, each row's stream is seeded from the caller's generator in prompt order
+    const rngs = req.rngs ?? req.prompts.map(() => createRng(Math.floor(req.rng!.next() * 2 ** 32)));
+    return new Promise<Generation[]>((resolve, reject) => {
+      const call: GenerationCall = {
+        maxNewTokens: req.maxNewTokens,
+        sampling,
+        stopTokens: new Set(req.stopTokens ?? []),
+        stopStrings: req.stopStrings ?? [],
+        results: new Array(req.prompts.length),
+        remaining: req.prompts.length,
+        resolve,
+        reject,
+      };
+      req.prompts.forEach((prompt, index) => {
+        const key = prompt.join(",");
+        this.#waiting.push({ call, index, prompt, key, rng: rngs[index]! });
+        this.#waitingByPrompt.set(key, (this.#waitingByPrompt.get(key) ?? 0) + 1);
+      });
+      this.#startLoop();
+    });
+  }
 
+  #startLoop(): void {
+    if (this.#loop) return;
+    this.#loop = this.#decodeLoop().finally(() => {
+      this.#loop = undefined;
+      // rows that arrived after the loop decided to end
+      if (this.#waiting.length > 0) this.#startLoop();
+    });
+  }
+
+  /** decodes until no row is active or waiting; a failure fails every call in flight */
+  async #decodeLoop(): Promise<void> {
     const { vocabSize, layers } = this.config;
     const d = modelDims(this.config);
-    const kv = d.kvHeads;
-    const hd = d.headDim;
-    const stopTokens = new Set(req.stopTokens ?? []);
-    const stopStrings = req.stopStrings ?? [];
-    const paramFeeds = this.#inferenceParamFeeds();
-    const B0 = req.prompts.length;
-    const Lp = Math.max(...req.prompts.map((p) => p.length));
-
-    // prefill, left-padded
-    const tokens = new BigInt64Array(B0 * Lp);
-    const positions = new BigInt64Array(B0 * Lp);
-    const mask = new Float32Array(B0 * Lp * Lp).fill(NEG_INF);
-    const pads = req.prompts.map((p) => Lp - p.length);
-    req.prompts.forEach((p, b) => {
-      const pad = pads[b]!;
-      for (let t = 0; t < Lp; t++) {
-        if (t >= pad) {
-          tokens[b * Lp + t] = BigInt(p[t - pad]!);
-          positions[b * Lp + t] = BigInt(t - pad);
-        }
-        for (let s = pad; s <= t; s++) mask[(b * Lp + t) * Lp + s] = 0;
-      }
-    });
-    let out = await this.#runOnce("prefill", () => buildGenerateGraph(this.config, false), {
-      ...paramFeeds,
-      tokens: { dtype: "int64", data: tokens, dims: [B0, Lp] },
-      positions: { dtype: "int64", data: positions, dims: [B0, Lp] },
-      mask: { dtype: "float32", data: mask, dims: [B0, Lp, Lp] },
-    });
-
-    interface Row {
-      readonly index: number;
-      readonly pad: number;
-      readonly promptLength: number;
-      readonly tokens: number[];
-      readonly logProbs: number[];
-      text: string;
-    }
-    let rows: Row[] = req.prompts.map((p, index) => ({
-      index,
-      pad: pads[index]!,
-      promptLength: p.length,
-      tokens: [],
-      logProbs: [],
-      text: "",
-    }));
-    const results: (Generation | undefined)[] = new Array(B0);
-    const decode = await this.#session("decode", () => buildGenerateGraph(this.config, true));
+    const cache = new KvCache({ layers, kvHeads: d.kvHeads, headDim: d.headDim });
+    // active[i] is the row in cache row i
+    const active: ActiveRow[] = [];
+    const admitting: WaitingRow[] = [];
+    let decode: Lease | undefined;
+    let stepsSinceAdmission = 0;
     try {
-      // the host-owned cache: C slots per row, prompt entries copied once, one slot written per step
-      const capacity = Lp + req.maxNewTokens;
-      const cacheK: Float32Array[] = [];
-      const cacheV: Float32Array[] = [];
-      for (let l = 0; l < layers; l++) {
-        const k = out[`new_k.${l}`]!.data as Float32Array;
-        const v = out[`new_v.${l}`]!.data as Float32Array;
-        const ck = new Float32Array(B0 * kv * hd * capacity);
-        const cv = new Float32Array(B0 * kv * capacity * hd);
-        for (let r = 0; r < B0 * kv * hd; r++) ck.set(k.subarray(r * Lp, (r + 1) * Lp), r * capacity);
-        for (let r = 0; r < B0 * kv; r++)
-          cv.set(v.subarray(r * Lp * hd, (r + 1) * Lp * hd), r * capacity * hd);
-        cacheK.push(ck);
-        cacheV.push(cv);
-      }
-      let filled = Lp;
-
+      const paramFeeds = this.#inferenceParamFeeds();
       for (;;) {
-        const logits = out.logits!.data as Float32Array;
-        const keep: number[] = [];
-        rows.forEach((row, b) => {
-          const s = sampleToken(logits, b * vocabSize, vocabSize, sampling, req.rng);
-          row.tokens.push(s.token);
-          row.logProbs.push(s.logProb);
-          let finish: FinishReason | undefined;
-          if (stopTokens.has(s.token)) finish = "stop";
-          if (!finish && stopStrings.length > 0 && this.tokenizer) {
-            const before = row.text.length;
-            row.text = this.tokenizer.decode(row.tokens);
-            const from = (stop: string) => Math.max(0, before - stop.length);
-            if (stopStrings.some((stop) => row.text.indexOf(stop, from(stop)) >= 0)) finish = "stop";
-          }
-          if (
-            !finish &&
-            (row.tokens.length >= req.maxNewTokens ||
-              row.promptLength + row.tokens.length >= this.config.maxSeqLen)
-          ) {
-            finish = "length";
-          }
-          if (finish) {
-            results[row.index] = {
-              tokens: row.tokens,
-              logProbs: row.logProbs,
-              finishReason: finish,
-              text: this.tokenizer ? this.tokenizer.decode(row.tokens) : undefined,
-            };
-          } else keep.push(b);
-        });
-        if (keep.length === 0) break;
-
-        // finished rows leave the batch
-        const rowSize = kv * hd * capacity;
-        for (let l = 0; l < layers; l++) {
-          cacheK[l] = selectRows(cacheK[l]!, keep, rowSize, rows.length);
-          cacheV[l] = selectRows(cacheV[l]!, keep, rowSize, rows.length);
+        const free = this.#maxBatchRows - active.length;
+        if (
+          active.length === 0 ||
+          stepsSinceAdmission >= ADMIT_EVERY_STEPS ||
+          this.#waiting.length >= Math.max(1, free)
+        ) {
+          await this.#admit(cache, active, admitting, paramFeeds);
+          stepsSinceAdmission = 0;
         }
-        rows = keep.map((b) => rows[b]!);
-        const Bk = rows.length;
+        stepsSinceAdmission++;
+        if (active.length === 0) {
+          if (this.#waiting.length === 0) break;
+          continue; // the rows admitted finished on their first token
+        }
+        decode ??= await this.#session("decode", () => buildGenerateGraph(this.config, true));
+        const B = active.length;
+        const views = cache.views();
+        const C = cache.capacity;
         const feeds: Record<string, HostTensor> = { ...paramFeeds };
         for (let l = 0; l < layers; l++) {
-          feeds[`past_k.${l}`] = { dtype: "float32", data: cacheK[l]!, dims: [Bk, kv, hd, capacity] };
-          feeds[`past_v.${l}`] = { dtype: "float32", data: cacheV[l]!, dims: [Bk, kv, capacity, hd] };
+          feeds[`past_k.${l}`] = { dtype: "float32", data: views.k[l]!, dims: [B, d.kvHeads, d.headDim, C] };
+          feeds[`past_v.${l}`] = { dtype: "float32", data: views.v[l]!, dims: [B, d.kvHeads, C, d.headDim] };
         }
-        const stepTokens = new BigInt64Array(Bk);
-        const stepPositions = new BigInt64Array(Bk);
-        const stepMask = new Float32Array(Bk * capacity).fill(NEG_INF);
-        rows.forEach((row, b) => {
+        const stepTokens = new BigInt64Array(B);
+        const stepPositions = new BigInt64Array(B);
+        active.forEach((row, b) => {
           stepTokens[b] = BigInt(row.tokens[row.tokens.length - 1]!);
-          stepPositions[b] = BigInt(row.promptLength + row.tokens.length - 1);
-          stepMask.fill(0, b * capacity + row.pad, b * capacity + filled);
+          // a row's filled slots are its prompt and every generated token but the newest
+          stepPositions[b] = BigInt(cache.filled(b));
         });
-        feeds.tokens = { dtype: "int64", data: stepTokens, dims: [Bk, 1] };
-        feeds.positions = { dtype: "int64", data: stepPositions, dims: [Bk, 1] };
-        feeds.mask = { dtype: "float32", data: stepMask, dims: [Bk, 1, capacity] };
-        out = await decode.session.run(feeds);
+        feeds.tokens = { dtype: "int64", data: stepTokens, dims: [B, 1] };
+        feeds.positions = { dtype: "int64", data: stepPositions, dims: [B, 1] };
+        feeds.mask = { dtype: "float32", data: cache.mask(NEG_INF), dims: [B, 1, C] };
+        const decodeStarted = performance.now();
+        const out = await decode.session.run(feeds);
+        this.#stats.decodeSeconds += (performance.now() - decodeStarted) / 1000;
+        this.#stats.decodeSteps++;
+        this.#stats.decodedRows += B;
+        this.#stats.peakRows = Math.max(this.#stats.peakRows, B);
+        this.#stats.peakCachePositions = Math.max(this.#stats.peakCachePositions, B * C);
         for (let l = 0; l < layers; l++) {
-          const k = out[`new_k.${l}`]!.data as Float32Array;
-          const v = out[`new_v.${l}`]!.data as Float32Array;
-          const ck = cacheK[l]!;
-          const cv = cacheV[l]!;
-          for (let r = 0; r < Bk * kv * hd; r++) ck[r * capacity + filled] = k[r]!;
-          for (let r = 0; r < Bk * kv; r++)
-            cv.set(v.subarray(r * hd, (r + 1) * hd), (r * capacity + filled) * hd);
+          cache.write(l, out[`new_k.${l}`]!.data as Float32Array, out[`new_v.${l}`]!.data as Float32Array);
         }
-        filled++;
+        cache.advance();
+        const logits = out.logits!.data as Float32Array;
+        const finished: number[] = [];
+        active.forEach((row, b) => {
+          const s = sampleToken(logits, b * vocabSize, vocabSize, row.call.sampling, row.rng);
+          row.tokens.push(s.token);
+          row.logProbs.push(s.logProb);
+          if (this.#finishIfDone(row)) finished.push(b);
+        });
+        // finished rows leave; from the back, so that the row moved into a freed slot is a live one
+        for (let i = finished.length - 1; i >= 0; i--) {
+          const b = finished[i]!;
+          const moved = cache.remove(b);
+          if (moved !== undefined) active[b] = active[moved]!;
+          active.length = cache.rows;
+        }
       }
+    } catch (error) {
+      const calls = new Set<GenerationCall>([
+        ...active.map((r) => r.call),
+        ...admitting.map((r) => r.call),
+        ...this.#waiting.map((r) => r.call),
+      ]);
+      this.#waiting = [];
+      this.#waitingByPrompt.clear();
+      this.#prefilled.clear();
+      for (const call of calls) call.reject(error);
     } finally {
-      decode.release();
+      decode?.release();
     }
-    return results.map((r) => r!);
   }
+
+  /**
+   * Moves waiting rows into the batch, first come first served, while the row and token caps allow
+   * (one row always): prefills the prompts not prefilled yet, samples each row's first token.
+   */
+  async #admit(
+    cache: KvCache,
+    active: ActiveRow[],
+    admitting: WaitingRow[],
+    paramFeeds: Record<string, HostTensor>,
+  ): Promise<void> {
+    let capacity = cache.capacity;
+    let taken = 0;
+    while (taken < this.#waiting.length) {
+      const row = this.#waiting[taken]!;
+      const rows = active.length + taken + 1;
+      const need = Math.min(row.prompt.length + row.call.maxNewTokens, this.config.maxSeqLen);
+      const C = Math.max(capacity, need);
+      if (rows > 1 && (rows > this.#maxBatchRows || rows * C > this.#maxBatchTokens)) break;
+      capacity = C;
+      taken++;
+    }
+    if (taken === 0) return;
+    admitting.push(...this.#waiting.splice(0, taken));
+    const missing = new Map<string, readonly number[]>();
+    for (const row of admitting) if (!this.#prefilled.has(row.key)) missing.set(row.key, row.prompt);
+    await this.#prefill(missing, paramFeeds);
+    const rows = active.length + admitting.length;
+    // room for more rows than needed now (fewer reallocations as rows join), within both caps
+    const roomy = Math.min(nextPow2(rows), this.#maxBatchRows, Math.floor(this.#maxBatchTokens / capacity));
+    cache.reserve(Math.max(rows, roomy), capacity);
+    const { vocabSize } = this.config;
+    for (const waiting of admitting) {
+      const prompt = this.#prefilled.get(waiting.key)!;
+      const left = this.#waitingByPrompt.get(waiting.key)! - 1;
+      if (left > 0) this.#waitingByPrompt.set(waiting.key, left);
+      else {
+        this.#waitingByPrompt.delete(waiting.key);
+        this.#prefilled.delete(waiting.key);
+      }
+      const first = sampleToken(prompt.logits, 0, vocabSize, waiting.call.sampling, waiting.rng);
+      const row: ActiveRow = {
+        call: waiting.call,
+        index: waiting.index,
+        promptLength: waiting.prompt.length,
+        rng: waiting.rng,
+        tokens: [first.token],
+        logProbs: [first.logProb],
+        text: "",
+      };
+      if (!this.#finishIfDone(row)) {
+        cache.append(prompt);
+        active.push(row);
+      }
+    }
+    admitting.length = 0;
+  }
+
+  /** prefills `prompts` (by key), left-padded in runs whose masks stay within PREFILL_MASK_FLOATS */
+  async #prefill(prompts: ReadonlyMap<string, readonly number[]>, paramFeeds: Record<string, HostTensor>) {
+    const { vocabSize, layers } = this.config;
+    const d = modelDims(this.config);
+    const shape = { layers, kvHeads: d.kvHeads, headDim: d.headDim };
+    const entries = [...prompts];
+    for (let start = 0; start < entries.length; ) {
+      let end = start + 1;
+      let Lp = entries[start]![1].length;
+      while (end < entries.length) {
+        const longest = Math.max(Lp, entries[end]![1].length);
+        if ((end - start + 1) * longest * longest > PREFILL_MASK_FLOATS) break;
+        Lp = longest;
+        end++;
+      }
+      const chunk = entries.slice(start, end);
+      start = end;
+      this.#stats.prefilledPrompts += chunk.length;
+      const B = chunk.length;
+      const tokens = new BigInt64Array(B * Lp);
+      const positions = new BigInt64Array(B * Lp);
+      const mask = new Float32Array(B * Lp * Lp).fill(NEG_INF);
+      const pads = chunk.map(([, p]) => Lp - p.length);
+      chunk.forEach(([, p], b) => {
+        const pad = pads[b]!;
+        for (let t = 0; t < Lp; t++) {
+          if (t >= pad) {
+            tokens[b * Lp + t] = BigInt(p[t - pad]!);
+            positions[b * Lp + t] = BigInt(t - pad);
+          }
+          for (let s = pad; s <= t; s++) mask[(b * Lp + t) * Lp + s] = 0;
+        }
+      });
+      const prefillStarted = performance.now();
+      const out = await this.#runOnce("prefill", () => buildGenerateGraph(this.config, false), {
+        ...paramFeeds,
+        tokens: { dtype: "int64", data: tokens, dims: [B, Lp] },
+        positions: { dtype: "int64", data: positions, dims: [B, Lp] },
+        mask: { dtype: "float32", data: mask, dims: [B, Lp, Lp] },
+      });
+      this.#stats.prefillSeconds += (performance.now() - prefillStarted) / 1000;
+      this.#stats.prefillRuns++;
+      const prefill = {
+        k: Array.from({ length: layers }, (_, l) => out[`new_k.${l}`]!.data as Float32Array),
+        v: Array.from({ length: layers }, (_, l) => out[`new_v.${l}`]!.data as Float32Array),
+        logits: out.logits!.data as Float32Array,
+      };
+      chunk.forEach(([key], b) => {
+        this.#prefilled.set(key, promptKvFromPrefill(shape, prefill, b, Lp, pads[b]!, vocabSize));
+      });
+    }
+  }
+
+  /** records the row's result when its newest token ends it; resolves its call when it was the last row */
+  #finishIfDone(row: ActiveRow): boolean {
+    const { call } = row;
+    const token = row.tokens[row.tokens.length - 1]!;
+    let finish: FinishReason | undefined;
+    if (call.stopTokens.has(token)) finish = "stop";
+    if (!finish && call.stopStrings.length > 0 && this.tokenizer) {
+      const before = row.text.length;
+      row.text = this.tokenizer.decode(row.tokens);
+      const from = (stop: string) => Math.max(0, before - stop.length);
+      if (call.stopStrings.some((stop) => row.text.indexOf(stop, from(stop)) >= 0)) finish = "stop";
+    }
+    if (
+      !finish &&
+      (row.tokens.length >= call.maxNewTokens ||
+        row.promptLength + row.tokens.length >= this.config.maxSeqLen)
+    ) {
+      finish = "length";
+    }
+    if (!finish) return false;
+    call.results[row.index] = {
+      tokens: row.tokens,
+      logProbs: row.logProbs,
+      finishReason: finish,
+      text: this.tokenizer ? this.tokenizer.decode(row.tokens) : undefined,
+    };
+    call.remaining--;
+    if (call.remaining === 0) call.resolve(call.results.map((r) => r!));
+    return true;
+  }
+}
+
+/** one `generate` call: its settings and results */
+interface GenerationCall {
+  readonly maxNewTokens: number;
+  readonly sampling: SamplingOptions;
+  readonly stopTokens: ReadonlySet<number>;
+  readonly stopStrings: readonly string[];
+  readonly results: (Generation | undefined)[];
+  remaining: number;
+  readonly resolve: (generations: Generation[]) => void;
+  readonly reject: (error: unknown) => void;
+}
+
+/** a prompt row waiting to join the decode batch */
+interface WaitingRow {
+  readonly call: GenerationCall;
+  readonly index: number;
+  readonly prompt: readonly number[];
+  /** identical prompts share a key and one prefill */
+  readonly key: string;
+  readonly rng: Rng;
+}
+
+interface ActiveRow {
+  readonly call: GenerationCall;
+  readonly index: number;
+  readonly promptLength: number;
+  readonly rng: Rng;
+  readonly tokens: number[];
+  readonly logProbs: number[];
+  /** decoded text so far (kept only for stop strings) */
+  text: string;
 }
 
 function scalar(x: number): HostTensor {
   return { dtype: "float32", data: Float32Array.of(x), dims: [] };
-}
-
-/** rows `keep` of a [rows, rowSize] buffer; the buffer itself when every row is kept */
-function selectRows(
-  data: Float32Array,
-  keep: readonly number[],
-  rowSize: number,
-  rows: number,
-): Float32Array {
-  if (keep.length === rows) return data;
-  const out = new Float32Array(keep.length * rowSize);
-  keep.forEach((r, i) => {
-    out.set(data.subarray(r * rowSize, (r + 1) * rowSize), i * rowSize);
-  });
-  return out;
 }
 
 /** an engine over fresh (from `rng`) or given parameters; checks the execution provider up front */

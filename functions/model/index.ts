@@ -22,10 +22,12 @@ export {
 export {
   createEngine,
   createEngineFromCheckpoint,
+  DEFAULT_KV_CACHE_BYTES,
   type EngineOptions,
   FinishReason,
   type GenerateRequest,
   type Generation,
+  type GenerationStats,
   HOST_OPTIMIZER_MIN_PARAMS,
   PolicyEngine,
   type ScoredSequence,
@@ -70,7 +72,7 @@ export {
   PromptFormat,
   renderChat,
 } from "./prompt-format.ts";
-export { createRng, normal, type Rng } from "./rng.ts";
+export { createRng, normal, type Rng, streamRng } from "./rng.ts";
 export { type SampledToken, type SamplingOptions, sampleToken } from "./sampler.ts";
 export {
   charAlphabet,

@@ -34,6 +34,18 @@ export function createRng(seed: number): Rng {
   };
 }
 
+/**
+ * The generator of stream `stream` under `seed`: independent streams for the rows of one request
+ * (row i draws only from its own stream, so its tokens do not depend on which rows share its batch).
+ */
+export function streamRng(seed: number, stream: number): Rng {
+  // splitmix32's finaliser over seed and stream, so neighbouring streams start far apart
+  let z = (Math.imul((seed >>> 0) ^ 0x5bd1e995, 0x9e3779b9) + Math.imul(stream >>> 0, 0x85ebca6b)) >>> 0;
+  z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
+  z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
+  return createRng((z ^ (z >>> 16)) >>> 0);
+}
+
 function rotl(x: number, k: number): number {
   return ((x << k) | (x >>> (32 - k))) >>> 0;
 }

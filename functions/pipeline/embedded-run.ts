@@ -2,13 +2,14 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { augmentConfigFromSpec } from "../augment/config.ts";
 import { augmentFunction } from "../augment/handler.ts";
-import type { EvaluationResultData } from "../contracts/events.ts";
+import { type EvaluationResultData, QuestionAugmented } from "../contracts/events.ts";
 import type { QuestATraining, QuestATrainingSpec } from "../contracts/questatraining.ts";
 import { KNOWN_EVENT_TYPES } from "../contracts/registry.ts";
 import { evaluateFunction } from "../evaluate/handler.ts";
 import { learnFunction } from "../learn/handler.ts";
 import { RunKeys } from "../learn/run-keys.ts";
 import { rolloutFunction } from "../rollout/handler.ts";
+import { type Clock, systemClock } from "../runtime/clock.ts";
 import { InputError } from "../runtime/errors.ts";
 import { FsObjectStore } from "../runtime/fs-object-store.ts";
 import { type Logger, silentLogger } from "../runtime/logger.ts";
@@ -45,6 +46,27 @@ export interface EmbeddedRunOptions {
   cacheDir?: string;
   /** told once the run is complete, before its functions are stopped */
   onComplete?: () => void;
+  /** where the loop's timing reads time; default the system clock */
+  clock?: Clock;
+}
+
+/**
+ * Where this session's time went, from the moment the functions started (after the warm start)
+ * until the run completed or stopped; a resumed run counts from its resumption.
+ */
+export interface LoopTiming {
+  wallSeconds: number;
+  /**
+   * per function, the wall time in which at least one of its handlers ran, and that as a share of
+   * wallSeconds (functions overlap, so the shares may add up to more than 1)
+   */
+  functions: Record<string, { busySeconds: number; share: number }>;
+  /** response tokens of the rollout groups sampled (probes included; evaluation not) */
+  sampledTokens: number;
+  /** sampledTokens per second in which the rollout function was busy */
+  samplingTokensPerSecond: number | undefined;
+  /** the learner's training tokens/s, averaged over the steps taken */
+  trainTokensPerSecond: number | undefined;
 }
 
 export interface RunSummary {
@@ -57,6 +79,7 @@ export interface RunSummary {
   deadLetters: number;
   /** dead letters by reason */
   deadLetterReasons: Record<string, number>;
+  timing: LoopTiming;
 }
 
 /** The run's spec as it is trained: the baseline arm keeps everything but the hints. */
@@ -103,6 +126,37 @@ export async function claimRunDir(runDir: string, spec: QuestATrainingSpec): Pro
     ]);
   }
 }
+
+/** the loop's timing from the runners' busy time and what the watcher counted */
+export function loopTiming(
+  wallMs: number,
+  runners: readonly { fn: { name: string }; busyMilliseconds: number }[],
+  watcher: { sampledTokens: number; trainTokensPerSecond: number | undefined },
+): LoopTiming {
+  const wallSeconds = Math.max(wallMs, 1) / 1000;
+  const functions: LoopTiming["functions"] = {};
+  for (const runner of runners) {
+    if (runner.fn.name === "cli") continue; // the watcher itself
+    const busySeconds = runner.busyMilliseconds / 1000;
+    functions[runner.fn.name] = { busySeconds, share: busySeconds / wallSeconds };
+  }
+  const rolloutSeconds = functions.rollout?.busySeconds ?? 0;
+  return {
+    wallSeconds,
+    functions,
+    sampledTokens: watcher.sampledTokens,
+    samplingTokensPerSecond: rolloutSeconds > 0 ? watcher.sampledTokens / rolloutSeconds : undefined,
+    trainTokensPerSecond: watcher.trainTokensPerSecond,
+  };
+}
+
+/**
+ * Partitions of the questions topic in embedded runs, i.e. questions sampled at once. A group's
+ * rows finish at different lengths and its partition takes the next question only when its last
+ * row is done, so the decode batch holds far fewer rows than questions x group size: in
+ * bench:rollout 8 partitions gave a mean batch of 24 rows (of 64), 32 partitions 105-115.
+ */
+export const EMBEDDED_QUESTION_PARTITIONS = 32;
 
 /**
  * `questa run` in one process: a journaled in-process bus and a directory store under
@@ -159,7 +213,15 @@ export async function runEmbedded(options: EmbeddedRunOptions): Promise<RunSumma
     });
 
     // what the CLI watches: status, evaluations, checkpoints and dead letters
-    const watcher = new RunWatcher({ spec, report, finished: learner.finished, step: learner.step });
+    const clock = options.clock ?? systemClock;
+    const started = clock.now();
+    const watcher = new RunWatcher({
+      spec,
+      report,
+      finished: learner.finished,
+      step: learner.step,
+      since: started,
+    });
     const common = {
       bus,
       store,
@@ -170,6 +232,15 @@ export async function runEmbedded(options: EmbeddedRunOptions): Promise<RunSumma
       knownTypes: KNOWN_EVENT_TYPES,
       deadLetterKeyPrefix: keys.key("dead-letters"),
     };
+    // questions spread over many partitions, which the bus delivers concurrently: rollout samples
+    // that many questions at once and its sampler decodes them in one batch (a run started before
+    // keeps the partitions it has)
+    await bus.ensureTopics([
+      {
+        name: `${run}.${QuestionAugmented.topic}`,
+        partitions: Math.max(spec.kafka.partitions, EMBEDDED_QUESTION_PARTITIONS),
+      },
+    ]);
     runners.push(
       bindFunction(watcher.fn, common) as FunctionRunner<unknown>,
       bindFunction(augmentFunction, {
@@ -203,6 +274,7 @@ export async function runEmbedded(options: EmbeddedRunOptions): Promise<RunSumma
       evaluations: watcher.evaluations,
       deadLetters: watcher.deadLetters,
       deadLetterReasons: watcher.deadLetterReasons,
+      timing: loopTiming(clock.now() - started, runners, watcher),
     };
   } finally {
     for (const runner of [...runners].reverse()) await runner.stop();

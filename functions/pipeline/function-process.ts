@@ -7,7 +7,7 @@ import { Registry } from "prom-client";
 import { z } from "zod";
 import type { OpenDataset } from "../augment/dataset-source.ts";
 import { datasetOpener } from "../augment/main.ts";
-import type { QuestATraining } from "../contracts/questatraining.ts";
+import type { QuestATraining, QuestATrainingSpec } from "../contracts/questatraining.ts";
 import { KNOWN_EVENT_TYPES } from "../contracts/registry.ts";
 import { readResourceFile } from "../contracts/resource-file.ts";
 import { RunKeys } from "../learn/run-keys.ts";
@@ -98,6 +98,10 @@ export interface FunctionProcess {
 export async function openFunctionProcess(
   name: string,
   env: Record<string, string | undefined>,
+  options: {
+    /** partitions the consumer handles at once (each in order); default 1 */
+    partitionsConsumedConcurrently?: (spec: QuestATrainingSpec) => number;
+  } = {},
 ): Promise<FunctionProcess> {
   const settings = parseFunctionEnv(env);
   const resource = await readTrainingConfig(settings.QUESTA_CONFIG);
@@ -107,6 +111,7 @@ export async function openFunctionProcess(
   const store = new S3ObjectStore(storeConfig);
   const bus = new KafkaBus(kafkaConfig, {
     logLevel: "error",
+    partitionsConsumedConcurrently: options.partitionsConsumedConcurrently?.(resource.spec) ?? 1,
     ...(settings.QUESTA_KAFKA_SESSION_TIMEOUT_MS === undefined
       ? {}
       : {

@@ -9,7 +9,7 @@ import type { LearnerEngine, PpoSample, PpoStepMetrics } from "../learn/learner-
 import { RunKeys } from "../learn/run-keys.ts";
 import { CHECKPOINT_FORMAT, loadCheckpoint } from "../model/checkpoint.ts";
 import { followLearner } from "../rollout/main.ts";
-import type { PolicySampler, SampledResponse } from "../rollout/policy-sampler.ts";
+import type { PolicySampler, SampledGroup } from "../rollout/policy-sampler.ts";
 import { StalenessGate } from "../rollout/staleness-gate.ts";
 import type { Bus, Consumer, OutgoingMessage, TopicSpec } from "../runtime/bus.ts";
 import { ManualClock } from "../runtime/clock.ts";
@@ -70,8 +70,8 @@ class RecordingSampler implements PolicySampler {
   encodePrompt(prompt: string): number[] {
     return [...prompt].map((c) => c.charCodeAt(0));
   }
-  async sample(): Promise<SampledResponse[]> {
-    return [];
+  async sample(): Promise<SampledGroup> {
+    return { policyVersion: this.version, responses: [] };
   }
 }
 

@@ -3,7 +3,7 @@ import { manifestRef, removeCheckpointFolder } from "../learn/checkpoint-folders
 import type { LearnerEngine, PpoSample, PpoSettings, PpoStepMetrics } from "../learn/learner-engine.ts";
 import { type LoadedCheckpoint, loadCheckpoint, saveCheckpoint } from "../model/checkpoint.ts";
 import type { ModelConfigInput } from "../model/config.ts";
-import { createEngine, type PolicyEngine } from "../model/engine.ts";
+import { createEngine, type GenerationStats, type PolicyEngine } from "../model/engine.ts";
 import type { HuggingFaceSource } from "../model/hf-folder.ts";
 import type { ExecutionProvider } from "../model/ort-backend.ts";
 import {
@@ -12,9 +12,9 @@ import {
   type PromptFormat,
   tokenizerConfigOf,
 } from "../model/prompt-format.ts";
-import { createRng } from "../model/rng.ts";
+import { streamRng } from "../model/rng.ts";
 import { loadTokenizer, type Tokenizer } from "../model/tokenizer.ts";
-import type { PolicySampler, SampledResponse, SamplingSettings } from "../rollout/policy-sampler.ts";
+import type { PolicySampler, SampledGroup, SamplingSettings } from "../rollout/policy-sampler.ts";
 import { DeadLetterError } from "../runtime/errors.ts";
 import type { ObjectStore } from "../runtime/object-store.ts";
 
@@ -24,6 +24,10 @@ export interface EngineSettings {
   threads: number;
   /** how prompt text becomes tokens (spec.model.prompt); raw when absent */
   prompt?: { format: PromptFormat; enableThinking: boolean };
+  /** rows a sampler's engine decodes together at most (engine default when absent) */
+  maxBatchRows?: number;
+  /** KV-cache positions a sampler's engine holds at most (engine default when absent) */
+  maxBatchTokens?: number;
 }
 
 /** a checkpoint's tokenizer, with its special tokens named by the Hugging Face folder it came from */
@@ -33,7 +37,7 @@ function checkpointTokenizer(loaded: LoadedCheckpoint): Tokenizer | undefined {
   return loadTokenizer(loaded.tokenizerJson, config === undefined ? {} : { config });
 }
 
-/** Runs `work` after every earlier call finished: weights never change under a running generation. */
+/** Runs `work` after every earlier call finished. */
 class SerialQueue {
   #tail: Promise<unknown> = Promise.resolve();
 
@@ -44,10 +48,58 @@ class SerialQueue {
   }
 }
 
+/**
+ * Shared work (sampling) runs concurrently; exclusive work (swapping the weights) waits until the
+ * shared work in progress is done and holds new shared work back meanwhile, so every generation
+ * runs on one version of the weights from start to end and a load is never starved by a stream of
+ * samples.
+ */
+export class SharedExclusiveLock {
+  #shared = 0;
+  /** settles when the exclusive holder (waiting or running) is done */
+  #exclusive: Promise<void> | undefined;
+  #drained: (() => void) | undefined;
+  readonly #exclusiveQueue = new SerialQueue();
+
+  async shared<T>(work: () => Promise<T>): Promise<T> {
+    while (this.#exclusive) await this.#exclusive;
+    this.#shared++;
+    try {
+      return await work();
+    } finally {
+      this.#shared--;
+      if (this.#shared === 0) this.#drained?.();
+    }
+  }
+
+  exclusive<T>(work: () => Promise<T>): Promise<T> {
+    return this.#exclusiveQueue.run(async () => {
+      let done!: () => void;
+      this.#exclusive = new Promise<void>((resolve) => {
+        done = resolve;
+      });
+      try {
+        while (this.#shared > 0) {
+          await new Promise<void>((resolve) => {
+            this.#drained = resolve;
+          });
+        }
+        return await work();
+      } finally {
+        this.#drained = undefined;
+        this.#exclusive = undefined;
+        done();
+      }
+    });
+  }
+}
+
 function engineOptions(settings: EngineSettings) {
   return {
     executionProvider: settings.executionProvider,
     ...(settings.threads > 0 ? { threads: settings.threads } : {}),
+    ...(settings.maxBatchRows === undefined ? {} : { maxBatchRows: settings.maxBatchRows }),
+    ...(settings.maxBatchTokens === undefined ? {} : { maxBatchTokens: settings.maxBatchTokens }),
   };
 }
 
@@ -157,53 +209,80 @@ export class OnnxLearnerEngine implements LearnerEngine {
   }
 }
 
-/** Rollout and evaluation sampling on onnxruntime (functions/model). */
+export interface PolicySamplerOptions {
+  /**
+   * sample concurrent calls in one decode batch (the engine's continuous batching); default true.
+   * false: one call at a time, each a batch of its own samples (the behaviour before batching,
+   * kept for comparison in bench:rollout)
+   */
+  coalesce?: boolean;
+}
+
+/**
+ * Rollout and evaluation sampling on onnxruntime (functions/model). Concurrent `sample` calls run
+ * at once and the engine decodes their rows together; `load` swaps the weights only between
+ * generations (SharedExclusiveLock), and every group reports the version that sampled it.
+ */
 export class OnnxPolicySampler implements PolicySampler {
   #engine: PolicyEngine | undefined;
   #tokenizer: Tokenizer | undefined;
   #prompts: PromptEncoder | undefined;
   #version = -1;
   readonly #settings: EngineSettings;
-  readonly #queue = new SerialQueue();
+  readonly #coalesce: boolean;
+  readonly #lock = new SharedExclusiveLock();
+  /** loads (and dispose) one at a time */
+  readonly #loads = new SerialQueue();
+  /** without coalescing, sample calls one at a time */
+  readonly #serial = new SerialQueue();
 
-  constructor(settings: EngineSettings) {
+  constructor(settings: EngineSettings, options: PolicySamplerOptions = {}) {
     this.#settings = settings;
+    this.#coalesce = options.coalesce ?? true;
   }
 
   get version(): number {
     return this.#version;
   }
 
+  /** the engine's generation counters (undefined before the first load) */
+  get generationStats(): GenerationStats | undefined {
+    return this.#engine?.generationStats;
+  }
+
   load(store: ObjectStore, folder: string, version: number): Promise<void> {
-    return this.#queue.run(async () => {
+    return this.#loads.run(async () => {
       if (version <= this.#version && this.#engine) return;
+      // reading and verifying the checkpoint overlaps sampling; only the swap is exclusive
       const loaded = await loadCheckpoint(store, folder);
-      const sameShape =
-        this.#engine !== undefined && JSON.stringify(this.#engine.config) === JSON.stringify(loaded.config);
-      const tokenizer = checkpointTokenizer(loaded);
-      if (tokenizer) {
-        this.#tokenizer = tokenizer;
-        const prompt = this.#settings.prompt ?? { format: "raw", enableThinking: true };
-        this.#prompts = createPromptEncoder({
-          tokenizer,
-          ...(loaded.huggingFace ? { source: loaded.huggingFace } : {}),
-          format: prompt.format,
-          enableThinking: prompt.enableThinking,
-          path: "spec.model.prompt.format",
-        });
-      }
-      if (sameShape && this.#engine) {
-        this.#engine.setParams(loaded.params);
-      } else {
-        await this.#engine?.dispose();
-        this.#engine = await createEngine({
-          config: loaded.config as ModelConfigInput,
-          params: loaded.params,
-          ...(this.#tokenizer ? { tokenizer: this.#tokenizer } : {}),
-          ...engineOptions(this.#settings),
-        });
-      }
-      this.#version = version;
+      await this.#lock.exclusive(async () => {
+        const sameShape =
+          this.#engine !== undefined && JSON.stringify(this.#engine.config) === JSON.stringify(loaded.config);
+        const tokenizer = checkpointTokenizer(loaded);
+        if (tokenizer) {
+          this.#tokenizer = tokenizer;
+          const prompt = this.#settings.prompt ?? { format: "raw", enableThinking: true };
+          this.#prompts = createPromptEncoder({
+            tokenizer,
+            ...(loaded.huggingFace ? { source: loaded.huggingFace } : {}),
+            format: prompt.format,
+            enableThinking: prompt.enableThinking,
+            path: "spec.model.prompt.format",
+          });
+        }
+        if (sameShape && this.#engine) {
+          this.#engine.setParams(loaded.params);
+        } else {
+          await this.#engine?.dispose();
+          this.#engine = await createEngine({
+            config: loaded.config as ModelConfigInput,
+            params: loaded.params,
+            ...(this.#tokenizer ? { tokenizer: this.#tokenizer } : {}),
+            ...engineOptions(this.#settings),
+          });
+        }
+        this.#version = version;
+      });
     });
   }
 
@@ -217,39 +296,44 @@ export class OnnxPolicySampler implements PolicySampler {
     samples: number,
     settings: SamplingSettings,
     seed: number,
-  ): Promise<SampledResponse[]> {
-    return this.#queue.run(async () => {
-      const engine = this.#engine;
-      if (!engine) throw new Error("the sampler has no policy loaded");
-      const tokenizer = this.#requireTokenizer();
-      const room = engine.config.maxSeqLen - promptTokens.length;
-      if (room < 1) {
-        throw new DeadLetterError(
-          "prompt_too_long",
-          `the prompt has ${promptTokens.length} tokens; the policy's context is ${engine.config.maxSeqLen}`,
-        );
-      }
-      const stops = new Set(this.#prompts!.stopTokens);
-      const generations = await engine.generate({
-        prompts: Array.from({ length: samples }, () => promptTokens),
-        maxNewTokens: Math.min(settings.maxNewTokens, room),
-        temperature: settings.temperature,
-        topP: settings.topP,
-        topK: settings.topK,
-        stopTokens: [...stops],
-        rng: createRng(seed),
+  ): Promise<SampledGroup> {
+    const work = () =>
+      this.#lock.shared(async () => {
+        const engine = this.#engine;
+        if (!engine) throw new Error("the sampler has no policy loaded");
+        const tokenizer = this.#requireTokenizer();
+        const policyVersion = this.#version;
+        const room = engine.config.maxSeqLen - promptTokens.length;
+        if (room < 1) {
+          throw new DeadLetterError(
+            "prompt_too_long",
+            `the prompt has ${promptTokens.length} tokens; the policy's context is ${engine.config.maxSeqLen}`,
+          );
+        }
+        const stops = new Set(this.#prompts!.stopTokens);
+        const generations = await engine.generate({
+          prompts: Array.from({ length: samples }, () => promptTokens),
+          maxNewTokens: Math.min(settings.maxNewTokens, room),
+          temperature: settings.temperature,
+          topP: settings.topP,
+          topK: settings.topK,
+          stopTokens: [...stops],
+          // sample i of this call draws from its own stream of `seed`, whatever it is batched with
+          rngs: Array.from({ length: samples }, (_, i) => streamRng(seed, i)),
+        });
+        const responses = generations.map((g) => {
+          const last = g.tokens[g.tokens.length - 1];
+          const content = last !== undefined && stops.has(last) ? g.tokens.slice(0, -1) : g.tokens;
+          return {
+            text: tokenizer.decode(content),
+            tokens: g.tokens,
+            logProbs: g.logProbs,
+            finishReason: g.finishReason,
+          };
+        });
+        return { policyVersion, responses };
       });
-      return generations.map((g) => {
-        const last = g.tokens[g.tokens.length - 1];
-        const content = last !== undefined && stops.has(last) ? g.tokens.slice(0, -1) : g.tokens;
-        return {
-          text: tokenizer.decode(content),
-          tokens: g.tokens,
-          logProbs: g.logProbs,
-          finishReason: g.finishReason,
-        };
-      });
-    });
+    return this.#coalesce ? work() : this.#serial.run(work);
   }
 
   #requireTokenizer(): Tokenizer {
@@ -258,9 +342,11 @@ export class OnnxPolicySampler implements PolicySampler {
   }
 
   async dispose(): Promise<void> {
-    await this.#queue.run(async () => {
-      await this.#engine?.dispose();
-      this.#engine = undefined;
-    });
+    await this.#loads.run(() =>
+      this.#lock.exclusive(async () => {
+        await this.#engine?.dispose();
+        this.#engine = undefined;
+      }),
+    );
   }
 }

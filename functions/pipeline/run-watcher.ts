@@ -3,6 +3,7 @@ import {
   type CheckpointPublishedData,
   EvaluationResult,
   type EvaluationResultData,
+  RolloutGroup,
   RunStatus,
   type RunStatusData,
 } from "../contracts/events.ts";
@@ -32,6 +33,12 @@ export class RunWatcher {
   /** dead letters by event id (a redelivered one counts once) and their reason */
   readonly #deadLetters = new Map<string, string>();
   readonly #evaluations = new Map<string, EvaluationResultData>();
+  /** response tokens of the groups sampled since `since` (a resumed run's earlier groups excluded) */
+  #sampledTokens = 0;
+  readonly #countedGroups = new Set<string>();
+  /** the learner's training tokens/s of each step taken since `since` */
+  readonly #trainTokensPerSecond = new Map<number, number>();
+  readonly #since: number;
   #wake: () => void = () => {};
 
   constructor(options: {
@@ -40,7 +47,10 @@ export class RunWatcher {
     /** what is known before any event: a resumed learner's state */
     finished?: boolean;
     step?: number;
+    /** events before this time (ms since the epoch) are from an earlier session of the run */
+    since?: number;
   }) {
+    this.#since = options.since ?? 0;
     this.#spec = options.spec;
     this.#report = options.report ?? (() => {});
     this.#finished = options.finished ?? false;
@@ -49,11 +59,23 @@ export class RunWatcher {
 
   readonly fn = defineFunction({
     name: "cli",
-    consumes: [RunStatus, EvaluationResult, CheckpointPublished, DeadLetter] as const,
+    consumes: [RunStatus, EvaluationResult, CheckpointPublished, DeadLetter, RolloutGroup] as const,
     emits: [],
     handle: (event) => {
+      const current = Date.parse(event.time) >= this.#since;
+      if (isEvent(event, RolloutGroup)) {
+        // not reported: counted for the loop's throughput (a redelivered group counts once)
+        if (current && !this.#countedGroups.has(event.id)) {
+          this.#countedGroups.add(event.id);
+          this.#sampledTokens += event.data.responseTokens;
+        }
+        return [];
+      }
       if (isEvent(event, RunStatus)) {
         this.#lastStep = Math.max(this.#lastStep, event.data.step);
+        if (current && event.data.kind === "step" && event.data.metrics) {
+          this.#trainTokensPerSecond.set(event.data.step, event.data.metrics.tokensPerSecond);
+        }
         if (event.data.kind === "finished") this.#finished = true;
         this.#report({ kind: "status", data: event.data });
       } else if (isEvent(event, EvaluationResult)) {
@@ -81,6 +103,17 @@ export class RunWatcher {
 
   get step(): number {
     return this.#lastStep;
+  }
+
+  /** response tokens sampled (rollout groups, probes included) since `since` */
+  get sampledTokens(): number {
+    return this.#sampledTokens;
+  }
+
+  /** the mean of the learner's training tokens/s over the steps taken since `since` */
+  get trainTokensPerSecond(): number | undefined {
+    const values = [...this.#trainTokensPerSecond.values()];
+    return values.length === 0 ? undefined : values.reduce((a, b) => a + b, 0) / values.length;
   }
 
   get deadLetters(): number {

@@ -9,7 +9,7 @@ import { MemoryObjectStore } from "../runtime/memory-object-store.ts";
 import type { ObjectStore } from "../runtime/object-store.ts";
 import { seededRandom } from "../runtime/random.ts";
 import { handleQuestion, type RolloutServices } from "./handler.ts";
-import type { PolicySampler, SampledResponse } from "./policy-sampler.ts";
+import type { PolicySampler, SampledGroup } from "./policy-sampler.ts";
 import { StalenessGate } from "./staleness-gate.ts";
 
 /** Answers "2" on even samples and "3" on odd ones; counts how often it was asked. */
@@ -22,14 +22,15 @@ class AlternatingSampler implements PolicySampler {
   encodePrompt(prompt: string) {
     return [...prompt].map((c) => c.charCodeAt(0));
   }
-  async sample(_p: readonly number[], samples: number): Promise<SampledResponse[]> {
+  async sample(_p: readonly number[], samples: number): Promise<SampledGroup> {
     this.calls++;
-    return Array.from({ length: samples }, (_, i) => ({
+    const responses = Array.from({ length: samples }, (_, i) => ({
       text: `\\boxed{${i % 2 === 0 ? 2 : 3}}`,
       tokens: [10 + i],
       logProbs: [-0.7],
       finishReason: "stop" as const,
     }));
+    return { policyVersion: this.version, responses };
   }
 }
 
@@ -121,5 +122,49 @@ describe("rollout", () => {
     expect(await handleQuestion(question("p1", { purpose: "probe" }), "e3", deps)).toHaveLength(1);
     deps.services.stage.current = 1;
     expect(await handleQuestion(question("q3"), "e4", deps)).toEqual([]);
+  });
+
+  it("records the policy version that sampled the group, not one loaded while it was graded", async () => {
+    const { deps, sampler } = setup();
+    sampler.version = 3;
+    const sample = sampler.sample.bind(sampler);
+    sampler.sample = async (p: readonly number[], n: number) => {
+      const group = await sample(p, n);
+      sampler.version = 4; // a checkpoint loaded while the group is graded and stored
+      return group;
+    };
+    const [event] = await handleQuestion(question("q1"), "e1", deps);
+    expect((event!.data as { policyVersion: number }).policyVersion).toBe(3);
+  });
+
+  it("holds the gate while a question is sampled: concurrent questions cannot overshoot it", async () => {
+    const { deps, sampler } = setup();
+    const sample = sampler.sample.bind(sampler);
+    const pending: { release: () => void; fail: (e: Error) => void }[] = [];
+    sampler.sample = (p: readonly number[], n: number) =>
+      new Promise((resolve, reject) => {
+        pending.push({ release: () => resolve(sample(p, n)), fail: reject });
+      });
+    const settle = () => new Promise((r) => setImmediate(r));
+    // capacity for one group: q1 samples, q2 and q3 wait at the gate
+    const q1 = handleQuestion(question("q1"), "e1", deps);
+    const q2 = handleQuestion(question("q2"), "e2", deps);
+    const q3 = handleQuestion(question("q3"), "e3", deps);
+    await settle();
+    expect(pending).toHaveLength(1);
+    // q1 fails: its unit of capacity returns and one waiting question goes on
+    pending[0]!.fail(new Error("engine failed"));
+    await expect(q1).rejects.toThrow("engine failed");
+    await settle();
+    expect(pending).toHaveLength(2);
+    pending[1]!.release();
+    await settle();
+    // that group counted: the bound is reached, the last question waits for the learner
+    expect(pending).toHaveLength(2);
+    deps.services.gate.observeLearner(1);
+    await settle();
+    expect(pending).toHaveLength(3);
+    pending[2]!.release();
+    expect((await Promise.all([q2, q3])).map((events) => events.length)).toEqual([1, 1]);
   });
 });

@@ -52,6 +52,53 @@ function seedOf(text: string): number {
   return Number.parseInt(sha256Hex(text).slice(0, 8), 16);
 }
 
+/** samples and grades a question's group; the shard names the policy version that sampled it */
+async function sampleShard(
+  question: QuestionAugmentedData,
+  eventId: string,
+  services: RolloutServices,
+): Promise<RolloutShard> {
+  if (services.sampler.version < 0) {
+    throw new DeadLetterError("no_policy", "no policy checkpoint was published before the first question");
+  }
+  const promptTokens = services.sampler.encodePrompt(question.prompt);
+  const { policyVersion, responses } = await services.sampler.sample(
+    promptTokens,
+    question.samples,
+    {
+      temperature: services.rollout.temperature,
+      topP: services.rollout.topP,
+      topK: services.rollout.topK,
+      maxNewTokens: services.rollout.maxNewTokens,
+    },
+    seedOf(eventId),
+  );
+  const graded = await Promise.all(
+    responses.map(async (r) => ({ ...r, ...(await services.grade(question.answer, r.text)) })),
+  );
+  return {
+    run: question.run,
+    questionId: question.questionId,
+    stage: question.stage,
+    epoch: question.epoch,
+    purpose: question.purpose,
+    policyVersion,
+    prompt: question.prompt,
+    promptTokens,
+    answer: question.answer,
+    responses: graded.map((r) => ({
+      text: r.text,
+      tokens: r.tokens,
+      logProbs: r.logProbs,
+      finishReason: r.finishReason,
+      reward: r.reward,
+      correct: r.correct,
+      extracted: r.extracted,
+      reason: r.reason,
+    })),
+  };
+}
+
 /**
  * Generates a group of responses for an augmented question with the newest allowed policy, grades
  * them, writes the rollout shard and emits `rollout.group`. Training questions wait on the
@@ -76,55 +123,22 @@ export async function handleQuestion(
     shard = parsed.data;
     body = existing;
   } else {
-    if (training) await services.gate.waitForCapacity(deps.signal);
-    if (services.sampler.version < 0) {
-      throw new DeadLetterError("no_policy", "no policy checkpoint was published before the first question");
+    // a training question holds a unit of the gate's capacity while it is sampled (concurrent
+    // questions of other partitions cannot overshoot the bound together)
+    const release = training ? await services.gate.reserve(deps.signal) : undefined;
+    try {
+      shard = await sampleShard(question, eventId, services);
+      body = JSON.stringify(shard);
+      await store.put(key, body, { contentType: "application/json" });
+      const passed = shard.responses.filter((r) => r.correct).length / shard.responses.length;
+      if (training && judgeGroup(passed, services.learner.groupFilter).keep) services.gate.recordProduced();
+    } finally {
+      release?.();
     }
-    const promptTokens = services.sampler.encodePrompt(question.prompt);
-    const responses = await services.sampler.sample(
-      promptTokens,
-      question.samples,
-      {
-        temperature: services.rollout.temperature,
-        topP: services.rollout.topP,
-        topK: services.rollout.topK,
-        maxNewTokens: services.rollout.maxNewTokens,
-      },
-      seedOf(eventId),
-    );
-    const graded = await Promise.all(
-      responses.map(async (r) => ({ ...r, ...(await services.grade(question.answer, r.text)) })),
-    );
-    shard = {
-      run: question.run,
-      questionId: question.questionId,
-      stage: question.stage,
-      epoch: question.epoch,
-      purpose: question.purpose,
-      policyVersion: services.sampler.version,
-      prompt: question.prompt,
-      promptTokens,
-      answer: question.answer,
-      responses: graded.map((r) => ({
-        text: r.text,
-        tokens: r.tokens,
-        logProbs: r.logProbs,
-        finishReason: r.finishReason,
-        reward: r.reward,
-        correct: r.correct,
-        extracted: r.extracted,
-        reason: r.reason,
-      })),
-    };
-    body = JSON.stringify(shard);
-    await store.put(key, body, { contentType: "application/json" });
   }
   const rewards = shard.responses.map((r) => r.reward);
   const passCount = shard.responses.filter((r) => r.correct).length;
   const successRate = passCount / shard.responses.length;
-  if (training && existing === undefined && judgeGroup(successRate, services.learner.groupFilter).keep) {
-    services.gate.recordProduced();
-  }
   const bytes = typeof body === "string" ? new TextEncoder().encode(body) : body;
   const data: RolloutGroupData = {
     run: question.run,

@@ -31,7 +31,11 @@ export async function main(
   void shutdown.then(() => {
     stopping = true;
   });
-  const proc = await openFunctionProcess("rollout", env);
+  // every partition of the questions topic at once: concurrent questions share the sampler's
+  // decode batch (each partition still one question at a time, committed in order)
+  const proc = await openFunctionProcess("rollout", env, {
+    partitionsConsumedConcurrently: (spec) => spec.kafka.partitions,
+  });
   const { store, keys, logger } = proc;
   const spec = proc.resource.spec;
   try {

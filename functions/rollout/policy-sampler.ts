@@ -19,6 +19,12 @@ export interface SampledResponse {
   finishReason: "stop" | "length";
 }
 
+/** the responses to one prompt and the policy version that sampled all of them */
+export interface SampledGroup {
+  policyVersion: number;
+  responses: SampledResponse[];
+}
+
 export interface PolicySampler {
   /** learner step of the loaded weights; -1 before the first load */
   readonly version: number;
@@ -26,13 +32,16 @@ export interface PolicySampler {
   load(store: ObjectStore, folder: string, version: number): Promise<void>;
   /** prompt text -> the token ids the policy is conditioned on */
   encodePrompt(prompt: string): number[];
-  /** `samples` responses to one prompt; `seed` makes the draw reproducible */
+  /**
+   * `samples` responses to one prompt; `seed` makes the draw reproducible, whatever else is sampled
+   * at the same time. Concurrent calls may be sampled together.
+   */
   sample(
     promptTokens: readonly number[],
     samples: number,
     settings: SamplingSettings,
     seed: number,
-  ): Promise<SampledResponse[]>;
+  ): Promise<SampledGroup>;
 }
 
 /** Grades a response against a plain-string gold answer. */

@@ -35,4 +35,30 @@ describe("StalenessGate", () => {
     controller.abort(new Error("draining"));
     await expect(waiting).rejects.toThrow("draining");
   });
+
+  it("holds reserved capacity, so concurrent questions cannot overshoot the bound together", async () => {
+    const gate = new StalenessGate({ maxStaleness: 0, promptsPerStep: 2 });
+    const first = await gate.reserve();
+    const second = await gate.reserve();
+    expect(gate.capacity).toBe(0);
+    let third: (() => void) | undefined;
+    const waiting = gate.reserve().then((release) => {
+      third = release;
+    });
+    await Promise.resolve();
+    expect(third).toBeUndefined();
+    // the first group counted: its reservation becomes production, the bound stays reached
+    gate.recordProduced();
+    first();
+    first(); // releasing twice is harmless
+    await Promise.resolve();
+    expect(third).toBeUndefined();
+    // the second group was dropped by the group filter: its unit returns and the third goes on
+    second();
+    await waiting;
+    expect(third).toBeDefined();
+    expect(gate.capacity).toBe(0);
+    third!();
+    expect(gate.capacity).toBe(1);
+  });
 });

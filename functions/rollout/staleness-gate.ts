@@ -20,6 +20,8 @@ export class StalenessGate {
   readonly #promptsPerStep: number;
   #produced: number;
   #learnerVersion: number;
+  /** capacity held by questions being sampled now (see reserve) */
+  #reserved = 0;
   #waiters: (() => void)[] = [];
 
   constructor(options: StalenessGateOptions) {
@@ -37,11 +39,13 @@ export class StalenessGate {
     return this.#learnerVersion;
   }
 
-  /** groups that may still be produced before the learner advances */
+  /** groups that may still be produced before the learner advances (less those reserved) */
   get capacity(): number {
     return Math.max(
       0,
-      (this.#learnerVersion + this.#maxStaleness + 1) * this.#promptsPerStep - this.#produced,
+      (this.#learnerVersion + this.#maxStaleness + 1) * this.#promptsPerStep -
+        this.#produced -
+        this.#reserved,
     );
   }
 
@@ -52,17 +56,43 @@ export class StalenessGate {
 
   /** resolves when one more group may be produced; rejects when `signal` aborts */
   async waitForCapacity(signal?: AbortSignal): Promise<void> {
-    while (this.capacity <= 0) {
-      signal?.throwIfAborted();
-      await new Promise<void>((resolve, reject) => {
-        const onAbort = () => reject(signal?.reason ?? new Error("aborted"));
-        this.#waiters.push(() => {
-          signal?.removeEventListener("abort", onAbort);
-          resolve();
-        });
-        signal?.addEventListener("abort", onAbort, { once: true });
+    while (this.capacity <= 0) await this.#wait(signal);
+  }
+
+  /**
+   * Waits for capacity and holds one group of it until the returned release is called (after
+   * `recordProduced` when the group counts): questions sampled concurrently cannot overshoot the
+   * bound together. Release on every path, also when sampling fails.
+   */
+  async reserve(signal?: AbortSignal): Promise<() => void> {
+    // the check and the hold happen in one synchronous step
+    while (this.capacity <= 0) await this.#wait(signal);
+    this.#reserved++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.#reserved--;
+      this.#wake();
+    };
+  }
+
+  #wait(signal: AbortSignal | undefined): Promise<void> {
+    signal?.throwIfAborted();
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = () => reject(signal?.reason ?? new Error("aborted"));
+      this.#waiters.push(() => {
+        signal?.removeEventListener("abort", onAbort);
+        resolve();
       });
-    }
+      signal?.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
+  #wake(): void {
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const wake of waiters) wake();
   }
 
   /** an accepted group was produced */
@@ -74,8 +104,6 @@ export class StalenessGate {
   observeLearner(version: number): void {
     if (version <= this.#learnerVersion) return;
     this.#learnerVersion = version;
-    const waiters = this.#waiters;
-    this.#waiters = [];
-    for (const wake of waiters) wake();
+    this.#wake();
   }
 }

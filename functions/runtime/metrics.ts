@@ -10,6 +10,7 @@ export interface RunnerMetrics {
   skipped: Counter<"function" | "type">;
   emitted: Counter<"function" | "type">;
   handlerSeconds: Histogram<"function" | "type">;
+  busySeconds: Counter<"function">;
   lag: Gauge<"function" | "group">;
 }
 
@@ -67,6 +68,12 @@ export function createRunnerMetrics(options: {
       help: "time from delivery to commit-ready for successfully handled events",
       labelNames: ["function", "type"],
       buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300],
+      registers,
+    }),
+    busySeconds: new Counter({
+      name: "questa_function_busy_seconds_total",
+      help: "wall time with at least one event in the function's handler (concurrent handlers count once)",
+      labelNames: ["function"],
       registers,
     }),
     lag: new Gauge({

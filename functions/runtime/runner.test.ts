@@ -11,6 +11,7 @@ import { startHealthServer } from "./health-server.ts";
 import { capturingLogger, silentLogger } from "./logger.ts";
 import { MemoryBus } from "./memory-bus.ts";
 import { MemoryObjectStore } from "./memory-object-store.ts";
+import { partitionForKey } from "./partitioner.ts";
 import { bindFunction, deterministicEventId, type RunnerOptions } from "./runner.ts";
 import { sha256Hex } from "./sha256.ts";
 
@@ -109,6 +110,40 @@ const square = async (event: CloudEvent<{ n: number }>) => [
 ];
 
 describe("FunctionRunner", () => {
+  it("counts the wall time its handlers are busy once, however many run at the same time", async () => {
+    const release = new Map<number, () => void>();
+    const started: number[] = [];
+    const { bus, clock, runner, group } = setup(async (event) => {
+      started.push(event.data.n);
+      await new Promise<void>((resolve) => release.set(event.data.n, resolve));
+      return square(event);
+    });
+    // two keys on different partitions: their handlers run at the same time
+    const keys = ["a", "b", "c", "d", "e", "f"].map((k) => `k-${k}`);
+    const first = keys[0]!;
+    const other = keys.find((k) => partitionForKey(k, 2) !== partitionForKey(first, 2))!;
+    await runner.start();
+    expect(runner.busyMilliseconds).toBe(0);
+    await bus.publish(`${prefix}.numbers`, [input("a", { n: 1 }, NumberSubmitted.type, first)]);
+    await until(() => started.length === 1, "the first handler");
+    clock.advance(100);
+    await bus.publish(`${prefix}.numbers`, [input("b", { n: 2 }, NumberSubmitted.type, other)]);
+    await until(() => started.length === 2, "the second handler");
+    clock.advance(50);
+    release.get(1)!();
+    await until(() => committedTotal(bus, group, `${prefix}.numbers`) === 1, "the first commit");
+    clock.advance(30);
+    expect(runner.busyMilliseconds).toBe(180); // still busy with the second
+    release.get(2)!();
+    await until(() => committedTotal(bus, group, `${prefix}.numbers`) === 2, "the second commit");
+    clock.advance(1000); // idle time is not busy time
+    expect(runner.busyMilliseconds).toBe(180);
+    expect(await runner.metrics.registry.metrics()).toMatch(
+      /questa_function_busy_seconds_total\{function="squarer"\} 0\.18/,
+    );
+    await runner.stop();
+  });
+
   it("retries a retryable failure with backoff, then succeeds and commits", async () => {
     let attempts = 0;
     const { bus, clock, runner, group } = setup(async (event) => {

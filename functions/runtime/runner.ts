@@ -114,6 +114,10 @@ export class FunctionRunner<Services = NoServices> {
   readonly #source: string;
   /** the dependency outage in progress: logged once when it starts and once when it ends */
   #outage: { since: number; code: string; waits: number } | undefined;
+  /** handlers of this function running now; since when at least one has; busy time before that */
+  #handlersRunning = 0;
+  #busySince = 0;
+  #busyMs = 0;
   #consumer: Consumer | undefined;
   #state: "new" | "starting" | "running" | "draining" | "stopped" = "new";
   #done: Promise<void> | undefined;
@@ -260,7 +264,8 @@ export class FunctionRunner<Services = NoServices> {
       return;
     }
     const event: CloudEvent<unknown> = { ...input, data: data.data };
-    const outcome = await this.#runHandler(message, event);
+    this.#enterHandler();
+    const outcome = await this.#runHandler(message, event).finally(() => this.#leaveHandler());
     if (outcome.kind === "dead-letter") {
       await this.#deadLetter(message, outcome.reason, outcome.error, outcome.attempts);
       return;
@@ -278,6 +283,25 @@ export class FunctionRunner<Services = NoServices> {
       { function: this.fn.name, type: event.type },
       Math.max(0, this.#clock.now() - started) / 1000,
     );
+  }
+
+  /**
+   * Wall time in which at least one of this function's handlers was running (concurrent handlers,
+   * e.g. one per partition, count once): the share of a run's time the function kept busy.
+   */
+  get busyMilliseconds(): number {
+    return this.#busyMs + (this.#handlersRunning > 0 ? this.#clock.now() - this.#busySince : 0);
+  }
+
+  #enterHandler(): void {
+    if (this.#handlersRunning++ === 0) this.#busySince = this.#clock.now();
+  }
+
+  #leaveHandler(): void {
+    if (--this.#handlersRunning > 0) return;
+    const elapsed = Math.max(0, this.#clock.now() - this.#busySince);
+    this.#busyMs += elapsed;
+    this.metrics.busySeconds.inc({ function: this.fn.name }, elapsed / 1000);
   }
 
   async #runHandler(
