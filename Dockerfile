@@ -2,7 +2,7 @@
 # The TypeScript sources run through tsx (a runtime dependency), so there is no build step.
 #   docker build -t questa:dev .
 #   docker run --rm questa:dev --help
-# The pod's command picks the role, e.g. `questa serve rollout` or `questa operator`.
+# The pod's command picks the role, e.g. `questa function rollout` or `questa operator`.
 
 # Node 24 (LTS) on Debian bookworm, pinned by digest: a rebuild gets the same base, and a changed
 # upstream tag cannot slip in. Update both together (the tag is for people, the digest for docker).

@@ -219,7 +219,9 @@ console.log(
       targets: { smallTrainStepTokensPerSecond: 40000, smallDecodeBatch32TokensPerSecond: 25000 },
       results,
       ...(qwen ? { qwen05bShaped: { phases: qwen.phases, peakRssGiB: qwen.peakRssGiB } } : {}),
-      ...(smollm2 ? { smollm2: { questa: smollm2.questa, pytorch: smollm2.pytorch, vsPyTorch: smollm2.vsPyTorch } } : {}),
+      ...(smollm2
+        ? { smollm2: { questa: smollm2.questa, pytorch: smollm2.pytorch, vsPyTorch: smollm2.vsPyTorch } }
+        : {}),
     },
     null,
     2,

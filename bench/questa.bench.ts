@@ -19,7 +19,7 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { EvaluationResult, type EvaluationResultData } from "../functions/contracts/events.ts";
 import { validateYaml } from "../functions/contracts/validate.ts";
-import { claimRunDir, effectiveSpec, runEmbedded, runName } from "../functions/pipeline/embedded-run.ts";
+import { claimRunDir, effectiveSpec, runEmbedded, runName } from "../functions/host/embedded-run.ts";
 import { eventLogPath, readEventLogFile } from "../functions/runtime/memory-bus.ts";
 
 // two-sided 97.5% quantiles of Student's t by degrees of freedom

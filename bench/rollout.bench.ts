@@ -23,13 +23,13 @@ import {
   type QuestionAugmentedData,
   RolloutGroupSchema,
 } from "../functions/contracts/events.ts";
-import { RunKeys } from "../functions/learn/run-keys.ts";
+import { RunKeys } from "../functions/contracts/run-keys.ts";
+import { EMBEDDED_QUESTION_PARTITIONS } from "../functions/host/embedded-run.ts";
+import { readTrainingConfig } from "../functions/host/function-process.ts";
+import { engineSettings, rolloutServices } from "../functions/host/function-services.ts";
+import { OnnxPolicySampler } from "../functions/host/onnx-adapters.ts";
+import { warmStart } from "../functions/host/warm-start.ts";
 import { loadCheckpoint, saveCheckpoint } from "../functions/model/checkpoint.ts";
-import { EMBEDDED_QUESTION_PARTITIONS } from "../functions/pipeline/embedded-run.ts";
-import { readTrainingConfig } from "../functions/pipeline/function-process.ts";
-import { engineSettings, rolloutServices } from "../functions/pipeline/function-services.ts";
-import { OnnxPolicySampler } from "../functions/pipeline/onnx-adapters.ts";
-import { warmStart } from "../functions/pipeline/warm-start.ts";
 import { Augmenter } from "../functions/questa/augmentation.ts";
 import { generateSyntheticProblems } from "../functions/questa/synthetic-task.ts";
 import { rolloutFunction } from "../functions/rollout/handler.ts";

@@ -3,7 +3,7 @@ import { formatInputIssue, InputError } from "../functions/runtime/errors.ts";
 import { parseArgs, UsageError } from "./args.ts";
 import type { CommandDefinition, CommandRun } from "./io.ts";
 
-/** what `main` of a function process looks like (functions/<name>/main.ts) */
+/** what `main` of a function process looks like (functions/host/<name>-process.ts) */
 type FunctionMain = (
   env: Record<string, string | undefined>,
   options?: { shutdown?: Promise<unknown> },
@@ -11,10 +11,10 @@ type FunctionMain = (
 
 /** Each function's process entry, loaded only when that function runs. */
 const FUNCTION_MAINS: Record<string, () => Promise<FunctionMain>> = {
-  augment: async () => (await import("../functions/augment/main.ts")).main,
-  rollout: async () => (await import("../functions/rollout/main.ts")).main,
-  learn: async () => (await import("../functions/learn/main.ts")).main,
-  evaluate: async () => (await import("../functions/evaluate/main.ts")).main,
+  augment: async () => (await import("../functions/host/augment-process.ts")).main,
+  rollout: async () => (await import("../functions/host/rollout-process.ts")).main,
+  learn: async () => (await import("../functions/host/learn-process.ts")).main,
+  evaluate: async () => (await import("../functions/host/evaluate-process.ts")).main,
 };
 
 export const FUNCTION_NAMES = Object.keys(FUNCTION_MAINS);

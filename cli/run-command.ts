@@ -11,7 +11,7 @@ import {
   type RunSummary,
   runEmbedded,
   runName,
-} from "../functions/pipeline/embedded-run.ts";
+} from "../functions/host/embedded-run.ts";
 import { formatInputIssue, InputError } from "../functions/runtime/errors.ts";
 import { asUsageError, numberFlag, parseArgs, UsageError } from "./args.ts";
 import { type CliIO, type CommandDefinition, type CommandRun, limitLines } from "./io.ts";

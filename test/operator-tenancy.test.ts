@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { RunKeys } from "../functions/learn/run-keys.ts";
+import { RunKeys } from "../functions/contracts/run-keys.ts";
 import { systemClock } from "../functions/runtime/clock.ts";
 import { KafkaAdmin, parseKafkaConnectionConfig } from "../functions/runtime/kafka-bus.ts";
 import { silentLogger } from "../functions/runtime/logger.ts";

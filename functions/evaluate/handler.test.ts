@@ -1,9 +1,9 @@
 import { describe, expect, it } from "vitest";
 import type { CheckpointPublishedData } from "../contracts/events.ts";
 import { EvaluationSchema } from "../contracts/questatraining.ts";
+import { RunKeys } from "../contracts/run-keys.ts";
 import { EvaluationProblemResultSchema } from "../contracts/shards.ts";
-import { RunKeys } from "../learn/run-keys.ts";
-import type { PolicySampler, SampledGroup, SamplingSettings } from "../rollout/policy-sampler.ts";
+import type { PolicySampler, SampledGroup, SamplingSettings } from "../model/policy-sampler.ts";
 import { systemClock } from "../runtime/clock.ts";
 import { silentLogger } from "../runtime/logger.ts";
 import { MemoryObjectStore } from "../runtime/memory-object-store.ts";

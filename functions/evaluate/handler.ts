@@ -6,11 +6,12 @@ import {
   EXAMPLE_RESPONSE_CHARS,
 } from "../contracts/events.ts";
 import type { EvaluationSpec } from "../contracts/questatraining.ts";
+import type { RunKeys } from "../contracts/run-keys.ts";
 import type { EvaluationProblemResult } from "../contracts/shards.ts";
-import type { RunKeys } from "../learn/run-keys.ts";
+import type { Grade } from "../grading/reward.ts";
+import type { PolicySampler } from "../model/policy-sampler.ts";
 import { DEFAULT_UNHINTED_TEMPLATE } from "../questa/augmentation.ts";
 import { bootstrapInterval, scoreBenchmark } from "../rl/pass-at-k.ts";
-import type { Grade, PolicySampler } from "../rollout/policy-sampler.ts";
 import { mapConcurrently } from "../runtime/concurrency.ts";
 import { defineFunction, emit, type FunctionDeps } from "../runtime/define-function.ts";
 import type { EmittedEvent } from "../runtime/event-definition.ts";

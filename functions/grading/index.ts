@@ -29,6 +29,7 @@ export { GraderPool, type GraderPoolOptions } from "./grader-pool.ts";
 export { DEFAULT_TOLERANCE, type Tolerance } from "./numeric.ts";
 export {
   DEFAULT_REWARD_SCALE,
+  type Grade,
   type GradeOptions,
   type GradeReason,
   GradeReasons,

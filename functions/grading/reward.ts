@@ -32,6 +32,15 @@ export interface GradeOptions extends EquivalenceOptions {
   mode?: GradingMode;
 }
 
+/**
+ * Grades a response against a plain-string gold answer: what rollout and evaluate need from the
+ * grader, with the run's scale and mode already chosen (functions/host/function-services.ts gradeFor).
+ */
+export type Grade = (
+  gold: string,
+  response: string,
+) => Promise<{ reward: number; correct: boolean; extracted: string | null; reason: string }>;
+
 /** official QuestA reward scale */
 export const DEFAULT_REWARD_SCALE = 5;
 

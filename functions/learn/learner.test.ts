@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { ObjectRef, RolloutGroupData } from "../contracts/events.ts";
 import { LearnerSchema } from "../contracts/questatraining.ts";
+import { RunKeys } from "../contracts/run-keys.ts";
 import type { RolloutShard } from "../contracts/shards.ts";
 import { ManualClock } from "../runtime/clock.ts";
 import { UnavailableError } from "../runtime/errors.ts";
@@ -10,7 +11,6 @@ import type { ObjectStore } from "../runtime/object-store.ts";
 import { sha256Hex } from "../runtime/sha256.ts";
 import { Learner } from "./learner.ts";
 import type { LearnerEngine, PpoSample, PpoSettings, PpoStepMetrics } from "./learner-engine.ts";
-import { RunKeys } from "./run-keys.ts";
 
 /** A policy whose only parameter counts the samples it was trained on: enough to see lost or repeated steps. */
 class CountingEngine implements LearnerEngine {

@@ -9,8 +9,16 @@ import {
   RunStatus,
   type StepMetrics,
 } from "../contracts/events.ts";
+import {
+  LearnerSharedStateSchema,
+  learnerPendingFolder,
+  learnerPendingKey,
+  learnerStateKey,
+  readLearnerJson,
+} from "../contracts/learner-progress.ts";
 import type { Augmentation, LearnerSpec } from "../contracts/questatraining.ts";
 import { eventDefinition } from "../contracts/registry.ts";
+import type { RunKeys } from "../contracts/run-keys.ts";
 import { type RolloutShard, RolloutShardSchema } from "../contracts/shards.ts";
 import {
   type CurriculumState,
@@ -27,23 +35,19 @@ import type { ObjectStore } from "../runtime/object-store.ts";
 import { sha256Hex } from "../runtime/sha256.ts";
 import { removeCheckpointFolder } from "./checkpoint-folders.ts";
 import type { LearnerEngine, PpoSample, PpoSettings } from "./learner-engine.ts";
-import type { RunKeys } from "./run-keys.ts";
 
 /** how many recent steps' group keys are remembered to drop redelivered groups */
 const CONSUMED_MEMORY_STEPS = 16;
 
 const StoredEventSchema = z.object({ type: z.string(), key: z.string(), id: z.string(), data: z.unknown() });
 
-const LearnerStateSchema = z.object({
-  step: z.int().min(0),
-  curriculum: z.object({
-    stageIndex: z.int().min(0),
+/** the learner's whole state; what other processes read of it is the contract it extends */
+const LearnerStateSchema = LearnerSharedStateSchema.extend({
+  curriculum: LearnerSharedStateSchema.shape.curriculum.extend({
     stageStartStep: z.int().min(0),
     lastStep: z.int(),
     finished: z.boolean(),
   }),
-  /** group keys trained on, per step, for the last few steps */
-  consumed: z.array(z.object({ step: z.int(), keys: z.array(z.string()) })),
   /** groups rejected by the success-rate filter since the last step */
   rejectedSinceStep: z.int().min(0),
   staleDropped: z.int().min(0),
@@ -51,7 +55,6 @@ const LearnerStateSchema = z.object({
   arrivals: z.int().min(0),
   /** whether `learner/resume/step-<step>` holds the weights and optimiser state of `step` */
   resumable: z.boolean().default(false),
-  finished: z.boolean(),
   /** events of the latest step, re-emitted if its last group is delivered again after a crash */
   lastStepEvents: z.array(StoredEventSchema),
   lastStepKeys: z.array(z.string()),
@@ -96,14 +99,6 @@ function initialState(): LearnerState {
   };
 }
 
-async function readJson<T>(store: ObjectStore, key: string, schema: z.ZodType<T>): Promise<T | undefined> {
-  const bytes = await store.get(key);
-  if (bytes === undefined) return undefined;
-  const parsed = schema.safeParse(JSON.parse(new TextDecoder().decode(bytes)));
-  if (!parsed.success) throw new DeadLetterError("corrupt_learner_state", `${key}: ${parsed.error.message}`);
-  return parsed.data;
-}
-
 /**
  * The learner's state machine: buffers accepted groups, runs a policy update every
  * `promptsPerStep` groups, publishes policy updates and checkpoints, follows the curriculum.
@@ -138,8 +133,7 @@ export class Learner {
   /** state, pending groups and engine weights as the store has them (the last committed step) */
   static async #restore(options: LearnerOptions): Promise<{ state: LearnerState; pending: PendingGroup[] }> {
     const { store, keys, engine } = options;
-    const state =
-      (await readJson(store, keys.key("learner", "state.json"), LearnerStateSchema)) ?? initialState();
+    const state = (await readLearnerJson(store, learnerStateKey(keys), LearnerStateSchema)) ?? initialState();
     if (options.learner.totalSteps === 0) state.finished = true; // evaluation only
     if (state.resumable) {
       await engine.loadCheckpoint(store, resumeFolder(keys, state.step));
@@ -148,8 +142,8 @@ export class Learner {
     }
     const consumed = new Set(state.consumed.flatMap((c) => c.keys));
     const pending: PendingGroup[] = [];
-    for (const info of await store.list(keys.folder("learner", "pending"))) {
-      const entry = await readJson(store, info.key, PendingGroupSchema);
+    for (const info of await store.list(learnerPendingFolder(keys))) {
+      const entry = await readLearnerJson(store, info.key, PendingGroupSchema);
       if (!entry) continue;
       if (consumed.has(groupKey(entry.group))) {
         await store.delete(info.key); // trained on before the crash; its delete did not happen
@@ -472,39 +466,14 @@ export class Learner {
   }
 
   #pendingKey(key: string): string {
-    return this.#o.keys.key("learner", "pending", `${key}.json`);
+    return learnerPendingKey(this.#o.keys, key);
   }
 
   async #saveState(): Promise<void> {
-    await this.#o.store.put(this.#o.keys.key("learner", "state.json"), JSON.stringify(this.#state));
+    await this.#o.store.put(learnerStateKey(this.#o.keys), JSON.stringify(this.#state));
   }
 }
 
 function mean(values: readonly number[]): number {
   return values.length === 0 ? 0 : values.reduce((a, b) => a + b, 0) / values.length;
-}
-
-/** How far the learner got, read from its stored state without loading weights (other processes' view). */
-export interface LearnerProgress {
-  step: number;
-  stage: number;
-  finished: boolean;
-  /** accepted groups waiting for the next step */
-  pendingCount: number;
-}
-
-/** Reads the learner's progress from the store; a learner that never ran is at step 0. */
-export async function readLearnerProgress(store: ObjectStore, keys: RunKeys): Promise<LearnerProgress> {
-  const state =
-    (await readJson(store, keys.key("learner", "state.json"), LearnerStateSchema)) ?? initialState();
-  const consumed = new Set(state.consumed.flatMap((c) => c.keys));
-  const pending = (await store.list(keys.folder("learner", "pending"))).filter(
-    (info) => !consumed.has(info.key.slice(info.key.lastIndexOf("/") + 1).replace(/\.json$/, "")),
-  );
-  return {
-    step: state.step,
-    stage: state.curriculum.stageIndex,
-    finished: state.finished,
-    pendingCount: pending.length,
-  };
 }

@@ -1,15 +1,15 @@
 import { describe, expect, it } from "vitest";
 import type { QuestionAugmentedData } from "../contracts/events.ts";
 import { LearnerSchema, RolloutSchema } from "../contracts/questatraining.ts";
+import { RunKeys } from "../contracts/run-keys.ts";
 import { RolloutShardSchema } from "../contracts/shards.ts";
-import { RunKeys } from "../learn/run-keys.ts";
+import type { PolicySampler, SampledGroup } from "../model/policy-sampler.ts";
 import { systemClock } from "../runtime/clock.ts";
 import { silentLogger } from "../runtime/logger.ts";
 import { MemoryObjectStore } from "../runtime/memory-object-store.ts";
 import type { ObjectStore } from "../runtime/object-store.ts";
 import { seededRandom } from "../runtime/random.ts";
 import { handleQuestion, type RolloutServices } from "./handler.ts";
-import type { PolicySampler, SampledGroup } from "./policy-sampler.ts";
 import { StalenessGate } from "./staleness-gate.ts";
 
 /** Answers "2" on even samples and "3" on odd ones; counts how often it was asked. */

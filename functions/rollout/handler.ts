@@ -8,15 +8,16 @@ import {
   type RolloutGroupData,
 } from "../contracts/events.ts";
 import type { LearnerSpec, RolloutSpec } from "../contracts/questatraining.ts";
+import type { RunKeys } from "../contracts/run-keys.ts";
 import { type RolloutShard, RolloutShardSchema } from "../contracts/shards.ts";
-import type { RunKeys } from "../learn/run-keys.ts";
+import type { Grade } from "../grading/reward.ts";
+import type { PolicySampler } from "../model/policy-sampler.ts";
 import { judgeGroup } from "../rl/group-filter.ts";
 import { defineFunction, emit, type FunctionDeps, isEvent } from "../runtime/define-function.ts";
 import { DeadLetterError } from "../runtime/errors.ts";
 import type { EmittedEvent } from "../runtime/event-definition.ts";
 import type { ObjectStore } from "../runtime/object-store.ts";
 import { sha256Hex } from "../runtime/sha256.ts";
-import type { Grade, PolicySampler } from "./policy-sampler.ts";
 import type { StalenessGate } from "./staleness-gate.ts";
 
 export interface RolloutServices {

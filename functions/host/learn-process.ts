@@ -1,24 +1,25 @@
 /**
- * The learn function's process (a pod in the cluster): the only place that reads the environment
- * and builds clients for it. It also owns the run's start: the initial checkpoint (warm start or
+ * The learn function's process (a pod in the cluster, `questa function learn`), started by the
+ * shared start-up (openFunctionProcess). It also owns the run's start: the initial checkpoint (warm start or
  * copy, once) and the start events (once, behind a marker object).
  */
+
+import { learnFunction } from "../learn/handler.ts";
+import { bindFunction } from "../runtime/runner.ts";
+import { serveFunction } from "../runtime/serve.ts";
 import {
   type FunctionMainOptions,
   type FunctionProcess,
   openFunctionProcess,
   whileStarting,
-} from "../pipeline/function-process.ts";
+} from "./function-process.ts";
 import {
   engineSettings,
   ensureInitialCheckpoint,
   openLearner,
   publishStartEvents,
-} from "../pipeline/function-services.ts";
-import { OnnxLearnerEngine } from "../pipeline/onnx-adapters.ts";
-import { bindFunction } from "../runtime/runner.ts";
-import { serveFunction } from "../runtime/serve.ts";
-import { learnFunction } from "./handler.ts";
+} from "./function-services.ts";
+import { OnnxLearnerEngine } from "./onnx-adapters.ts";
 
 export async function main(
   env: Record<string, string | undefined> = process.env,

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { InputError } from "../runtime/errors.ts";
 import { parseS3StoreConfig } from "../runtime/s3-object-store.ts";
-import { datasetOpener } from "./main.ts";
+import { datasetOpener } from "./dataset-opener.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "questa-opener-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -2,14 +2,14 @@ import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { ObjectRef, RolloutGroupData } from "../contracts/events.ts";
+import { readLearnerProgress } from "../contracts/learner-progress.ts";
 import { LearnerSchema, QuestATrainingSpecSchema, RolloutSchema } from "../contracts/questatraining.ts";
+import { RunKeys } from "../contracts/run-keys.ts";
 import type { RolloutShard } from "../contracts/shards.ts";
-import { Learner, readLearnerProgress } from "../learn/learner.ts";
+import { Learner } from "../learn/learner.ts";
 import type { LearnerEngine, PpoSample, PpoStepMetrics } from "../learn/learner-engine.ts";
-import { RunKeys } from "../learn/run-keys.ts";
 import { CHECKPOINT_FORMAT, loadCheckpoint } from "../model/checkpoint.ts";
-import { followLearner } from "../rollout/main.ts";
-import type { PolicySampler, SampledGroup } from "../rollout/policy-sampler.ts";
+import type { PolicySampler, SampledGroup } from "../model/policy-sampler.ts";
 import { StalenessGate } from "../rollout/staleness-gate.ts";
 import type { Bus, Consumer, OutgoingMessage, TopicSpec } from "../runtime/bus.ts";
 import { ManualClock } from "../runtime/clock.ts";
@@ -22,6 +22,7 @@ import {
   initialCheckpointRef,
   publishStartEvents,
 } from "./function-services.ts";
+import { followLearner } from "./rollout-process.ts";
 
 /** A learner engine whose checkpoints are a manifest naming the step: enough to follow the learner. */
 class StepEngine implements LearnerEngine {

@@ -2,7 +2,8 @@ import type { ObjectStore } from "../runtime/object-store.ts";
 
 /**
  * What rollout and evaluation need from a policy engine: load a published checkpoint, turn text
- * into prompt tokens and sample responses. A port, implemented on functions/model.
+ * into prompt tokens and sample responses. A port: functions/host/onnx-adapters.ts implements it on
+ * this folder's engine, the functions' tests with fakes.
  */
 export interface SamplingSettings {
   temperature: number;
@@ -43,9 +44,3 @@ export interface PolicySampler {
     seed: number,
   ): Promise<SampledGroup>;
 }
-
-/** Grades a response against a plain-string gold answer. */
-export type Grade = (
-  gold: string,
-  response: string,
-) => Promise<{ reward: number; correct: boolean; extracted: string | null; reason: string }>;

@@ -1,12 +1,13 @@
 /**
- * The evaluate function's process (a pod in the cluster): the only place that reads the
- * environment and builds clients for it.
+ * The evaluate function's process (a pod in the cluster, `questa function evaluate`), started by
+ * the shared start-up (openFunctionProcess).
  */
-import { type FunctionMainOptions, openFunctionProcess } from "../pipeline/function-process.ts";
-import { evaluateServices } from "../pipeline/function-services.ts";
+
+import { evaluateFunction } from "../evaluate/handler.ts";
 import { bindFunction } from "../runtime/runner.ts";
 import { serveFunction } from "../runtime/serve.ts";
-import { evaluateFunction } from "./handler.ts";
+import { type FunctionMainOptions, openFunctionProcess } from "./function-process.ts";
+import { evaluateServices } from "./function-services.ts";
 
 export async function main(
   env: Record<string, string | undefined> = process.env,

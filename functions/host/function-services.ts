@@ -11,15 +11,15 @@ import {
   requireRecords,
 } from "../augment/dataset-source.ts";
 import type { ObjectRef } from "../contracts/events.ts";
+import type { LearnerProgress } from "../contracts/learner-progress.ts";
 import type { QuestATrainingSpec } from "../contracts/questatraining.ts";
+import type { RunKeys } from "../contracts/run-keys.ts";
 import type { Benchmark, EvaluateServices } from "../evaluate/handler.ts";
-import { gradeResponse } from "../grading/reward.ts";
-import { Learner, type LearnerProgress } from "../learn/learner.ts";
-import type { RunKeys } from "../learn/run-keys.ts";
+import { type Grade, gradeResponse } from "../grading/reward.ts";
+import { Learner } from "../learn/learner.ts";
 import { CheckpointManifestSchema, saveCheckpoint } from "../model/checkpoint.ts";
 import { readHuggingFaceFolder } from "../model/hf-folder.ts";
 import type { RolloutServices } from "../rollout/handler.ts";
-import type { Grade } from "../rollout/policy-sampler.ts";
 import { StalenessGate } from "../rollout/staleness-gate.ts";
 import type { Bus } from "../runtime/bus.ts";
 import { toBinaryMessage } from "../runtime/cloudevents.ts";

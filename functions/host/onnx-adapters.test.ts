@@ -2,9 +2,9 @@ import { afterAll, describe, expect, it } from "vitest";
 import { saveCheckpoint } from "../model/checkpoint.ts";
 import { ModelConfigSchema } from "../model/config.ts";
 import { initParams } from "../model/params.ts";
+import type { SampledGroup, SamplingSettings } from "../model/policy-sampler.ts";
 import { createRng } from "../model/rng.ts";
 import { charTokenizer } from "../model/tokenizer.ts";
-import type { SampledGroup, SamplingSettings } from "../rollout/policy-sampler.ts";
 import { MemoryObjectStore } from "../runtime/memory-object-store.ts";
 import { type EngineSettings, OnnxPolicySampler, SharedExclusiveLock } from "./onnx-adapters.ts";
 

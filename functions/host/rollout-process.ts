@@ -1,23 +1,25 @@
 /**
- * The rollout function's process (a pod in the cluster): the only place that reads the environment
- * and builds clients for it. It resumes from the learner's stored progress and keeps following it.
+ * The rollout function's process (a pod in the cluster, `questa function rollout`), started by the
+ * shared start-up (openFunctionProcess). It resumes from the learner's stored progress and keeps
+ * following it (functions/contracts/learner-progress.ts).
  */
-import { readLearnerProgress } from "../learn/learner.ts";
-import type { RunKeys } from "../learn/run-keys.ts";
+
+import { readLearnerProgress } from "../contracts/learner-progress.ts";
+import type { RunKeys } from "../contracts/run-keys.ts";
+import type { RolloutServices } from "../rollout/handler.ts";
+import { rolloutFunction } from "../rollout/handler.ts";
+import type { Logger } from "../runtime/logger.ts";
+import type { ObjectStore } from "../runtime/object-store.ts";
+import { bindFunction } from "../runtime/runner.ts";
+import { serveFunction } from "../runtime/serve.ts";
 import {
   type FunctionMainOptions,
   openFunctionProcess,
   processShutdown,
   whileStarting,
-} from "../pipeline/function-process.ts";
-import { engineSettings, initialCheckpointRef, rolloutServices } from "../pipeline/function-services.ts";
-import { OnnxPolicySampler } from "../pipeline/onnx-adapters.ts";
-import type { Logger } from "../runtime/logger.ts";
-import type { ObjectStore } from "../runtime/object-store.ts";
-import { bindFunction } from "../runtime/runner.ts";
-import { serveFunction } from "../runtime/serve.ts";
-import type { RolloutServices } from "./handler.ts";
-import { rolloutFunction } from "./handler.ts";
+} from "./function-process.ts";
+import { engineSettings, initialCheckpointRef, rolloutServices } from "./function-services.ts";
+import { OnnxPolicySampler } from "./onnx-adapters.ts";
 
 /** how often the learner's stored progress is read */
 const FOLLOW_INTERVAL_MS = 1000;

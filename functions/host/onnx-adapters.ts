@@ -6,6 +6,7 @@ import type { ModelConfigInput } from "../model/config.ts";
 import { createEngine, type GenerationStats, type PolicyEngine } from "../model/engine.ts";
 import type { HuggingFaceSource } from "../model/hf-folder.ts";
 import type { ExecutionProvider } from "../model/ort-backend.ts";
+import type { PolicySampler, SampledGroup, SamplingSettings } from "../model/policy-sampler.ts";
 import {
   createPromptEncoder,
   type PromptEncoder,
@@ -14,7 +15,6 @@ import {
 } from "../model/prompt-format.ts";
 import { streamRng } from "../model/rng.ts";
 import { loadTokenizer, type Tokenizer } from "../model/tokenizer.ts";
-import type { PolicySampler, SampledGroup, SamplingSettings } from "../rollout/policy-sampler.ts";
 import { DeadLetterError } from "../runtime/errors.ts";
 import type { ObjectStore } from "../runtime/object-store.ts";
 

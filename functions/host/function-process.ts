@@ -6,16 +6,16 @@
 import { Registry } from "prom-client";
 import { z } from "zod";
 import type { OpenDataset } from "../augment/dataset-source.ts";
-import { datasetOpener } from "../augment/main.ts";
 import type { QuestATraining, QuestATrainingSpec } from "../contracts/questatraining.ts";
 import { KNOWN_EVENT_TYPES } from "../contracts/registry.ts";
 import { readResourceFile } from "../contracts/resource-file.ts";
-import { RunKeys } from "../learn/run-keys.ts";
+import { RunKeys } from "../contracts/run-keys.ts";
 import { errorMessage, InputError, isUnavailable } from "../runtime/errors.ts";
 import { startHealthServer } from "../runtime/health-server.ts";
 import { KafkaBus, kafkaConnectionConfigFromEnv } from "../runtime/kafka-bus.ts";
 import { createLogger, type Logger } from "../runtime/logger.ts";
 import { S3ObjectStore, type S3StoreConfig, s3StoreConfigFromEnv } from "../runtime/s3-object-store.ts";
+import { datasetOpener } from "./dataset-opener.ts";
 
 export const FunctionEnvSchema = z.object({
   QUESTA_RUN: z.string().min(1),
