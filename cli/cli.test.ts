@@ -159,12 +159,13 @@ describe("questa run progress view", () => {
         learn: { busySeconds: 62, share: 0.198 },
         rollout: { busySeconds: 222, share: 0.711 },
       },
+      samplingSeconds: { rollout: 156.2, evaluate: 31.24 },
       sampledTokens: 2_464_200,
       samplingTokensPerSecond: 11_100,
       trainTokensPerSecond: 850.25,
     });
     expect(line).toBe(
-      "time 5m 12s (after set-up); busy: rollout 71%, learn 20%; sampling 11.1K tok/s, training 850.3 tok/s",
+      "time 5m 12s (after set-up); sampling 50% for rollout, 10% for evaluation; handlers busy (waits included): rollout 71%, learn 20%; sampling 11.1K tok/s, training 850.3 tok/s",
     );
   });
 

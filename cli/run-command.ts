@@ -153,17 +153,22 @@ export class ProgressView {
 }
 
 /** The final table: every evaluation, by step and benchmark. */
-/** where the loop's time went: wall time, each function's busy share, sampling and training speed */
+/** where the loop's time went: wall time, the engines' sampling time, each function's busy share, speeds */
 export function timingLine(timing: LoopTiming): string {
   const seconds = Math.round(timing.wallSeconds);
   const wall = seconds >= 60 ? `${Math.floor(seconds / 60)}m ${seconds % 60}s` : `${seconds}s`;
+  const percent = (part: number) => `${Math.round((part / timing.wallSeconds) * 100)}%`;
   const busy = Object.entries(timing.functions)
     .sort(([, a], [, b]) => b.busySeconds - a.busySeconds)
     .map(([name, f]) => `${name} ${Math.round(f.share * 100)}%`)
     .join(", ");
   const rate = (value: number | undefined) =>
     value === undefined ? "-" : value >= 1000 ? `${(value / 1000).toFixed(1)}K` : value.toFixed(1);
-  return `time ${wall} (after set-up); busy: ${busy}; sampling ${rate(timing.samplingTokensPerSecond)} tok/s, training ${rate(timing.trainTokensPerSecond)} tok/s`;
+  return [
+    `time ${wall} (after set-up); sampling ${percent(timing.samplingSeconds.rollout)} for rollout, ${percent(timing.samplingSeconds.evaluate)} for evaluation`,
+    `handlers busy (waits included): ${busy}`,
+    `sampling ${rate(timing.samplingTokensPerSecond)} tok/s, training ${rate(timing.trainTokensPerSecond)} tok/s`,
+  ].join("; ");
 }
 
 export function summaryTable(evaluations: readonly EvaluationResultData[]): string {

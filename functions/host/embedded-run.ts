@@ -8,6 +8,7 @@ import { KNOWN_EVENT_TYPES } from "../contracts/registry.ts";
 import { RunKeys } from "../contracts/run-keys.ts";
 import { evaluateFunction } from "../evaluate/handler.ts";
 import { learnFunction } from "../learn/handler.ts";
+import type { GenerationStats } from "../model/engine.ts";
 import { rolloutFunction } from "../rollout/handler.ts";
 import { type Clock, systemClock } from "../runtime/clock.ts";
 import { InputError } from "../runtime/errors.ts";
@@ -57,13 +58,16 @@ export interface EmbeddedRunOptions {
 export interface LoopTiming {
   wallSeconds: number;
   /**
-   * per function, the wall time in which at least one of its handlers ran, and that as a share of
-   * wallSeconds (functions overlap, so the shares may add up to more than 1)
+   * per function, the wall time in which at least one of its handlers ran (waits inside a handler,
+   * e.g. rollout on the staleness gate, included), and that as a share of wallSeconds (functions
+   * overlap, so the shares may add up to more than 1)
    */
   functions: Record<string, { busySeconds: number; share: number }>;
+  /** seconds the policy engines spent prefilling and decoding: rollout's and evaluation's */
+  samplingSeconds: { rollout: number; evaluate: number };
   /** response tokens of the rollout groups sampled (probes included; evaluation not) */
   sampledTokens: number;
-  /** sampledTokens per second in which the rollout function was busy */
+  /** sampledTokens per second of rollout's engine time */
   samplingTokensPerSecond: number | undefined;
   /** the learner's training tokens/s, averaged over the steps taken */
   trainTokensPerSecond: number | undefined;
@@ -127,11 +131,15 @@ export async function claimRunDir(runDir: string, spec: QuestATrainingSpec): Pro
   }
 }
 
-/** the loop's timing from the runners' busy time and what the watcher counted */
+/** the loop's timing from the runners' busy time, the engines' counters and what the watcher counted */
 export function loopTiming(
   wallMs: number,
   runners: readonly { fn: { name: string }; busyMilliseconds: number }[],
   watcher: { sampledTokens: number; trainTokensPerSecond: number | undefined },
+  engines: {
+    rollout: Pick<GenerationStats, "prefillSeconds" | "decodeSeconds"> | undefined;
+    evaluate: Pick<GenerationStats, "prefillSeconds" | "decodeSeconds"> | undefined;
+  },
 ): LoopTiming {
   const wallSeconds = Math.max(wallMs, 1) / 1000;
   const functions: LoopTiming["functions"] = {};
@@ -140,12 +148,16 @@ export function loopTiming(
     const busySeconds = runner.busyMilliseconds / 1000;
     functions[runner.fn.name] = { busySeconds, share: busySeconds / wallSeconds };
   }
-  const rolloutSeconds = functions.rollout?.busySeconds ?? 0;
+  const seconds = (stats: (typeof engines)["rollout"]) =>
+    stats === undefined ? 0 : stats.prefillSeconds + stats.decodeSeconds;
+  const samplingSeconds = { rollout: seconds(engines.rollout), evaluate: seconds(engines.evaluate) };
   return {
     wallSeconds,
     functions,
+    samplingSeconds,
     sampledTokens: watcher.sampledTokens,
-    samplingTokensPerSecond: rolloutSeconds > 0 ? watcher.sampledTokens / rolloutSeconds : undefined,
+    samplingTokensPerSecond:
+      samplingSeconds.rollout > 0 ? watcher.sampledTokens / samplingSeconds.rollout : undefined,
     trainTokensPerSecond: watcher.trainTokensPerSecond,
   };
 }
@@ -274,7 +286,10 @@ export async function runEmbedded(options: EmbeddedRunOptions): Promise<RunSumma
       evaluations: watcher.evaluations,
       deadLetters: watcher.deadLetters,
       deadLetterReasons: watcher.deadLetterReasons,
-      timing: loopTiming(clock.now() - started, runners, watcher),
+      timing: loopTiming(clock.now() - started, runners, watcher, {
+        rollout: rolloutSampler.generationStats,
+        evaluate: evaluateSampler.generationStats,
+      }),
     };
   } finally {
     for (const runner of [...runners].reverse()) await runner.stop();

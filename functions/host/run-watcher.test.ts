@@ -87,15 +87,18 @@ describe("RunWatcher's loop numbers", () => {
         { fn: { name: "learn" }, busyMilliseconds: 4_000 },
       ],
       { sampledTokens: 4_000, trainTokensPerSecond: 250 },
+      { rollout: { prefillSeconds: 1, decodeSeconds: 7 }, evaluate: undefined },
     );
     expect(timing).toEqual({
       wallSeconds: 10,
       functions: { rollout: { busySeconds: 8, share: 0.8 }, learn: { busySeconds: 4, share: 0.4 } },
+      samplingSeconds: { rollout: 8, evaluate: 0 },
       sampledTokens: 4_000,
       samplingTokensPerSecond: 500,
       trainTokensPerSecond: 250,
     });
-    expect(loopTiming(1000, [], { sampledTokens: 0, trainTokensPerSecond: undefined })).toMatchObject({
+    const idle = { sampledTokens: 0, trainTokensPerSecond: undefined };
+    expect(loopTiming(1000, [], idle, { rollout: undefined, evaluate: undefined })).toMatchObject({
       samplingTokensPerSecond: undefined,
       trainTokensPerSecond: undefined,
     });
