@@ -126,8 +126,15 @@ function kafkaPom(version: string): string {
 }
 
 /** Kafka's own 22-character base64url cluster id */
+/**
+ * A cluster id as Kafka writes them (16 bytes, base64url). One in 64 begins with "-", which the
+ * storage tool's argument parser reads as an option ("--cluster-id: expected one argument"): drawn again.
+ */
 function randomClusterId(): string {
-  return randomBytes(16).toString("base64url");
+  for (;;) {
+    const id = randomBytes(16).toString("base64url");
+    if (!id.startsWith("-")) return id;
+  }
 }
 
 function serverProperties(options: {
