@@ -2,7 +2,7 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { augmentConfigFromSpec } from "../augment/config.ts";
 import { augmentFunction } from "../augment/handler.ts";
-import { type EvaluationResultData, QuestionAugmented } from "../contracts/events.ts";
+import { EvaluationResult, type EvaluationResultData, QuestionAugmented } from "../contracts/events.ts";
 import type { QuestATraining, QuestATrainingSpec } from "../contracts/questatraining.ts";
 import { KNOWN_EVENT_TYPES } from "../contracts/registry.ts";
 import { RunKeys } from "../contracts/run-keys.ts";
@@ -11,6 +11,7 @@ import { learnFunction } from "../learn/handler.ts";
 import type { GenerationStats } from "../model/engine.ts";
 import { rolloutFunction } from "../rollout/handler.ts";
 import { type Clock, systemClock } from "../runtime/clock.ts";
+import { parseBinaryMessage } from "../runtime/cloudevents.ts";
 import { InputError } from "../runtime/errors.ts";
 import { FsObjectStore } from "../runtime/fs-object-store.ts";
 import { type Logger, silentLogger } from "../runtime/logger.ts";
@@ -131,6 +132,16 @@ export async function claimRunDir(runDir: string, spec: QuestATrainingSpec): Pro
   }
 }
 
+/** the evaluation results already on a resumed run's bus (its earlier sessions') */
+function publishedEvaluations(bus: MemoryBus, topicPrefix: string): EvaluationResultData[] {
+  return bus.messages(`${topicPrefix}.${EvaluationResult.topic}`).flatMap((message) => {
+    const parsed = parseBinaryMessage(message);
+    if (!parsed.ok || parsed.value.type !== EvaluationResult.type) return [];
+    const data = EvaluationResult.data.safeParse(parsed.value.data);
+    return data.success ? [data.data] : [];
+  });
+}
+
 /** the loop's timing from the runners' busy time, the engines' counters and what the watcher counted */
 export function loopTiming(
   wallMs: number,
@@ -234,6 +245,7 @@ export async function runEmbedded(options: EmbeddedRunOptions): Promise<RunSumma
       step: learner.step,
       since: started,
     });
+    watcher.remember(publishedEvaluations(bus, run));
     const common = {
       bus,
       store,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { RolloutGroup, RunStatus } from "../contracts/events.ts";
+import { type EvaluationResultData, RolloutGroup, RunStatus } from "../contracts/events.ts";
 import { QuestATrainingSpecSchema } from "../contracts/questatraining.ts";
 import type { FunctionDeps } from "../runtime/define-function.ts";
 import type { CloudEvent } from "../runtime/event-definition.ts";
@@ -102,5 +102,37 @@ describe("RunWatcher's loop numbers", () => {
       samplingTokensPerSecond: undefined,
       trainTokensPerSecond: undefined,
     });
+  });
+
+  it("keeps a resumed run's earlier evaluations for the final table without reporting them again", () => {
+    const reported: string[] = [];
+    const withBenchmark = QuestATrainingSpecSchema.parse({
+      datasets: { train: [{ name: "t", synthetic: {} }] },
+      learner: { totalSteps: 0 },
+      evaluation: { benchmarks: [{ name: "easy", synthetic: {} }] },
+    });
+    const watcher = new RunWatcher({
+      spec: withBenchmark,
+      finished: true,
+      report: (p) => reported.push(p.kind),
+    });
+    expect(watcher.complete).toBe(false);
+    const earlier = {
+      run: "t",
+      step: 0,
+      benchmark: "easy",
+      samples: 4,
+      problems: 2,
+      passAt1: 0.5,
+      passAtK: { "1": 0.5 },
+      majAtK: {},
+      passAt1Interval: { low: 0.2, high: 0.8 },
+      results: { uri: "file:///r", key: "r", sha256: "0".repeat(64), size: 1 },
+      gradingMode: "lenient",
+    } as unknown as EvaluationResultData;
+    watcher.remember([earlier, { ...earlier, passAt1: 0.9 }]);
+    expect(watcher.evaluations).toEqual([earlier]); // the first of a step and benchmark stays
+    expect(watcher.complete).toBe(true);
+    expect(reported).toEqual([]);
   });
 });

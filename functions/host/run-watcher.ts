@@ -92,6 +92,17 @@ export class RunWatcher {
     },
   });
 
+  /**
+   * Evaluations a resumed run published in earlier sessions: they belong in the final table but
+   * are not reported again (the watcher's consumer group committed them back then).
+   */
+  remember(evaluations: readonly EvaluationResultData[]): void {
+    for (const data of evaluations) {
+      const key = `${data.step}:${data.benchmark}`;
+      if (!this.#evaluations.has(key)) this.#evaluations.set(key, data);
+    }
+  }
+
   /** the learner finished and the final checkpoint was evaluated on every benchmark */
   get complete(): boolean {
     const last = this.#spec.learner.totalSteps;
