@@ -1,7 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, inject, it } from "vitest";
 import { parse, stringify } from "yaml";
@@ -12,6 +11,7 @@ import { DeadLetter } from "../functions/runtime/dead-letter.ts";
 import { KafkaBus } from "../functions/runtime/kafka-bus.ts";
 import { S3ObjectStore } from "../functions/runtime/s3-object-store.ts";
 import { logicalTopics } from "../operator/resources/topics.ts";
+import { testTempDir } from "./temp-dir.ts";
 
 // `questa run FILE --kafka --s3`: the four functions as separate processes against the real Kafka
 // and MinIO. Ctrl-C stops the run and its processes; the same command resumes it. The learn process
@@ -63,7 +63,7 @@ async function readTopics(bus: KafkaBus, topics: string[]): Promise<BusMessage[]
 describe("questa run --kafka --s3 (functions as processes)", () => {
   it("stops on Ctrl-C, resumes, and loses or repeats no step when learn is killed -9", async () => {
     const suffix = randomBytes(4).toString("hex");
-    const dir = mkdtempSync(join(tmpdir(), "questa-processes-"));
+    const dir = testTempDir("questa-processes-");
     const resource = parse(readFileSync(join(root, "test", "fixtures", "tiny-run.yaml"), "utf8"));
     // a topic prefix of the run's own (questa.<namespace>.<name>), unique to this test
     const topicPrefix = `questa.default.${resource.metadata.name}.procs-${suffix}`;

@@ -7,14 +7,14 @@
  * transformers itself and compares logits).
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { loadCheckpoint } from "../functions/model/checkpoint.ts";
 import { readHuggingFaceFolder } from "../functions/model/hf-folder.ts";
 import { readSafetensorsHeader } from "../functions/model/safetensors.ts";
 import { FsObjectStore } from "../functions/runtime/fs-object-store.ts";
+import { testTempDir } from "./temp-dir.ts";
 
 const root = join(import.meta.dirname, "..");
 const example = join(root, "manifests", "examples", "tiny-qwen2.yaml");
@@ -56,7 +56,7 @@ const readDir = (dir: string) => async (name: string) => {
 
 describe("questa run from a Hugging Face folder (embedded)", () => {
   it("trains the tiny Qwen2 example to the end and exports its checkpoint as the same kind of folder", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "questa-hf-run-"));
+    const dir = testTempDir("questa-hf-run-");
     const run = await questa(["run", example], dir);
     expect(run.output).toContain("finished 4 steps");
     expect(run.code).toBe(0);

@@ -1,10 +1,10 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { cpSync, mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { cpSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { eventDefinition } from "../functions/contracts/registry.ts";
 import { eventLogPath, listEventLogTopics, readEventLogFile } from "../functions/runtime/memory-bus.ts";
+import { testTempDir } from "./temp-dir.ts";
 
 const root = join(import.meta.dirname, "..");
 
@@ -42,7 +42,7 @@ async function runEvents(runDir: string) {
 
 describe("questa run (embedded)", () => {
   it("survives kill -9 of the whole pipeline: the rerun resumes with no step lost or repeated", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "questa-run-"));
+    const dir = testTempDir("questa-run-");
     cpSync(join(root, "test", "fixtures", "tiny-run.yaml"), join(dir, "run.yaml"));
     const env = { QUESTA_CACHE_DIR: join(dir, "cache") };
 

@@ -8,8 +8,8 @@
  * examples'. scripts/reference/check_hf_export.py loads such an export in transformers.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
-import { homedir, tmpdir } from "node:os";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { homedir } from "node:os";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { parse, stringify } from "yaml";
@@ -17,6 +17,7 @@ import { fetchModel } from "../cli/model-fetch.ts";
 import { loadCheckpoint } from "../functions/model/checkpoint.ts";
 import { readHuggingFaceFolder } from "../functions/model/hf-folder.ts";
 import { FsObjectStore } from "../functions/runtime/fs-object-store.ts";
+import { testTempDir } from "./temp-dir.ts";
 
 const root = join(import.meta.dirname, "..");
 const cacheDir = process.env.QUESTA_CACHE_DIR ?? join(homedir(), ".cache", "questa");
@@ -73,7 +74,7 @@ beforeAll(async () => {
 
 describe("the SmolLM2 examples (embedded, test-sized)", () => {
   it("trains one QuestA step on hinted MATH-500 problems, evaluates, and exports a loadable folder", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "questa-smollm2-run-"));
+    const dir = testTempDir("questa-smollm2-run-");
     const file = exampleAt("smollm2-questa.yaml", dir, folder, (spec) => {
       spec.datasets.train[0]!.limit = 4;
       spec.augmentation.curriculum = [{ ratio: 0.75 }];
@@ -139,7 +140,7 @@ describe("the SmolLM2 examples (embedded, test-sized)", () => {
   }, 900_000);
 
   it("evaluates the starting model only when learner.totalSteps is 0", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "questa-smollm2-eval-"));
+    const dir = testTempDir("questa-smollm2-eval-");
     const file = exampleAt("smollm2-math500.yaml", dir, folder, (spec) => {
       spec.evaluation = {
         ...spec.evaluation,

