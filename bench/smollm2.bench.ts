@@ -9,13 +9,13 @@
  * BENCH_NEW_TOKENS (32).
  */
 import { execFileSync } from "node:child_process";
-import { readFile } from "node:fs/promises";
 import { availableParallelism, cpus, homedir, loadavg, totalmem } from "node:os";
 import { join } from "node:path";
 import { fetchModel } from "../cli/model-fetch.ts";
 import { createEngine } from "../functions/model/engine.ts";
 import { readHuggingFaceFolder } from "../functions/model/hf-folder.ts";
 import { createRng } from "../functions/model/rng.ts";
+import { FsObjectStore } from "../functions/runtime/fs-object-store.ts";
 
 const gib = (bytes: number) => Math.round((bytes / 2 ** 30) * 100) / 100;
 const peakRss = () => gib(process.resourceUsage().maxRSS * 1024);
@@ -38,16 +38,8 @@ const loadBefore = loadavg();
 const phases: Record<string, unknown> = {};
 
 const t0 = performance.now();
-const model = await readHuggingFaceFolder(
-  async (name) => {
-    try {
-      return new Uint8Array(await readFile(join(folder, name)));
-    } catch {
-      return undefined;
-    }
-  },
-  { where: folder },
-);
+const folderStore = new FsObjectStore(folder);
+const model = await readHuggingFaceFolder((name) => folderStore.get(name), { where: folder });
 const engine = await createEngine({ config: model.config, params: model.params, threads });
 phases.load = { seconds: round((performance.now() - t0) / 1000, 2), peakRssGiB: peakRss() };
 

@@ -5,12 +5,12 @@ import { join } from "node:path";
 import { afterAll, describe, expect, inject, it } from "vitest";
 import { parse, stringify } from "yaml";
 import { eventDefinition } from "../functions/contracts/registry.ts";
-import type { BusMessage } from "../functions/runtime/bus.ts";
 import { parseBinaryMessage } from "../functions/runtime/cloudevents.ts";
 import { DeadLetter } from "../functions/runtime/dead-letter.ts";
 import { KafkaBus } from "../functions/runtime/kafka-bus.ts";
 import { S3ObjectStore } from "../functions/runtime/s3-object-store.ts";
 import { logicalTopics } from "../operator/resources/topics.ts";
+import { readTopics } from "./questa-cli.ts";
 import { testTempDir } from "./temp-dir.ts";
 
 // `questa run FILE --kafka --s3`: the four functions as separate processes against the real Kafka
@@ -44,20 +44,6 @@ function questa(args: string[], cwd: string, env: Record<string, string>) {
   });
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
   return { child, output: () => output, exited };
-}
-
-/** every message of the topics, read from the beginning by a fresh group */
-async function readTopics(bus: KafkaBus, topics: string[]): Promise<BusMessage[]> {
-  const groupId = `reader-${randomBytes(4).toString("hex")}`;
-  const expected = (await bus.admin.groupLag(groupId, topics)).reduce((n, p) => n + Number(p.high), 0);
-  const messages: BusMessage[] = [];
-  const reader = bus.consumer({ groupId, topics });
-  await reader.run(async (message) => {
-    messages.push(message);
-  });
-  await expect.poll(() => messages.length, { timeout: 60_000, interval: 100 }).toBe(expected);
-  await reader.stop();
-  return messages;
 }
 
 describe("questa run --kafka --s3 (functions as processes)", () => {

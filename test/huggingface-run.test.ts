@@ -6,7 +6,6 @@
  * transformers' loader checks; scripts/reference/check_hf_export.py loads such exports in
  * transformers itself and compares logits).
  */
-import { type ChildProcess, spawn } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -14,27 +13,14 @@ import { loadCheckpoint } from "../functions/model/checkpoint.ts";
 import { readHuggingFaceFolder } from "../functions/model/hf-folder.ts";
 import { readSafetensorsHeader } from "../functions/model/safetensors.ts";
 import { FsObjectStore } from "../functions/runtime/fs-object-store.ts";
+import { runQuesta } from "./questa-cli.ts";
 import { testTempDir } from "./temp-dir.ts";
+
+const questa = (args: string[], cwd: string) => runQuesta(args, { cwd, cacheDir: join(cwd, "cache") });
 
 const root = join(import.meta.dirname, "..");
 const example = join(root, "manifests", "examples", "tiny-qwen2.yaml");
 const source = join(root, "test", "fixtures", "hf", "tiny-qwen2");
-
-function questa(args: string[], cwd: string): Promise<{ code: number | null; output: string }> {
-  const child: ChildProcess = spawn(process.execPath, [join(root, "bin", "questa.js"), ...args], {
-    cwd,
-    env: { ...process.env, QUESTA_CACHE_DIR: join(cwd, "cache") },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let output = "";
-  child.stdout?.on("data", (chunk: Buffer) => {
-    output += chunk.toString();
-  });
-  child.stderr?.on("data", (chunk: Buffer) => {
-    output += chunk.toString();
-  });
-  return new Promise((resolve) => child.once("exit", (code) => resolve({ code, output })));
-}
 
 function tensors(dir: string): Map<string, { dtype: string; shape: string }> {
   const out = new Map<string, { dtype: string; shape: string }>();

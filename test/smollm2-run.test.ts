@@ -7,7 +7,6 @@
  * Only sizes change (steps, problems, samples, tokens); the model, prompts and data are the
  * examples'. scripts/reference/check_hf_export.py loads such an export in transformers.
  */
-import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
@@ -17,30 +16,13 @@ import { fetchModel } from "../cli/model-fetch.ts";
 import { loadCheckpoint } from "../functions/model/checkpoint.ts";
 import { readHuggingFaceFolder } from "../functions/model/hf-folder.ts";
 import { FsObjectStore } from "../functions/runtime/fs-object-store.ts";
+import { runQuesta } from "./questa-cli.ts";
 import { testTempDir } from "./temp-dir.ts";
 
 const root = join(import.meta.dirname, "..");
 const cacheDir = process.env.QUESTA_CACHE_DIR ?? join(homedir(), ".cache", "questa");
+const questa = (args: string[], cwd: string) => runQuesta(args, { cwd, cacheDir });
 const math500 = join(root, "datasets", "math500", "test.jsonl");
-
-function questa(args: string[], cwd: string): Promise<{ code: number | null; output: string }> {
-  const child: ChildProcess = spawn(process.execPath, [join(root, "bin", "questa.js"), ...args], {
-    cwd,
-    env: { ...process.env, QUESTA_CACHE_DIR: cacheDir },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let output = "";
-  child.stdout?.on("data", (chunk: Buffer) => {
-    output += chunk.toString();
-  });
-  child.stderr?.on("data", (chunk: Buffer) => {
-    output += chunk.toString();
-  });
-  return new Promise((resolve) => child.once("exit", (code) => resolve({ code, output })));
-}
-
-const readDir = (dir: string) => async (name: string) =>
-  existsSync(join(dir, name)) ? new Uint8Array(readFileSync(join(dir, name))) : undefined;
 
 type Fields = Record<string, unknown>;
 /** the parts of an example's spec the tests resize (the rest passes through untouched) */
@@ -127,7 +109,8 @@ describe("the SmolLM2 examples (embedded, test-sized)", () => {
       readFileSync(join(folder, "config.json"), "utf8"),
     );
     // the source is float32, so the export holds the trained weights bit for bit
-    const back = await readHuggingFaceFolder(readDir(out), { where: out });
+    const exportedFolder = new FsObjectStore(out);
+    const back = await readHuggingFaceFolder((name) => exportedFolder.get(name), { where: out });
     expect(back.params.length).toBe(134_515_008);
     expect(Buffer.from(back.params.buffer).equals(Buffer.from(final.params.buffer))).toBe(true);
     // and it samples: the exported folder answers through `questa model generate`

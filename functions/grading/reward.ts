@@ -70,14 +70,7 @@ export function gradeResponse(gold: string, response: string, options: GradeOpti
   const mode = options.mode ?? DEFAULT_REWARD_MODE;
   if (typeof gold !== "string" || typeof response !== "string") {
     // the official release passed the gold as a list and silently scored 0: make that loud
-    return {
-      reward: 0,
-      equal: false,
-      extracted: null,
-      reason: "parse_error",
-      mode,
-      detail: "gold and response must be strings",
-    };
+    return notStrings(mode, "gold and response");
   }
   const maxResponse = options.maxResponseChars ?? DEFAULT_MAX_RESPONSE_CHARS;
   if (response.length > maxResponse) {
@@ -99,17 +92,10 @@ export function gradeResponse(gold: string, response: string, options: GradeOpti
     return { reward: 0, equal: false, extracted: null, reason: "parse_error", mode, detail: String(e) };
   }
   if (found === null) return { reward: 0, equal: false, extracted: null, reason: "no_answer", mode };
-  const verdict = answersEqual(goldAnswer, found.answer, options);
-  const result: GradeResult = {
-    reward: verdict.equal ? scale : 0,
-    equal: verdict.equal,
-    extracted: found.answer,
-    reason: verdict.equal ? "correct" : verdict.reason === "equal" ? "mismatch" : verdict.reason,
-    mode,
+  return {
+    ...graded(answersEqual(goldAnswer, found.answer, options), found.answer, scale, mode),
     extractedBy: found.kind,
   };
-  if (verdict.detail !== undefined) result.detail = verdict.detail;
-  return result;
 }
 
 /**
@@ -121,23 +107,36 @@ export function gradeAnswer(gold: string, answer: string, options: GradeOptions 
   const scale = options.scale ?? DEFAULT_REWARD_SCALE;
   const mode = options.mode ?? DEFAULT_REWARD_MODE;
   if (typeof gold !== "string" || typeof answer !== "string") {
-    return {
-      reward: 0,
-      equal: false,
-      extracted: null,
-      reason: "parse_error",
-      mode,
-      detail: "gold and answer must be strings",
-    };
+    return notStrings(mode, "gold and answer");
   }
-  const verdict = answersEqual(goldAnswerOf(gold), answer, options);
-  const result: GradeResult = {
+  return graded(answersEqual(goldAnswerOf(gold), answer, options), answer, scale, mode);
+}
+
+/** the result of comparing an extracted answer with the gold */
+function graded(
+  verdict: ReturnType<typeof answersEqual>,
+  extracted: string,
+  scale: number,
+  mode: GradingMode,
+): GradeResult {
+  return {
     reward: verdict.equal ? scale : 0,
     equal: verdict.equal,
-    extracted: answer,
+    extracted,
     reason: verdict.equal ? "correct" : verdict.reason === "equal" ? "mismatch" : verdict.reason,
     mode,
+    ...(verdict.detail === undefined ? {} : { detail: verdict.detail }),
   };
-  if (verdict.detail !== undefined) result.detail = verdict.detail;
-  return result;
+}
+
+/** the result for inputs that are not strings (a caller's mistake, reported rather than thrown) */
+function notStrings(mode: GradingMode, what: string): GradeResult {
+  return {
+    reward: 0,
+    equal: false,
+    extracted: null,
+    reason: "parse_error",
+    mode,
+    detail: `${what} must be strings`,
+  };
 }

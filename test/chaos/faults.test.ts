@@ -20,13 +20,14 @@ import { afterAll, describe, expect, it } from "vitest";
 import { parse, stringify } from "yaml";
 import { eventDefinition } from "../../functions/contracts/registry.ts";
 import { createRng } from "../../functions/model/rng.ts";
-import type { BusMessage, OutgoingMessage } from "../../functions/runtime/bus.ts";
+import type { OutgoingMessage } from "../../functions/runtime/bus.ts";
 import { parseBinaryMessage, toBinaryMessage } from "../../functions/runtime/cloudevents.ts";
 import { DeadLetter, type DeadLetterRecord } from "../../functions/runtime/dead-letter.ts";
 import { KafkaBus } from "../../functions/runtime/kafka-bus.ts";
 import { S3ObjectStore } from "../../functions/runtime/s3-object-store.ts";
 import { type RunningKafka, startKafka } from "../infra/kafka-server.ts";
 import { type RunningS3, startS3 } from "../infra/s3-server.ts";
+import { readTopics } from "../questa-cli.ts";
 
 const root = join(import.meta.dirname, "..", "..");
 const SEED = Number(process.env.QUESTA_CHAOS_SEED ?? 7);
@@ -119,19 +120,6 @@ function schedule(seed: number): { atStep: number; fault: Fault }[] {
   return faults
     .map((fault) => ({ atStep: 1 + Math.floor(rng.next() * (TOTAL_STEPS - 3)), fault }))
     .sort((a, b) => a.atStep - b.atStep);
-}
-
-async function readAll(bus: KafkaBus, topics: string[]): Promise<BusMessage[]> {
-  const groupId = `chaos-reader-${randomBytes(4).toString("hex")}`;
-  const expected = (await bus.admin.groupLag(groupId, topics)).reduce((n, p) => n + Number(p.high), 0);
-  const messages: BusMessage[] = [];
-  const reader = bus.consumer({ groupId, topics });
-  await reader.run(async (message) => {
-    messages.push(message);
-  });
-  await expect.poll(() => messages.length, { timeout: 60_000, interval: 100 }).toBe(expected);
-  await reader.stop();
-  return messages;
 }
 
 describe("faults without loss (processes mode, own Kafka and MinIO)", () => {
@@ -291,7 +279,7 @@ describe("faults without loss (processes mode, own Kafka and MinIO)", () => {
       const topics = (await injector.admin.listTopics()).filter(
         (t) => t.startsWith("questa.") && !t.includes("cli-"),
       );
-      const messages = await readAll(injector, topics);
+      const messages = await readTopics(injector, topics);
       const events = messages.map((m) => {
         const parsed = parseBinaryMessage(m);
         return parsed.ok ? parsed.value : undefined;
