@@ -162,10 +162,25 @@ describe("questa run progress view", () => {
       samplingSeconds: { rollout: 156.2, evaluate: 31.24 },
       sampledTokens: 2_464_200,
       samplingTokensPerSecond: 11_100,
+      rolloutMeanDecodeRows: 95.4,
       trainTokensPerSecond: 850.25,
     });
     expect(line).toBe(
-      "time 5m 12s (after set-up); sampling 50% for rollout, 10% for evaluation; handlers busy (waits included): rollout 71%, learn 20%; sampling 11.1K tok/s, training 850.3 tok/s",
+      "time 5m 12s (after set-up); sampling 50% for rollout, 10% for evaluation; handlers busy (waits included): rollout 71%, learn 20%; sampling 11.1K tok/s (95 rows per decode step), training 850.3 tok/s",
+    );
+  });
+
+  it("says how fast a run with its functions as processes went", async () => {
+    const { throughputLine } = await import("./run-command.ts");
+    expect(
+      throughputLine({
+        wallSeconds: 95.6,
+        sampledTokens: 123_456,
+        samplingTokensPerSecond: 8_250,
+        trainTokensPerSecond: undefined,
+      }),
+    ).toBe(
+      "time 1m 36s (after set-up); 123456 tokens sampled; sampling 8.3K tok/s per rollout engine, training - tok/s (each function's busy time: its /metrics)",
     );
   });
 

@@ -111,6 +111,18 @@ export interface ProcessRunSummary {
   deadLetterReasons: Record<string, number>;
   /** the run's dead-letter topic */
   deadLetterTopic: string;
+  /** the functions run in other processes: what the run's events tell of its speed */
+  throughput: ProcessRunThroughput;
+}
+
+export interface ProcessRunThroughput {
+  /** from the functions' start until the run completed or stopped */
+  wallSeconds: number;
+  /** response tokens of the rollout groups of this session (probes included) */
+  sampledTokens: number;
+  /** the rollout engines' own speed, as the steps' run.status events report it */
+  samplingTokensPerSecond: number | undefined;
+  trainTokensPerSecond: number | undefined;
 }
 
 /**
@@ -337,6 +349,7 @@ export async function runProcesses(options: ProcessRunOptions): Promise<ProcessR
         }, delayMs);
       });
     };
+    const functionsStarted = Date.now();
     for (const fn of FUNCTIONS) {
       const entry: Supervised = { fn, child: undefined, restarts: 0, startedAt: Date.now() };
       children.push(entry);
@@ -363,6 +376,12 @@ export async function runProcesses(options: ProcessRunOptions): Promise<ProcessR
       deadLetters: watcher.deadLetters,
       deadLetterReasons: watcher.deadLetterReasons,
       deadLetterTopic: `${topicPrefix}.dead-letter`,
+      throughput: {
+        wallSeconds: (Date.now() - functionsStarted) / 1000,
+        sampledTokens: watcher.sampledTokens,
+        samplingTokensPerSecond: watcher.engineSamplingTokensPerSecond,
+        trainTokensPerSecond: watcher.trainTokensPerSecond,
+      },
     };
   } finally {
     stopping = true;

@@ -18,6 +18,7 @@ import { type CliIO, type CommandDefinition, type CommandRun, limitLines } from 
 import {
   FunctionProcessFailed,
   type ProcessRunSummary,
+  type ProcessRunThroughput,
   parseBrokers,
   parseS3Location,
   runProcesses,
@@ -152,25 +153,39 @@ export class ProgressView {
   }
 }
 
-/** The final table: every evaluation, by step and benchmark. */
+function duration(totalSeconds: number): string {
+  const seconds = Math.round(totalSeconds);
+  return seconds >= 60 ? `${Math.floor(seconds / 60)}m ${seconds % 60}s` : `${seconds}s`;
+}
+
+function rate(value: number | undefined): string {
+  return value === undefined ? "-" : value >= 1000 ? `${(value / 1000).toFixed(1)}K` : value.toFixed(1);
+}
+
 /** where the loop's time went: wall time, the engines' sampling time, each function's busy share, speeds */
 export function timingLine(timing: LoopTiming): string {
-  const seconds = Math.round(timing.wallSeconds);
-  const wall = seconds >= 60 ? `${Math.floor(seconds / 60)}m ${seconds % 60}s` : `${seconds}s`;
+  const wall = duration(timing.wallSeconds);
   const percent = (part: number) => `${Math.round((part / timing.wallSeconds) * 100)}%`;
   const busy = Object.entries(timing.functions)
     .sort(([, a], [, b]) => b.busySeconds - a.busySeconds)
     .map(([name, f]) => `${name} ${Math.round(f.share * 100)}%`)
     .join(", ");
-  const rate = (value: number | undefined) =>
-    value === undefined ? "-" : value >= 1000 ? `${(value / 1000).toFixed(1)}K` : value.toFixed(1);
   return [
     `time ${wall} (after set-up); sampling ${percent(timing.samplingSeconds.rollout)} for rollout, ${percent(timing.samplingSeconds.evaluate)} for evaluation`,
     `handlers busy (waits included): ${busy}`,
-    `sampling ${rate(timing.samplingTokensPerSecond)} tok/s, training ${rate(timing.trainTokensPerSecond)} tok/s`,
+    `sampling ${rate(timing.samplingTokensPerSecond)} tok/s (${timing.rolloutMeanDecodeRows === undefined ? "-" : Math.round(timing.rolloutMeanDecodeRows)} rows per decode step), training ${rate(timing.trainTokensPerSecond)} tok/s`,
   ].join("; ");
 }
 
+/**
+ * A run whose functions are other processes: its wall time and speeds from the events (each
+ * function's busy time is in its own process's metrics, `questa_function_busy_seconds_total`)
+ */
+export function throughputLine(t: ProcessRunThroughput): string {
+  return `time ${duration(t.wallSeconds)} (after set-up); ${t.sampledTokens} tokens sampled; sampling ${rate(t.samplingTokensPerSecond)} tok/s per rollout engine, training ${rate(t.trainTokensPerSecond)} tok/s (each function's busy time: its /metrics)`;
+}
+
+/** The final table: every evaluation, by step and benchmark. */
 export function summaryTable(evaluations: readonly EvaluationResultData[]): string {
   if (evaluations.length === 0) return "no evaluations\n";
   const ks = [...new Set(evaluations.flatMap((e) => Object.keys(e.passAtK)))].sort(
@@ -351,6 +366,7 @@ async function runAsProcesses(
   }
   view.finish();
   io.stdout(`\n${summaryTable(summary.evaluations)}`);
+  io.stdout(`${throughputLine(summary.throughput)}\n`);
   io.stdout(`objects: ${summary.objects}\nfunction logs: ${summary.logDir}\n`);
   if (summary.deadLetters > 0) {
     io.stdout(

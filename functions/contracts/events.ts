@@ -61,6 +61,13 @@ export const RolloutGroupSchema = z
     passCount: z.int().min(0).describe("responses graded correct"),
     successRate: z.number().min(0).max(1).describe("passCount / group size"),
     responseTokens: z.int().min(0).describe("generated tokens in the whole group"),
+    samplingTokensPerSecond: z
+      .number()
+      .min(0)
+      .optional()
+      .describe(
+        "the sampling engine's speed when the group was sampled: generated tokens per second of its engine time",
+      ),
     shard: ObjectRefSchema.describe(
       "rollout shard: prompt, responses, token ids, behaviour log-probs, rewards",
     ),
@@ -137,6 +144,13 @@ export const StepMetricsSchema = z
     gradNorm: z.number().min(0).describe("global gradient norm before clipping"),
     loss: z.number().describe("policy loss"),
     tokensPerSecond: z.number().min(0).describe("trained tokens per second"),
+    samplingTokensPerSecond: z
+      .number()
+      .min(0)
+      .optional()
+      .describe(
+        "mean sampling speed reported with the step's groups (generated tokens per second of engine time)",
+      ),
     staleness: z.number().min(0).describe("mean policy-version lag of the step's rollouts"),
     groupsKept: z.int().min(0).describe("groups used in the step"),
     groupsRejected: z.int().min(0).describe("groups rejected by the success-rate filter since the last step"),

@@ -29,6 +29,11 @@ export const RolloutShardSchema = z
     promptTokens: z.array(z.int().min(0)).describe("token ids of the prompt"),
     answer: z.string().describe("gold answer"),
     responses: z.array(GradedResponseSchema).min(1),
+    samplingTokensPerSecond: z
+      .number()
+      .min(0)
+      .optional()
+      .describe("the sampling engine's speed at the time: generated tokens per second of its engine time"),
   })
   .describe("a rollout shard: a prompt's group of graded responses with their token ids and log-probs");
 

@@ -70,6 +70,8 @@ export interface LoopTiming {
   sampledTokens: number;
   /** sampledTokens per second of rollout's engine time */
   samplingTokensPerSecond: number | undefined;
+  /** rows per decode step of rollout's engine, on average (its batch fill) */
+  rolloutMeanDecodeRows: number | undefined;
   /** the learner's training tokens/s, averaged over the steps taken */
   trainTokensPerSecond: number | undefined;
 }
@@ -148,7 +150,9 @@ export function loopTiming(
   runners: readonly { fn: { name: string }; busyMilliseconds: number }[],
   watcher: { sampledTokens: number; trainTokensPerSecond: number | undefined },
   engines: {
-    rollout: Pick<GenerationStats, "prefillSeconds" | "decodeSeconds"> | undefined;
+    rollout:
+      | Pick<GenerationStats, "prefillSeconds" | "decodeSeconds" | "decodeSteps" | "decodedRows">
+      | undefined;
     evaluate: Pick<GenerationStats, "prefillSeconds" | "decodeSeconds"> | undefined;
   },
 ): LoopTiming {
@@ -159,7 +163,7 @@ export function loopTiming(
     const busySeconds = runner.busyMilliseconds / 1000;
     functions[runner.fn.name] = { busySeconds, share: busySeconds / wallSeconds };
   }
-  const seconds = (stats: (typeof engines)["rollout"]) =>
+  const seconds = (stats: Pick<GenerationStats, "prefillSeconds" | "decodeSeconds"> | undefined) =>
     stats === undefined ? 0 : stats.prefillSeconds + stats.decodeSeconds;
   const samplingSeconds = { rollout: seconds(engines.rollout), evaluate: seconds(engines.evaluate) };
   return {
@@ -169,6 +173,10 @@ export function loopTiming(
     sampledTokens: watcher.sampledTokens,
     samplingTokensPerSecond:
       samplingSeconds.rollout > 0 ? watcher.sampledTokens / samplingSeconds.rollout : undefined,
+    rolloutMeanDecodeRows:
+      engines.rollout && engines.rollout.decodeSteps > 0
+        ? engines.rollout.decodedRows / engines.rollout.decodeSteps
+        : undefined,
     trainTokensPerSecond: watcher.trainTokensPerSecond,
   };
 }

@@ -26,10 +26,6 @@ import { followLearner } from "./rollout-process.ts";
 
 /** A learner engine whose checkpoints are a manifest naming the step: enough to follow the learner. */
 class StepEngine implements LearnerEngine {
-  async tokenLogProbs(sequences: readonly (readonly number[])[]): Promise<number[][]> {
-    return sequences.map((s) => s.map(() => -1));
-  }
-
   async trainPpo(samples: readonly PpoSample[]): Promise<PpoStepMetrics> {
     return { loss: 0.1, entropy: 1.5, clipFraction: 0, approxKl: 0, gradNorm: 0.5, tokens: samples.length };
   }

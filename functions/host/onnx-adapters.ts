@@ -119,11 +119,6 @@ export class OnnxLearnerEngine implements LearnerEngine {
     return this.#engine;
   }
 
-  async tokenLogProbs(sequences: readonly (readonly number[])[]): Promise<number[][]> {
-    const scored = await this.engine.forwardLogProbs(sequences);
-    return scored.map((s) => s.logProbs);
-  }
-
   async trainPpo(samples: readonly PpoSample[], s: PpoSettings): Promise<PpoStepMetrics> {
     const metrics = await this.engine.trainStep(samples, {
       lr: s.learningRate,
@@ -137,6 +132,7 @@ export class OnnxLearnerEngine implements LearnerEngine {
       importanceWeightCap: s.importanceCap,
       klCoef: s.klCoef,
       entropyCoef: s.entropyCoef,
+      proximalPolicy: "current",
       // rows per micro-batch from the token budget, at the longest sequence's length
       ...(s.microBatchTokens === undefined
         ? {}
@@ -331,7 +327,13 @@ export class OnnxPolicySampler implements PolicySampler {
             finishReason: g.finishReason,
           };
         });
-        return { policyVersion, responses };
+        const stats = engine.generationStats;
+        const engineSeconds = stats.prefillSeconds + stats.decodeSeconds;
+        return {
+          policyVersion,
+          responses,
+          ...(engineSeconds > 0 ? { engineTokensPerSecond: stats.generatedTokens / engineSeconds } : {}),
+        };
       });
     return this.#coalesce ? work() : this.#serial.run(work);
   }

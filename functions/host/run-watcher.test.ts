@@ -38,7 +38,7 @@ function group(id: string, time: string, responseTokens: number) {
   });
 }
 
-function step(n: number, time: string, tokensPerSecond: number) {
+function step(n: number, time: string, tokensPerSecond: number, samplingTokensPerSecond?: number) {
   return event(RunStatus.type, `s${n}`, time, {
     run: "t",
     kind: "step" as const,
@@ -54,6 +54,7 @@ function step(n: number, time: string, tokensPerSecond: number) {
       gradNorm: 1,
       loss: 0,
       tokensPerSecond,
+      ...(samplingTokensPerSecond === undefined ? {} : { samplingTokensPerSecond }),
       staleness: 0,
       groupsKept: 2,
       groupsRejected: 0,
@@ -70,12 +71,15 @@ describe("RunWatcher's loop numbers", () => {
     await handle(group("a", "2026-12-06T12:00:01.000Z", 300));
     await handle(group("a", "2026-12-06T12:00:01.000Z", 300)); // redelivered
     await handle(group("b", "2026-12-06T12:00:02.000Z", 200));
-    await handle(step(1, "2026-12-06T11:59:00.000Z", 999));
-    await handle(step(2, "2026-12-06T12:00:03.000Z", 100));
+    await handle(step(1, "2026-12-06T11:59:00.000Z", 999, 1));
+    await handle(step(2, "2026-12-06T12:00:03.000Z", 100, 4000));
     await handle(step(3, "2026-12-06T12:00:04.000Z", 300));
+    await handle(step(4, "2026-12-06T12:00:05.000Z", 200, 6000));
     expect(watcher.sampledTokens).toBe(500);
     expect(watcher.trainTokensPerSecond).toBe(200);
-    expect(watcher.step).toBe(3);
+    // the rollout engines' speed, as run.status carries it (steps whose groups reported one)
+    expect(watcher.engineSamplingTokensPerSecond).toBe(5000);
+    expect(watcher.step).toBe(4);
   });
 
   it("turns busy time into shares of the wall time and sampling speed", () => {
@@ -87,7 +91,10 @@ describe("RunWatcher's loop numbers", () => {
         { fn: { name: "learn" }, busyMilliseconds: 4_000 },
       ],
       { sampledTokens: 4_000, trainTokensPerSecond: 250 },
-      { rollout: { prefillSeconds: 1, decodeSeconds: 7 }, evaluate: undefined },
+      {
+        rollout: { prefillSeconds: 1, decodeSeconds: 7, decodeSteps: 100, decodedRows: 3_250 },
+        evaluate: undefined,
+      },
     );
     expect(timing).toEqual({
       wallSeconds: 10,
@@ -95,11 +102,13 @@ describe("RunWatcher's loop numbers", () => {
       samplingSeconds: { rollout: 8, evaluate: 0 },
       sampledTokens: 4_000,
       samplingTokensPerSecond: 500,
+      rolloutMeanDecodeRows: 32.5,
       trainTokensPerSecond: 250,
     });
     const idle = { sampledTokens: 0, trainTokensPerSecond: undefined };
     expect(loopTiming(1000, [], idle, { rollout: undefined, evaluate: undefined })).toMatchObject({
       samplingTokensPerSecond: undefined,
+      rolloutMeanDecodeRows: undefined,
       trainTokensPerSecond: undefined,
     });
   });

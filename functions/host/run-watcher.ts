@@ -38,6 +38,7 @@ export class RunWatcher {
   readonly #countedGroups = new Set<string>();
   /** the learner's training tokens/s of each step taken since `since` */
   readonly #trainTokensPerSecond = new Map<number, number>();
+  readonly #samplingTokensPerSecond = new Map<number, number>();
   readonly #since: number;
   #wake: () => void = () => {};
 
@@ -75,6 +76,8 @@ export class RunWatcher {
         this.#lastStep = Math.max(this.#lastStep, event.data.step);
         if (current && event.data.kind === "step" && event.data.metrics) {
           this.#trainTokensPerSecond.set(event.data.step, event.data.metrics.tokensPerSecond);
+          const sampling = event.data.metrics.samplingTokensPerSecond;
+          if (sampling !== undefined) this.#samplingTokensPerSecond.set(event.data.step, sampling);
         }
         if (event.data.kind === "finished") this.#finished = true;
         this.#report({ kind: "status", data: event.data });
@@ -123,8 +126,15 @@ export class RunWatcher {
 
   /** the mean of the learner's training tokens/s over the steps taken since `since` */
   get trainTokensPerSecond(): number | undefined {
-    const values = [...this.#trainTokensPerSecond.values()];
-    return values.length === 0 ? undefined : values.reduce((a, b) => a + b, 0) / values.length;
+    return meanOf(this.#trainTokensPerSecond.values());
+  }
+
+  /**
+   * the mean over the steps taken since `since` of the sampling speed their groups reported (the
+   * rollout engines' generated tokens per second of engine time, as run.status carries it)
+   */
+  get engineSamplingTokensPerSecond(): number | undefined {
+    return meanOf(this.#samplingTokensPerSecond.values());
   }
 
   get deadLetters(): number {
@@ -174,4 +184,9 @@ export class RunWatcher {
     }
     if (failed !== undefined) throw failed.error;
   }
+}
+
+function meanOf(values: Iterable<number>): number | undefined {
+  const all = [...values];
+  return all.length === 0 ? undefined : all.reduce((a, b) => a + b, 0) / all.length;
 }

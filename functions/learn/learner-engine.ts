@@ -14,8 +14,6 @@ export interface PpoSample {
   advantages: readonly number[];
   /** log-probs under the policy that sampled the response */
   behaviourLogProbs: readonly number[];
-  /** log-probs under the current policy before this update (decoupled PPO's proximal policy) */
-  proximalLogProbs: readonly number[];
 }
 
 export interface PpoSettings {
@@ -44,9 +42,11 @@ export interface PpoStepMetrics {
 }
 
 export interface LearnerEngine {
-  /** per-token log-probs of each sequence under the current parameters (entry 0 is 0) */
-  tokenLogProbs(sequences: readonly (readonly number[])[]): Promise<number[][]>;
-  /** one optimiser step over all samples (gradient accumulation inside if needed) */
+  /**
+   * one optimiser step over all samples (gradient accumulation inside if needed). Decoupled PPO:
+   * the proximal policy is the parameters before this step, whose log-probs the engine takes from
+   * the step's own forward pass (one update per step, so no separate recomputation is needed)
+   */
   trainPpo(samples: readonly PpoSample[], settings: PpoSettings): Promise<PpoStepMetrics>;
   /**
    * writes a checkpoint under `prefix` (manifest last, so it is visible only when complete);

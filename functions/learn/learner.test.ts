@@ -19,10 +19,6 @@ class CountingEngine implements LearnerEngine {
   lastSettings: PpoSettings | undefined;
   lastBatch: readonly PpoSample[] = [];
 
-  async tokenLogProbs(sequences: readonly (readonly number[])[]): Promise<number[][]> {
-    return sequences.map((s) => s.map(() => -1));
-  }
-
   async trainPpo(samples: readonly PpoSample[], settings: PpoSettings): Promise<PpoStepMetrics> {
     this.trainedSamples += samples.length;
     this.lastSettings = settings;
@@ -134,7 +130,13 @@ describe("Learner", () => {
     // all-wrong and all-right groups are dropped by the success-rate filter
     expect(await learner.onGroup(await makeGroup(store, 100, [0, 0]))).toEqual([]);
     expect(await learner.onGroup(await makeGroup(store, 101, [5, 5]))).toEqual([]);
-    for (let i = 0; i < 8; i++) emitted.push(...(await learner.onGroup(await makeGroup(store, i, [5, 0]))));
+    for (let i = 0; i < 8; i++) {
+      const group = await makeGroup(store, i, [5, 0]);
+      // the rollout engines' speeds (reported by some groups) average into the step's metrics
+      const speed =
+        i === 0 ? { samplingTokensPerSecond: 1000 } : i === 1 ? { samplingTokensPerSecond: 3000 } : {};
+      emitted.push(...(await learner.onGroup({ ...group, ...speed })));
+    }
     expect(learner.step).toBe(4);
     expect(learner.finished).toBe(true);
     expect(engine.trainedSamples).toBe(16);
@@ -149,8 +151,10 @@ describe("Learner", () => {
       step: 1,
       stage: 0,
       hintRatio: 0.5,
-      metrics: { groupsRejected: 2, passRate: 0.5 },
+      metrics: { groupsRejected: 2, passRate: 0.5, samplingTokensPerSecond: 2000 },
     });
+    const second = emitted.find((e) => e.id === "r1:status:step:2")?.data as { metrics: object };
+    expect(second.metrics).not.toHaveProperty("samplingTokensPerSecond");
     // advantages: batch-normalised rewards broadcast to response tokens only
     const sample = engine.lastBatch[0];
     expect(sample?.lossMask).toEqual([0, 0, 0, 1, 1]);

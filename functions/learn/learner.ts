@@ -268,15 +268,14 @@ export class Learner {
       shards.map((s) => s.responses.map((r) => r.reward)),
       spec.advantage,
     );
-    const sequences: number[][] = [];
-    const partial: Omit<PpoSample, "proximalLogProbs">[] = [];
+    const samples: PpoSample[] = [];
     shards.forEach((shard, g) => {
       const promptLength = shard.promptTokens.length;
       shard.responses.forEach((response, r) => {
         const tokens = [...shard.promptTokens, ...response.tokens];
         const advantage = advantages[g]?.[r] ?? 0;
         const lossMask = tokens.map((_, i) => (i >= promptLength ? 1 : 0));
-        partial.push({
+        samples.push({
           tokens,
           lossMask,
           advantages: lossMask.map((m) => m * advantage),
@@ -284,12 +283,8 @@ export class Learner {
             i >= promptLength ? (response.logProbs[i - promptLength] ?? 0) : 0,
           ),
         });
-        sequences.push(tokens);
       });
     });
-    // decoupled PPO: the proximal policy is the current one, recomputed before the update
-    const proximal = await engine.tokenLogProbs(sequences);
-    const samples: PpoSample[] = partial.map((p, i) => ({ ...p, proximalLogProbs: proximal[i] ?? [] }));
     const metrics = await engine.trainPpo(samples, this.#settings());
     const step = this.#state.step + 1;
     const rewards = shards.flatMap((s) => s.responses.map((r) => r.reward));
@@ -304,6 +299,7 @@ export class Learner {
       gradNorm: Math.max(0, metrics.gradNorm),
       loss: metrics.loss,
       tokensPerSecond: (metrics.tokens * 1000) / elapsed,
+      ...samplingSpeed(batch.map((p) => p.group.samplingTokensPerSecond)),
       staleness: mean(batch.map((p) => this.#state.step - p.group.policyVersion)),
       groupsKept: batch.length,
       groupsRejected: this.#state.rejectedSinceStep,
@@ -476,4 +472,10 @@ export class Learner {
 
 function mean(values: readonly number[]): number {
   return values.length === 0 ? 0 : values.reduce((a, b) => a + b, 0) / values.length;
+}
+
+/** the mean sampling speed the step's groups reported, when any did */
+function samplingSpeed(speeds: readonly (number | undefined)[]): { samplingTokensPerSecond?: number } {
+  const known = speeds.filter((s): s is number => s !== undefined);
+  return known.length === 0 ? {} : { samplingTokensPerSecond: mean(known) };
 }

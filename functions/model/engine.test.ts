@@ -253,6 +253,40 @@ describe("PolicyEngine training", () => {
     expect(delta(1)).toBeLessThan(0);
   });
 
+  it('proximalPolicy "current" gives the update of proximal log-probs recomputed before it, one forward fewer', async () => {
+    // off-policy behaviour (importance weights != 1), several micro-batches, KL-free and entropy bonus
+    const samples = ppoSamples(3, 8);
+    const hp = { lr: 1e-3, entropyCoef: 0.01, microBatchSize: 4 };
+    const recomputed = await engine(small, 11);
+    const inGraph = await engine(small, 11);
+    const scored = await recomputed.forwardLogProbs(samples.map((s) => s.tokens));
+    const m1 = await recomputed.trainStep(
+      samples.map((s, i) => ({ ...s, proximalLogProbs: scored[i]!.logProbs })),
+      hp,
+    );
+    const m2 = await inGraph.trainStep(samples, { ...hp, proximalPolicy: "current" });
+    expect(m2.microBatches).toBe(2);
+    expect(m2.loss).toBeCloseTo(m1.loss, 5);
+    expect(m2.gradNorm).toBeCloseTo(m1.gradNorm, 4);
+    expect(m2.importanceWeight).toBeCloseTo(m1.importanceWeight, 5);
+    expect(m2.importanceWeight).not.toBeCloseTo(1, 2);
+    expect(Math.abs(m2.approxKl)).toBeLessThan(1e-5);
+    const p1 = recomputed.getParams();
+    const p2 = inGraph.getParams();
+    let maxDiff = 0;
+    for (let i = 0; i < p1.length; i++) maxDiff = Math.max(maxDiff, Math.abs(p1[i]! - p2[i]!));
+    expect(maxDiff).toBeLessThan(1e-6);
+    // proximal log-probs given as well would be ignored: refused instead
+    const err = await inGraph
+      .trainStep(
+        samples.map((s, i) => ({ ...s, proximalLogProbs: scored[i]!.logProbs })),
+        { proximalPolicy: "current" },
+      )
+      .catch((x: unknown) => x);
+    expect(err).toBeInstanceOf(InputError);
+    expect((err as InputError).issues[0]!.path).toBe("samples[0].proximalLogProbs");
+  });
+
   it("drops tokens above the importance-weight cap (mask) or clips their weight (clip)", async () => {
     const stale = ppoSamples(5, 4).map((s) => ({
       ...s,

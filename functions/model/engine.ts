@@ -135,6 +135,8 @@ export interface GenerationStats {
   decodeSteps: number;
   /** rows over all decode steps (decodedRows / decodeSteps is the mean batch) */
   decodedRows: number;
+  /** tokens sampled: each row's first (from its prefill) and one per decode step it took part in */
+  generatedTokens: number;
   /** most rows decoded together */
   peakRows: number;
   /** most KV-cache positions held (rows x capacity) */
@@ -214,6 +216,7 @@ export class PolicyEngine {
     decodeSeconds: 0,
     decodeSteps: 0,
     decodedRows: 0,
+    generatedTokens: 0,
     peakRows: 0,
     peakCachePositions: 0,
   };
@@ -598,16 +601,36 @@ export class PolicyEngine {
         }
       }
     });
+    const fromCurrent = hp.proximalPolicy === "current";
+    if (fromCurrent) {
+      const given = samples.findIndex((s) => s.proximalLogProbs !== undefined);
+      if (given >= 0) {
+        issues.push({
+          path: `samples[${given}].proximalLogProbs`,
+          message: 'given while proximalPolicy is "current" (computed from the parameters in the update)',
+          hint: 'drop proximalLogProbs, or pass proximalPolicy "samples" to use them',
+        });
+      }
+    }
     if (issues.length > 0) throw new InputError("engine.invalid_ppo_batch", issues);
-    const spec = { loss: "ppo" as LossKind, klToReference: hp.klCoef > 0, entropyBonus: hp.entropyCoef > 0 };
+    const spec = {
+      loss: "ppo" as LossKind,
+      klToReference: hp.klCoef > 0,
+      entropyBonus: hp.entropyCoef > 0,
+      proximalFromCurrent: fromCurrent,
+    };
     const lossFeeds = (chunk: Chunk): Record<string, HostTensor> => {
       const f: Record<string, HostTensor> = {
         advantages: this.#packShifted((r) => samples[r]!.advantages, chunk),
         behaviour_logp: this.#packShifted((r) => samples[r]!.behaviourLogProbs, chunk),
-        proximal_logp: this.#packShifted(
-          (r) => samples[r]!.proximalLogProbs ?? samples[r]!.behaviourLogProbs,
-          chunk,
-        ),
+        ...(fromCurrent
+          ? {}
+          : {
+              proximal_logp: this.#packShifted(
+                (r) => samples[r]!.proximalLogProbs ?? samples[r]!.behaviourLogProbs,
+                chunk,
+              ),
+            }),
         clip_low: scalar(hp.clipLow),
         clip_high: scalar(hp.clipHigh),
         iw_cap: scalar(hp.importanceWeightCap),
@@ -712,7 +735,7 @@ export class PolicyEngine {
   async #update(
     tokens: readonly (readonly number[])[],
     maskOf: (row: number) => readonly number[],
-    spec: Pick<TrainGraphSpec, "loss" | "klToReference" | "entropyBonus">,
+    spec: Pick<TrainGraphSpec, "loss" | "klToReference" | "entropyBonus" | "proximalFromCurrent">,
     hp: OptimizerHyperparams,
     lossFeeds: (chunk: Chunk) => Record<string, HostTensor>,
     apply = true,
@@ -769,7 +792,7 @@ export class PolicyEngine {
     let applied: Record<string, HostTensor> | undefined;
     for (const chunk of chunks) {
       const fullSpec: TrainGraphSpec = { ...spec, batch: chunk.batch, length: chunk.length, mode };
-      const key = `train:${spec.loss}:kl${Number(spec.klToReference)}:ent${Number(spec.entropyBonus)}:${mode}:B${chunk.batch}:T${chunk.length}`;
+      const key = `train:${spec.loss}:kl${Number(spec.klToReference)}:ent${Number(spec.entropyBonus)}:prox${Number(spec.proximalFromCurrent ?? false)}:${mode}:B${chunk.batch}:T${chunk.length}`;
       const feeds: Record<string, HostTensor> = {
         ...params,
         ...this.#packIds(tokens, chunk),
@@ -1003,6 +1026,7 @@ export class PolicyEngine {
         this.#stats.decodeSeconds += (performance.now() - decodeStarted) / 1000;
         this.#stats.decodeSteps++;
         this.#stats.decodedRows += B;
+        this.#stats.generatedTokens += B;
         this.#stats.peakRows = Math.max(this.#stats.peakRows, B);
         this.#stats.peakCachePositions = Math.max(this.#stats.peakCachePositions, B * C);
         for (let l = 0; l < layers; l++) {
@@ -1080,6 +1104,7 @@ export class PolicyEngine {
         this.#prefilled.delete(waiting.key);
       }
       const first = sampleToken(prompt.logits, 0, vocabSize, waiting.call.sampling, waiting.rng);
+      this.#stats.generatedTokens++;
       const row: ActiveRow = {
         call: waiting.call,
         index: waiting.index,

@@ -27,6 +27,12 @@ export const PpoHyperparamsSchema = OptimizerHyperparamsSchema.extend({
   klCoef: z.number().nonnegative().default(0),
   /** entropy bonus coefficient; 0 = none */
   entropyCoef: z.number().nonnegative().default(0),
+  /**
+   * where the proximal log-probs come from: `samples` (each sample's proximalLogProbs, else its
+   * behaviour log-probs) or `current`, the parameters before this update, computed in the training
+   * forward pass itself. With one update per call the two agree (`current` spares a forward pass).
+   */
+  proximalPolicy: z.enum(["samples", "current"]).default("samples"),
 });
 
 export const SupervisedHyperparamsSchema = OptimizerHyperparamsSchema.extend({
@@ -50,7 +56,10 @@ export interface PolicySample {
   readonly advantages: readonly number[];
   /** log-probs under the policy that generated the tokens */
   readonly behaviourLogProbs: readonly number[];
-  /** log-probs under the proximal policy (recomputed before the update); defaults to behaviour */
+  /**
+   * log-probs under the proximal policy (recomputed before the update); defaults to behaviour; must
+   * be absent when the hyper-parameters say `proximalPolicy: "current"`
+   */
   readonly proximalLogProbs?: readonly number[];
   /** log-probs under the reference policy, required when klCoef > 0 */
   readonly referenceLogProbs?: readonly number[];

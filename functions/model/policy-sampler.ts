@@ -24,6 +24,11 @@ export interface SampledResponse {
 export interface SampledGroup {
   policyVersion: number;
   responses: SampledResponse[];
+  /**
+   * the engine's sampling speed so far: generated tokens per second of its prefill and decode time
+   * (all rows batched with this group's count), where the engine keeps count
+   */
+  engineTokensPerSecond?: number;
 }
 
 export interface PolicySampler {

@@ -24,6 +24,11 @@ export interface TrunkOptions {
    * chosen by `mask`; the one new token (T = 1) attends to the slots and to itself
    */
   readonly past?: { readonly k: readonly Value[]; readonly v: readonly Value[] };
+  /**
+   * a graph that is never differentiated (scoring, prefill, decode): float32 graphs then use
+   * onnxruntime's fused kernels where they exist (FastGelu: the same function in one pass)
+   */
+  readonly inference?: boolean;
 }
 
 export interface Trunk {
@@ -247,7 +252,7 @@ export function buildTrunk(
     if (c.activation === "swiglu") {
       const [gate, lin] = b.split(up, [d.mlpWidth, d.mlpWidth], -1);
       act = b.mul(b.mul(gate!, b.sigmoid(gate!)), lin!);
-    } else act = gelu(b, up);
+    } else act = opts.inference && b.floatType === "float32" ? b.fastGelu(up) : gelu(b, up);
     x = b.add(
       x,
       linear(
@@ -337,6 +342,7 @@ export function buildScoreGraph(
   const trunk = buildTrunk(b, c, p, inputIds, {
     positions: { kind: "static", length },
     mask: causalMask(b, length),
+    inference: true,
   });
   const logits = logitsOf(b, c, p, trunk.hidden);
   const stats = tokenStats(b, logits, targetIds);
@@ -379,6 +385,7 @@ export function buildGenerateGraph(c: ModelConfig, withCache: boolean, floatType
     positions: { kind: "dynamic", positions },
     mask,
     ...(past ? { past } : {}),
+    inference: true,
   });
   const last = b.gather(trunk.hidden, b.ints([-1]), 1);
   const logits = b.squeeze(logitsOf(b, c, p, last), [1]);
@@ -406,6 +413,12 @@ export interface TrainGraphSpec {
   /** subtract entropyCoef x entropy per token */
   readonly entropyBonus: boolean;
   /**
+   * PPO's proximal policy is the parameters this graph runs with (one update per step): its
+   * log-probs are this forward's, held constant, instead of a `proximal_logp` input that a separate
+   * forward pass would have to compute first
+   */
+  readonly proximalFromCurrent?: boolean;
+  /**
    * fused: loss, backward and AdamW in one graph over the flat parameter vector; gradient: loss and
    * the flat gradient only; separate: each parameter its own (zero-copy) input and its own gradient
    * output `grad.<name>`, no flat copies at all (for large models, whose optimiser runs on the host)
@@ -429,7 +442,12 @@ function ppoLoss(b: GraphBuilder, spec: TrainGraphSpec, logp: Value, entropy: Va
   const ft = b.floatType;
   const advantages = b.input("advantages", ft, shape);
   const behaviour = b.input("behaviour_logp", ft, shape);
-  const proximal = b.input("proximal_logp", ft, shape);
+  let proximal: Value;
+  if (spec.proximalFromCurrent) {
+    // a stop-gradient: the same values as logp, no gradient through them
+    proximal = b.identity(logp);
+    b.customGradient(proximal, [logp], () => []);
+  } else proximal = b.input("proximal_logp", ft, shape);
   const clipLow = b.input("clip_low", ft, []);
   const clipHigh = b.input("clip_high", ft, []);
   const iwCap = b.input("iw_cap", ft, []);

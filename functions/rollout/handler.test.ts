@@ -30,7 +30,7 @@ class AlternatingSampler implements PolicySampler {
       logProbs: [-0.7],
       finishReason: "stop" as const,
     }));
-    return { policyVersion: this.version, responses };
+    return { policyVersion: this.version, responses, engineTokensPerSecond: 1234.5 };
   }
 }
 
@@ -90,6 +90,8 @@ describe("rollout", () => {
     expect(data.rewards).toEqual([5, 0, 5, 0]);
     expect(data.passCount).toBe(2);
     expect(data.successRate).toBe(0.5);
+    // the engine's speed travels with the group to the learner's step metrics (run.status)
+    expect(event?.data).toMatchObject({ samplingTokensPerSecond: 1234.5 });
     const shard = RolloutShardSchema.parse(
       JSON.parse(new TextDecoder().decode(await deps.store.get(data.shard.key))),
     );

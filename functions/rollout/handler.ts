@@ -63,7 +63,7 @@ async function sampleShard(
     throw new DeadLetterError("no_policy", "no policy checkpoint was published before the first question");
   }
   const promptTokens = services.sampler.encodePrompt(question.prompt);
-  const { policyVersion, responses } = await services.sampler.sample(
+  const { policyVersion, responses, engineTokensPerSecond } = await services.sampler.sample(
     promptTokens,
     question.samples,
     {
@@ -97,6 +97,7 @@ async function sampleShard(
       extracted: r.extracted,
       reason: r.reason,
     })),
+    ...(engineTokensPerSecond === undefined ? {} : { samplingTokensPerSecond: engineTokensPerSecond }),
   };
 }
 
@@ -152,6 +153,9 @@ export async function handleQuestion(
     passCount,
     successRate,
     responseTokens: shard.responses.reduce((n, r) => n + r.tokens.length, 0),
+    ...(shard.samplingTokensPerSecond === undefined
+      ? {}
+      : { samplingTokensPerSecond: shard.samplingTokensPerSecond }),
     shard: { uri: store.uri(key), key, sha256: sha256Hex(bytes), size: bytes.byteLength },
   };
   return [emit(RolloutGroup, data, question.questionId)];

@@ -25,7 +25,12 @@ export interface GraphNode {
   readonly inputs: readonly (Value | undefined)[];
   readonly outputs: readonly Value[];
   readonly attrs: Readonly<Record<string, AttrValue>>;
+  /** operator set of `op`: absent for the standard ONNX ops, `com.microsoft` for onnxruntime's own */
+  readonly domain?: typeof MICROSOFT_DOMAIN;
 }
+
+/** onnxruntime's contrib operators (fused kernels the standard opset lacks) */
+export const MICROSOFT_DOMAIN = "com.microsoft";
 
 export type CustomGradientRule = (b: GraphBuilder, gradOutput: Value) => Value[];
 
@@ -204,6 +209,19 @@ export class GraphBuilder {
 
   #one(op: string, inputs: (Value | undefined)[], dtype: DType, shape: readonly Dim[], attrs = {}): Value {
     return this.node(op, inputs, [{ dtype, shape }], attrs)[0]!;
+  }
+
+  /**
+   * onnxruntime's fused tanh-approximated GELU (one kernel instead of six element-wise passes);
+   * float32 only, and no gradient rule: for inference graphs
+   */
+  fastGelu(x: Value): Value {
+    if (x.dtype !== "float32") {
+      throw new Error(`fastGelu: onnxruntime's kernel is float32 only, got ${x.dtype}`);
+    }
+    const y: Value = { name: this.#fresh("fastgelu"), dtype: x.dtype, shape: [...x.shape] };
+    this.nodes.push({ op: "FastGelu", inputs: [x], outputs: [y], attrs: {}, domain: MICROSOFT_DOMAIN });
+    return y;
   }
 
   // ---- elementwise ----

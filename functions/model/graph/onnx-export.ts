@@ -1,6 +1,13 @@
 /** Serialises a GraphBuilder graph to ONNX protobuf bytes (IR 8, opset 18) through onnx-proto. */
 import onnxProto from "onnx-proto";
-import { type Dim, type GraphBuilder, type GraphNode, ONNX_DTYPE, type Value } from "./graph-builder.ts";
+import {
+  type Dim,
+  type GraphBuilder,
+  type GraphNode,
+  MICROSOFT_DOMAIN,
+  ONNX_DTYPE,
+  type Value,
+} from "./graph-builder.ts";
 
 const { onnx } = onnxProto;
 
@@ -57,11 +64,15 @@ export function toOnnxModel(b: GraphBuilder, graphName = "questa"): Uint8Array {
   const model = onnx.ModelProto.create({
     irVersion: IR_VERSION,
     producerName: "questa",
-    opsetImport: [{ domain: "", version: OPSET_VERSION }],
+    opsetImport: [
+      { domain: "", version: OPSET_VERSION },
+      ...(nodes.some((n) => n.domain === MICROSOFT_DOMAIN) ? [{ domain: MICROSOFT_DOMAIN, version: 1 }] : []),
+    ],
     graph: {
       name: graphName,
       node: nodes.map((n) => ({
         opType: n.op,
+        ...(n.domain === undefined ? {} : { domain: n.domain }),
         input: n.inputs.map((x) => x?.name ?? ""),
         output: n.outputs.map((o) => o.name),
         attribute: Object.entries(n.attrs).map(([k, a]) => attribute(k, a)),
