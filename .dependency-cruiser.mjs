@@ -43,6 +43,10 @@ const EXTERNAL_SYSTEMS = [
   { system: "s3", module: "functions/runtime/s3-object-store", packages: "@aws-sdk/[^/]+" },
   { system: "onnxruntime", module: "functions/model/ort-backend", packages: "onnxruntime-[^/]+" },
   { system: "kubernetes", module: "operator/kube-client", packages: "@kubernetes/client-node" },
+  // the plotting library of `questa report` (vega, vega-lite and their vega-* packages)
+  { system: "vega", module: "cli/report-charts", packages: "vega[^/]*" },
+  // the browser driver of the report's test; listed so that nothing questa ships imports it
+  { system: "chromium", module: "test/browser/chromium", packages: "playwright-core" },
 ];
 
 const externalSystemRules = EXTERNAL_SYSTEMS.map(({ system, module, packages }) => ({

@@ -1,8 +1,9 @@
 import { defineConfig } from "vitest/config";
 
-// Three projects: `unit` (next to the code, no servers), `integration` (test/, real Kafka, S3 and
-// kube-apiserver started by the global setups) and `chaos` (test/chaos: faults injected into a
-// Kafka and a MinIO of its own). `npx vitest run --project unit` skips the servers.
+// Four projects: `unit` (next to the code, no servers), `integration` (test/, real Kafka, S3 and
+// kube-apiserver started by the global setups), `browser` (test/browser: pages in headless
+// Chromium) and `chaos` (test/chaos: faults injected into a Kafka and a MinIO of its own).
+// `npx vitest run --project unit` skips the servers.
 export default defineConfig({
   test: {
     // 2-core CI: keep workers bounded so heavy numeric tests don't starve each other
@@ -28,8 +29,17 @@ export default defineConfig({
         test: {
           name: "integration",
           include: ["test/**/*.test.ts"],
-          exclude: ["test/chaos/**"],
+          exclude: ["test/chaos/**", "test/browser/**"],
           globalSetup: ["test/infra/kafka-s3-setup.ts", "test/infra/kube-setup.ts"],
+        },
+      },
+      {
+        // pages opened in headless Chromium (installed by the global setup when missing): no servers
+        extends: true,
+        test: {
+          name: "browser",
+          include: ["test/browser/**/*.test.ts"],
+          globalSetup: ["test/infra/chromium-setup.ts"],
         },
       },
       {

@@ -11,12 +11,15 @@
  * directory (or --out), warm starts are cached in ~/.cache/questa (shared by both arms of a seed). With --out, a bench
  * resumes: an arm whose run already evaluated its final step is read from its event log, an
  * interrupted one resumes, so seeds can be added to an earlier bench (`--seeds 0,1,2` after
- * `--seeds 0`); a directory left by other settings is refused.
+ * `--seeds 0`); a directory left by other settings is refused. Per seed it writes the HTML report
+ * of the QuestA run against its baseline (`questa report RUN --vs BASELINE`) to
+ * `<out>/reports/seed-<seed>.html` and prints its path.
  */
 import { mkdtempSync, readFileSync } from "node:fs";
 import { cpus, homedir, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { writeReport } from "../cli/report-command.ts";
 import { EvaluationResult, type EvaluationResultData } from "../functions/contracts/events.ts";
 import { validateYaml } from "../functions/contracts/validate.ts";
 import { claimRunDir, effectiveSpec, runEmbedded, runName } from "../functions/host/embedded-run.ts";
@@ -87,7 +90,9 @@ function byMetric<T>(f: (metric: Metric) => T): Record<Metric, T> {
 }
 const results: Record<Arm, Record<number, EvaluationResultData[]>> = { questa: {}, baseline: {} };
 const seconds: Record<Arm, number[]> = { questa: [], baseline: [] };
+const reports: string[] = [];
 for (const seed of seeds) {
+  const runDirs: Partial<Record<Arm, string>> = {};
   for (const arm of ["questa", "baseline"] as const) {
     const resource = {
       ...base,
@@ -106,10 +111,22 @@ for (const seed of seeds) {
       evaluations = await loggedEvaluations(resource, baseline, seed);
     }
     results[arm][seed] = evaluations;
+    runDirs[arm] = join(outDir, "runs", runName(resource, baseline));
     const scores = evaluations
       .map((e) => `step ${e.step} ${METRICS.map((m) => `${m} ${metricValue(e, m).toFixed(3)}`).join(" ")}`)
       .join("; ");
     process.stderr.write(`seed ${seed} ${arm}: ${took}: ${scores}\n`);
+  }
+  if (runDirs.questa !== undefined && runDirs.baseline !== undefined) {
+    // both arms overlaid, the plots of `questa report` (its page says what each shows)
+    const report = await writeReport({
+      runDir: runDirs.questa,
+      vsDir: runDirs.baseline,
+      out: join(outDir, "reports", `seed-${seed}.html`),
+    });
+    for (const warning of report.warnings) process.stderr.write(`seed ${seed} report: ${warning}\n`);
+    process.stderr.write(`seed ${seed} report: ${report.path}\n`);
+    reports.push(report.path);
   }
 }
 
@@ -159,6 +176,7 @@ process.stdout.write(
       benchmark: values.benchmark,
       seeds,
       wallSeconds: { questa: seconds.questa, baseline: seconds.baseline },
+      reports,
       steps: table,
       final: table.at(-1) ?? null,
     },

@@ -248,7 +248,17 @@ describe("one convention for help, versions and exit codes", () => {
     const version = await run(["--version"]);
     expect(version).toMatchObject({ code: 0, err: "" });
     expect(version.out).toMatch(/^questa \d+\.\d+\.\d+\n$/);
-    for (const name of ["run", "function", "operator", "validate", "crd", "grade", "model", "events"]) {
+    for (const name of [
+      "run",
+      "function",
+      "operator",
+      "validate",
+      "crd",
+      "grade",
+      "model",
+      "events",
+      "report",
+    ]) {
       const long = await run([name, "--help"]);
       const short = await run([name, "-h"]);
       const help = await run(["help", name]);

@@ -37,6 +37,10 @@ const commands: Record<string, Command> = {
       "models: questa model inspect LOCATION | export CHECKPOINT DIR | generate LOCATION --prompt T | fetch NAME",
     load: async () => (await import("./model-command.ts")).modelCommand,
   },
+  report: {
+    summary: "a run's plots as one HTML file: questa report RUN_DIR [--vs OTHER_RUN_DIR] [--out FILE]",
+    load: async () => (await import("./report-command.ts")).reportCommand,
+  },
   events: {
     summary: "print a local run's events as JSON lines: questa events DIR [--type T] [--follow]",
     load: async () => (await import("./events-command.ts")).eventsCommand,

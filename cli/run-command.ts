@@ -34,8 +34,9 @@ const USAGE = `usage: questa run FILE [--baseline] [--seed N] [--kafka BROKERS -
   --s3 URL       the object store of that run: s3://BUCKET[/PREFIX] or http://HOST:PORT/BUCKET[/PREFIX]
                  (credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the AWS SDK's chain)
 Without --kafka: runs the whole pipeline in this process; results and events go to
-<localDir>/runs/<name>/. With --kafka and --s3: starts \`questa function X\` for the four functions
-(restarting any that dies), logs in <localDir>/runs/<name>/logs/.
+<localDir>/runs/<name>/ and, at the end, its plots to report.html there (questa report; against the
+baseline: questa report DIR --vs DIR-baseline). With --kafka and --s3: starts \`questa function X\`
+for the four functions (restarting any that dies), logs in <localDir>/runs/<name>/logs/.
 Ctrl-C stops cleanly; running the same command again resumes.
 Exit codes: 0 the run finished (also when it had finished before), 1 it failed (invalid resource,
 a function that keeps failing, a server unreachable at the start), 2 usage errors, 130 stopped
@@ -303,6 +304,7 @@ const runRun: CommandRun = async (args, io) => {
   io.stdout(`\n${summaryTable(summary.evaluations)}`);
   io.stdout(`${timingLine(summary.timing)}\n`);
   io.stdout(`run directory: ${summary.runDir} (events: questa events ${summary.runDir})\n`);
+  await writeRunReport(io, summary.runDir);
   if (summary.deadLetters > 0) {
     io.stdout(
       deadLetterLine(
@@ -319,6 +321,29 @@ const runRun: CommandRun = async (args, io) => {
   io.stdout(`finished ${summary.step} steps\n`);
   return 0;
 };
+
+/**
+ * The run's HTML report (questa report), written at the end of an embedded run, also a stopped
+ * one. The run itself is done by then: a report that cannot be written is a warning with the
+ * command that retries it, not a failed run.
+ */
+async function writeRunReport(io: CliIO, runDir: string): Promise<void> {
+  try {
+    // loaded here: the plotting library is needed once, at the end
+    const { writeReport } = await import("./report-command.ts");
+    const written = await writeReport({ runDir });
+    for (const warning of written.warnings) io.stderr(`questa run: report: plotting: ${warning}\n`);
+    io.stdout(`report: ${written.path}\n`);
+  } catch (error) {
+    const reason =
+      error instanceof InputError
+        ? error.issues.map(formatInputIssue).join("; ")
+        : error instanceof Error
+          ? `${error.name}: ${error.message}`
+          : String(error);
+    io.stderr(`questa run: the report was not written (${reason}); write it with: questa report ${runDir}\n`);
+  }
+}
 
 /** `questa run FILE --kafka B --s3 URL`: the same run, its functions as separate processes. */
 async function runAsProcesses(

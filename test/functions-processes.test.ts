@@ -99,7 +99,9 @@ describe("questa run --kafka --s3 (functions as processes)", () => {
     const output = second.output();
     expect(output, output).toContain(`learn (pid ${learnPid}) exited (signal SIGKILL); restarting`);
     expect(output, output).toContain("finished 8 steps");
-    expect(output, output).toMatch(/tokens sampled; sampling [\d.]+K? tok\/s per rollout engine, training [\d.]+K? tok\/s/);
+    expect(output, output).toMatch(
+      /tokens sampled; sampling [\d.]+K? tok\/s per rollout engine, training [\d.]+K? tok\/s/,
+    );
     expect(code, output).toBe(0);
     expect(output).toMatch(/eval step 8 hard-eval: pass@1/);
 

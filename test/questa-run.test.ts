@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { cpSync } from "node:fs";
+import { cpSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { eventDefinition } from "../functions/contracts/registry.ts";
@@ -59,6 +59,9 @@ describe("questa run (embedded)", () => {
     expect(code).toBe(0);
 
     const runDir = join(dir, ".questa", "runs", "tiny-run");
+    // the run's plots, written at its end (test/browser/report.test.ts opens such a page in Chromium)
+    expect(second.output()).toContain(`report: ${join(runDir, "report.html")}\n`);
+    expect(readFileSync(join(runDir, "report.html"), "utf8").match(/<svg /g)).toHaveLength(9);
     const events = await runEvents(runDir);
     // `questa events` prints the same events, each a valid CloudEvent line
     const printed = questa(["events", runDir], dir, env);
