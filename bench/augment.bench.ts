@@ -16,7 +16,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { createRng, type Rng } from "../functions/model/rng.ts";
-import { Augmenter, type MathRecord, parseDataset, type Tokenizer } from "../functions/questa/index.ts";
+import { Augmenter, type Tokenizer } from "../functions/questa/augmentation.ts";
+import { parseDataset } from "../functions/questa/dataset-readers.ts";
+import type { MathRecord } from "../functions/questa/record.ts";
 
 const count = Number(process.env.QUESTA_BENCH_RECORDS ?? 100_000);
 const repeats = Number(process.env.QUESTA_BENCH_REPEATS ?? 5);

@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { type ChangeType, Informer } from "./informer.ts";
 import {
   type KubeApi,
@@ -72,10 +72,9 @@ function informerWith(api: ScriptedApi) {
   return { informer, changes, relists, errors };
 }
 
-const until = async (condition: () => boolean) => {
-  for (let i = 0; i < 1000 && !condition(); i += 1) await new Promise((r) => setTimeout(r, 1));
-  expect(condition()).toBe(true);
-};
+/** waits until `condition` holds; the timeout only bounds a hang */
+const until = (condition: () => boolean) =>
+  vi.waitFor(() => expect(condition()).toBe(true), { timeout: 10_000, interval: 1 });
 
 describe("Informer", () => {
   it("lists, then watches from the list's resourceVersion and resumes from the last event seen", async () => {

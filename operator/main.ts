@@ -2,7 +2,7 @@ import { hostname } from "node:os";
 import { z } from "zod";
 import type { KafkaSpec } from "../functions/contracts/questatraining.ts";
 import { systemClock } from "../functions/runtime/clock.ts";
-import { InputError } from "../functions/runtime/errors.ts";
+import { InputError, schemaInputError } from "../functions/runtime/errors.ts";
 import {
   KafkaBus,
   type KafkaConnectionConfig,
@@ -67,17 +67,13 @@ export function parseOperatorConfig(
   const cleaned = Object.fromEntries(Object.entries(merged).filter(([, v]) => v !== undefined && v !== ""));
   const parsed = OperatorConfigSchema.safeParse(cleaned);
   if (parsed.success) return parsed.data;
-  throw new InputError(
-    "invalid_operator_config",
-    parsed.error.issues.map((issue) => ({
-      path: issue.path.join("."),
-      message: issue.message,
-      hint: `set the environment variable ${issue.path.join(".")} (or --${String(issue.path[0])
+  throw schemaInputError("invalid_operator_config", parsed.error, {
+    hint: (issue) =>
+      `set the environment variable ${issue.path.join(".")} (or --${String(issue.path[0])
         .replace(/^QUESTA_/, "")
         .toLowerCase()
         .replaceAll("_", "-")}=...)`,
-    })),
-  );
+  });
 }
 
 const sortedKey = (brokers: readonly string[]) => [...brokers].sort().join(",");

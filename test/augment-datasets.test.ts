@@ -6,14 +6,9 @@ import { readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import {
-  Augmenter,
-  augmentRecords,
-  ContaminationIndex,
-  type DatasetMappingName,
-  decontaminate,
-  readDataset,
-} from "../functions/questa/index.ts";
+import { Augmenter, augmentRecords } from "../functions/questa/augmentation.ts";
+import { type DatasetMappingName, readDataset } from "../functions/questa/dataset-readers.ts";
+import { ContaminationIndex, decontaminate } from "../functions/questa/decontamination.ts";
 import { MemoryObjectStore } from "../functions/runtime/memory-object-store.ts";
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..");

@@ -4,7 +4,7 @@
  * a restart of the function re-emits nothing it already decided differently.
  */
 import { describe, expect, it } from "vitest";
-import { augmentFunction } from "../functions/augment/index.ts";
+import { augmentFunction } from "../functions/augment/handler.ts";
 import { AugmentConfigSchema } from "../functions/augment/schema.ts";
 import {
   QuestionAugmented,
@@ -44,12 +44,13 @@ function questions(bus: MemoryBus) {
   });
 }
 
+/** resolves when `predicate` holds; the deadline only bounds a hang (dataset reads go to disk) */
 async function until(predicate: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 50_000; i++) {
-    if (predicate()) return;
+  const deadline = Date.now() + 60_000;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
     await new Promise((resolve) => setImmediate(resolve));
   }
-  throw new Error(`gave up waiting for ${what}`);
 }
 
 function runnerFor(bus: MemoryBus, store: MemoryObjectStore) {

@@ -92,8 +92,23 @@ describe("operator resilience against a real kube-apiserver", () => {
       first.operator.isLeader ? first : second.operator.isLeader ? second : undefined,
     );
     const standby = leader === first ? second : first;
-    // give the standby several retry periods to (wrongly) grab the lease too
-    await new Promise((r) => setTimeout(r, 1_000));
+    // the standby tries as often as the leader renews (every retry period): while the lease is
+    // renewed several times, every try of the standby's must find it live and leave it alone
+    const holders = new Set<string | undefined>();
+    const renewals = new Set<string>();
+    await eventually(
+      "the leader to renew the lease several times",
+      async () => {
+        const lease = await admin.get(LEASE, "questa-operator", operatorNamespace);
+        const spec = lease?.spec as { holderIdentity?: string; renewTime?: string } | undefined;
+        holders.add(spec?.holderIdentity);
+        if (spec?.renewTime) renewals.add(spec.renewTime);
+        return renewals.size > 3 ? true : undefined;
+      },
+      20_000,
+      50,
+    );
+    expect([...holders]).toEqual([leader === first ? "replica-a" : "replica-b"]);
     expect(standby.operator.isLeader).toBe(false);
     expect(await leaseHolder()).toBe(leader === first ? "replica-a" : "replica-b");
     expect(await leader.metrics.value("questa_operator_leader")).toBe(1);

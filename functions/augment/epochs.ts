@@ -1,7 +1,7 @@
 import { z } from "zod";
-import { DeadLetterError } from "../runtime/errors.ts";
 import type { ObjectStore } from "../runtime/object-store.ts";
 import { sha256Hex } from "../runtime/sha256.ts";
+import { readStoredJson } from "../runtime/stored-json.ts";
 
 /**
  * Passes over the training set. The learner needs `totalSteps * promptsPerStep` accepted groups and
@@ -34,12 +34,7 @@ export async function readProgress(
   store: ObjectStore,
   runPrefix: string,
 ): Promise<EpochProgress | undefined> {
-  const key = progressKey(runPrefix);
-  const bytes = await store.get(key);
-  if (bytes === undefined) return undefined;
-  const parsed = EpochProgressSchema.safeParse(JSON.parse(new TextDecoder().decode(bytes)));
-  if (!parsed.success) throw new DeadLetterError("corrupt_epoch_progress", `${key}: ${parsed.error.message}`);
-  return parsed.data;
+  return readStoredJson(store, progressKey(runPrefix), EpochProgressSchema, "corrupt_epoch_progress");
 }
 
 export async function writeProgress(

@@ -10,6 +10,7 @@
  */
 import { DeadLetterError } from "../runtime/errors.ts";
 import type { ObjectStore } from "../runtime/object-store.ts";
+import { parseStoredJson } from "../runtime/stored-json.ts";
 import {
   type AugmentedLine,
   AugmentedLineSchema,
@@ -85,11 +86,9 @@ export async function readStageManifest(
   const key = manifestKey(runPrefix, stage);
   const bytes = await store.get(key);
   if (bytes === undefined) return undefined;
-  const parsed = AugmentManifestSchema.safeParse(parseJson(new TextDecoder().decode(bytes), key));
-  if (!parsed.success)
-    throw new DeadLetterError("corrupt_augment_manifest", `${key}: ${parsed.error.message}`);
+  const manifest = parseStoredJson(bytes, key, AugmentManifestSchema, "corrupt_augment_manifest", notJson);
   const info = await store.head(key);
-  return { manifest: parsed.data, sha256: info?.sha256 ?? "" };
+  return { manifest, sha256: info?.sha256 ?? "" };
 }
 
 /** Every question of a written stage, checked against the manifest's sha256 sums. */
@@ -110,10 +109,7 @@ export async function readStageQuestions(
     const text = new TextDecoder().decode(bytes);
     for (const line of text.split("\n")) {
       if (line === "") continue;
-      const parsed = AugmentedLineSchema.safeParse(parseJson(line, shard.key));
-      if (!parsed.success)
-        throw new DeadLetterError("corrupt_augment_shard", `${shard.key}: ${parsed.error.message}`);
-      questions.push(parsed.data);
+      questions.push(parseStoredJson(line, shard.key, AugmentedLineSchema, "corrupt_augment_shard", notJson));
     }
   }
   return questions;
@@ -125,10 +121,5 @@ function jsonLines(rows: readonly unknown[]): string {
   return out;
 }
 
-function parseJson(text: string, key: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch (error) {
-    throw new DeadLetterError("corrupt_augment_object", `${key} is not JSON`, { cause: error });
-  }
-}
+/** the code of an augment object that is not JSON at all */
+const notJson = "corrupt_augment_object";

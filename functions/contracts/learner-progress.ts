@@ -10,8 +10,8 @@
  *   learner/pending/<group key>.json an accepted group waiting for a step (stale once its key is in `consumed`)
  */
 import { z } from "zod";
-import { DeadLetterError } from "../runtime/errors.ts";
 import type { ObjectStore } from "../runtime/object-store.ts";
+import { readStoredJson } from "../runtime/stored-json.ts";
 import type { RunKeys } from "./run-keys.ts";
 
 export const learnerStateKey = (keys: RunKeys): string => keys.key("learner", "state.json");
@@ -44,11 +44,7 @@ export async function readLearnerJson<T>(
   key: string,
   schema: z.ZodType<T>,
 ): Promise<T | undefined> {
-  const bytes = await store.get(key);
-  if (bytes === undefined) return undefined;
-  const parsed = schema.safeParse(JSON.parse(new TextDecoder().decode(bytes)));
-  if (!parsed.success) throw new DeadLetterError("corrupt_learner_state", `${key}: ${parsed.error.message}`);
-  return parsed.data;
+  return readStoredJson(store, key, schema, "corrupt_learner_state");
 }
 
 /** Reads the learner's progress from the store; a learner that never ran is at step 0. */

@@ -10,7 +10,7 @@ import type { QuestATraining, QuestATrainingSpec } from "../contracts/questatrai
 import { KNOWN_EVENT_TYPES } from "../contracts/registry.ts";
 import { readResourceFile } from "../contracts/resource-file.ts";
 import { RunKeys } from "../contracts/run-keys.ts";
-import { errorMessage, InputError, isUnavailable } from "../runtime/errors.ts";
+import { errorMessage, InputError, isUnavailable, schemaInputError } from "../runtime/errors.ts";
 import { startHealthServer } from "../runtime/health-server.ts";
 import { KafkaBus, kafkaConnectionConfigFromEnv } from "../runtime/kafka-bus.ts";
 import { createLogger, type Logger } from "../runtime/logger.ts";
@@ -39,14 +39,9 @@ export function parseFunctionEnv(env: Record<string, string | undefined>): Funct
   const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
   const parsed = FunctionEnvSchema.safeParse(cleaned);
   if (parsed.success) return parsed.data;
-  throw new InputError(
-    "invalid_environment",
-    parsed.error.issues.map((issue) => ({
-      path: issue.path.join("."),
-      message: issue.message,
-      hint: "the operator sets it on function pods; set it by hand to run a function elsewhere",
-    })),
-  );
+  throw schemaInputError("invalid_environment", parsed.error, {
+    hint: "the operator sets it on function pods; set it by hand to run a function elsewhere",
+  });
 }
 
 /** The QuestATraining of the config file (one document, validated). */

@@ -24,9 +24,10 @@ import { StalenessGate } from "../rollout/staleness-gate.ts";
 import type { Bus } from "../runtime/bus.ts";
 import { toBinaryMessage } from "../runtime/cloudevents.ts";
 import { InputError } from "../runtime/errors.ts";
-import type { CloudEvent, EmittedEvent } from "../runtime/event-definition.ts";
+import { type CloudEvent, cloudEvent, type EmittedEvent } from "../runtime/event-definition.ts";
 import { describeJsonError } from "../runtime/json-text.ts";
 import type { ObjectStore } from "../runtime/object-store.ts";
+import { parseJsonWith } from "../runtime/stored-json.ts";
 import { type EngineSettings, OnnxLearnerEngine, OnnxPolicySampler } from "./onnx-adapters.ts";
 import type { WarmStartProgress } from "./warm-start.ts";
 import { cachedWarmStart } from "./warm-start-cache.ts";
@@ -89,21 +90,16 @@ async function copyCheckpoint(
     ]);
   const manifestBytes = await open(`${base}/manifest.json`);
   if (manifestBytes === undefined) throw missing("manifest.json");
-  let manifest: unknown;
-  try {
-    manifest = JSON.parse(new TextDecoder().decode(manifestBytes));
-  } catch (error) {
-    throw new InputError("checkpoint_invalid", [
-      { path: "spec.model.uri", message: `${base}/manifest.json is ${describeJsonError(error)}` },
-    ]);
+  // a checkpoint the user points at: what is wrong with it is their input, not corruption of ours
+  const parsed = parseJsonWith(manifestBytes, CheckpointManifestSchema);
+  if (!parsed.ok) {
+    const message =
+      parsed.problem === "not-json"
+        ? `${base}/manifest.json is ${describeJsonError(parsed.error)}`
+        : `${base}/manifest.json: ${parsed.error.message}`;
+    throw new InputError("checkpoint_invalid", [{ path: "spec.model.uri", message }]);
   }
-  const parsed = CheckpointManifestSchema.safeParse(manifest);
-  if (!parsed.success) {
-    throw new InputError("checkpoint_invalid", [
-      { path: "spec.model.uri", message: `${base}/manifest.json: ${parsed.error.message}` },
-    ]);
-  }
-  for (const [name, expected] of Object.entries(parsed.data.files)) {
+  for (const [name, expected] of Object.entries(parsed.value.files)) {
     const bytes = await open(`${base}/${name}`);
     if (bytes === undefined) throw missing(name);
     const put = await store.put(`${folder}/${name}`, bytes);
@@ -310,17 +306,15 @@ export function evaluateServices(options: {
 }
 
 function cloudEventOf(run: string, source: string, emitted: EmittedEvent, time: string): CloudEvent {
-  return {
-    specversion: "1.0",
+  return cloudEvent({
     id: emitted.id ?? `${run}:${emitted.definition.type}:${emitted.key}`,
-    source: `/questa/${run}/${source}`,
+    run,
+    source,
     type: emitted.definition.type,
-    subject: run,
     time,
-    datacontenttype: "application/json",
-    partitionkey: emitted.key,
+    key: emitted.key,
     data: emitted.data,
-  };
+  });
 }
 
 /**

@@ -33,6 +33,7 @@ import { DeadLetterError, RetryableError } from "../runtime/errors.ts";
 import type { EmittedEvent } from "../runtime/event-definition.ts";
 import type { ObjectStore } from "../runtime/object-store.ts";
 import { sha256Hex } from "../runtime/sha256.ts";
+import { parseStoredJson } from "../runtime/stored-json.ts";
 import { removeCheckpointFolder } from "./checkpoint-folders.ts";
 import type { LearnerEngine, PpoSample, PpoSettings } from "./learner-engine.ts";
 
@@ -438,9 +439,7 @@ export class Learner {
     if (sha256Hex(bytes) !== ref.sha256) {
       throw new DeadLetterError("shard_checksum", `rollout shard ${ref.key} does not match its sha256`);
     }
-    const parsed = RolloutShardSchema.safeParse(JSON.parse(new TextDecoder().decode(bytes)));
-    if (!parsed.success) throw new DeadLetterError("shard_invalid", `${ref.key}: ${parsed.error.message}`);
-    return parsed.data;
+    return parseStoredJson(bytes, ref.key, RolloutShardSchema, "shard_invalid");
   }
 
   #settings(): PpoSettings {

@@ -4,7 +4,7 @@
  */
 import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
 import { z } from "zod";
-import { InputError } from "../runtime/errors.ts";
+import { InputError, schemaInputError } from "../runtime/errors.ts";
 
 export interface Tokenizer {
   readonly vocabSize: number;
@@ -128,14 +128,10 @@ class HuggingFaceTokenizer implements Tokenizer {
   constructor(json: unknown, config?: TokenizerConfig) {
     const parsed = TokenizerJsonSchema.safeParse(json);
     if (!parsed.success) {
-      throw new InputError(
-        "tokenizer.invalid",
-        parsed.error.issues.map((i) => ({
-          path: ["tokenizer", ...i.path.map(String)].join("."),
-          message: i.message,
-          hint: "pass the contents of a Hugging Face tokenizer.json",
-        })),
-      );
+      throw schemaInputError("tokenizer.invalid", parsed.error, {
+        under: "tokenizer",
+        hint: "pass the contents of a Hugging Face tokenizer.json",
+      });
     }
     this.#json = json;
     this.#hf = new HfTokenizer(json as object, {});

@@ -1,6 +1,6 @@
 import { parquetReadObjects } from "hyparquet";
 import { z } from "zod";
-import { InputError } from "../runtime/errors.ts";
+import { InputError, schemaInputError } from "../runtime/errors.ts";
 import { describeJsonError } from "../runtime/json-text.ts";
 import type { ObjectStore } from "../runtime/object-store.ts";
 import { type MathRecord, recordId } from "./record.ts";
@@ -152,13 +152,7 @@ function resolveMapping(mapping: ParseDatasetOptions["mapping"], firstObject: un
 function parseMapping(mapping: FieldMapping): z.output<typeof FieldMappingSchema> {
   const parsed = FieldMappingSchema.safeParse(mapping);
   if (parsed.success) return parsed.data;
-  throw new InputError(
-    "invalid_field_mapping",
-    parsed.error.issues.map((issue) => ({
-      path: ["mapping", ...issue.path.map(String)].join("."),
-      message: issue.message,
-    })),
-  );
+  throw schemaInputError("invalid_field_mapping", parsed.error, { under: "mapping" });
 }
 
 function startsWithParquetMagic(bytes: Uint8Array): boolean {

@@ -8,9 +8,10 @@
  * redoes or changes it.
  */
 import { z } from "zod";
-import { DeadLetterError, InputError, type InputIssue } from "../runtime/errors.ts";
+import { InputError, type InputIssue } from "../runtime/errors.ts";
 import { keySegment } from "../runtime/object-key.ts";
 import type { ObjectStore } from "../runtime/object-store.ts";
+import { parseStoredJson } from "../runtime/stored-json.ts";
 
 export interface HardFilterParams {
   enabled: boolean;
@@ -167,17 +168,5 @@ export class HardFilterJournal {
 }
 
 function parseDecision(bytes: Uint8Array, key: string): HardFilterDecision {
-  let json: unknown;
-  try {
-    json = JSON.parse(new TextDecoder().decode(bytes));
-  } catch (error) {
-    throw new DeadLetterError("corrupt_hard_filter_decision", `${key} is not JSON`, { cause: error });
-  }
-  const parsed = HardFilterDecisionSchema.safeParse(json);
-  if (!parsed.success) {
-    throw new DeadLetterError("corrupt_hard_filter_decision", `${key}: ${parsed.error.message}`, {
-      cause: parsed.error,
-    });
-  }
-  return parsed.data;
+  return parseStoredJson(bytes, key, HardFilterDecisionSchema, "corrupt_hard_filter_decision");
 }

@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import type { QuestionAugmentedData } from "../contracts/events.ts";
 import { LearnerSchema, RolloutSchema } from "../contracts/questatraining.ts";
 import { RunKeys } from "../contracts/run-keys.ts";
@@ -115,7 +115,7 @@ describe("rollout", () => {
     const waiting = handleQuestion(question("q2"), "e2", deps).then(() => {
       done = true;
     });
-    await new Promise((r) => setTimeout(r, 20));
+    await vi.waitFor(() => expect(gate.waiting).toBe(1), { timeout: 10_000, interval: 1 });
     expect(done).toBe(false);
     gate.observeLearner(1);
     await waiting;
@@ -147,25 +147,26 @@ describe("rollout", () => {
       new Promise((resolve, reject) => {
         pending.push({ release: () => resolve(sample(p, n)), fail: reject });
       });
-    const settle = () => new Promise((r) => setImmediate(r));
+    const { gate } = deps.services;
+    const waitFor = (check: () => void) => vi.waitFor(check, { timeout: 10_000, interval: 1 });
     // capacity for one group: q1 samples, q2 and q3 wait at the gate
     const q1 = handleQuestion(question("q1"), "e1", deps);
     const q2 = handleQuestion(question("q2"), "e2", deps);
     const q3 = handleQuestion(question("q3"), "e3", deps);
-    await settle();
+    await waitFor(() => expect(gate.waiting).toBe(2));
     expect(pending).toHaveLength(1);
     // q1 fails: its unit of capacity returns and one waiting question goes on
     pending[0]!.fail(new Error("engine failed"));
     await expect(q1).rejects.toThrow("engine failed");
-    await settle();
-    expect(pending).toHaveLength(2);
+    await waitFor(() => expect(pending).toHaveLength(2));
+    expect(gate.waiting).toBe(1);
     pending[1]!.release();
-    await settle();
-    // that group counted: the bound is reached, the last question waits for the learner
+    await Promise.race([q2, q3]);
+    // that group counted: the bound is reached, the last question waits for the learner again
+    await waitFor(() => expect(gate.waiting).toBe(1));
     expect(pending).toHaveLength(2);
-    deps.services.gate.observeLearner(1);
-    await settle();
-    expect(pending).toHaveLength(3);
+    gate.observeLearner(1);
+    await waitFor(() => expect(pending).toHaveLength(3));
     pending[2]!.release();
     expect((await Promise.all([q2, q3])).map((events) => events.length)).toEqual([1, 1]);
   });

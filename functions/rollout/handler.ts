@@ -18,6 +18,7 @@ import { DeadLetterError } from "../runtime/errors.ts";
 import type { EmittedEvent } from "../runtime/event-definition.ts";
 import type { ObjectStore } from "../runtime/object-store.ts";
 import { sha256Hex } from "../runtime/sha256.ts";
+import { parseStoredJson } from "../runtime/stored-json.ts";
 import type { StalenessGate } from "./staleness-gate.ts";
 
 export interface RolloutServices {
@@ -120,9 +121,7 @@ export async function handleQuestion(
   let shard: RolloutShard;
   let body: Uint8Array | string;
   if (existing !== undefined) {
-    const parsed = RolloutShardSchema.safeParse(JSON.parse(new TextDecoder().decode(existing)));
-    if (!parsed.success) throw new DeadLetterError("shard_invalid", `${key}: ${parsed.error.message}`);
-    shard = parsed.data;
+    shard = parseStoredJson(existing, key, RolloutShardSchema, "shard_invalid");
     body = existing;
   } else {
     // a training question holds a unit of the gate's capacity while it is sampled (concurrent

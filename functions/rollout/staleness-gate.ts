@@ -49,6 +49,11 @@ export class StalenessGate {
     );
   }
 
+  /** questions waiting for capacity now */
+  get waiting(): number {
+    return this.#waiters.length;
+  }
+
   /** the oldest policy version a rollout may be generated with now */
   get oldestAllowedVersion(): number {
     return Math.max(0, this.#learnerVersion - this.#maxStaleness);

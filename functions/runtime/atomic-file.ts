@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { type Hash, randomBytes } from "node:crypto";
 import { mkdir, open, rename, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 
@@ -16,7 +16,7 @@ export async function fsyncDirectory(path: string): Promise<void> {
   }
 }
 
-type FileHandle = Awaited<ReturnType<typeof open>>;
+export type FileHandle = Awaited<ReturnType<typeof open>>;
 
 /*
  * Whole-buffer reads and writes, one request to the thread pool each (the kernel may still split
@@ -38,18 +38,26 @@ async function writeWhole(handle: FileHandle, bytes: Uint8Array): Promise<void> 
 export async function readWhole(path: string): Promise<Uint8Array> {
   const handle = await open(path, "r");
   try {
-    const { size } = await handle.stat();
-    const bytes = new Uint8Array(size);
-    let offset = 0;
-    while (offset < size) {
-      const { bytesRead } = await handle.read(bytes, offset, size - offset, offset);
-      if (bytesRead === 0) break; // truncated under us: return what is there
-      offset += bytesRead;
-    }
-    return offset === size ? bytes : bytes.subarray(0, offset);
+    return await readOpened(handle, Number((await handle.stat()).size));
   } finally {
     await handle.close();
   }
+}
+
+/**
+ * The first `size` bytes of an open file (fewer if it was truncated under us), read as readWhole
+ * does; `hash`, if given, is fed each chunk as it arrives, so checking a sum costs no second pass.
+ */
+export async function readOpened(handle: FileHandle, size: number, hash?: Hash): Promise<Uint8Array> {
+  const bytes = new Uint8Array(size);
+  let offset = 0;
+  while (offset < size) {
+    const { bytesRead } = await handle.read(bytes, offset, size - offset, offset);
+    if (bytesRead === 0) break; // truncated under us: return what is there
+    hash?.update(bytes.subarray(offset, offset + bytesRead));
+    offset += bytesRead;
+  }
+  return offset === size ? bytes : bytes.subarray(0, offset);
 }
 
 /** Writes bytes to a fresh temporary file in `tempDir` and fsyncs it; returns its path. */

@@ -86,3 +86,31 @@ export function errorMessage(error: unknown): string {
   if (error instanceof Error) return error.message;
   return String(error);
 }
+
+/** the part of a zod issue an `InputIssue` needs (any zod version's issues have it) */
+interface SchemaIssue {
+  readonly path: readonly PropertyKey[];
+  readonly message: string;
+}
+
+/**
+ * A schema's failure as an `InputError`: one issue per zod issue, its path dotted (under `under`,
+ * e.g. `data` for an event's data), zod's message, and `hint` (one for all, or per issue).
+ */
+export function schemaInputError(
+  code: string,
+  failure: { readonly issues: readonly SchemaIssue[] },
+  options: { under?: string; hint?: string | ((issue: SchemaIssue) => string) } = {},
+): InputError {
+  const { under, hint } = options;
+  return new InputError(
+    code,
+    failure.issues.map((issue) => {
+      const path = [...(under === undefined ? [] : [under]), ...issue.path.map(String)].join(".");
+      const fix = typeof hint === "function" ? hint(issue) : hint;
+      return fix === undefined
+        ? { path, message: issue.message }
+        : { path, message: issue.message, hint: fix };
+    }),
+  );
+}

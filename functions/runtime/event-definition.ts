@@ -49,3 +49,30 @@ export interface EmittedEvent<Data = unknown> {
    */
   id?: string;
 }
+
+/**
+ * A questa CloudEvent: the attributes every one of them shares (specversion, JSON data, the run as
+ * subject, the key as partitionkey) filled in around what differs. `source` names the producer
+ * within the run (a function's name), as `/questa/<run>/<source>`.
+ */
+export function cloudEvent<Data>(fields: {
+  id: string;
+  run: string;
+  source: string;
+  type: string;
+  time: string;
+  key: string;
+  data: Data;
+}): CloudEvent<Data> {
+  return {
+    specversion: "1.0",
+    id: fields.id,
+    source: `/questa/${fields.run}/${fields.source}`,
+    type: fields.type,
+    subject: fields.run,
+    time: fields.time,
+    datacontenttype: "application/json",
+    partitionkey: fields.key,
+    data: fields.data,
+  };
+}

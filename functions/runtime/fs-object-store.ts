@@ -4,6 +4,7 @@ import {
   link,
   lstat,
   mkdir,
+  open,
   readdir,
   readFile,
   rename,
@@ -16,8 +17,8 @@ import {
 import { dirname, join, resolve, sep } from "node:path";
 import { pathToFileURL } from "node:url";
 import { z } from "zod";
-import { fsyncDirectory, isErrno, readWhole, writeDurableTemp } from "./atomic-file.ts";
-import { InputError } from "./errors.ts";
+import { type FileHandle, fsyncDirectory, isErrno, readOpened, writeDurableTemp } from "./atomic-file.ts";
+import { DeadLetterError, InputError } from "./errors.ts";
 import { assertObjectKey, objectKeyProblem } from "./object-key.ts";
 import type { ObjectInfo, ObjectStore, PutOptions, PutResult } from "./object-store.ts";
 import { sha256Hex } from "./sha256.ts";
@@ -40,7 +41,9 @@ type ChecksumSidecar = z.infer<typeof ChecksumSidecarSchema>;
  * be opened directly. Writes go to a fsynced temp file under `<root>/.questa/tmp` and are renamed
  * (or, for `ifAbsent`, hard-linked, which fails if the key exists) into place, so readers never see
  * a partial object. sha256 sums are cached in `<root>/.questa/sha256/` and trusted only while the
- * file's inode, size and mtime match; otherwise they are recomputed.
+ * file's inode, size and mtime match; otherwise they are recomputed. `get` hashes the bytes as it
+ * reads them and refuses (`DeadLetterError`, code `object_integrity`) bytes that no longer match
+ * the sum recorded for that same file.
  * Unlike S3, a key cannot also be a "directory" of other keys (`a/b` and `a/b/c`): that put fails
  * with an `InputError`.
  */
@@ -86,11 +89,37 @@ export class FsObjectStore implements ObjectStore {
 
   async get(key: string): Promise<Uint8Array | undefined> {
     const path = this.#pathFor(key);
+    let handle: FileHandle;
     try {
-      return await readWhole(path);
+      handle = await open(path, "r");
     } catch (error) {
       if (isMissing(error)) return undefined;
       throw error;
+    }
+    try {
+      // the identity of the file this handle reads (a concurrent put renames a new file into place)
+      const fileStat = await handle.stat({ bigint: true });
+      if (!fileStat.isFile()) return undefined;
+      const hash = createHash("sha256");
+      const bytes = await readOpened(handle, Number(fileStat.size), hash);
+      // the recorded sum holds for this very file: bytes that no longer match it are rot or tampering.
+      // A file replaced or edited by hand has a new identity, so its sum is computed afresh (head).
+      const recorded = await this.#readSidecar(key);
+      if (recorded && sidecarMatches(recorded, key, fileStat)) {
+        const actual = hash.digest("hex");
+        if (actual !== recorded.sha256) {
+          throw new DeadLetterError(
+            "object_integrity",
+            `${this.uri(key)} failed its integrity check: its checksum record says sha256 ${recorded.sha256}, the ${bytes.byteLength} bytes read hash to ${actual} (tampered or corrupted)`,
+          );
+        }
+      }
+      return bytes;
+    } catch (error) {
+      if (isMissing(error)) return undefined;
+      throw error;
+    } finally {
+      await handle.close();
     }
   }
 
@@ -105,13 +134,7 @@ export class FsObjectStore implements ObjectStore {
     }
     if (!fileStat.isFile()) return undefined;
     const cached = await this.#readSidecar(key);
-    if (
-      cached &&
-      cached.key === key &&
-      cached.ino === String(fileStat.ino) &&
-      cached.mtimeNs === String(fileStat.mtimeNs) &&
-      BigInt(cached.size) === fileStat.size
-    ) {
+    if (cached && sidecarMatches(cached, key, fileStat)) {
       return { key, size: cached.size, sha256: cached.sha256 };
     }
     // changed behind our back (or no cache yet): recompute and cache
@@ -306,6 +329,20 @@ function conflictError(key: string, cause?: unknown): InputError {
       },
     ],
     { cause },
+  );
+}
+
+/** the sidecar was computed for this file: same key, inode, mtime and size */
+function sidecarMatches(
+  sidecar: ChecksumSidecar,
+  key: string,
+  fileStat: { ino: bigint; mtimeNs: bigint; size: bigint },
+): boolean {
+  return (
+    sidecar.key === key &&
+    sidecar.ino === String(fileStat.ino) &&
+    sidecar.mtimeNs === String(fileStat.mtimeNs) &&
+    BigInt(sidecar.size) === fileStat.size
   );
 }
 

@@ -24,7 +24,14 @@ import type {
   OutgoingMessage,
   TopicSpec,
 } from "./bus.ts";
-import { DeadLetterError, InputError, type InputIssue, isUnavailable, UnavailableError } from "./errors.ts";
+import {
+  DeadLetterError,
+  InputError,
+  type InputIssue,
+  isUnavailable,
+  schemaInputError,
+  UnavailableError,
+} from "./errors.ts";
 
 /**
  * The Kafka implementation of `Bus` (the only module that imports kafkajs, so swapping to
@@ -98,10 +105,7 @@ export type KafkaConnectionConfigInput = z.input<typeof KafkaConnectionConfigSch
 export function parseKafkaConnectionConfig(input: unknown): KafkaConnectionConfig {
   const parsed = KafkaConnectionConfigSchema.safeParse(input);
   if (parsed.success) return parsed.data;
-  throw new InputError(
-    "invalid_kafka_config",
-    parsed.error.issues.map((issue) => ({ path: issue.path.join("."), message: issue.message })),
-  );
+  throw schemaInputError("invalid_kafka_config", parsed.error);
 }
 
 /**

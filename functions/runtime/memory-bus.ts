@@ -17,6 +17,7 @@ import { systemClock } from "./clock.ts";
 import { parseBinaryMessage, parseStructured, toBinaryMessage, toStructured } from "./cloudevents.ts";
 import type { CloudEvent } from "./event-definition.ts";
 import { partitionForKey } from "./partitioner.ts";
+import { parseJsonWith } from "./stored-json.ts";
 
 /**
  * An in-process `Bus` with Kafka's semantics: topics split into partitions by murmur2 of the key,
@@ -734,18 +735,11 @@ async function readJson<T>(path: string, schema: z.ZodType<T>): Promise<T | unde
     if (isErrno(error, "ENOENT")) return undefined;
     throw error;
   }
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (error) {
-    throw new Error(`${path} is not valid JSON: ${(error as Error).message}`);
-  }
-  const parsed = schema.safeParse(value);
-  if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ");
-    throw new Error(`${path} is malformed: ${issues}`);
-  }
-  return parsed.data;
+  const parsed = parseJsonWith(text, schema);
+  if (parsed.ok) return parsed.value;
+  if (parsed.problem === "not-json") throw new Error(`${path} is not valid JSON: ${parsed.error.message}`);
+  const issues = parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ");
+  throw new Error(`${path} is malformed: ${issues}`);
 }
 
 /**

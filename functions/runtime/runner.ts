@@ -17,11 +17,11 @@ import {
   DeadLetterError,
   ErrorAction,
   errorMessage,
-  InputError,
   isUnavailable,
   RetryableError,
+  schemaInputError,
 } from "./errors.ts";
-import type { CloudEvent, EmittedEvent, EventDefinition } from "./event-definition.ts";
+import { type CloudEvent, cloudEvent, type EmittedEvent, type EventDefinition } from "./event-definition.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { createRunnerMetrics, type RunnerMetrics } from "./metrics.ts";
 import type { ObjectStore } from "./object-store.ts";
@@ -111,7 +111,6 @@ export class FunctionRunner<Services = NoServices> {
   readonly #jitter: () => number;
   readonly #seed: string;
   readonly #drain = new AbortController();
-  readonly #source: string;
   /** the dependency outage in progress: logged once when it starts and once when it ends */
   #outage: { since: number; code: string; waits: number } | undefined;
   /** handlers of this function running now; since when at least one has; busy time before that */
@@ -136,7 +135,6 @@ export class FunctionRunner<Services = NoServices> {
     this.#sleep = options.sleep ?? realSleep;
     this.#jitter = options.jitter ?? Math.random;
     this.#seed = options.seed ?? options.run;
-    this.#source = `/questa/${options.run}/${fn.name}`;
     this.metrics = createRunnerMetrics({
       ...(options.registry ? { registry: options.registry } : {}),
       functionName: fn.name,
@@ -252,14 +250,10 @@ export class FunctionRunner<Services = NoServices> {
     const data = definition.data.safeParse(input.data);
     if (!data.success) {
       // an InputError keeps every problem with its path in the dead-letter record
-      const error = new InputError(
-        "invalid_event_data",
-        data.error.issues.map((i) => ({
-          path: ["data", ...i.path.map(String)].join("."),
-          message: i.message,
-          hint: `make ${input.type} ${input.id} match the event's schema`,
-        })),
-      );
+      const error = schemaInputError("invalid_event_data", data.error, {
+        under: "data",
+        hint: `make ${input.type} ${input.id} match the event's schema`,
+      });
       await this.#deadLetter(message, DeadLetterReason.invalidData, error, 0);
       return;
     }
@@ -422,17 +416,17 @@ export class FunctionRunner<Services = NoServices> {
       const slot = `${type}\u0000${item.key}`;
       const occurrence = occurrences.get(slot) ?? 0;
       occurrences.set(slot, occurrence + 1);
-      outputs.push({
-        specversion: "1.0",
-        id: item.id ?? deterministicEventId(input.id, type!, item.key, occurrence),
-        source: this.#source,
-        type: type!,
-        subject: this.#options.run,
-        time,
-        datacontenttype: "application/json",
-        partitionkey: item.key,
-        data: data.data,
-      });
+      outputs.push(
+        cloudEvent({
+          id: item.id ?? deterministicEventId(input.id, type!, item.key, occurrence),
+          run: this.#options.run,
+          source: this.fn.name,
+          type: type!,
+          time,
+          key: item.key,
+          data: data.data,
+        }),
+      );
     }
     const ids = new Set<string>();
     for (const output of outputs) {
@@ -492,17 +486,16 @@ export class FunctionRunner<Services = NoServices> {
       error,
       ...(stored ? { stored } : {}),
     });
-    const eventOf = (data: DeadLetterRecord): CloudEvent<unknown> => ({
-      specversion: "1.0",
-      id: `dl-${identity}`,
-      source: this.#source,
-      type: DeadLetter.type,
-      subject: this.#options.run,
-      time,
-      datacontenttype: "application/json",
-      partitionkey: message.key ?? `${message.topic}/${message.partition}`,
-      data,
-    });
+    const eventOf = (data: DeadLetterRecord): CloudEvent<unknown> =>
+      cloudEvent({
+        id: `dl-${identity}`,
+        run: this.#options.run,
+        source: this.fn.name,
+        type: DeadLetter.type,
+        time,
+        key: message.key ?? `${message.topic}/${message.partition}`,
+        data,
+      });
     let data = DeadLetter.data.parse(record);
     let outgoing = toBinaryMessage(eventOf(data));
     // values that JSON-escape heavily (control characters) can still outgrow the bound

@@ -14,7 +14,7 @@ import {
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import { z } from "zod";
-import { DeadLetterError, InputError, RetryableError, UnavailableError } from "./errors.ts";
+import { DeadLetterError, InputError, RetryableError, schemaInputError, UnavailableError } from "./errors.ts";
 import { assertObjectKey } from "./object-key.ts";
 import type { ObjectInfo, ObjectStore, PutOptions, PutResult } from "./object-store.ts";
 import { sha256Hex } from "./sha256.ts";
@@ -94,10 +94,7 @@ export type S3StoreConfigInput = z.input<typeof S3StoreConfigSchema>;
 export function parseS3StoreConfig(input: unknown): S3StoreConfig {
   const parsed = S3StoreConfigSchema.safeParse(input);
   if (parsed.success) return parsed.data;
-  throw new InputError(
-    "invalid_s3_config",
-    parsed.error.issues.map((issue) => ({ path: issue.path.join("."), message: issue.message })),
-  );
+  throw schemaInputError("invalid_s3_config", parsed.error);
 }
 
 /**

@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { z } from "zod";
 import { defineFunction } from "./define-function.ts";
 import { defineEvent } from "./event-definition.ts";
@@ -31,7 +31,7 @@ describe("serveFunction", () => {
       shutdown: new Promise<void>((resolve) => (shutdown = resolve)),
       onListening: (u) => (url = u),
     });
-    for (let i = 0; i < 10_000 && !runner.ready(); i++) await new Promise((r) => setImmediate(r));
+    await vi.waitFor(() => expect(runner.ready()).toBe(true), { timeout: 10_000, interval: 1 });
     expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     expect((await fetch(`${url}/readyz`)).status).toBe(200);
     shutdown();

@@ -10,7 +10,11 @@ import { systemClock } from "../../functions/runtime/clock.ts";
 import { createLogger, silentLogger } from "../../functions/runtime/logger.ts";
 import { MemoryBus } from "../../functions/runtime/memory-bus.ts";
 import type { ObjectStore } from "../../functions/runtime/object-store.ts";
-import { objectStoreArtifacts } from "../../operator/artifacts.ts";
+import {
+  type ArtifactAccess,
+  type ArtifactLocation,
+  objectStoreArtifacts,
+} from "../../operator/artifacts.ts";
 import type { KubeApi } from "../../operator/kube-api.ts";
 import { ClientNodeKubeApi, loadKubeConfig } from "../../operator/kube-client.ts";
 import { OperatorMetrics } from "../../operator/metrics.ts";
@@ -185,7 +189,8 @@ export function startTestOperator(
   kubeconfig: string,
   options: Partial<OperatorOptions> & { instance: string },
   shared?: { bus: MemoryBus; topics: MemoryTopicAdmin; lag: MemoryLagReader },
-  artifacts?: ObjectStore,
+  /** where the finalizer deletes objects: one store for every location, or the operator's own lookup */
+  artifacts?: ObjectStore | ((location: ArtifactLocation) => ArtifactAccess),
 ): TestOperator {
   const api = new ClientNodeKubeApi(loadKubeConfig({ kubeconfigPath: kubeconfig }), {
     requestTimeoutMs: 5_000,
@@ -198,7 +203,14 @@ export function startTestOperator(
     {
       api,
       kafkaFor: () => ({ bus, topics, lag }),
-      ...(artifacts ? { artifactsFor: () => ({ store: objectStoreArtifacts(artifacts) }) } : {}),
+      ...(artifacts === undefined
+        ? {}
+        : {
+            artifactsFor:
+              typeof artifacts === "function"
+                ? artifacts
+                : () => ({ store: objectStoreArtifacts(artifacts) }),
+          }),
       clock: systemClock,
       metrics,
       log: process.env.QUESTA_TEST_LOG ? createLogger({ level: "debug" }) : silentLogger(),
