@@ -11,7 +11,8 @@ import type { CloudEvent, EmittedEvent, EventDefinition } from "../runtime/event
 import { silentLogger } from "../runtime/logger.ts";
 import { MemoryObjectStore } from "../runtime/memory-object-store.ts";
 import { seededRandom } from "../runtime/random.ts";
-import { type AugmentDeps, augmentFunction } from "./handler.ts";
+import { readProgress } from "./epochs.ts";
+import { ANSWERED_WRITE_EVERY, type AugmentDeps, augmentFunction } from "./handler.ts";
 import { type AugmentConfigInput, AugmentConfigSchema, RejectionSchema } from "./schema.ts";
 import { readStageManifest, readStageQuestions } from "./shard-writer.ts";
 
@@ -293,5 +294,25 @@ describe("augment function input errors", () => {
     );
     expect(await answered(kept[0]?.questionId ?? "", 1)).toEqual([]);
     expect(await answered(kept[1]?.questionId ?? "", 1)).toEqual([]);
+  });
+
+  it("keeps an answered count in memory until the count is due, and writes a new pass at once", async () => {
+    const { deps } = await setup();
+    const questions = data(await augmentFunction.handle(started(), deps));
+    for (const q of questions) await augmentFunction.handle(probeGroup(q.questionId, 0, 2), deps);
+    const stored = async () => readProgress(deps.store, deps.services.config.runPrefix);
+    const answer = (epoch: number) =>
+      augmentFunction.handle(
+        cloudEvent(RolloutGroup, { ...probeGroup("q", 0, 1).data, purpose: "train" as const, epoch }),
+        deps,
+      );
+    expect(await stored()).toMatchObject({ epoch: 0, answered: 0, decided: 2 });
+    // one of the two kept questions answered: counted, not yet written (ANSWERED_WRITE_EVERY)
+    await answer(0);
+    expect(ANSWERED_WRITE_EVERY).toBeGreaterThan(1);
+    expect(await stored()).toMatchObject({ epoch: 0, answered: 0 });
+    // the second completes pass 0: the next pass is written before its questions go out
+    expect(data(await answer(0))).toHaveLength(2);
+    expect(await stored()).toMatchObject({ epoch: 1, answered: 0 });
   });
 });

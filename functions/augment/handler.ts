@@ -366,16 +366,43 @@ export function questionEvent(
 
 const progressLocks = new KeyedMutex();
 
-/** read-modify-write of the epoch progress, serialised per run within the process */
+/**
+ * Answered training groups written at most this many at a time: every group of the run passes
+ * through here, one at a time, and a durable write each was most of augment's work. A crash loses
+ * fewer than this many counts, which only delays the next pass by as many groups.
+ */
+export const ANSWERED_WRITE_EVERY = 16;
+
+/** the epoch progress as this process last read or wrote it, per store and run */
+const progressCache = new WeakMap<object, Map<string, { progress: EpochProgress; unwritten: number }>>();
+
+/**
+ * read-modify-write of the epoch progress, serialised per run within the process (the one writer);
+ * `deferrable` changes (answered counts) are written with every ANSWERED_WRITE_EVERY-th one or the
+ * next other change
+ */
 async function updateProgress(
   deps: AugmentDeps,
   change: (progress: EpochProgress | undefined) => EpochProgress | undefined,
+  deferrable: (next: EpochProgress, current: EpochProgress | undefined) => boolean = () => false,
 ): Promise<EpochProgress | undefined> {
   const { runPrefix } = deps.services.config;
   return progressLocks.run(runPrefix, async () => {
-    const current = await readProgress(deps.store, runPrefix);
+    let cache = progressCache.get(deps.store);
+    if (!cache) progressCache.set(deps.store, (cache = new Map()));
+    const cached = cache.get(runPrefix);
+    const current = cached ? cached.progress : await readProgress(deps.store, runPrefix);
     const next = change(current);
-    if (next !== undefined && next !== current) await writeProgress(deps.store, runPrefix, next);
+    if (next === undefined || next === current) return next;
+    const unwritten = (cached?.unwritten ?? 0) + 1;
+    if (deferrable(next, current) && unwritten < ANSWERED_WRITE_EVERY) {
+      cache.set(runPrefix, { progress: next, unwritten });
+      return next;
+    }
+    // a failed write leaves no cached value: the next call reads what the store holds
+    cache.delete(runPrefix);
+    await writeProgress(deps.store, runPrefix, next);
+    cache.set(runPrefix, { progress: next, unwritten: 0 });
     return next;
   });
 }
@@ -392,13 +419,18 @@ export async function trainAnswered(
   const { config } = deps.services;
   const hardFilterEnabled = config.augmentation.hardFilter.enabled;
   let emitEpoch: number | undefined;
-  await updateProgress(deps, (p) => {
-    if (!p || p.stage !== stage || p.epoch !== epoch || p.finished) return p;
-    const next = { ...p, answered: p.answered + 1 };
-    if (!nextEpochDue(next, hardFilterEnabled)) return next;
-    emitEpoch = p.epoch + 1;
-    return { ...next, epoch: p.epoch + 1, answered: 0 };
-  });
+  await updateProgress(
+    deps,
+    (p) => {
+      if (!p || p.stage !== stage || p.epoch !== epoch || p.finished) return p;
+      const next = { ...p, answered: p.answered + 1 };
+      if (!nextEpochDue(next, hardFilterEnabled)) return next;
+      emitEpoch = p.epoch + 1;
+      return { ...next, epoch: p.epoch + 1, answered: 0 };
+    },
+    // a count alone may wait; a new pass is written before it is emitted
+    (next, current) => next.epoch === current?.epoch,
+  );
   if (emitEpoch === undefined) return [];
   const { questions } = await stageSet(stage, deps);
   let lines = questions;

@@ -115,6 +115,12 @@ export class Learner {
   #pending: PendingGroup[];
   /** a call failed part-way: memory may be ahead of the store, so the next call restores first */
   #restoreFirst = false;
+  /**
+   * groups dropped (stale, or outside the success-rate bounds) since the last committed step: in
+   * memory only until the step writes the state (a crash loses these counts; the groups
+   * themselves are not lost: dropped is their outcome either way, and a redelivery counts again)
+   */
+  #uncounted = { rejected: 0, stale: 0 };
 
   private constructor(options: LearnerOptions, state: LearnerState, pending: PendingGroup[]) {
     this.#o = options;
@@ -153,6 +159,8 @@ export class Learner {
       pending.push(entry);
     }
     pending.sort((a, b) => a.arrival - b.arrival);
+    // arrivals are written with each pending entry, the state only at steps
+    state.arrivals = Math.max(state.arrivals, ...pending.map((p) => p.arrival + 1));
     return { state, pending };
   }
 
@@ -181,6 +189,9 @@ export class Learner {
   async onGroup(group: RolloutGroupData): Promise<EmittedEvent[]> {
     if (this.#restoreFirst) {
       const { state, pending } = await Learner.#restore(this.#o);
+      // dropped groups counted since the last committed step are not in the store: keep them
+      state.rejectedSinceStep += this.#uncounted.rejected;
+      state.staleDropped += this.#uncounted.stale;
       this.#state = state;
       this.#pending = pending;
       this.#restoreFirst = false;
@@ -203,22 +214,23 @@ export class Learner {
     // a group already pending is a redelivery: it may be the one whose step did not run (a crash
     // or an outage after it was stored), so the step below still runs
     if (!this.#pending.some((p) => groupKey(p.group) === key)) {
+      // dropped groups only count (metrics, written with the next step): a state write per
+      // dropped group was most of the learner's I/O, with most groups all right or all wrong
       if (group.policyVersion + spec.maxStaleness < this.#state.step) {
         this.#state.staleDropped++;
-        await this.#saveState();
+        this.#uncounted.stale++;
         return [];
       }
       if (!judgeGroup(group.successRate, spec.groupFilter).keep) {
         this.#state.rejectedSinceStep++;
-        await this.#saveState();
+        this.#uncounted.rejected++;
         return [];
       }
+      // the pending entry carries its arrival number: a restart takes the counter from the entries
       const entry: PendingGroup = { arrival: this.#state.arrivals, group };
       await this.#o.store.put(this.#pendingKey(key), JSON.stringify(entry));
       this.#state.arrivals++;
       this.#pending.push(entry);
-      // the arrival counter must survive a restart before the next step
-      await this.#saveState();
     }
     const events: EmittedEvent[] = [];
     while (this.#pending.length >= spec.promptsPerStep && !this.#state.finished) {
@@ -401,6 +413,7 @@ export class Learner {
       lastStepKeys: batchKeys,
     };
     await this.#saveState();
+    this.#uncounted = { rejected: 0, stale: 0 };
     this.#pending = this.#pending.filter((p) => !batchKeys.includes(groupKey(p.group)));
     for (const k of batchKeys) await store.delete(this.#pendingKey(k));
     await removeCheckpointFolder(store, resumeFolder(keys, step - 1));
