@@ -389,7 +389,10 @@ async function updateProgress(
   const { runPrefix } = deps.services.config;
   return progressLocks.run(runPrefix, async () => {
     let cache = progressCache.get(deps.store);
-    if (!cache) progressCache.set(deps.store, (cache = new Map()));
+    if (!cache) {
+      cache = new Map();
+      progressCache.set(deps.store, cache);
+    }
     const cached = cache.get(runPrefix);
     const current = cached ? cached.progress : await readProgress(deps.store, runPrefix);
     const next = change(current);
