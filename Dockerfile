@@ -36,6 +36,8 @@ COPY cli ./cli
 COPY functions ./functions
 COPY operator ./operator
 COPY manifests ./manifests
+# the datasets that ship with questa (builtin: in a resource), with their SOURCE.md files
+COPY datasets ./datasets
 # an unprivileged user, matching the chart's securityContext (runAsNonRoot)
 USER node
 ENTRYPOINT ["node", "bin/questa.js"]

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
+import { DatasetRefSchema } from "../contracts/questatraining.ts";
 import { InputError } from "../runtime/errors.ts";
-import { loadDatasetSource, requireRecords } from "./dataset-source.ts";
+import { datasetSourceOf, loadDatasetSource, requireRecords } from "./dataset-source.ts";
 
 const rows = [
   { problem: "p1", answer: "1", level: 1 },
@@ -47,5 +48,39 @@ describe("loadDatasetSource", () => {
     expect(() => requireRecords(read, { name: "math", uri: "math.jsonl" }, "x")).toThrow(/check its format/);
     const kept = await loadDatasetSource({ name: "math", uri: "math.jsonl" }, open);
     expect(() => requireRecords(kept, source, "x")).not.toThrow();
+  });
+
+  it("reads the datasets that ship with questa by name, with their own format and mapping", async () => {
+    const nowhere = async () => undefined; // never asked: a built-in dataset is part of the installation
+    const counts: Record<string, number> = {};
+    for (const builtin of DatasetRefSchema.shape.builtin.unwrap().options) {
+      const source = datasetSourceOf(DatasetRefSchema.parse({ name: "b", builtin }));
+      const read = await loadDatasetSource(source, nowhere);
+      expect(read.badRows, builtin).toEqual([]);
+      counts[builtin] = read.records.length;
+    }
+    expect(counts).toEqual({
+      aime24: 30,
+      aime25: 30,
+      "hmmt-feb-2025": 30,
+      "math-500": 500,
+      "deepscaler-aime": 975,
+    });
+    // where, offset and limit apply as to a file
+    const level5 = datasetSourceOf(
+      DatasetRefSchema.parse({ name: "m", builtin: "math-500", where: { level: ["5"] }, limit: 3 }),
+    );
+    expect((await loadDatasetSource(level5, nowhere)).records).toHaveLength(3);
+  });
+
+  it("takes exactly one of uri, builtin and synthetic", () => {
+    const problem = (ref: object) =>
+      DatasetRefSchema.safeParse({ name: "d", ...ref }).error?.issues[0]?.message;
+    expect(problem({ builtin: "aime24", uri: "s3://b/k" })).toBe(
+      "set exactly one of uri, builtin and synthetic",
+    );
+    expect(problem({})).toBe("set exactly one of uri, builtin and synthetic");
+    expect(problem({ builtin: "aime26" })).toMatch(/aime24/);
+    expect(problem({ builtin: "aime24" })).toBeUndefined();
   });
 });

@@ -1,4 +1,5 @@
 import type { DatasetRef } from "../contracts/questatraining.ts";
+import { BUILTIN_DATASETS, isBuiltinDataset, readBuiltinDataset } from "../questa/builtin-datasets.ts";
 import type { DatasetMappingName } from "../questa/dataset-readers.ts";
 import { type DatasetReadResult, type FieldMapping, parseDataset } from "../questa/dataset-readers.ts";
 import type { MathRecord } from "../questa/record.ts";
@@ -7,13 +8,15 @@ import { InputError } from "../runtime/errors.ts";
 import type { ObjectStore } from "../runtime/object-store.ts";
 import type { DatasetSource } from "./schema.ts";
 
-/** A spec's dataset reference as the readers take it. */
+/** A spec's dataset reference as the readers take it (a built-in one brings its format and mapping). */
 export function datasetSourceOf(ref: DatasetRef): DatasetSource {
+  const builtin = ref.builtin === undefined ? undefined : BUILTIN_DATASETS[ref.builtin];
   return {
     name: ref.name,
-    mapping: ref.mapping,
-    format: ref.format,
+    mapping: builtin && ref.mapping === "auto" ? builtin.mapping : ref.mapping,
+    format: builtin ? builtin.format : ref.format,
     ...(ref.uri === undefined ? {} : { uri: ref.uri }),
+    ...(ref.builtin === undefined ? {} : { builtin: ref.builtin }),
     ...(ref.synthetic === undefined ? {} : { synthetic: ref.synthetic }),
     ...(ref.where === undefined ? {} : { where: ref.where }),
     ...(ref.offset === undefined ? {} : { offset: ref.offset }),
@@ -56,9 +59,31 @@ async function readDatasetSource(source: DatasetSource, open: OpenDataset): Prom
     }));
     return { source: source.name, records, badRows: [], totalRows: records.length };
   }
+  if (source.builtin !== undefined) {
+    const { builtin } = source;
+    if (!isBuiltinDataset(builtin)) {
+      throw new InputError("dataset_unknown_builtin", [
+        {
+          path: `datasets.${source.name}.builtin`,
+          message: `no dataset ships as ${JSON.stringify(builtin)}`,
+          hint: `one of ${Object.keys(BUILTIN_DATASETS).join(", ")}`,
+        },
+      ]);
+    }
+    return parseDataset(await readBuiltinDataset(builtin), {
+      source: source.name,
+      mapping: (source.mapping ?? "auto") as FieldMapping | DatasetMappingName | "auto",
+      name: `builtin:${builtin}`,
+      format: BUILTIN_DATASETS[builtin].format,
+      ...(source.where === undefined ? {} : { where: source.where }),
+    });
+  }
   if (source.uri === undefined) {
     throw new InputError("dataset_without_location", [
-      { path: `datasets.${source.name}.uri`, message: "a dataset needs a uri or synthetic settings" },
+      {
+        path: `datasets.${source.name}.uri`,
+        message: "a dataset needs a uri, a builtin name or synthetic settings",
+      },
     ]);
   }
   const bytes = await open(source.uri);

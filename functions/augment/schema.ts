@@ -10,6 +10,8 @@ export const DatasetSourceSchema = z.object({
   name: z.string().min(1),
   /** where the file is: an object key, `s3://bucket/key` or a local path (see `openDataset`) */
   uri: z.string().min(1).optional(),
+  /** a dataset that ships with questa (functions/questa/builtin-datasets.ts) */
+  builtin: z.string().min(1).optional(),
   format: z.enum(["jsonl", "json", "parquet"]).optional(),
   mapping: z.union([z.string().min(1), FieldMappingSchema]).default("auto"),
   synthetic: z

@@ -127,6 +127,13 @@ export const DatasetMappingSchema = z
   .enum(["openr1", "questa", "aime24", "aime25", "hmmt-feb-2025", "math-500", "deepscaler-aime", "auto"])
   .describe("how records map to problem, answer and solution: a known source's field names, or auto-detect");
 
+export const BuiltinDatasetNameSchema = z
+  .enum(["aime24", "aime25", "hmmt-feb-2025", "math-500", "deepscaler-aime"])
+  .describe(
+    "a dataset that ships with questa (datasets/ in the repository and the image): the AIME 2024, AIME 2025, HMMT February 2025 and MATH-500 benchmarks, or DeepScaleR's AIME training sample",
+  );
+export type BuiltinDatasetName = z.infer<typeof BuiltinDatasetNameSchema>;
+
 export const DatasetRefSchema = z
   .strictObject({
     name: z.string().regex(DNS_LABEL).max(63).describe("short name used in events, object keys and reports"),
@@ -135,8 +142,9 @@ export const DatasetRefSchema = z
       .min(1)
       .optional()
       .describe(
-        "object-store URI (s3://bucket/key) or local path of the data file; omit for a synthetic set",
+        "object-store URI (s3://bucket/key) or local path of the data file; omit for a built-in or synthetic set",
       ),
+    builtin: BuiltinDatasetNameSchema.optional(),
     format: z
       .enum(["jsonl", "json", "parquet"])
       .default("jsonl")
@@ -162,8 +170,8 @@ export const DatasetRefSchema = z
       .optional()
       .describe("use at most this many records (after offset), e.g. a quick evaluation on a CPU"),
   })
-  .refine((d) => (d.uri === undefined) !== (d.synthetic === undefined), {
-    message: "set exactly one of uri and synthetic",
+  .refine((d) => [d.uri, d.builtin, d.synthetic].filter((x) => x !== undefined).length === 1, {
+    message: "set exactly one of uri, builtin and synthetic",
     path: ["uri"],
   })
   .refine((d) => d.where === undefined || d.synthetic === undefined, {
@@ -171,9 +179,13 @@ export const DatasetRefSchema = z
     path: ["where"],
   })
   .meta({
-    description: "a dataset: a file in the object store, or the built-in synthetic task",
+    description: "a dataset: a file in the object store, one that ships with questa, or the synthetic task",
     ...cel(
-      ["has(self.uri) != has(self.synthetic)", "set exactly one of uri and synthetic", ".uri"],
+      [
+        "(has(self.uri) ? 1 : 0) + (has(self.builtin) ? 1 : 0) + (has(self.synthetic) ? 1 : 0) == 1",
+        "set exactly one of uri, builtin and synthetic",
+        ".uri",
+      ],
       [
         "!has(self.where) || !has(self.synthetic)",
         "where selects rows of a file; the synthetic task has no fields to select on",
