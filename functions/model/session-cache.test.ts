@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { GraphBuilder } from "./graph/graph-builder.ts";
 import { toOnnxModel } from "./graph/onnx-export.ts";
 import { GraphSession } from "./ort-backend.ts";
@@ -20,9 +20,8 @@ describe("SessionCache", () => {
     };
     const held = await cache.acquire("a", create);
     for (const key of ["b", "c", "d"]) (await cache.acquire(key, create)).release();
-    await new Promise((r) => setTimeout(r, 0));
-    // "a" is in use and survives; of b, c, d only the most recent idle one fits
-    expect(cache.size).toBe(2);
+    // "a" is in use and survives; of b, c, d only the most recent idle one fits (eviction is async)
+    await vi.waitFor(() => expect(cache.size).toBe(2));
     const out = await held.session.run({ x: { dtype: "float32", data: Float32Array.of(2), dims: [1] } });
     expect(Array.from(out.y!.data as Float32Array)).toEqual([-2]);
     held.release();
