@@ -277,27 +277,13 @@ export class Learner {
     const { engine, store, keys, clock, learner: spec, run } = this.#o;
     const started = clock.now();
     const shards = await Promise.all(batch.map((p) => this.#readShard(p.group.shard)));
-    const advantages = computeAdvantages(
-      shards.map((s) => s.responses.map((r) => r.reward)),
-      spec.advantage,
+    const samples = ppoSamples(
+      shards,
+      computeAdvantages(
+        shards.map((s) => s.responses.map((r) => r.reward)),
+        spec.advantage,
+      ),
     );
-    const samples: PpoSample[] = [];
-    shards.forEach((shard, g) => {
-      const promptLength = shard.promptTokens.length;
-      shard.responses.forEach((response, r) => {
-        const tokens = [...shard.promptTokens, ...response.tokens];
-        const advantage = advantages[g]?.[r] ?? 0;
-        const lossMask = tokens.map((_, i) => (i >= promptLength ? 1 : 0));
-        samples.push({
-          tokens,
-          lossMask,
-          advantages: lossMask.map((m) => m * advantage),
-          behaviourLogProbs: tokens.map((_, i) =>
-            i >= promptLength ? (response.logProbs[i - promptLength] ?? 0) : 0,
-          ),
-        });
-      });
-    });
     const metrics = await engine.trainPpo(samples, this.#settings());
     const step = this.#state.step + 1;
     const rewards = shards.flatMap((s) => s.responses.map((r) => r.reward));
@@ -351,50 +337,13 @@ export class Learner {
       events.push(this.#checkpointEvent(step, stage, fullReason, ref));
     }
     const hintRatio = currentRatio(this.#o.curriculum, observed.state);
-    events.push({
-      definition: RunStatus,
-      data: { run, kind: "step", step, stage, hintRatio, metrics: stepMetrics },
-      key: run,
-      id: `${run}:status:step:${step}`,
-    });
-    for (const t of observed.transitions) {
-      if (t.toStage === null) continue;
-      events.push({
-        definition: CurriculumStageChanged,
-        data: {
-          run,
-          fromStage: t.fromStage,
-          toStage: t.toStage,
-          ratio: t.toRatio ?? 0,
-          step: t.atStep,
-          reason: t.reason,
-          ...(t.entropy === undefined ? {} : { entropy: t.entropy }),
-        },
-        key: run,
-        id: `${run}:stage:${t.toStage}`,
-      });
-      events.push({
-        definition: RunStatus,
-        data: {
-          run,
-          kind: "stage",
-          step,
-          stage: t.toStage,
-          hintRatio: t.toRatio ?? 0,
-          message: `curriculum stage ${t.fromStage} -> ${t.toStage} (${t.reason}); hint ratio ${t.fromRatio} -> ${t.toRatio}`,
-        },
-        key: run,
-        id: `${run}:status:stage:${t.toStage}`,
-      });
-    }
-    if (finished) {
-      events.push({
-        definition: RunStatus,
-        data: { run, kind: "finished", step, stage, hintRatio, message: `finished ${step} steps` },
-        key: run,
-        id: `${run}:status:finished`,
-      });
-    }
+    events.push(
+      ...stepStatusEvents(
+        run,
+        { step, stage, hintRatio, metrics: stepMetrics, finished },
+        observed.transitions,
+      ),
+    );
     const batchKeys = batch.map((p) => groupKey(p.group));
     this.#state = {
       ...this.#state,
@@ -490,4 +439,82 @@ function mean(values: readonly number[]): number {
 function samplingSpeed(speeds: readonly (number | undefined)[]): { samplingTokensPerSecond?: number } {
   const known = speeds.filter((s): s is number => s !== undefined);
   return known.length === 0 ? {} : { samplingTokensPerSecond: mean(known) };
+}
+
+/** the run.status and curriculum events of a committed step (its checkpoint events come first) */
+function stepStatusEvents(
+  run: string,
+  s: { step: number; stage: number; hintRatio: number; metrics: StepMetrics; finished: boolean },
+  transitions: ReturnType<typeof observeCurriculum>["transitions"],
+): EmittedEvent[] {
+  const { step, stage, hintRatio, finished } = s;
+  const events: EmittedEvent[] = [];
+  events.push({
+    definition: RunStatus,
+    data: { run, kind: "step", step, stage, hintRatio, metrics: s.metrics },
+    key: run,
+    id: `${run}:status:step:${step}`,
+  });
+  for (const t of transitions) {
+    if (t.toStage === null) continue;
+    events.push({
+      definition: CurriculumStageChanged,
+      data: {
+        run,
+        fromStage: t.fromStage,
+        toStage: t.toStage,
+        ratio: t.toRatio ?? 0,
+        step: t.atStep,
+        reason: t.reason,
+        ...(t.entropy === undefined ? {} : { entropy: t.entropy }),
+      },
+      key: run,
+      id: `${run}:stage:${t.toStage}`,
+    });
+    events.push({
+      definition: RunStatus,
+      data: {
+        run,
+        kind: "stage",
+        step,
+        stage: t.toStage,
+        hintRatio: t.toRatio ?? 0,
+        message: `curriculum stage ${t.fromStage} -> ${t.toStage} (${t.reason}); hint ratio ${t.fromRatio} -> ${t.toRatio}`,
+      },
+      key: run,
+      id: `${run}:status:stage:${t.toStage}`,
+    });
+  }
+  if (finished) {
+    events.push({
+      definition: RunStatus,
+      data: { run, kind: "finished", step, stage, hintRatio, message: `finished ${step} steps` },
+      key: run,
+      id: `${run}:status:finished`,
+    });
+  }
+  return events;
+}
+
+/** each response of each shard as a PPO sample: prompt + response tokens, its advantage on the response */
+function ppoSamples(
+  shards: readonly RolloutShard[],
+  advantages: readonly (readonly number[])[],
+): PpoSample[] {
+  return shards.flatMap((shard, g) => {
+    const promptLength = shard.promptTokens.length;
+    return shard.responses.map((response, r) => {
+      const tokens = [...shard.promptTokens, ...response.tokens];
+      const advantage = advantages[g]?.[r] ?? 0;
+      const lossMask = tokens.map((_, i) => (i >= promptLength ? 1 : 0));
+      return {
+        tokens,
+        lossMask,
+        advantages: lossMask.map((m) => m * advantage),
+        behaviourLogProbs: tokens.map((_, i) =>
+          i >= promptLength ? (response.logProbs[i - promptLength] ?? 0) : 0,
+        ),
+      };
+    });
+  });
 }
