@@ -8,9 +8,9 @@ import { randomBytes } from "node:crypto";
 import { createWriteStream } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { EvaluationResultData } from "../functions/contracts/events.ts";
 import type { QuestATraining, QuestATrainingSpec } from "../functions/contracts/questatraining.ts";
 import { RunKeys } from "../functions/contracts/run-keys.ts";
+import type { RunOutcome } from "../functions/host/embedded-run.ts";
 import { type RunProgress, RunWatcher } from "../functions/host/run-watcher.ts";
 import { InputError } from "../functions/runtime/errors.ts";
 import { KafkaBus, type KafkaLogger } from "../functions/runtime/kafka-bus.ts";
@@ -98,17 +98,9 @@ export interface ProcessRunOptions {
   onComplete?: () => void;
 }
 
-export interface ProcessRunSummary {
-  run: string;
+export interface ProcessRunSummary extends RunOutcome {
   objects: string;
   logDir: string;
-  finished: boolean;
-  interrupted: boolean;
-  step: number;
-  evaluations: EvaluationResultData[];
-  deadLetters: number;
-  /** dead letters by reason */
-  deadLetterReasons: Record<string, number>;
   /** the run's dead-letter topic */
   deadLetterTopic: string;
   /** the functions run in other processes: what the run's events tell of its speed */

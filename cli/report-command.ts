@@ -1,4 +1,4 @@
-import { readFile, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import { basename, join, relative, resolve } from "node:path";
 import { z } from "zod";
 import {
@@ -13,12 +13,13 @@ import {
   type EvaluationProblemResult,
   EvaluationProblemResultSchema,
 } from "../functions/contracts/shards.ts";
-import { isErrno, writeFileAtomic } from "../functions/runtime/atomic-file.ts";
+import { readTextIfPresent, writeFileAtomic } from "../functions/runtime/atomic-file.ts";
 import { InputError, type InputIssue } from "../functions/runtime/errors.ts";
 import type { CloudEvent } from "../functions/runtime/event-definition.ts";
 import { FsObjectStore } from "../functions/runtime/fs-object-store.ts";
 import { eventLogPath, listEventLogTopics, readEventLogFile } from "../functions/runtime/memory-bus.ts";
 import { sha256Hex } from "../functions/runtime/sha256.ts";
+import { parseJsonWith } from "../functions/runtime/stored-json.ts";
 import { parseArgs } from "./args.ts";
 import type { CommandDefinition, CommandRun } from "./io.ts";
 import { renderChart, reportCharts } from "./report-charts.ts";
@@ -149,22 +150,10 @@ async function readResults(
 }
 
 async function readSpec(dir: string, argument: string): Promise<RunEvents["spec"]> {
-  const path = join(dir, "run.json");
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (error) {
-    if (isErrno(error, "ENOENT")) return undefined;
-    throw error;
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  const parsed = RunFileSchema.safeParse(json);
-  if (!parsed.success) {
+  const text = await readTextIfPresent(join(dir, "run.json"));
+  if (text === undefined) return undefined;
+  const parsed = parseJsonWith(text, RunFileSchema);
+  if (!parsed.ok) {
     throw new InputError("report.bad_run_file", [
       {
         path: join(argument, "run.json"),
@@ -173,7 +162,7 @@ async function readSpec(dir: string, argument: string): Promise<RunEvents["spec"
       },
     ]);
   }
-  return parsed.data.spec;
+  return parsed.value.spec;
 }
 
 /** Reads a local run's events, spec and evaluation results; `argument` is how the user named it. */

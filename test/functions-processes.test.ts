@@ -4,13 +4,10 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, inject, it } from "vitest";
 import { parse, stringify } from "yaml";
-import { eventDefinition } from "../functions/contracts/registry.ts";
-import { parseBinaryMessage } from "../functions/runtime/cloudevents.ts";
 import { DeadLetter } from "../functions/runtime/dead-letter.ts";
 import { KafkaBus } from "../functions/runtime/kafka-bus.ts";
 import { S3ObjectStore } from "../functions/runtime/s3-object-store.ts";
-import { logicalTopics } from "../operator/resources/topics.ts";
-import { readTopics } from "./questa-cli.ts";
+import { announcedSteps, readRunEvents } from "./questa-cli.ts";
 import { testTempDir } from "./temp-dir.ts";
 
 // `questa run FILE --kafka --s3`: the four functions as separate processes against the real Kafka
@@ -119,33 +116,10 @@ describe("questa run --kafka --s3 (functions as processes)", () => {
       credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
     });
     try {
-      const messages = await readTopics(
-        bus,
-        [...logicalTopics(), "dead-letter"].map((t) => `${topicPrefix}.${t}`),
-      );
-      const events = messages.map((m) => {
-        const parsed = parseBinaryMessage(m);
-        if (!parsed.ok) throw parsed.error;
-        return parsed.value;
-      });
-      for (const event of events) {
-        const definition = eventDefinition(event.type);
-        expect(definition, event.type).toBeDefined();
-        expect(definition?.data.safeParse(event.data).success, `${event.type} ${event.id}`).toBe(true);
-      }
+      const events = await readRunEvents(bus, topicPrefix);
       expect(events.filter((e) => e.type === DeadLetter.type)).toEqual([]);
       // one step per step 1..8: an event published again (redelivery after the kill) has the same id and data
-      const steps = new Map<string, unknown>();
-      for (const event of events) {
-        if (event.type !== "dev.questa.run.status.v1") continue;
-        const data = event.data as { kind: string; step: number };
-        if (data.kind !== "step") continue;
-        const seen = steps.get(event.id);
-        if (seen !== undefined) expect(event.data).toEqual(seen);
-        steps.set(event.id, event.data);
-      }
-      const stepNumbers = [...steps.values()].map((d) => (d as { step: number }).step).sort((a, b) => a - b);
-      expect(stepNumbers).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+      expect(announcedSteps(events)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
 
       // S3: the checkpoints of the start, the interval, the stage end (3) and the end, each once; nothing pending
       const checkpoints = (await store.list("tiny-run/checkpoints/"))

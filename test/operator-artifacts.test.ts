@@ -82,14 +82,6 @@ async function writeRunObjects(run: string): Promise<string[]> {
 
 beforeAll(async () => {
   await installChart(bin, kubeconfig, kube.operatorNamespace);
-  await mustTool(bin, "kubectl", [
-    "--kubeconfig",
-    kubeconfig,
-    "wait",
-    "--for=condition=Established",
-    "--timeout=30s",
-    "crd/questatrainings.questa.dev",
-  ]);
   namespace = await createNamespace(bin, kubeconfig, "artifacts");
   bucketStore = new S3ObjectStore({ bucket, endpoint: s3.endpoint, region: s3.region, credentials });
   stores.push(bucketStore);

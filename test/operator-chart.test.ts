@@ -35,8 +35,8 @@ describe("helm chart and CRD against a real kube-apiserver", () => {
   });
 
   it("installs with helm; the CRD is established and structural; kubectl explain works", async () => {
+    // installChart waits until the CRD is established
     await installChart(bin, kubeconfig, operatorNamespace);
-    await kubectl("wait", "--for=condition=Established", "--timeout=30s", "crd/questatrainings.questa.dev");
     const crd = JSON.parse(await kubectl("get", "crd", "questatrainings.questa.dev", "-o", "json")) as {
       status: { conditions: { type: string; status: string; reason: string }[] };
     };

@@ -10,7 +10,6 @@ import {
   installChart,
   kubeContext,
   kubectlApply,
-  mustTool,
   repoRoot,
   trainingYaml,
 } from "./infra/kube-test-helpers.ts";
@@ -30,14 +29,6 @@ let output = "";
 
 beforeAll(async () => {
   await installChart(bin, kubeconfig, operatorNamespace);
-  await mustTool(bin, "kubectl", [
-    "--kubeconfig",
-    kubeconfig,
-    "wait",
-    "--for=condition=Established",
-    "--timeout=30s",
-    "crd/questatrainings.questa.dev",
-  ]);
   namespace = await createNamespace(bin, kubeconfig, "main");
   port = await freePort();
 });

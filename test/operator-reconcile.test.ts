@@ -139,14 +139,6 @@ async function publish(topic: string, type: string, data: unknown, id: string): 
 
 beforeAll(async () => {
   await installChart(bin, kubeconfig, operatorNamespace);
-  await mustTool(bin, "kubectl", [
-    "--kubeconfig",
-    kubeconfig,
-    "wait",
-    "--for=condition=Established",
-    "--timeout=30s",
-    "crd/questatrainings.questa.dev",
-  ]);
   namespace = await createNamespace(bin, kubeconfig, "reconcile");
   test = startTestOperator(
     operatorKubeconfig,

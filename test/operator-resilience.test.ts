@@ -49,14 +49,6 @@ async function leaseHolder(): Promise<string | undefined> {
 
 beforeAll(async () => {
   await installChart(bin, kubeconfig, operatorNamespace);
-  await mustTool(bin, "kubectl", [
-    "--kubeconfig",
-    kubeconfig,
-    "wait",
-    "--for=condition=Established",
-    "--timeout=30s",
-    "crd/questatrainings.questa.dev",
-  ]);
   namespace = await createNamespace(bin, kubeconfig, "resilience");
 });
 
@@ -138,14 +130,6 @@ describe("operator resilience to its API server going away", () => {
     cluster = await startKubeTestCluster({ operatorNamespace: "questa-system" });
     privateAdmin = new ClientNodeKubeApi(loadKubeConfig({ kubeconfigPath: cluster.kubeconfig }));
     await installChart(cluster.binDir, cluster.kubeconfig, "questa-system");
-    await mustTool(cluster.binDir, "kubectl", [
-      "--kubeconfig",
-      cluster.kubeconfig,
-      "wait",
-      "--for=condition=Established",
-      "--timeout=30s",
-      "crd/questatrainings.questa.dev",
-    ]);
     await mustTool(cluster.binDir, "kubectl", [
       "--kubeconfig",
       cluster.kubeconfig,

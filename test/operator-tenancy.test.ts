@@ -146,14 +146,6 @@ async function deleteRun(namespace: string, name: string): Promise<void> {
 beforeAll(async () => {
   silent = await startSilentEndpoint();
   await installChart(bin, kubeconfig, kube.operatorNamespace);
-  await mustTool(bin, "kubectl", [
-    "--kubeconfig",
-    kubeconfig,
-    "wait",
-    "--for=condition=Established",
-    "--timeout=30s",
-    "crd/questatrainings.questa.dev",
-  ]);
   const shared = new S3ObjectStore({ bucket, endpoint: s3.endpoint, region: s3.region, credentials });
   stores.push(shared);
   await shared.ensureBucket();

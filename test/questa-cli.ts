@@ -2,8 +2,12 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { expect } from "vitest";
+import { eventDefinition } from "../functions/contracts/registry.ts";
 import type { BusMessage } from "../functions/runtime/bus.ts";
+import { parseBinaryMessage } from "../functions/runtime/cloudevents.ts";
+import type { CloudEvent } from "../functions/runtime/event-definition.ts";
 import type { KafkaBus } from "../functions/runtime/kafka-bus.ts";
+import { logicalTopics } from "../operator/resources/topics.ts";
 
 const root = join(import.meta.dirname, "..");
 
@@ -38,4 +42,42 @@ export async function readTopics(bus: KafkaBus, topics: string[]): Promise<BusMe
   await expect.poll(() => messages.length, { timeout: 60_000, interval: 100 }).toBe(expected);
   await reader.stop();
   return messages;
+}
+
+/** every event on a run's topics (dead letters included), each checked as a valid CloudEvent of a known type */
+export async function readRunEvents(bus: KafkaBus, topicPrefix: string): Promise<CloudEvent<unknown>[]> {
+  const messages = await readTopics(
+    bus,
+    [...logicalTopics(), "dead-letter"].map((t) => `${topicPrefix}.${t}`),
+  );
+  const events = messages.map((m) => {
+    const parsed = parseBinaryMessage(m);
+    if (!parsed.ok) throw parsed.error;
+    return parsed.value;
+  });
+  for (const event of events) {
+    const definition = eventDefinition(event.type);
+    expect(definition, event.type).toBeDefined();
+    expect(definition?.data.safeParse(event.data).success, `${event.type} ${event.id}`).toBe(true);
+  }
+  return events;
+}
+
+/**
+ * The steps the run's step events announce, sorted; an event published again (a redelivery after
+ * a kill) must carry the same id and the same data, so each step counts once.
+ */
+export function announcedSteps(
+  events: readonly Pick<CloudEvent<unknown>, "type" | "id" | "data">[],
+): number[] {
+  const steps = new Map<string, unknown>();
+  for (const event of events) {
+    if (event.type !== "dev.questa.run.status.v1") continue;
+    const data = event.data as { kind: string; step: number };
+    if (data.kind !== "step") continue;
+    const seen = steps.get(event.id);
+    if (seen !== undefined) expect(event.data).toEqual(seen);
+    steps.set(event.id, event.data);
+  }
+  return [...steps.values()].map((d) => (d as { step: number }).step).sort((a, b) => a - b);
 }

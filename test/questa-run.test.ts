@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { eventDefinition } from "../functions/contracts/registry.ts";
 import { eventLogPath, listEventLogTopics, readEventLogFile } from "../functions/runtime/memory-bus.ts";
+import { announcedSteps } from "./questa-cli.ts";
 import { testTempDir } from "./temp-dir.ts";
 
 const root = join(import.meta.dirname, "..");
@@ -92,16 +93,6 @@ describe("questa run (embedded)", () => {
       expect(types.has(type), type).toBe(true);
     }
     // one step event per step 1..8: an event published twice carries the same id and the same data
-    const steps = new Map<string, unknown>();
-    for (const event of events) {
-      if (event.type !== "dev.questa.run.status.v1") continue;
-      const data = event.data as { kind: string; step: number };
-      if (data.kind !== "step") continue;
-      const seen = steps.get(event.id);
-      if (seen !== undefined) expect(event.data).toEqual(seen);
-      steps.set(event.id, event.data);
-    }
-    const stepNumbers = [...steps.values()].map((d) => (d as { step: number }).step).sort((a, b) => a - b);
-    expect(stepNumbers).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(announcedSteps(events)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
   }, 600_000);
 });

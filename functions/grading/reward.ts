@@ -74,14 +74,7 @@ export function gradeResponse(gold: string, response: string, options: GradeOpti
   }
   const maxResponse = options.maxResponseChars ?? DEFAULT_MAX_RESPONSE_CHARS;
   if (response.length > maxResponse) {
-    return {
-      reward: 0,
-      equal: false,
-      extracted: null,
-      reason: "parse_error",
-      mode,
-      detail: `response longer than ${maxResponse} characters`,
-    };
+    return parseError(mode, `response longer than ${maxResponse} characters`);
   }
   let found: ReturnType<typeof extractFinalAnswer>;
   let goldAnswer: string;
@@ -131,12 +124,10 @@ function graded(
 
 /** the result for inputs that are not strings (a caller's mistake, reported rather than thrown) */
 function notStrings(mode: GradingMode, what: string): GradeResult {
-  return {
-    reward: 0,
-    equal: false,
-    extracted: null,
-    reason: "parse_error",
-    mode,
-    detail: `${what} must be strings`,
-  };
+  return parseError(mode, `${what} must be strings`);
+}
+
+/** no reward for input the grader cannot read, with why */
+function parseError(mode: GradingMode, detail: string): GradeResult {
+  return { reward: 0, equal: false, extracted: null, reason: "parse_error", mode, detail };
 }

@@ -76,9 +76,9 @@ export interface LoopTiming {
   trainTokensPerSecond: number | undefined;
 }
 
-export interface RunSummary {
+/** how a run (embedded, or its functions as processes) ended, from its events */
+export interface RunOutcome {
   run: string;
-  runDir: string;
   finished: boolean;
   interrupted: boolean;
   step: number;
@@ -86,6 +86,10 @@ export interface RunSummary {
   deadLetters: number;
   /** dead letters by reason */
   deadLetterReasons: Record<string, number>;
+}
+
+export interface RunSummary extends RunOutcome {
+  runDir: string;
   timing: LoopTiming;
 }
 

@@ -1,5 +1,5 @@
 import { type Hash, randomBytes } from "node:crypto";
-import { mkdir, open, rename, rm } from "node:fs/promises";
+import { mkdir, open, readFile, rename, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 
 /** fsyncs a directory so a rename or link inside it survives a power loss (best effort on platforms without it). */
@@ -88,6 +88,16 @@ export async function writeFileAtomic(path: string, body: Uint8Array | string): 
     throw error;
   }
   await fsyncDirectory(dir);
+}
+
+/** a local file's text, or undefined when there is no such file (other errors are thrown) */
+export async function readTextIfPresent(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, "utf8");
+  } catch (error) {
+    if (isErrno(error, "ENOENT")) return undefined;
+    throw error;
+  }
 }
 
 export function isErrno(error: unknown, code: string): boolean {

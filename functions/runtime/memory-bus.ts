@@ -1,7 +1,7 @@
-import { mkdir, open, readdir, readFile, truncate } from "node:fs/promises";
+import { mkdir, open, readdir, truncate } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
-import { isErrno, writeFileAtomic } from "./atomic-file.ts";
+import { isErrno, readTextIfPresent, writeFileAtomic } from "./atomic-file.ts";
 import type {
   Bus,
   BusMessage,
@@ -728,13 +728,8 @@ class Journal {
 }
 
 async function readJson<T>(path: string, schema: z.ZodType<T>): Promise<T | undefined> {
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (error) {
-    if (isErrno(error, "ENOENT")) return undefined;
-    throw error;
-  }
+  const text = await readTextIfPresent(path);
+  if (text === undefined) return undefined;
   const parsed = parseJsonWith(text, schema);
   if (parsed.ok) return parsed.value;
   if (parsed.problem === "not-json") throw new Error(`${path} is not valid JSON: ${parsed.error.message}`);
@@ -750,13 +745,8 @@ export async function readEventLogFile(
   path: string,
   options: { repairTornTail?: boolean } = {},
 ): Promise<CloudEvent<unknown>[]> {
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (error) {
-    if (isErrno(error, "ENOENT")) return [];
-    throw error;
-  }
+  let text = await readTextIfPresent(path);
+  if (text === undefined) return [];
   const lastNewline = text.lastIndexOf("\n");
   if (lastNewline !== text.length - 1) {
     if (options.repairTornTail) await truncate(path, Buffer.byteLength(text.slice(0, lastNewline + 1)));

@@ -120,10 +120,21 @@ async function withLock<T>(name: string, body: () => Promise<T>): Promise<T> {
   }
 }
 
+/** `helm upgrade --install` of the chart, then waits until its CRD is established (served) */
 export async function installChart(binDir: string, kubeconfig: string, namespace: string): Promise<string> {
-  return await withLock(`helm-${createHash("sha256").update(kubeconfig).digest("hex").slice(0, 12)}`, () =>
-    installChartNow(binDir, kubeconfig, namespace),
+  const output = await withLock(
+    `helm-${createHash("sha256").update(kubeconfig).digest("hex").slice(0, 12)}`,
+    () => installChartNow(binDir, kubeconfig, namespace),
   );
+  await mustTool(binDir, "kubectl", [
+    "--kubeconfig",
+    kubeconfig,
+    "wait",
+    "--for=condition=Established",
+    "--timeout=30s",
+    "crd/questatrainings.questa.dev",
+  ]);
+  return output;
 }
 
 async function installChartNow(binDir: string, kubeconfig: string, namespace: string): Promise<string> {
