@@ -486,8 +486,62 @@ export const ReplicasSchema = z
     ...cel(["self.min <= self.max", "min must be <= max", ".min"]),
   });
 
+export const VllmSchema = z
+  .strictObject({
+    image: z
+      .string()
+      .min(1)
+      .default("vllm/vllm-openai:v0.32.0")
+      .describe("container image of the vLLM OpenAI-compatible server"),
+    replicas: positiveInt().max(1024).default(1).describe("vLLM servers; rollout requests spread over them"),
+    tensorParallelSize: positiveInt()
+      .max(64)
+      .default(1)
+      .describe("GPUs one server shards the model over (--tensor-parallel-size); at most resources.gpus"),
+    dtype: z
+      .enum(["auto", "bfloat16", "float16", "float32"])
+      .default("auto")
+      .describe("weight and activation dtype of the server (--dtype); auto follows config.json"),
+    maxModelLength: positiveInt()
+      .max(1_048_576)
+      .optional()
+      .describe("longest prompt + response the server accepts (--max-model-len); default: the model's own"),
+    gpuMemoryUtilization: z
+      .number()
+      .gt(0)
+      .max(1)
+      .default(0.9)
+      .describe("share of each GPU's memory the server may take for weights and KV cache"),
+    extraArgs: z
+      .array(z.string().min(1))
+      .max(64)
+      .default([])
+      .describe("more command-line arguments of the server, passed as given (e.g. --enable-prefix-caching)"),
+    resources: ResourcesSchema.prefault({ gpus: 1 }),
+    ...placement,
+  })
+  .refine((v) => v.resources.gpus === 0 || v.tensorParallelSize <= v.resources.gpus, {
+    message: "tensorParallelSize must be <= resources.gpus (each server shards over its own GPUs)",
+    path: ["tensorParallelSize"],
+  })
+  .meta({
+    description: "the vLLM servers rollouts sample from when rollout.engine is vllm",
+    ...cel([
+      "self.resources.gpus == 0 || self.tensorParallelSize <= self.resources.gpus",
+      "tensorParallelSize must be <= resources.gpus (each server shards over its own GPUs)",
+      ".tensorParallelSize",
+    ]),
+  });
+
 export const RolloutSchema = z
   .strictObject({
+    engine: z
+      .enum(["onnx", "vllm"])
+      .default("onnx")
+      .describe(
+        "onnx: questa's onnxruntime engine in the rollout workers (CPU); vllm: the workers sample through vLLM servers (rollout.vllm), which needs a huggingface model",
+      ),
+    vllm: VllmSchema.prefault({}),
     groupSize: positiveInt().max(1024).default(16).describe("responses sampled per prompt (a group)"),
     temperature: z.number().gt(0).max(10).default(1.0).describe("sampling temperature"),
     topP: z.number().gt(0).max(1).default(1.0).describe("nucleus sampling threshold; 1 disables it"),
@@ -524,8 +578,52 @@ export const GroupFilterSchema = z
     ]),
   });
 
+export const TorchLearnerSchema = z
+  .strictObject({
+    image: z
+      .string()
+      .min(1)
+      .optional()
+      .describe("container image with questa and its PyTorch learner; default: the run's image"),
+    nodes: positiveInt().max(1024).default(1).describe("learner pods (torchrun nodes)"),
+    processesPerNode: positiveInt()
+      .max(64)
+      .optional()
+      .describe("torchrun processes per node; default: learner.resources.gpus, or 1 on the CPU"),
+    microBatchSize: positiveInt()
+      .max(4096)
+      .default(4)
+      .describe("sequences per forward/backward of one process (gradient accumulation over the rest)"),
+    activationCheckpointing: z
+      .boolean()
+      .default(true)
+      .describe(
+        "recompute each decoder layer's activations in the backward pass (less memory, ~30% more compute)",
+      ),
+    precision: z
+      .enum(["bf16", "fp32"])
+      .default("bf16")
+      .describe(
+        "bf16: parameters computed in bfloat16, gradients reduced and the optimiser kept in float32; fp32: float32 throughout",
+      ),
+    sharding: z
+      .enum(["full-shard", "shard-grad-op", "hybrid-shard"])
+      .default("full-shard")
+      .describe(
+        "FSDP2 sharding: full-shard re-shards parameters after forward (least memory, ZeRO-3); shard-grad-op keeps them gathered until backward (ZeRO-2); hybrid-shard shards within a node and replicates across nodes",
+      ),
+  })
+  .describe("the PyTorch FSDP2 learner under torchrun, when learner.engine is torch");
+
 export const LearnerSchema = z
   .strictObject({
+    engine: z
+      .enum(["onnx", "torch"])
+      .default("onnx")
+      .describe(
+        "onnx: questa's onnxruntime learner (one CPU process); torch: PyTorch FSDP2 under torchrun (learner.torch), which needs a huggingface model",
+      ),
+    torch: TorchLearnerSchema.prefault({}),
     algorithm: z
       .enum(["ppo"])
       .default("ppo")
@@ -793,6 +891,16 @@ export const QuestATrainingSpecSchema = z
       "learner.totalSteps: 0 only evaluates the starting model; add evaluation.benchmarks, or train for at least one step",
     path: ["evaluation", "benchmarks"],
   })
+  .refine((s) => s.learner.engine !== "torch" || s.model.source === "huggingface", {
+    message:
+      "learner.engine torch trains a Hugging Face model: set model.source huggingface (or learner.engine onnx)",
+    path: ["learner", "engine"],
+  })
+  .refine((s) => s.rollout.engine !== "vllm" || s.model.source === "huggingface", {
+    message:
+      "rollout.engine vllm serves a Hugging Face model: set model.source huggingface (or rollout.engine onnx)",
+    path: ["rollout", "engine"],
+  })
   .meta({
     description: "desired state of a QuestA training run",
     ...cel(
@@ -810,6 +918,16 @@ export const QuestATrainingSpecSchema = z
         "self.learner.totalSteps > 0 || size(self.evaluation.benchmarks) > 0",
         "learner.totalSteps: 0 only evaluates the starting model; add evaluation.benchmarks, or train for at least one step",
         ".evaluation.benchmarks",
+      ],
+      [
+        "self.learner.engine != 'torch' || self.model.source == 'huggingface'",
+        "learner.engine torch trains a Hugging Face model: set model.source huggingface (or learner.engine onnx)",
+        ".learner.engine",
+      ],
+      [
+        "self.rollout.engine != 'vllm' || self.model.source == 'huggingface'",
+        "rollout.engine vllm serves a Hugging Face model: set model.source huggingface (or rollout.engine onnx)",
+        ".rollout.engine",
       ],
     ),
   });
