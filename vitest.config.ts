@@ -1,9 +1,10 @@
 import { defineConfig } from "vitest/config";
 
-// Five projects: `unit` (next to the code, no servers), `integration` (test/, real Kafka, S3 and
+// Six projects: `unit` (next to the code, no servers), `integration` (test/, real Kafka, S3 and
 // kube-apiserver started by the global setups), `browser` (test/browser: pages in headless
 // Chromium), `e2e` (test/e2e: the chart and image on a real node, run last) and `chaos`
-// (test/chaos: faults injected into a Kafka and a MinIO of its own).
+// (test/chaos: faults injected into a Kafka and a MinIO of its own), and `scale` (test/scale:
+// torchrun and vLLM on the CPU; `npm run test:scale`, not part of `npm test`).
 // `npx vitest run --project unit` skips the servers.
 export default defineConfig({
   test: {
@@ -30,7 +31,7 @@ export default defineConfig({
         test: {
           name: "integration",
           include: ["test/**/*.test.ts"],
-          exclude: ["test/chaos/**", "test/browser/**", "test/e2e/**"],
+          exclude: ["test/chaos/**", "test/browser/**", "test/e2e/**", "test/scale/**"],
           globalSetup: ["test/infra/kafka-s3-setup.ts", "test/infra/kube-setup.ts"],
         },
       },
@@ -59,6 +60,19 @@ export default defineConfig({
         // faults injected into servers of its own (a broker and a MinIO it restarts): no shared setup
         extends: true,
         test: { name: "chaos", include: ["test/chaos/**/*.test.ts"] },
+      },
+      {
+        // test/scale: the engines questa hands work to at cluster scale (PyTorch FSDP2 under torchrun,
+        // vLLM), on the CPU, over the shared Kafka and MinIO; their Python venvs are installed by the
+        // global setups. Not part of `npm test` (minutes of installs and model work): `.ci/run` runs it
+        // after, with `npm run test:scale`
+        extends: true,
+        test: {
+          name: "scale",
+          include: ["test/scale/**/*.test.ts"],
+          globalSetup: ["test/infra/kafka-s3-setup.ts"],
+          testTimeout: 600_000,
+        },
       },
     ],
   },
