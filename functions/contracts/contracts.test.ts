@@ -176,6 +176,40 @@ describe("validation", () => {
     expect(hf.ok && hf.value.spec.model.prompt).toEqual({ format: "chat", enableThinking: true });
   });
 
+  it("the scale engines (vllm rollouts, torch learner) need a Hugging Face model and consistent GPU counts", () => {
+    const synthetic = validateQuestATraining(
+      minimal({ rollout: { engine: "vllm" }, learner: { engine: "torch" } }),
+    );
+    expect(synthetic.ok ? [] : synthetic.issues.map((i) => [i.path, i.message])).toEqual([
+      [
+        "spec.learner.engine",
+        "learner.engine torch trains a Hugging Face model: set model.source huggingface (or learner.engine onnx)",
+      ],
+      [
+        "spec.rollout.engine",
+        "rollout.engine vllm serves a Hugging Face model: set model.source huggingface (or rollout.engine onnx)",
+      ],
+    ]);
+    const tensorParallel = validateQuestATraining(
+      minimal({
+        model: { source: "huggingface", uri: "s3://models/qwen/" },
+        rollout: { engine: "vllm", vllm: { tensorParallelSize: 4, resources: { gpus: 2 } } },
+      }),
+    );
+    expect(tensorParallel.ok ? [] : tensorParallel.issues.map((i) => i.path)).toEqual([
+      "spec.rollout.vllm.tensorParallelSize",
+    ]);
+    const scale = validateQuestATraining(
+      minimal({
+        model: { source: "huggingface", uri: "s3://models/qwen/" },
+        rollout: { engine: "vllm", vllm: { replicas: 2 } },
+        learner: { engine: "torch", torch: { nodes: 2, processesPerNode: 8 } },
+      }),
+    );
+    expect(
+      scale.ok && [scale.value.spec.rollout.vllm.dtype, scale.value.spec.learner.torch.sharding],
+    ).toEqual(["auto", "full-shard"]);
+  });
   it("checks cross-field rules", () => {
     const bad = validateQuestATraining(
       minimal({
