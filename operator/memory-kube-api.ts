@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import {
+  type DeleteOptions,
   type KubeApi,
   KubeApiError,
   type KubeEvent,
@@ -55,10 +56,20 @@ export class MemoryKubeApi implements KubeApi {
   readonly events: KubeEvent[] = [];
   /** kinds whose objects keep `status` out of create/replace (a status subresource) */
   readonly #statusKinds = new Set<string>();
+  /** API groups not installed (their CRDs absent): not served, and creating in them is a 404 */
+  readonly #missingGroups: Set<string>;
   #version = 0;
 
-  constructor(options: { statusSubresource?: readonly ResourceKind[] } = {}) {
+  constructor(
+    options: { statusSubresource?: readonly ResourceKind[]; missingGroups?: readonly string[] } = {},
+  ) {
     for (const kind of options.statusSubresource ?? []) this.#statusKinds.add(kindKey(kind));
+    this.#missingGroups = new Set(options.missingGroups ?? []);
+  }
+
+  /** installs an API group that was missing (its CRDs applied) */
+  installGroup(group: string): void {
+    this.#missingGroups.delete(group);
   }
 
   #bucket(kind: ResourceKind): Map<string, KubeObject> {
@@ -150,6 +161,9 @@ export class MemoryKubeApi implements KubeApi {
   }
 
   async create(kind: ResourceKind, object: KubeObject): Promise<KubeObject> {
+    if (this.#missingGroups.has(kind.group)) {
+      throw new KubeApiError(404, "NotFound", "the server could not find the requested resource");
+    }
     const key = objectName(object.metadata.namespace, object.metadata.name);
     if (this.#bucket(kind).has(key)) {
       throw new KubeApiError(409, "AlreadyExists", `${kind.plural} "${object.metadata.name}" already exists`);
@@ -224,9 +238,17 @@ export class MemoryKubeApi implements KubeApi {
     return this.#store(kind, next, "MODIFIED");
   }
 
-  async delete(kind: ResourceKind, name: string, namespace?: string): Promise<boolean> {
+  async delete(
+    kind: ResourceKind,
+    name: string,
+    namespace?: string,
+    options: DeleteOptions = {},
+  ): Promise<boolean> {
     const current = this.#bucket(kind).get(objectName(namespace, name));
     if (!current) return false;
+    if (options.uid !== undefined && options.uid !== current.metadata.uid) {
+      throw new KubeApiError(409, "Conflict", `Precondition failed: UID in precondition: ${options.uid}`);
+    }
     if ((current.metadata.finalizers ?? []).length === 0) {
       this.#remove(kind, current);
       return true;
@@ -237,6 +259,10 @@ export class MemoryKubeApi implements KubeApi {
       this.#store(kind, next, "MODIFIED");
     }
     return true;
+  }
+
+  async served(kind: ResourceKind): Promise<boolean> {
+    return !this.#missingGroups.has(kind.group);
   }
 
   async recordEvent(event: KubeEvent): Promise<void> {

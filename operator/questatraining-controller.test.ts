@@ -11,11 +11,14 @@ import {
   CONFIG_MAP,
   type ControllerOptions,
   DEPLOYMENT,
+  JOB,
   type KafkaRefusal,
   NETWORK_POLICY,
   QUESTA_TRAINING,
   QuestATrainingController,
   type RunKafka,
+  SERVICE,
+  TRAIN_JOB,
 } from "./questatraining-controller.ts";
 import { MemoryTopicAdmin } from "./topic-admin.ts";
 
@@ -52,7 +55,7 @@ class HangingArtifacts {
 }
 
 class Harness {
-  readonly api = new MemoryKubeApi({ statusSubresource: [QUESTA_TRAINING] });
+  readonly api: MemoryKubeApi;
   readonly topics = new MemoryTopicAdmin();
   readonly bus = new MemoryBus();
   readonly artifacts = new MemoryObjectStore();
@@ -66,7 +69,8 @@ class Harness {
     store: objectStoreArtifacts(this.artifacts),
   });
 
-  constructor(options: Partial<ControllerOptions> = {}) {
+  constructor(options: Partial<ControllerOptions> = {}, missingGroups: readonly string[] = []) {
+    this.api = new MemoryKubeApi({ statusSubresource: [QUESTA_TRAINING], missingGroups });
     this.controller = new QuestATrainingController(
       {
         api: this.api,
@@ -118,8 +122,11 @@ afterEach(async () => {
   await Promise.all(running.splice(0).map((h) => h.controller.stop()));
 });
 
-async function started(options: Partial<ControllerOptions> = {}): Promise<Harness> {
-  const harness = new Harness(options);
+async function started(
+  options: Partial<ControllerOptions> = {},
+  missingGroups: readonly string[] = [],
+): Promise<Harness> {
+  const harness = new Harness(options, missingGroups);
   running.push(harness);
   await harness.controller.start();
   return harness;
@@ -426,5 +433,177 @@ describe("cluster policy", () => {
     expect(message).toContain("spec.datasets.train[0].uri:");
     expect(message).toContain("object store only");
     expect(await h.api.get(DEPLOYMENT, "sneaky-learn", "ml")).toBeUndefined();
+  });
+});
+
+describe("scale engines", () => {
+  /** Kubeflow Trainer and JobSet absent: their API groups are not served */
+  const NO_TRAINER = ["trainer.kubeflow.org", "jobset.x-k8s.io"];
+  const hf = { source: "huggingface", uri: "s3://models/qwen/" };
+  const torch = (torchSettings: Record<string, unknown> = {}) => ({
+    model: hf,
+    learner: { engine: "torch", torch: { nodes: 2, ...torchSettings }, resources: { gpus: 2 } },
+  });
+  const annotation = (o: KubeObject | undefined) => o?.metadata.annotations?.["questa.dev/template-hash"];
+  const podEnv = (job: KubeObject) =>
+    new Map(
+      (
+        job.spec as { template: { spec: { containers: { env: { name: string; value?: string }[] }[] } } }
+      ).template.spec.containers[0]!.env.map((e) => [e.name, e.value]),
+    );
+
+  it("without Trainer the torch learner is an Indexed Job with a headless Service, and no learner Deployment", async () => {
+    const h = await started({}, NO_TRAINER);
+    await h.create("ml", "tl", torch());
+    const job = await until("learner job", () => h.api.get(JOB, "tl-learn", "ml"));
+    expect(job.spec).toMatchObject({ completionMode: "Indexed", completions: 2, suspend: false });
+    expect(podEnv(job).get("PET_MASTER_ADDR")).toBe("tl-learn-0.tl-learn");
+    expect(await h.api.get(SERVICE, "tl-learn", "ml")).toMatchObject({ spec: { clusterIP: "None" } });
+    await until("the other workloads", () => h.api.get(DEPLOYMENT, "tl-evaluate", "ml"));
+    expect(await h.api.get(DEPLOYMENT, "tl-learn", "ml")).toBeUndefined();
+    expect(await h.api.get(TRAIN_JOB, "tl-learn", "ml")).toBeUndefined();
+  });
+
+  it("with Trainer and JobSet served the torch learner is a TrainJob, and no Job", async () => {
+    const h = await started();
+    await h.create("ml", "tt", torch());
+    const train = await until("train job", () => h.api.get(TRAIN_JOB, "tt-learn", "ml"));
+    expect(train.spec).toMatchObject({ runtimeRef: { name: "torch-distributed" }, trainer: { numNodes: 2 } });
+    expect(await h.api.get(JOB, "tt-learn", "ml")).toBeUndefined();
+    expect(await h.api.get(SERVICE, "tt-learn", "ml")).toBeUndefined();
+  });
+
+  it("a learner Job stays a Job when Trainer is installed later", async () => {
+    const h = await started({ autoscaleIntervalMs: 50 }, NO_TRAINER);
+    const created = await h.create("ml", "keep", torch());
+    await until("learner job", () => h.api.get(JOB, "keep-learn", "ml"));
+    for (const group of NO_TRAINER) h.api.installGroup(group);
+    // a spec change brings a reconcile that looks at the cluster again
+    await h.api.replace(QUESTA_TRAINING, {
+      ...created,
+      metadata: { ...(await h.api.get(QUESTA_TRAINING, "keep", "ml"))!.metadata },
+      spec: { ...(created.spec as object), seed: 7 },
+    });
+    await until("observed generation 2", async () =>
+      (await h.status("ml", "keep")).conditions?.every(
+        (c) => (c as { observedGeneration?: number }).observedGeneration === 2,
+      )
+        ? true
+        : undefined,
+    );
+    expect(await h.api.get(TRAIN_JOB, "keep-learn", "ml")).toBeUndefined();
+  });
+
+  it("suspends the learner job in place, and replaces it when the spec changes", async () => {
+    const h = await started({ autoscaleIntervalMs: 50 }, NO_TRAINER);
+    await h.create("ml", "rep", torch());
+    const first = await until("learner job", () => h.api.get(JOB, "rep-learn", "ml"));
+    const patch = async (spec: Record<string, unknown>) => {
+      const current = (await h.api.get(QUESTA_TRAINING, "rep", "ml"))!;
+      await h.api.replace(QUESTA_TRAINING, { ...current, spec: { ...(current.spec as object), ...spec } });
+    };
+    await patch({ suspend: true });
+    const suspended = await until("suspended job", async () => {
+      const job = await h.api.get(JOB, "rep-learn", "ml");
+      return (job?.spec as { suspend?: boolean } | undefined)?.suspend ? job : undefined;
+    });
+    expect(suspended.metadata.uid).toBe(first.metadata.uid);
+    await patch({ suspend: false, learner: { ...torch().learner, learningRate: 1e-6 } });
+    const replaced = await until("a new learner job", async () => {
+      const job = await h.api.get(JOB, "rep-learn", "ml");
+      return job && job.metadata.uid !== first.metadata.uid ? job : undefined;
+    });
+    expect(annotation(replaced)).not.toBe(annotation(first));
+    expect((replaced.spec as { suspend: boolean }).suspend).toBe(false);
+  });
+
+  it("a failed learner job fails the run, saying which job and why", async () => {
+    const h = await started({}, NO_TRAINER);
+    await h.create("ml", "boom", torch());
+    await until("learner job", () => h.api.get(JOB, "boom-learn", "ml"));
+    await h.api.patchStatus(JOB, "boom-learn", "ml", {
+      conditions: [
+        {
+          type: "Failed",
+          status: "True",
+          reason: "BackoffLimitExceeded",
+          message: "Job has reached the specified backoff limit",
+        },
+      ],
+    });
+    const status = await until("failed run", async () => {
+      const s = await h.status("ml", "boom");
+      return s.phase === "Failed" ? s : undefined;
+    });
+    expect(condition(status, "Failed")).toMatchObject({
+      reason: "LearnerFailed",
+      message:
+        "the learner's Job boom-learn failed: BackoffLimitExceeded: Job has reached the specified backoff limit",
+    });
+    // the other workloads stop; the failed job stays as it ended
+    await until("workloads at zero", async () => {
+      const d = await h.api.get(DEPLOYMENT, "boom-rollout", "ml");
+      return (d?.spec as { replicas?: number } | undefined)?.replicas === 0 ? true : undefined;
+    });
+    expect((await h.api.get(JOB, "boom-learn", "ml"))?.spec).toMatchObject({ suspend: false });
+  });
+
+  it("moving a run from the onnx learner to torch retires the learner Deployment first", async () => {
+    const h = await started({ autoscaleIntervalMs: 50 }, NO_TRAINER);
+    await h.create("ml", "move", { model: hf });
+    await until("learn deployment", () => h.api.get(DEPLOYMENT, "move-learn", "ml"));
+    // the Deployment still has a pod
+    await h.api.patchStatus(DEPLOYMENT, "move-learn", "ml", { replicas: 1 });
+    const current = (await h.api.get(QUESTA_TRAINING, "move", "ml"))!;
+    await h.api.replace(QUESTA_TRAINING, { ...current, spec: { ...(current.spec as object), ...torch() } });
+    const held = await until("a suspended learner job", () => h.api.get(JOB, "move-learn", "ml"));
+    expect((held.spec as { suspend: boolean }).suspend).toBe(true);
+    expect((await h.api.get(DEPLOYMENT, "move-learn", "ml"))?.spec).toMatchObject({ replicas: 0 });
+    await h.api.patchStatus(DEPLOYMENT, "move-learn", "ml", { replicas: 0 });
+    await until("the learner job resumed", async () => {
+      const job = await h.api.get(JOB, "move-learn", "ml");
+      return (job?.spec as { suspend?: boolean } | undefined)?.suspend === false ? true : undefined;
+    });
+  });
+
+  it("renders the vLLM servers, their Service and NetworkPolicy, and points the rollout workers at them", async () => {
+    const h = await started({}, NO_TRAINER);
+    await h.create("ml", "vl", { model: hf, rollout: { engine: "vllm", vllm: { replicas: 2 } } });
+    const servers = await until("vllm deployment", () => h.api.get(DEPLOYMENT, "vl-vllm", "ml"));
+    expect(servers.spec).toMatchObject({ replicas: 2 });
+    expect(await h.api.get(SERVICE, "vl-vllm", "ml")).toMatchObject({ spec: { clusterIP: "None" } });
+    // rendered whatever the operator's NetworkPolicy setting: the dev-mode routes are on that port
+    expect(await h.api.get(NETWORK_POLICY, "vl-vllm", "ml")).toMatchObject({
+      spec: { ingress: [{ ports: [{ port: 8000 }] }] },
+    });
+    await until("rollout deployment", () => h.api.get(DEPLOYMENT, "vl-rollout", "ml"));
+    expect((await h.env("ml", "vl", "rollout")).get("QUESTA_VLLM_ENDPOINTS")).toBe(
+      "http://vl-vllm.ml.svc:8000",
+    );
+    const current = (await h.api.get(QUESTA_TRAINING, "vl", "ml"))!;
+    await h.api.replace(QUESTA_TRAINING, {
+      ...current,
+      spec: { ...(current.spec as object), suspend: true },
+    });
+    await until("servers at zero", async () => {
+      const d = await h.api.get(DEPLOYMENT, "vl-vllm", "ml");
+      return (d?.spec as { replicas?: number } | undefined)?.replicas === 0 ? true : undefined;
+    });
+  });
+
+  it("refuses a run name too long for the objects an engine names after it, naming the field and the fix", async () => {
+    const h = await started({}, NO_TRAINER);
+    const name = `r${"x".repeat(55)}`;
+    await h.create("ml", name, { model: hf, rollout: { engine: "vllm" }, learner: { engine: "torch" } });
+    const status = await until("failed run", async () => {
+      const s = await h.status("ml", name);
+      return s.phase === "Failed" ? s : undefined;
+    });
+    expect(condition(status, "Failed")?.reason).toBe("InvalidSpec");
+    expect(condition(status, "Failed")?.message).toContain(
+      `metadata.name: "${name}" is too long for learner.engine torch`,
+    );
+    expect(condition(status, "Failed")?.message).toContain("(fix: use a run name of at most 48 characters)");
+    expect(await h.api.get(DEPLOYMENT, `${name}-augment`, "ml")).toBeUndefined();
   });
 });

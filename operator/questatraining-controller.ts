@@ -32,9 +32,11 @@ import {
   consumerGroup,
   DELETE_ARTIFACTS_ANNOTATION,
   derivedRunNames,
+  engineNameIssues,
   FIELD_MANAGER,
   FINALIZER,
   FUNCTIONS,
+  learnerJobName,
   legacyRunNames,
   MANAGED_SELECTOR,
   RUN_LABEL,
@@ -43,8 +45,20 @@ import {
   runRef,
   workloadName,
 } from "./resources/names.ts";
-import { buildNetworkPolicy, type NetworkPolicyOptions } from "./resources/network-policy.ts";
+import {
+  buildLearnerPeersPolicy,
+  buildNetworkPolicy,
+  type NetworkPolicyOptions,
+} from "./resources/network-policy.ts";
 import { runTopic, runTopics } from "./resources/topics.ts";
+import {
+  buildLearnerJob,
+  buildLearnerService,
+  buildTrainJob,
+  learnerJobAction,
+  learnerJobFailure,
+} from "./resources/torch-learner.ts";
+import { buildVllmDeployment, buildVllmNetworkPolicy, buildVllmService } from "./resources/vllm-servers.ts";
 import { buildWorkload, type Replicas } from "./resources/workloads.ts";
 import { RunEventTracker } from "./run-events.ts";
 import { emptyProgress, progressFromStatus, type RunProgress } from "./run-progress.ts";
@@ -80,6 +94,39 @@ export const NETWORK_POLICY: ResourceKind = {
   plural: "networkpolicies",
   namespaced: true,
 };
+
+export const JOB: ResourceKind = {
+  group: "batch",
+  version: "v1",
+  kind: "Job",
+  plural: "jobs",
+  namespaced: true,
+};
+export const SERVICE: ResourceKind = {
+  group: "",
+  version: "v1",
+  kind: "Service",
+  plural: "services",
+  namespaced: true,
+};
+/** Kubeflow Trainer v2's TrainJob: served only where Trainer is installed */
+export const TRAIN_JOB: ResourceKind = {
+  group: "trainer.kubeflow.org",
+  version: "v1alpha1",
+  kind: "TrainJob",
+  plural: "trainjobs",
+  namespaced: true,
+};
+/** JobSet, what Trainer expands a TrainJob into: Trainer does not work without it */
+export const JOB_SET: ResourceKind = {
+  group: "jobset.x-k8s.io",
+  version: "v1alpha2",
+  kind: "JobSet",
+  plural: "jobsets",
+  namespaced: true,
+};
+/** how long the answer to "is Kubeflow Trainer installed?" is trusted */
+const TRAINER_DISCOVERY_TTL_MS = 60_000;
 
 /** Reads how many messages a consumer group has not processed yet on some topics. */
 export interface ConsumerLagReader {
@@ -170,10 +217,13 @@ export class QuestATrainingController {
   readonly #trainings: Informer;
   readonly #deployments: Informer;
   readonly #configMaps: Informer;
+  /** the torch learner's Indexed Jobs: their failure fails the run */
+  readonly #jobs: Informer;
   readonly #events: RunEventTracker;
   readonly #calls: BackgroundCalls;
   readonly #autoscale = new Map<string, AutoscaleState>();
   readonly #topicsEnsured = new Set<string>();
+  #trainer: { at: number; installed: boolean } | undefined;
   #workers: Promise<void>[] = [];
   #running = false;
 
@@ -217,6 +267,13 @@ export class QuestATrainingController {
       labelSelector: MANAGED_SELECTOR,
       onChange: enqueueOwner,
     });
+    this.#jobs = new Informer({
+      ...common,
+      ...informerHooks(JOB),
+      kind: JOB,
+      labelSelector: MANAGED_SELECTOR,
+      onChange: enqueueOwner,
+    });
     this.#events = new RunEventTracker(
       (key) => this.#queue.add(key),
       (key, error) =>
@@ -240,7 +297,7 @@ export class QuestATrainingController {
   async start(): Promise<void> {
     if (this.#running) return;
     this.#running = true;
-    await Promise.all([this.#deployments.start(), this.#configMaps.start()]);
+    await Promise.all([this.#deployments.start(), this.#configMaps.start(), this.#jobs.start()]);
     await this.#trainings.start();
     const workers = this.#options.workers ?? 2;
     this.#workers = Array.from({ length: workers }, () => this.#work());
@@ -250,7 +307,12 @@ export class QuestATrainingController {
     if (!this.#running) return;
     this.#running = false;
     this.#queue.shutDown();
-    await Promise.all([this.#trainings.stop(), this.#deployments.stop(), this.#configMaps.stop()]);
+    await Promise.all([
+      this.#trainings.stop(),
+      this.#deployments.stop(),
+      this.#configMaps.stop(),
+      this.#jobs.stop(),
+    ]);
     await Promise.all(this.#workers);
     await this.#events.stopAll();
   }
@@ -334,6 +396,10 @@ export class QuestATrainingController {
     if (policy.length > 0) {
       return await reject(`spec is not allowed in this cluster: ${policy.map(formatInputIssue).join("; ")}`);
     }
+    const nameIssues = engineNameIssues(run, spec);
+    if (nameIssues.length > 0) {
+      return await reject(`spec is invalid: ${nameIssues.map(formatInputIssue).join("; ")}`);
+    }
 
     let names: RunNames;
     try {
@@ -369,7 +435,8 @@ export class QuestATrainingController {
     const active = phaseOf === "Pending" || phaseOf === "Running";
 
     const replicas = this.#replicas(key, run, spec, names, kafka, active, now);
-    const conflict = await this.#applyObjects(run, spec, names, replicas);
+    const applied = await this.#applyObjects(run, spec, names, replicas, active);
+    const conflict = applied.conflict;
     const derived = deriveStatus({
       generation,
       previous,
@@ -377,6 +444,10 @@ export class QuestATrainingController {
       activeDeadlineSeconds: spec.activeDeadlineSeconds,
       progress,
       now,
+      workloadFailure:
+        applied.learnerFailure === undefined
+          ? undefined
+          : { reason: Reason.learnerFailed, message: applied.learnerFailure },
       blocked: conflict === undefined ? undefined : { reason: Reason.conflict, message: conflict },
       notes: [
         kafkaNote,
@@ -395,6 +466,8 @@ export class QuestATrainingController {
     if (active) waits.push(this.#options.autoscaleIntervalMs ?? 15_000);
     // objects in the way are not watched (they are not ours): look again
     if (conflict !== undefined) waits.push(30_000);
+    // a learner job being replaced: create the new one soon after the old one's pods are gone
+    if (applied.waiting) waits.push(2_000);
     if (!kafkaNote.holds && !("refused" in kafka)) waits.push(10_000);
     return waits.length > 0 ? Math.min(...waits) : undefined;
   }
@@ -527,73 +600,193 @@ export class QuestATrainingController {
     return { augment: 1, rollout, learn: 1, evaluate: 1 };
   }
 
-  /** applies the run's objects; returns why not when one of them exists and is not the run's */
+  /** whether Kubeflow Trainer (TrainJob) and JobSet are served, asked of discovery once a minute */
+  async #trainerInstalled(): Promise<boolean> {
+    const now = this.#deps.clock.now();
+    if (this.#trainer && now - this.#trainer.at < TRAINER_DISCOVERY_TTL_MS) return this.#trainer.installed;
+    const [trainJobs, jobSets] = await Promise.all([
+      this.#deps.api.served(TRAIN_JOB),
+      this.#deps.api.served(JOB_SET),
+    ]);
+    this.#trainer = { at: now, installed: trainJobs && jobSets };
+    return this.#trainer.installed;
+  }
+
+  /**
+   * How the torch learner runs: as the kind it already runs as (an Indexed Job stays one when
+   * Trainer is installed later), else as a TrainJob where Trainer and JobSet are served, else as
+   * an Indexed Job with a headless Service.
+   */
+  async #torchLauncher(run: RunRef): Promise<"trainjob" | "job"> {
+    const job = this.#jobs.get(`${run.namespace}/${learnerJobName(run)}`);
+    if (job && controlledBy(job, run)) return "job";
+    return (await this.#trainerInstalled()) ? "trainjob" : "job";
+  }
+
+  /**
+   * Applies the run's objects. Returns why not when one of them exists and is not the run's; the
+   * learner job's failure; and whether a learner job is being replaced (look again soon).
+   */
   async #applyObjects(
     run: RunRef,
     spec: QuestATrainingSpec,
     names: RunNames,
     replicas: Replicas,
-  ): Promise<string | undefined> {
+    active: boolean,
+  ): Promise<{ conflict?: string; learnerFailure?: string; waiting?: boolean }> {
     const hash = configHash(renderTrainingConfig(run, spec));
     const brokers =
       spec.kafka.brokers.length > 0 ? spec.kafka.brokers : [...(this.#options.defaultKafkaBrokers ?? [])];
     const effective: QuestATrainingSpec = { ...spec, kafka: { ...spec.kafka, brokers } };
-    const desired: [ResourceKind, KubeObject, Informer | undefined][] = [
-      [CONFIG_MAP, buildConfigMap(run, spec), this.#configMaps],
-      ...FUNCTIONS.map((fn): [ResourceKind, KubeObject, Informer] => [
+    const options = { defaultImage: this.#options.defaultImage, configHash: hash, names };
+    // a learner job is suspended in place (a Job's pod template is immutable: any other change replaces it)
+    const jobOptions = {
+      ...options,
+      configHash: configHash(renderTrainingConfig(run, { ...spec, suspend: false })),
+    };
+    const torch = spec.learner.engine === "torch";
+    const desired: [ResourceKind, KubeObject][] = [[CONFIG_MAP, buildConfigMap(run, spec)]];
+    // what an engine the run no longer uses left behind: scaled to zero (or, jobs, deleted) when there
+    const retired: [ResourceKind, KubeObject][] = [];
+    const learnerJobKinds: ResourceKind[] = [];
+    for (const fn of FUNCTIONS) {
+      const deployment: [ResourceKind, KubeObject] = [
         DEPLOYMENT,
-        buildWorkload(run, effective, fn, replicas[fn], {
-          defaultImage: this.#options.defaultImage,
-          configHash: hash,
-          names,
-        }),
-        this.#deployments,
-      ]),
-    ];
-    if (this.#options.networkPolicy) {
-      desired.push([NETWORK_POLICY, buildNetworkPolicy(run, this.#options.networkPolicy), undefined]);
+        buildWorkload(run, effective, fn, replicas[fn], options),
+      ];
+      if (fn === "learn" && torch) retired.push([DEPLOYMENT, buildWorkload(run, effective, fn, 0, options)]);
+      else desired.push(deployment);
     }
+    if (torch) {
+      if ((await this.#torchLauncher(run)) === "trainjob") {
+        desired.push([TRAIN_JOB, buildTrainJob(run, effective, active, jobOptions)]);
+      } else {
+        desired.push(
+          [JOB, buildLearnerJob(run, effective, active, jobOptions)],
+          [SERVICE, buildLearnerService(run)],
+        );
+      }
+      if (this.#options.networkPolicy) {
+        desired.push([NETWORK_POLICY, buildLearnerPeersPolicy(run)]);
+      }
+    } else {
+      learnerJobKinds.push(JOB);
+      if (await this.#trainerInstalled()) learnerJobKinds.push(TRAIN_JOB);
+    }
+    if (spec.rollout.engine === "vllm") {
+      desired.push(
+        [DEPLOYMENT, buildVllmDeployment(run, effective, active ? spec.rollout.vllm.replicas : 0, options)],
+        [SERVICE, buildVllmService(run)],
+        [NETWORK_POLICY, buildVllmNetworkPolicy(run)],
+      );
+    } else {
+      retired.push([DEPLOYMENT, buildVllmDeployment(run, effective, 0, options)]);
+    }
+    if (this.#options.networkPolicy) {
+      desired.push([NETWORK_POLICY, buildNetworkPolicy(run, this.#options.networkPolicy)]);
+    }
+    const informers = new Map<ResourceKind, Informer>([
+      [DEPLOYMENT, this.#deployments],
+      [CONFIG_MAP, this.#configMaps],
+      [JOB, this.#jobs],
+    ]);
+    const lookup = async (kind: ResourceKind, name: string) =>
+      informers.get(kind)?.get(`${run.namespace}/${name}`) ??
+      (await this.#deps.api.get(kind, name, run.namespace));
     // every object is checked before any is written: a foreign config map must not get our pods
-    const existing = await Promise.all(
-      desired.map(
-        async ([kind, object, informer]) =>
-          informer?.get(`${run.namespace}/${object.metadata.name}`) ??
-          (await this.#deps.api.get(kind, object.metadata.name, run.namespace)),
-      ),
-    );
+    const existing = await Promise.all(desired.map(([kind, object]) => lookup(kind, object.metadata.name)));
     const foreign = desired.flatMap(([kind, object], i) => {
       const found = existing[i];
-      if (!found) return [];
+      if (!found || controlledBy(found, run)) return [];
       const controller = found.metadata.ownerReferences?.find((o) => o.controller);
-      if (controller?.uid === run.uid) return [];
       const owner = controller
         ? `controlled by ${controller.kind} ${controller.name}`
         : "controlled by nothing";
       return [`${kind.kind} ${object.metadata.name} exists and is ${owner}`];
     });
     if (foreign.length > 0) {
-      return `${foreign.join("; ")}: it is left untouched; delete or rename it, or rename the run`;
+      return {
+        conflict: `${foreign.join("; ")}: it is left untouched; delete or rename it, or rename the run`,
+      };
     }
-    await Promise.all(
-      desired.map(async ([kind, object], i) => {
+    const ours = async (kind: ResourceKind, name: string) => {
+      const found = await lookup(kind, name);
+      return found && controlledBy(found, run) ? found : undefined;
+    };
+    // a torch learner job of an earlier spec (learner.engine was torch): gone before the onnx learner starts
+    let oldLearnerJob = false;
+    for (const kind of learnerJobKinds) {
+      const found = await ours(kind, learnerJobName(run));
+      if (!found) continue;
+      oldLearnerJob = true;
+      if (!found.metadata.deletionTimestamp) await this.#deleteLearnerJob(kind, found);
+    }
+    const retiredFound = await Promise.all(retired.map(([kind, object]) => ours(kind, object.metadata.name)));
+    // an onnx learner of an earlier spec still has pods: the torch learner waits (suspended) for them to go
+    const oldLearnerPods = retired.some(
+      ([, object], i) =>
+        object.metadata.name === workloadName(run, "learn") &&
+        ((retiredFound[i]?.status as { replicas?: number } | undefined)?.replicas ?? 0) > 0,
+    );
+    let learnerFailure: string | undefined;
+    let waiting = oldLearnerJob || oldLearnerPods;
+    const write = async (kind: ResourceKind, object: KubeObject, found: KubeObject | undefined) => {
+      if (!found) {
+        // create, never apply: an object someone creates meanwhile makes this fail (409), not ours
+        await this.#deps.api.create(kind, object);
+        return;
+      }
+      // the uid pins the object we checked: one deleted and re-created meanwhile is a conflict
+      await this.#deps.api.apply(
+        kind,
+        {
+          ...object,
+          metadata: { ...object.metadata, ...(found.metadata.uid ? { uid: found.metadata.uid } : {}) },
+        },
+        FIELD_MANAGER,
+      );
+    };
+    await Promise.all([
+      ...desired.map(async ([kind, object], i) => {
         const found = existing[i];
-        if (!found) {
-          // create, never apply: an object someone creates meanwhile makes this fail (409), not ours
-          await this.#deps.api.create(kind, object);
+        if (kind === JOB || kind === TRAIN_JOB) {
+          if (found) learnerFailure = learnerJobFailure(found);
+          const held = oldLearnerPods ? withSuspend(object) : object;
+          const action = learnerJobAction(found, held);
+          if (action === "leave") return;
+          if (action === "wait" || action === "replace") {
+            waiting = true;
+            if (action === "replace" && found) await this.#deleteLearnerJob(kind, found);
+            return;
+          }
+          await write(kind, held, found);
           return;
         }
-        // the uid pins the object we checked: one deleted and re-created meanwhile is a conflict
-        await this.#deps.api.apply(
-          kind,
-          {
-            ...object,
-            metadata: { ...object.metadata, ...(found.metadata.uid ? { uid: found.metadata.uid } : {}) },
-          },
-          FIELD_MANAGER,
-        );
+        if (kind === DEPLOYMENT && object.metadata.name === workloadName(run, "learn") && oldLearnerJob) {
+          await write(kind, withReplicas(object, 0), found);
+          return;
+        }
+        await write(kind, object, found);
       }),
-    );
-    return undefined;
+      ...retired.map(async ([kind, object], i) => {
+        const found = retiredFound[i];
+        if (found && ((found.spec as { replicas?: number } | undefined)?.replicas ?? 0) > 0) {
+          await write(kind, object, found);
+        }
+      }),
+    ]);
+    return {
+      ...(learnerFailure === undefined ? {} : { learnerFailure }),
+      ...(waiting ? { waiting } : {}),
+    };
+  }
+
+  /** deletes the run's learner job and, first, its pods (Foreground), only the one that was checked */
+  async #deleteLearnerJob(kind: ResourceKind, found: KubeObject): Promise<void> {
+    await this.#deps.api.delete(kind, found.metadata.name, found.metadata.namespace, {
+      uid: found.metadata.uid,
+      propagation: "Foreground",
+    });
   }
 
   async #writeStatus(
@@ -880,3 +1073,18 @@ function recordNames(
     objectStores: objectStores.slice(-16),
   };
 }
+
+/** the run controls the object (its controller owner reference carries the run's uid) */
+function controlledBy(object: KubeObject, run: RunRef): boolean {
+  return object.metadata.ownerReferences?.find((o) => o.controller)?.uid === run.uid;
+}
+
+const withReplicas = (object: KubeObject, replicas: number): KubeObject => ({
+  ...object,
+  spec: { ...(object.spec as Record<string, unknown>), replicas },
+});
+
+const withSuspend = (object: KubeObject): KubeObject => ({
+  ...object,
+  spec: { ...(object.spec as Record<string, unknown>), suspend: true },
+});

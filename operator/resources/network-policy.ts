@@ -9,6 +9,7 @@ export interface NetworkPolicyOptions {
 }
 
 export const networkPolicyName = (run: RunRef): string => `${run.name}-functions`;
+export const learnerPeersPolicyName = (run: RunRef): string => `${run.name}-learner`;
 
 /**
  * A NetworkPolicy for the run's function pods: they serve nothing but metrics and health, so
@@ -32,6 +33,36 @@ export function buildNetworkPolicy(run: RunRef, options: NetworkPolicyOptions): 
         options.metricsFrom.length === 0
           ? []
           : [{ from: [...options.metricsFrom], ports: [{ protocol: "TCP", port: METRICS_PORT }] }],
+    },
+  };
+}
+
+/**
+ * With the functions' policy in place, the torch learner's pods must still reach each other: node
+ * 0's rendezvous port and the ports the collectives (NCCL, gloo) open, which are ephemeral, so every
+ * port, but only between the run's own learner pods. Policies add up: this admits nothing else.
+ */
+export function buildLearnerPeersPolicy(run: RunRef): KubeObject {
+  const learners = {
+    matchLabels: {
+      [RUN_LABEL]: run.name,
+      "app.kubernetes.io/managed-by": MANAGED_BY,
+      "app.kubernetes.io/component": "learn",
+    },
+  };
+  return {
+    apiVersion: "networking.k8s.io/v1",
+    kind: "NetworkPolicy",
+    metadata: {
+      name: learnerPeersPolicyName(run),
+      namespace: run.namespace,
+      labels: runLabels(run, "learn"),
+      ownerReferences: [ownerReference(run)],
+    },
+    spec: {
+      podSelector: learners,
+      policyTypes: ["Ingress"],
+      ingress: [{ from: [{ podSelector: learners }] }],
     },
   };
 }

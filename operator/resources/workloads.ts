@@ -1,4 +1,5 @@
 import type { QuestATrainingSpec, Resources, Toleration } from "../../functions/contracts/questatraining.ts";
+import { functionGroup } from "../../functions/contracts/run-names.ts";
 import type { KubeObject } from "../kube-api.ts";
 import { CONFIG_FILE, CONFIG_MOUNT_DIR } from "./config-map.ts";
 import {
@@ -11,6 +12,8 @@ import {
   type RunNames,
   type RunRef,
   runLabels,
+  VLLM_SYNC,
+  vllmEndpoints,
   workloadName,
 } from "./names.ts";
 
@@ -39,13 +42,13 @@ export interface WorkloadOptions {
 
 export type Replicas = Record<FunctionName, number>;
 
-interface Placement {
+export interface Placement {
   resources: Resources;
   nodeSelector?: Record<string, string> | undefined;
   tolerations?: Toleration[] | undefined;
 }
 
-function placementOf(spec: QuestATrainingSpec, fn: FunctionName, options: WorkloadOptions): Placement {
+export function placementOf(spec: QuestATrainingSpec, fn: FunctionName, options: WorkloadOptions): Placement {
   switch (fn) {
     case "augment":
       return { resources: options.augmentResources ?? { cpu: "1", memory: "2Gi", gpus: 0, scratch: "2Gi" } };
@@ -82,17 +85,26 @@ function secretEnv(name: string, secret: string, key: string) {
 export function functionEnv(
   run: RunRef,
   spec: QuestATrainingSpec,
-  fn: FunctionName,
+  fn: FunctionName | typeof VLLM_SYNC,
   names: RunNames,
 ): Record<string, unknown>[] {
   const prefix = names.topicPrefix;
-  const env: Record<string, unknown>[] = [
+  const env: Record<string, unknown>[] = [];
+  let group: string;
+  if (fn === VLLM_SYNC) {
+    // every server reloads every checkpoint: a consumer group per pod, never one the replicas share
+    env.push({ name: "QUESTA_POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } });
+    group = `${functionGroup(prefix, fn)}.$(QUESTA_POD_NAME)`;
+  } else {
+    group = consumerGroup(prefix, fn);
+  }
+  env.push(
     { name: "QUESTA_RUN", value: run.name },
     { name: "QUESTA_NAMESPACE", value: run.namespace },
     { name: "QUESTA_FUNCTION", value: fn },
     { name: "QUESTA_CONFIG", value: `${CONFIG_MOUNT_DIR}/${CONFIG_FILE}` },
     { name: "QUESTA_TOPIC_PREFIX", value: prefix },
-    { name: "QUESTA_CONSUMER_GROUP", value: consumerGroup(prefix, fn) },
+    { name: "QUESTA_CONSUMER_GROUP", value: group },
     { name: "QUESTA_METRICS_PORT", value: String(METRICS_PORT) },
     { name: "QUESTA_LOG_LEVEL", value: "info" },
     // the QUESTA_KAFKA_* variables functions/runtime/kafka-bus.ts reads (kafkaConnectionConfigFromEnv)
@@ -104,7 +116,10 @@ export function functionEnv(
     // a dataset or model URI that names a local file would read the pod's own (secret) files
     { name: "QUESTA_DATA_SOURCES", value: OBJECT_STORE_ONLY },
     { name: "HOME", value: "/tmp" },
-  ];
+  );
+  if (fn === "rollout" && spec.rollout.engine === "vllm") {
+    env.push({ name: "QUESTA_VLLM_ENDPOINTS", value: vllmEndpoints(run) });
+  }
   if (spec.storage.bucket !== undefined) env.push({ name: "QUESTA_S3_BUCKET", value: spec.storage.bucket });
   if (spec.storage.endpoint !== undefined)
     env.push({ name: "QUESTA_S3_ENDPOINT", value: spec.storage.endpoint });
@@ -130,26 +145,24 @@ export function functionEnv(
   return env;
 }
 
-/** A Deployment running one function of the run. */
-export function buildWorkload(
-  run: RunRef,
-  spec: QuestATrainingSpec,
-  fn: FunctionName,
-  replicas: number,
-  options: WorkloadOptions,
-): KubeObject {
-  const placement = placementOf(spec, fn, options);
-  const labels = runLabels(run, fn);
-  const selector = { [RUN_LABEL]: run.name, "app.kubernetes.io/component": fn };
-  const volumes: Record<string, unknown>[] = [
-    { name: "config", configMap: { name: configMapName(run), defaultMode: 0o444 } },
-    // the root file system is read-only: scratch space (model cache, temp files) lives here, bounded
-    { name: "tmp", emptyDir: { sizeLimit: placement.resources.scratch } },
-  ];
-  const mounts: Record<string, unknown>[] = [
-    { name: "config", mountPath: CONFIG_MOUNT_DIR, readOnly: true },
-    { name: "tmp", mountPath: "/tmp" },
-  ];
+/** What differs between the pods that run a function process (a Deployment's, a learner job's). */
+export interface FunctionPod {
+  image: string;
+  placement: Placement;
+  env: Record<string, unknown>[];
+  /** container ports besides metrics */
+  ports?: Record<string, unknown>[];
+  /** a memory-backed /dev/shm (torch and NCCL exchange tensors through shared memory) */
+  sharedMemory?: boolean;
+}
+
+/** The credentials a run's spec names, as secret volumes and their read-only mounts. */
+export function secretMounts(spec: QuestATrainingSpec): {
+  volumes: Record<string, unknown>[];
+  mounts: Record<string, unknown>[];
+} {
+  const volumes: Record<string, unknown>[] = [];
+  const mounts: Record<string, unknown>[] = [];
   const secretVolume = (name: string, secretName: string, path: string) => {
     volumes.push({ name, secret: { secretName, defaultMode: 0o400 } });
     mounts.push({ name, mountPath: path, readOnly: true });
@@ -160,25 +173,64 @@ export function buildWorkload(
     secretVolume("s3-credentials", spec.storage.credentialsSecretRef.name, S3_CREDENTIALS_DIR);
   }
   if (spec.storage.caSecretRef) secretVolume("s3-ca", spec.storage.caSecretRef.name, S3_CA_DIR);
+  return { volumes, mounts };
+}
+
+/** a container's: non-root, no privilege escalation, no capabilities, a read-only root file system */
+export const restrictedContainer = (): Record<string, unknown> => ({
+  allowPrivilegeEscalation: false,
+  readOnlyRootFilesystem: true,
+  runAsNonRoot: true,
+  capabilities: { drop: ["ALL"] },
+});
+
+/** a pod's: the distroless "nonroot" user, the runtime's default seccomp profile */
+export const restrictedPod = (): Record<string, unknown> => ({
+  runAsNonRoot: true,
+  runAsUser: NON_ROOT_UID,
+  runAsGroup: NON_ROOT_UID,
+  fsGroup: NON_ROOT_UID,
+  seccompProfile: { type: "RuntimeDefault" },
+});
+
+/** The pod spec of one function process: `questa function <fn>` with the run's config and secrets. */
+export function functionPodSpec(
+  run: RunRef,
+  spec: QuestATrainingSpec,
+  fn: FunctionName,
+  pod: FunctionPod,
+  options: WorkloadOptions,
+): Record<string, unknown> {
+  const { placement } = pod;
+  const secrets = secretMounts(spec);
+  const volumes: Record<string, unknown>[] = [
+    { name: "config", configMap: { name: configMapName(run), defaultMode: 0o444 } },
+    // the root file system is read-only: scratch space (model cache, temp files) lives here, bounded
+    { name: "tmp", emptyDir: { sizeLimit: placement.resources.scratch } },
+  ];
+  const mounts: Record<string, unknown>[] = [
+    { name: "config", mountPath: CONFIG_MOUNT_DIR, readOnly: true },
+    { name: "tmp", mountPath: "/tmp" },
+  ];
+  if (pod.sharedMemory) {
+    volumes.push({ name: "dshm", emptyDir: { medium: "Memory" } });
+    mounts.push({ name: "dshm", mountPath: "/dev/shm" });
+  }
+  volumes.push(...secrets.volumes);
+  mounts.push(...secrets.mounts);
   const podSpec: Record<string, unknown> = {
     automountServiceAccountToken: false,
     enableServiceLinks: false,
     terminationGracePeriodSeconds: 60,
-    securityContext: {
-      runAsNonRoot: true,
-      runAsUser: NON_ROOT_UID,
-      runAsGroup: NON_ROOT_UID,
-      fsGroup: NON_ROOT_UID,
-      seccompProfile: { type: "RuntimeDefault" },
-    },
+    securityContext: restrictedPod(),
     containers: [
       {
         name: fn,
-        image: spec.image ?? options.defaultImage,
+        image: pod.image,
         imagePullPolicy: options.imagePullPolicy ?? "IfNotPresent",
         args: ["function", fn, "--config", `${CONFIG_MOUNT_DIR}/${CONFIG_FILE}`],
-        env: functionEnv(run, spec, fn, options.names),
-        ports: [{ name: "metrics", containerPort: METRICS_PORT, protocol: "TCP" }],
+        env: pod.env,
+        ports: [{ name: "metrics", containerPort: METRICS_PORT, protocol: "TCP" }, ...(pod.ports ?? [])],
         // the function runtime's health server (functions/runtime/health-server.ts)
         livenessProbe: {
           httpGet: { path: "/healthz", port: "metrics" },
@@ -187,12 +239,7 @@ export function buildWorkload(
         },
         readinessProbe: { httpGet: { path: "/readyz", port: "metrics" }, periodSeconds: 10 },
         resources: resourceRequirements(placement.resources),
-        securityContext: {
-          allowPrivilegeEscalation: false,
-          readOnlyRootFilesystem: true,
-          runAsNonRoot: true,
-          capabilities: { drop: ["ALL"] },
-        },
+        securityContext: restrictedContainer(),
         volumeMounts: mounts,
       },
     ],
@@ -202,6 +249,36 @@ export function buildWorkload(
     podSpec.nodeSelector = placement.nodeSelector;
   }
   if (placement.tolerations && placement.tolerations.length > 0) podSpec.tolerations = placement.tolerations;
+  return podSpec;
+}
+
+/** the annotations of a run's pod template: a spec change rolls the pods; where metrics are */
+export const podAnnotations = (options: WorkloadOptions): Record<string, string> => ({
+  [CONFIG_HASH_ANNOTATION]: options.configHash,
+  "prometheus.io/port": String(METRICS_PORT),
+});
+
+/** A Deployment running one function of the run. */
+export function buildWorkload(
+  run: RunRef,
+  spec: QuestATrainingSpec,
+  fn: FunctionName,
+  replicas: number,
+  options: WorkloadOptions,
+): KubeObject {
+  const labels = runLabels(run, fn);
+  const selector = { [RUN_LABEL]: run.name, "app.kubernetes.io/component": fn };
+  const podSpec = functionPodSpec(
+    run,
+    spec,
+    fn,
+    {
+      image: spec.image ?? options.defaultImage,
+      placement: placementOf(spec, fn, options),
+      env: functionEnv(run, spec, fn, options.names),
+    },
+    options,
+  );
   return {
     apiVersion: "apps/v1",
     kind: "Deployment",
@@ -218,13 +295,7 @@ export function buildWorkload(
       // the learner is the single writer of checkpoints: never two at once, even during an update
       strategy: fn === "learn" ? { type: "Recreate" } : { type: "RollingUpdate" },
       template: {
-        metadata: {
-          labels,
-          annotations: {
-            [CONFIG_HASH_ANNOTATION]: options.configHash,
-            "prometheus.io/port": String(METRICS_PORT),
-          },
-        },
+        metadata: { labels, annotations: podAnnotations(options) },
         spec: podSpec,
       },
     },

@@ -60,12 +60,24 @@ app.kubernetes.io/component: operator
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create"]
-{{- if .Values.networkPolicy.enabled }}
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
-  # one per run, owned by it: admits only metrics scrapes to the run's pods
+  # owned by their run: only its rollout workers reach its vLLM servers; with networkPolicy.enabled,
+  # one admitting only metrics scrapes to its pods and one between its torch learner's pods
   verbs: ["get", "create", "patch"]
-{{- end }}
+- apiGroups: [""]
+  resources: ["services"]
+  # headless, owned by their run: the torch learner's node 0 and the vLLM servers
+  verbs: ["get", "create", "patch"]
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  # the torch learner without Kubeflow Trainer (an Indexed Job). A Job's pod template is immutable:
+  # a spec change deletes the run's own job (uid precondition) and creates the new one
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["trainer.kubeflow.org"]
+  resources: ["trainjobs"]
+  # the torch learner where Kubeflow Trainer is installed; replaced like the Job on a spec change
+  verbs: ["get", "create", "patch", "delete"]
 {{- end -}}
 
 {{/* artifactCleanup.allowedStores as QUESTA_ARTIFACT_STORES: bucket@endpoint (or bucket), comma-separated */}}
