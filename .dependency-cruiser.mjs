@@ -99,6 +99,14 @@ export default {
     },
     ...externalSystemRules,
     {
+      name: "only-one-module-starts-processes",
+      comment:
+        "the functions start one kind of process, the torch learner's (torchrun and its venv install): functions/host/torch-process.ts alone imports child_process",
+      severity: "error",
+      from: { path: "^functions/", pathNot: "^functions/host/torch-process(\\.test)?\\.ts$" },
+      to: { dependencyTypes: ["core"], path: "^(node:)?child_process$" },
+    },
+    {
       name: "not-to-unresolvable",
       comment: "an import that resolves to nothing is a typo or a missing dependency",
       severity: "error",

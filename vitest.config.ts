@@ -70,7 +70,7 @@ export default defineConfig({
         test: {
           name: "scale",
           include: ["test/scale/**/*.test.ts"],
-          globalSetup: ["test/infra/kafka-s3-setup.ts"],
+          globalSetup: ["test/infra/kafka-s3-setup.ts", "test/infra/torch-learner-setup.ts"],
           testTimeout: 600_000,
         },
       },

@@ -164,9 +164,10 @@ describe("questa run progress view", () => {
       samplingTokensPerSecond: 11_100,
       rolloutMeanDecodeRows: 95.4,
       trainTokensPerSecond: 850.25,
+      logProbGap: 0.0123,
     });
     expect(line).toBe(
-      "time 5m 12s (after set-up); sampling 50% for rollout, 10% for evaluation; handlers busy (waits included): rollout 71%, learn 20%; sampling 11.1K tok/s (95 rows per decode step), training 850.3 tok/s",
+      "time 5m 12s (after set-up); sampling 50% for rollout, 10% for evaluation; handlers busy (waits included): rollout 71%, learn 20%; sampling 11.1K tok/s (95 rows per decode step), training 850.3 tok/s, log-prob gap 0.012",
     );
   });
 
@@ -178,6 +179,7 @@ describe("questa run progress view", () => {
         sampledTokens: 123_456,
         samplingTokensPerSecond: 8_250,
         trainTokensPerSecond: undefined,
+        logProbGap: undefined,
       }),
     ).toBe(
       "time 1m 36s (after set-up); 123456 tokens sampled; sampling 8.3K tok/s per rollout engine, training - tok/s (each function's busy time: its /metrics)",
@@ -212,6 +214,14 @@ describe("questa run progress view", () => {
     const plain = captureIO(root);
     new ProgressView(plain.io).update(status);
     expect(plain.stdout()).toBe("step 10 stage 0 (p=0.5) reward 1.000 pass 0.200 entropy 0.300 kept 16/20\n");
+    const withGap = captureIO(root);
+    new ProgressView(withGap.io).update({
+      ...status,
+      data: { ...status.data, metrics: { ...status.data.metrics, logProbGap: 0.0421 } },
+    });
+    expect(withGap.stdout()).toBe(
+      "step 10 stage 0 (p=0.5) reward 1.000 pass 0.200 entropy 0.300 gap 0.042 kept 16/20\n",
+    );
     const tty = captureIO(root);
     const view = new ProgressView({ ...tty.io, isTTY: true });
     view.update(status);

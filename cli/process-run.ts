@@ -115,6 +115,8 @@ export interface ProcessRunThroughput {
   /** the rollout engines' own speed, as the steps' run.status events report it */
   samplingTokensPerSecond: number | undefined;
   trainTokensPerSecond: number | undefined;
+  /** the learner's log-prob gap to the sampler, averaged over the steps of this session */
+  logProbGap: number | undefined;
 }
 
 /**
@@ -373,6 +375,7 @@ export async function runProcesses(options: ProcessRunOptions): Promise<ProcessR
         sampledTokens: watcher.sampledTokens,
         samplingTokensPerSecond: watcher.engineSamplingTokensPerSecond,
         trainTokensPerSecond: watcher.trainTokensPerSecond,
+        logProbGap: watcher.logProbGap,
       },
     };
   } finally {

@@ -99,7 +99,7 @@ export class ProgressView {
         if (d.kind === "step" && d.metrics) {
           const m = d.metrics;
           this.#print(
-            `step ${d.step} stage ${d.stage} (p=${d.hintRatio}) reward ${fmt(m.rewardMean)} pass ${fmt(m.passRate)} entropy ${fmt(m.entropy)} kept ${m.groupsKept}/${m.groupsKept + m.groupsRejected}${this.#passSummary()}`,
+            `step ${d.step} stage ${d.stage} (p=${d.hintRatio}) reward ${fmt(m.rewardMean)} pass ${fmt(m.passRate)} entropy ${fmt(m.entropy)}${m.logProbGap === undefined ? "" : ` gap ${fmt(m.logProbGap)}`} kept ${m.groupsKept}/${m.groupsKept + m.groupsRejected}${this.#passSummary()}`,
             !this.#io.isTTY && d.step % 10 === 0,
           );
         } else if (d.kind === "finished" && d.step === 0 && d.message) {
@@ -174,7 +174,7 @@ export function timingLine(timing: LoopTiming): string {
   return [
     `time ${wall} (after set-up); sampling ${percent(timing.samplingSeconds.rollout)} for rollout, ${percent(timing.samplingSeconds.evaluate)} for evaluation`,
     `handlers busy (waits included): ${busy}`,
-    `sampling ${rate(timing.samplingTokensPerSecond)} tok/s (${timing.rolloutMeanDecodeRows === undefined ? "-" : Math.round(timing.rolloutMeanDecodeRows)} rows per decode step), training ${rate(timing.trainTokensPerSecond)} tok/s`,
+    `sampling ${rate(timing.samplingTokensPerSecond)} tok/s (${timing.rolloutMeanDecodeRows === undefined ? "-" : Math.round(timing.rolloutMeanDecodeRows)} rows per decode step), training ${rate(timing.trainTokensPerSecond)} tok/s${gapText(timing.logProbGap)}`,
   ].join("; ");
 }
 
@@ -183,7 +183,12 @@ export function timingLine(timing: LoopTiming): string {
  * function's busy time is in its own process's metrics, `questa_function_busy_seconds_total`)
  */
 export function throughputLine(t: ProcessRunThroughput): string {
-  return `time ${duration(t.wallSeconds)} (after set-up); ${t.sampledTokens} tokens sampled; sampling ${rate(t.samplingTokensPerSecond)} tok/s per rollout engine, training ${rate(t.trainTokensPerSecond)} tok/s (each function's busy time: its /metrics)`;
+  return `time ${duration(t.wallSeconds)} (after set-up); ${t.sampledTokens} tokens sampled; sampling ${rate(t.samplingTokensPerSecond)} tok/s per rollout engine, training ${rate(t.trainTokensPerSecond)} tok/s${gapText(t.logProbGap)} (each function's busy time: its /metrics)`;
+}
+
+/** the learner's mean log-prob gap to the sampler, when the steps reported one */
+function gapText(gap: number | undefined): string {
+  return gap === undefined ? "" : `, log-prob gap ${fmt(gap)}`;
 }
 
 /** The final table: every evaluation, by step and benchmark. */

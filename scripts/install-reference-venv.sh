@@ -5,7 +5,8 @@
 #
 #   scripts/install-reference-venv.sh               # install (once per lock) and print the venv path
 #   scripts/install-reference-venv.sh --kind NAME   # the same for requirements-NAME.lock, e.g. lint (ruff
-#                                                   # alone, for npm test) or gguf (the GGUF converter)
+#                                                   # alone, for npm test), gguf (the GGUF converter) or
+#                                                   # learner (the torch learner, learner.engine: torch)
 #   scripts/install-reference-venv.sh --lint        # = --kind lint
 #   scripts/install-reference-venv.sh --math-verify # = --kind math-verify: math-verify alone, bench:grade's peer
 #   scripts/install-reference-venv.sh --lock        # re-resolve every requirements*.in into its lock (uv)

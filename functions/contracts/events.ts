@@ -143,6 +143,13 @@ export const StepMetricsSchema = z
     approxKl: z.number().describe("approximate KL between the proximal and updated policy"),
     gradNorm: z.number().min(0).describe("global gradient norm before clipping"),
     loss: z.number().describe("policy loss"),
+    logProbGap: z
+      .number()
+      .min(0)
+      .optional()
+      .describe(
+        "mean |log pi_learner - log pi_sampler| over the trained tokens: how far the sampler's log-probs are from the learner's",
+      ),
     tokensPerSecond: z.number().min(0).describe("trained tokens per second"),
     samplingTokensPerSecond: z
       .number()

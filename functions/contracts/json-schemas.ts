@@ -1,6 +1,7 @@
 import { z } from "zod";
 import type { EventDefinition } from "../runtime/event-definition.ts";
 import { QuestATrainingSchema } from "./questatraining.ts";
+import { TorchLearnerReplySchema, TorchLearnerRequestSchema } from "./torch-learner-protocol.ts";
 
 type JsonSchema = Record<string, unknown>;
 const SCHEMA_BASE = "https://questa.dev/schemas";
@@ -34,4 +35,20 @@ export function eventJsonSchema(definition: EventDefinition): JsonSchema {
 export function questaTrainingJsonSchema(): JsonSchema {
   const schema = z.toJSONSchema(QuestATrainingSchema, { io: "input" }) as JsonSchema;
   return { ...schema, $id: `${SCHEMA_BASE}/questatraining.json`, title: "QuestATraining" };
+}
+
+/**
+ * JSON Schemas of the torch learner's protocol (functions/contracts/torch-learner-protocol.ts): the
+ * lines its Python side reads (`request`), which it validates them against, and those it writes.
+ */
+export function torchLearnerProtocolJsonSchemas(): { request: JsonSchema; reply: JsonSchema } {
+  const of = (schema: z.ZodType, name: string, title: string): JsonSchema => ({
+    ...(z.toJSONSchema(schema, { io: "input" }) as JsonSchema),
+    $id: `${SCHEMA_BASE}/torch-learner.${name}.json`,
+    title,
+  });
+  return {
+    request: of(TorchLearnerRequestSchema, "request", "torch learner request"),
+    reply: of(TorchLearnerReplySchema, "reply", "torch learner reply"),
+  };
 }

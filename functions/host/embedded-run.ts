@@ -26,7 +26,8 @@ import {
   publishStartEvents,
   rolloutServices,
 } from "./function-services.ts";
-import { OnnxLearnerEngine, OnnxPolicySampler } from "./onnx-adapters.ts";
+import { startLearnerNode } from "./learner-engines.ts";
+import { OnnxPolicySampler } from "./onnx-adapters.ts";
 import { type RunProgress, RunWatcher } from "./run-watcher.ts";
 
 export type { RunProgress } from "./run-watcher.ts";
@@ -50,6 +51,8 @@ export interface EmbeddedRunOptions {
   onComplete?: () => void;
   /** where the loop's timing reads time; default the system clock */
   clock?: Clock;
+  /** the environment (QUESTA_TORCH_PYTHON, QUESTA_CACHE_DIR for the torch learner); default process.env */
+  env?: Record<string, string | undefined>;
 }
 
 /**
@@ -74,6 +77,8 @@ export interface LoopTiming {
   rolloutMeanDecodeRows: number | undefined;
   /** the learner's training tokens/s, averaged over the steps taken */
   trainTokensPerSecond: number | undefined;
+  /** the learner's log-prob gap to the sampler (mean |log pi_learner - log pi_sampler|), averaged over the steps taken */
+  logProbGap: number | undefined;
 }
 
 /** how a run (embedded, or its functions as processes) ended, from its events */
@@ -152,7 +157,11 @@ function publishedEvaluations(bus: MemoryBus, topicPrefix: string): EvaluationRe
 export function loopTiming(
   wallMs: number,
   runners: readonly { fn: { name: string }; busyMilliseconds: number }[],
-  watcher: { sampledTokens: number; trainTokensPerSecond: number | undefined },
+  watcher: {
+    sampledTokens: number;
+    trainTokensPerSecond: number | undefined;
+    logProbGap: number | undefined;
+  },
   engines: {
     rollout:
       | Pick<GenerationStats, "prefillSeconds" | "decodeSeconds" | "decodeSteps" | "decodedRows">
@@ -182,6 +191,7 @@ export function loopTiming(
         ? engines.rollout.decodedRows / engines.rollout.decodeSteps
         : undefined,
     trainTokensPerSecond: watcher.trainTokensPerSecond,
+    logProbGap: watcher.logProbGap,
   };
 }
 
@@ -225,9 +235,20 @@ export async function runEmbedded(options: EmbeddedRunOptions): Promise<RunSumma
   });
   signal.throwIfAborted();
 
+  const learnerNode = await startLearnerNode({
+    spec,
+    run,
+    env: options.env ?? process.env,
+    install: true,
+    say: (text) => report({ kind: "notice", text }),
+    logger,
+    workDir: join(runDir, "torch-learner"),
+  });
+  if (learnerNode.role !== "driver")
+    throw new Error("an embedded run's torch learner has one node, rank 0's");
+  const learnerEngine = learnerNode.engine;
   const bus = await MemoryBus.open({ dir: runDir });
   const engine = engineSettings(spec);
-  const learnerEngine = new OnnxLearnerEngine(engine);
   const rolloutSampler = new OnnxPolicySampler(engine);
   const evaluateSampler = new OnnxPolicySampler(engine);
   const runners: FunctionRunner<unknown>[] = [];
@@ -295,10 +316,14 @@ export async function runEmbedded(options: EmbeddedRunOptions): Promise<RunSumma
     // the first start announces the initial policy; a resume finds the marker and goes on
     await publishStartEvents({ bus, store, keys, run, topicPrefix: run, learner, initial, source: "cli" });
 
-    const failure = Promise.race(runners.map((r) => r.done)).then(
-      () => undefined,
-      (error: unknown) => error,
-    );
+    const failure = Promise.race([
+      Promise.race(runners.map((r) => r.done)).then(
+        () => undefined,
+        (error: unknown) => error,
+      ),
+      // the torch learner's processes gone: the run stops (a later `questa run` resumes it)
+      learnerNode.stopped,
+    ]);
     await watcher.untilComplete(signal, failure);
     if (watcher.complete) options.onComplete?.();
     return {

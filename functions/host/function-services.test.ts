@@ -27,7 +27,15 @@ import { followLearner } from "./rollout-process.ts";
 /** A learner engine whose checkpoints are a manifest naming the step: enough to follow the learner. */
 class StepEngine implements LearnerEngine {
   async trainPpo(samples: readonly PpoSample[]): Promise<PpoStepMetrics> {
-    return { loss: 0.1, entropy: 1.5, clipFraction: 0, approxKl: 0, gradNorm: 0.5, tokens: samples.length };
+    return {
+      loss: 0.1,
+      entropy: 1.5,
+      clipFraction: 0,
+      approxKl: 0,
+      gradNorm: 0.5,
+      tokens: samples.length,
+      logProbGap: 0,
+    };
   }
 
   async saveCheckpoint(store: ObjectStore, prefix: string, meta: { step: number }): Promise<ObjectRef> {

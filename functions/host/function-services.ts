@@ -17,6 +17,7 @@ import type { RunKeys } from "../contracts/run-keys.ts";
 import type { Benchmark, EvaluateServices } from "../evaluate/handler.ts";
 import { type Grade, gradeResponse } from "../grading/reward.ts";
 import { Learner } from "../learn/learner.ts";
+import type { LearnerEngine } from "../learn/learner-engine.ts";
 import { CheckpointManifestSchema, saveCheckpoint } from "../model/checkpoint.ts";
 import { readHuggingFaceFolder } from "../model/hf-folder.ts";
 import type { RolloutServices } from "../rollout/handler.ts";
@@ -185,14 +186,17 @@ export async function ensureInitialCheckpoint(options: {
   });
 }
 
-/** A learner restored from the store (the initial checkpoint must exist) with its onnx engine. */
+/**
+ * A learner restored from the store (the initial checkpoint must exist) with its engine (default:
+ * the onnx engine; learner-engines.ts starts the one spec.learner.engine names).
+ */
 export async function openLearner(options: {
   run: string;
   spec: QuestATrainingSpec;
   store: ObjectStore;
   keys: RunKeys;
-  engine?: OnnxLearnerEngine;
-}): Promise<{ learner: Learner; engine: OnnxLearnerEngine }> {
+  engine?: LearnerEngine;
+}): Promise<{ learner: Learner; engine: LearnerEngine }> {
   const { spec, store } = options;
   const engine = options.engine ?? new OnnxLearnerEngine(engineSettings(spec));
   const learner = await Learner.open({

@@ -1,7 +1,9 @@
 /**
  * The learn function's process (a pod in the cluster, `questa function learn`), started by the
  * shared start-up (openFunctionProcess). It also owns the run's start: the initial checkpoint (warm start or
- * copy, once) and the start events (once, behind a marker object).
+ * copy, once) and the start events (once, behind a marker object). With learner.engine torch every
+ * learner pod runs this: the one whose torchrun has global rank 0 is the learner, the others node
+ * agents (functions/host/learner-engines.ts).
  */
 
 import { learnFunction } from "../learn/handler.ts";
@@ -11,15 +13,12 @@ import {
   type FunctionMainOptions,
   type FunctionProcess,
   openFunctionProcess,
+  processShutdown,
   whileStarting,
 } from "./function-process.ts";
-import {
-  engineSettings,
-  ensureInitialCheckpoint,
-  openLearner,
-  publishStartEvents,
-} from "./function-services.ts";
-import { OnnxLearnerEngine } from "./onnx-adapters.ts";
+import { ensureInitialCheckpoint, openLearner, publishStartEvents } from "./function-services.ts";
+import { startLearnerNode } from "./learner-engines.ts";
+import { serveTorchNodeAgent } from "./torch-learner-engine.ts";
 
 export async function main(
   env: Record<string, string | undefined> = process.env,
@@ -27,16 +26,37 @@ export async function main(
 ): Promise<number> {
   const proc = await openFunctionProcess("learn", env);
   try {
-    return await serveLearn(proc, options);
+    return await serveLearn(proc, options, env);
   } finally {
     await proc.close();
   }
 }
 
-async function serveLearn(proc: FunctionProcess, options: FunctionMainOptions): Promise<number> {
+async function serveLearn(
+  proc: FunctionProcess,
+  options: FunctionMainOptions,
+  env: Record<string, string | undefined>,
+): Promise<number> {
   const { store, keys, run, bus, logger } = proc;
   const spec = proc.resource.spec;
-  const engine = new OnnxLearnerEngine(engineSettings(spec));
+  // a torch learner starts torchrun first: which node drives it is known once rank 0 says so
+  const started = await startLearnerNode({ spec, run, env, install: false, logger });
+  if (started.role === "agent") {
+    logger.info(
+      { node: started.node.ready.node },
+      "torch learner node agent: moving this node's checkpoint files",
+    );
+    return serveTorchNodeAgent(started.node, store, logger);
+  }
+  const engine = started.engine;
+  let engineStopped: Error | undefined;
+  const stopped = started.stopped.then((error) => {
+    engineStopped = error;
+    logger.error(
+      { reason: error.message },
+      "the learner's engine stopped; exiting so that the learner restarts",
+    );
+  });
   try {
     // every start-up step waits out an object store or broker that is down (whileStarting)
     const { initial, learner } = await whileStarting(
@@ -81,11 +101,13 @@ async function serveLearn(proc: FunctionProcess, options: FunctionMainOptions): 
       "learner opened",
     );
     const runner = bindFunction(learnFunction, { ...proc.bindOptions, services: { learner } });
-    return await serveFunction(runner, {
+    const code = await serveFunction(runner, {
       port: proc.settings.QUESTA_METRICS_PORT,
       host: proc.settings.QUESTA_METRICS_HOST,
       ...options,
+      shutdown: Promise.race([options.shutdown ?? processShutdown(), stopped]),
     });
+    return engineStopped ? 1 : code;
   } finally {
     await engine.dispose();
   }

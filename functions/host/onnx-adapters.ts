@@ -150,6 +150,7 @@ export class OnnxLearnerEngine implements LearnerEngine {
       approxKl: metrics.approxKl,
       gradNorm: metrics.gradNorm,
       tokens: metrics.tokens,
+      logProbGap: metrics.logProbGap,
     };
   }
 

@@ -90,7 +90,7 @@ describe("RunWatcher's loop numbers", () => {
         { fn: { name: "rollout" }, busyMilliseconds: 8_000 },
         { fn: { name: "learn" }, busyMilliseconds: 4_000 },
       ],
-      { sampledTokens: 4_000, trainTokensPerSecond: 250 },
+      { sampledTokens: 4_000, trainTokensPerSecond: 250, logProbGap: 0.03 },
       {
         rollout: { prefillSeconds: 1, decodeSeconds: 7, decodeSteps: 100, decodedRows: 3_250 },
         evaluate: undefined,
@@ -104,8 +104,9 @@ describe("RunWatcher's loop numbers", () => {
       samplingTokensPerSecond: 500,
       rolloutMeanDecodeRows: 32.5,
       trainTokensPerSecond: 250,
+      logProbGap: 0.03,
     });
-    const idle = { sampledTokens: 0, trainTokensPerSecond: undefined };
+    const idle = { sampledTokens: 0, trainTokensPerSecond: undefined, logProbGap: undefined };
     expect(loopTiming(1000, [], idle, { rollout: undefined, evaluate: undefined })).toMatchObject({
       samplingTokensPerSecond: undefined,
       rolloutMeanDecodeRows: undefined,

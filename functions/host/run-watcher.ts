@@ -18,7 +18,9 @@ export type RunProgress =
   | { kind: "status"; data: RunStatusData }
   | { kind: "evaluation"; data: EvaluationResultData }
   | { kind: "checkpoint"; data: CheckpointPublishedData }
-  | { kind: "dead-letter"; data: DeadLetterRecord };
+  | { kind: "dead-letter"; data: DeadLetterRecord }
+  /** a line for the user from the run's set-up (e.g. an install it does first) */
+  | { kind: "notice"; text: string };
 
 /**
  * Follows a run from its events (status, evaluations, checkpoints, dead letters): `fn` is bound to
@@ -39,6 +41,7 @@ export class RunWatcher {
   /** the learner's training tokens/s of each step taken since `since` */
   readonly #trainTokensPerSecond = new Map<number, number>();
   readonly #samplingTokensPerSecond = new Map<number, number>();
+  readonly #logProbGap = new Map<number, number>();
   readonly #since: number;
   #wake: () => void = () => {};
 
@@ -78,6 +81,8 @@ export class RunWatcher {
           this.#trainTokensPerSecond.set(event.data.step, event.data.metrics.tokensPerSecond);
           const sampling = event.data.metrics.samplingTokensPerSecond;
           if (sampling !== undefined) this.#samplingTokensPerSecond.set(event.data.step, sampling);
+          const gap = event.data.metrics.logProbGap;
+          if (gap !== undefined) this.#logProbGap.set(event.data.step, gap);
         }
         if (event.data.kind === "finished") this.#finished = true;
         this.#report({ kind: "status", data: event.data });
@@ -127,6 +132,11 @@ export class RunWatcher {
   /** the mean of the learner's training tokens/s over the steps taken since `since` */
   get trainTokensPerSecond(): number | undefined {
     return meanOf(this.#trainTokensPerSecond.values());
+  }
+
+  /** the mean over the steps taken since `since` of the learner's log-prob gap to the sampler */
+  get logProbGap(): number | undefined {
+    return meanOf(this.#logProbGap.values());
   }
 
   /**

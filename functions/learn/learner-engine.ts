@@ -39,6 +39,8 @@ export interface PpoStepMetrics {
   approxKl: number;
   gradNorm: number;
   tokens: number;
+  /** mean over trained tokens of |log pi_proximal - log pi_behaviour|: the sampler/learner log-prob mismatch */
+  logProbGap: number;
 }
 
 export interface LearnerEngine {

@@ -30,6 +30,7 @@ class CountingEngine implements LearnerEngine {
       approxKl: 0.001,
       gradNorm: 0.5,
       tokens: samples.length * 4,
+      logProbGap: 0.02,
     };
   }
 

@@ -297,6 +297,7 @@ export class Learner {
       approxKl: metrics.approxKl,
       gradNorm: Math.max(0, metrics.gradNorm),
       loss: metrics.loss,
+      logProbGap: Math.max(0, metrics.logProbGap),
       tokensPerSecond: (metrics.tokens * 1000) / elapsed,
       ...samplingSpeed(batch.map((p) => p.group.samplingTokensPerSecond)),
       staleness: mean(batch.map((p) => this.#state.step - p.group.policyVersion)),

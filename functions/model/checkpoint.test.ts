@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import { DeadLetterError, RetryableError } from "../runtime/errors.ts";
 import { MemoryObjectStore } from "../runtime/memory-object-store.ts";
 import type { ObjectStore } from "../runtime/object-store.ts";
-import { loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
+import { CHECKPOINT_FORMAT, commitCheckpointManifest, loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
 import { ModelConfigSchema } from "./config.ts";
 import { readHuggingFaceFolder } from "./hf-folder.ts";
 import { initParams } from "./params.ts";
@@ -179,5 +179,53 @@ describe("checkpoints", () => {
     // restoring the engine reads only what it needs: the export is never loaded back
     await store.delete("run/checkpoints/step-000010/hf/model.safetensors");
     await expect(loadCheckpoint(store, "run/checkpoints/step-000010")).resolves.toBeDefined();
+  });
+
+  it("loads a checkpoint whose weights are only its Hugging Face folder (the torch learner's), never reading dcp/", async () => {
+    const dir = join(import.meta.dirname, "..", "..", "test", "fixtures", "hf", "tiny-qwen2");
+    const read = async (f: string) => {
+      try {
+        return new Uint8Array(await readFile(join(dir, f)));
+      } catch {
+        return undefined;
+      }
+    };
+    const model = await readHuggingFaceFolder(read, { where: dir });
+    const store = new MemoryObjectStore();
+    const prefix = "run/checkpoints/step-000004";
+    const files: Record<string, { sha256: string; size: number }> = {};
+    const put = async (name: string, bytes: Uint8Array | string) => {
+      const r = await store.put(`${prefix}/${name}`, bytes);
+      files[name] = { sha256: r.info.sha256, size: r.info.size };
+    };
+    for (const f of [
+      "config.json",
+      "generation_config.json",
+      "model.safetensors",
+      "tokenizer.json",
+      "tokenizer_config.json",
+    ])
+      await put(`hf/${f}`, (await read(f))!);
+    await put("huggingface.json", JSON.stringify(model.source));
+    await put("tokenizer.json", JSON.stringify(model.tokenizerJson));
+    await put("dcp/.metadata", "torch.distributed.checkpoint metadata");
+    await put("dcp/__0_0.distcp", new Uint8Array(64));
+    await commitCheckpointManifest(store, prefix, {
+      format: CHECKPOINT_FORMAT,
+      step: 4,
+      parent: "step-3",
+      files,
+      metadata: { engine: "torch" },
+    });
+    await store.delete(`${prefix}/dcp/__0_0.distcp`);
+    const loaded = await loadCheckpoint(store, prefix);
+    expect(sameBits(loaded.params, model.params)).toBe(true);
+    expect(loaded.config).toEqual(model.config);
+    expect(loaded.huggingFace).toEqual(model.source);
+    expect(loaded.optimizerState).toBeUndefined();
+    expect(loaded.tokenizerJson).toEqual(model.tokenizerJson);
+    // its weights are verified like every file of a checkpoint
+    await store.put(`${prefix}/hf/model.safetensors`, new Uint8Array(8));
+    await expect(loadCheckpoint(store, prefix)).rejects.toThrow(/hf\/model.safetensors is corrupted/);
   });
 });

@@ -4,14 +4,22 @@
  * started from a Hugging Face folder) and manifest.json (step, parent, sha256 of each file). With
  * `exportHuggingFace`, the same weights are also written as a Hugging Face folder under `hf/`
  * (listed in the manifest too). The manifest is written last and only if absent, so a checkpoint is
- * visible exactly when complete; loading verifies every file it reads.
+ * visible exactly when complete; loading verifies every file it reads. The torch learner's
+ * checkpoints (functions/host/torch-learner-engine.ts) hold their weights only as that `hf/` folder,
+ * with their optimiser state as torch.distributed.checkpoint files under `dcp/`; loading reads the
+ * weights from `hf/` then.
  */
 import { z } from "zod";
 import { DeadLetterError, RetryableError } from "../runtime/errors.ts";
 import type { ObjectStore } from "../runtime/object-store.ts";
 import { sha256Hex } from "../runtime/sha256.ts";
 import { type ModelConfig, type ModelConfigInput, ModelConfigSchema } from "./config.ts";
-import { type HuggingFaceSource, HuggingFaceSourceSchema, huggingFaceFolderFiles } from "./hf-folder.ts";
+import {
+  type HuggingFaceSource,
+  HuggingFaceSourceSchema,
+  huggingFaceFolderFiles,
+  readHuggingFaceFolder,
+} from "./hf-folder.ts";
 import { type ParamSpec, paramLayout } from "./params.ts";
 import { encodeSafetensors, type NamedTensor, readSafetensorsHeader, readTensorInto } from "./safetensors.ts";
 
@@ -20,6 +28,8 @@ export const MANIFEST_FILE = "manifest.json";
 export const HUGGINGFACE_SOURCE_FILE = "huggingface.json";
 /** the folder, under a checkpoint's prefix, holding its Hugging Face export */
 export const HF_EXPORT_FOLDER = "hf";
+/** the folder, under a torch learner's checkpoint, of its torch.distributed.checkpoint files */
+export const DCP_FOLDER = "dcp";
 /** largest weight or optimiser file: Node.js reads at most 2 GiB per file, S3 objects stay manageable */
 export const MAX_CHECKPOINT_FILE_BYTES = 1 << 30;
 
@@ -221,6 +231,18 @@ export async function saveCheckpoint(
     });
     for (const f of files) await write(`${HF_EXPORT_FOLDER}/${f.name}`, f.bytes);
   }
+  return { manifest, manifestKey: await commitCheckpointManifest(store, prefix, manifest) };
+}
+
+/**
+ * Writes a checkpoint's manifest once its files are all written (the commit point): only if absent;
+ * idempotent for the same manifest, refused for a different one. Returns the manifest's key.
+ */
+export async function commitCheckpointManifest(
+  store: ObjectStore,
+  prefix: string,
+  manifest: CheckpointManifest,
+): Promise<string> {
   const manifestKey = keyOf(prefix, MANIFEST_FILE);
   const body = `${JSON.stringify(manifest, null, 2)}\n`;
   const written = await store.put(manifestKey, body, { ifAbsent: true, contentType: "application/json" });
@@ -230,7 +252,7 @@ export async function saveCheckpoint(
       `a different checkpoint is already committed at ${manifestKey}; checkpoints are immutable, write to a new prefix`,
     );
   }
-  return { manifest, manifestKey };
+  return manifestKey;
 }
 
 /** reads and verifies a committed checkpoint; partial or corrupted checkpoints are refused */
@@ -255,12 +277,16 @@ export async function loadCheckpoint(store: ObjectStore, prefix: string): Promis
       },
     );
   }
-  // the Hugging Face export is for users and servers; restoring the engine never reads it
+  // the Hugging Face export is for users and servers, and torch.distributed.checkpoint state for
+  // the torch learner: restoring the engine reads neither, unless the weights exist only in hf/
+  const inFolder = (name: string, folder: string) => name.startsWith(`${folder}/`);
   const needed = new Map(
-    Object.entries(manifest.files).filter(([name]) => !name.startsWith(`${HF_EXPORT_FOLDER}/`)),
+    Object.entries(manifest.files).filter(
+      ([name]) => !inFolder(name, HF_EXPORT_FOLDER) && !inFolder(name, DCP_FOLDER),
+    ),
   );
   const readVerified = async (name: string): Promise<Uint8Array> => {
-    const expected = needed.get(name)!;
+    const expected = manifest.files[name]!;
     const key = keyOf(prefix, name);
     const bytes = await store.get(key);
     if (!bytes)
@@ -282,6 +308,28 @@ export async function loadCheckpoint(store: ObjectStore, prefix: string): Promis
   const small: Record<string, Uint8Array> = {};
   for (const name of needed.keys()) {
     if (!modelFiles.includes(name) && !optimizerFiles.includes(name)) small[name] = await readVerified(name);
+  }
+  const hfBytes = small[HUGGINGFACE_SOURCE_FILE];
+  const storedSource = hfBytes
+    ? HuggingFaceSourceSchema.parse(JSON.parse(new TextDecoder().decode(hfBytes)))
+    : undefined;
+  if (modelFiles.length === 0 && manifest.files[`${HF_EXPORT_FOLDER}/config.json`] !== undefined) {
+    // the torch learner's checkpoints: the weights are their Hugging Face folder
+    const folder = await readHuggingFaceFolder(
+      (name) => {
+        const file = `${HF_EXPORT_FOLDER}/${name}`;
+        return manifest.files[file] === undefined ? Promise.resolve(undefined) : readVerified(file);
+      },
+      { where: store.uri(keyOf(prefix, HF_EXPORT_FOLDER)) },
+    );
+    return {
+      config: folder.config,
+      params: folder.params,
+      optimizerState: undefined,
+      tokenizerJson: folder.tokenizerJson,
+      huggingFace: storedSource ?? folder.source,
+      manifest,
+    };
   }
   if (!small["config.json"] || modelFiles.length === 0) {
     throw new DeadLetterError(
@@ -312,9 +360,5 @@ export async function loadCheckpoint(store: ObjectStore, prefix: string): Promis
   const tokenizerJson = small["tokenizer.json"]
     ? JSON.parse(new TextDecoder().decode(small["tokenizer.json"]))
     : undefined;
-  const hfBytes = small[HUGGINGFACE_SOURCE_FILE];
-  const huggingFace = hfBytes
-    ? HuggingFaceSourceSchema.parse(JSON.parse(new TextDecoder().decode(hfBytes)))
-    : undefined;
-  return { config, params, optimizerState, tokenizerJson, huggingFace, manifest };
+  return { config, params, optimizerState, tokenizerJson, huggingFace: storedSource, manifest };
 }

@@ -241,6 +241,7 @@ describe("PolicyEngine training", () => {
     const m = await e.trainStep(onPolicy, { lr: 1e-3 });
     expect(m.clipFraction).toBe(0);
     expect(m.importanceWeight).toBeCloseTo(1, 5);
+    expect(m.logProbGap).toBe(0);
     expect(Math.abs(m.approxKl)).toBeLessThan(1e-5);
     expect(m.tokens).toBe(samples.reduce((s, x) => s + x.tokens.length - 3, 0));
     expect(m.gradNorm).toBeGreaterThan(0);
@@ -271,6 +272,17 @@ describe("PolicyEngine training", () => {
     expect(m2.importanceWeight).toBeCloseTo(m1.importanceWeight, 5);
     expect(m2.importanceWeight).not.toBeCloseTo(1, 2);
     expect(Math.abs(m2.approxKl)).toBeLessThan(1e-5);
+    // the sampler/learner mismatch: mean |proximal - behaviour| over trained tokens, the same either way
+    let gap = 0;
+    let trained = 0;
+    samples.forEach((s, i) => {
+      for (let t = 1; t < s.tokens.length; t++) {
+        gap += s.lossMask[t]! * Math.abs(scored[i]!.logProbs[t]! - s.behaviourLogProbs[t]!);
+        trained += s.lossMask[t]!;
+      }
+    });
+    expect(m2.logProbGap).toBeCloseTo(gap / trained, 5);
+    expect(m1.logProbGap).toBeCloseTo(gap / trained, 5);
     const p1 = recomputed.getParams();
     const p2 = inGraph.getParams();
     let maxDiff = 0;

@@ -683,6 +683,7 @@ export class PolicyEngine {
       approxKl: per("sum_approx_kl"),
       klToReference: per("sum_kl_ref"),
       importanceWeight: per("sum_importance_weight"),
+      logProbGap: per("sum_logprob_gap"),
       gradNorm: r.gradNorm,
       tokens: r.tokens,
       microBatches: r.microBatches,

@@ -415,14 +415,26 @@ export function huggingFaceFolderFiles(options: {
     const index = { metadata: { total_size: totalSize }, weight_map: weightMap };
     out.push({ name: INDEX_FILE, bytes: new TextEncoder().encode(`${JSON.stringify(index, null, 2)}\n`) });
   }
-  for (const [name, text] of Object.entries(source.files)) {
-    out.push({ name, bytes: new TextEncoder().encode(text) });
-  }
-  out.push({
-    name: "tokenizer.json",
-    bytes: new TextEncoder().encode(JSON.stringify(options.tokenizerJson)),
-  });
+  out.push(...huggingFaceMetadataFiles(source, options.tokenizerJson));
   return out;
+}
+
+/** The files of a Hugging Face folder besides its weights: the source's metadata files verbatim and tokenizer.json. */
+export function huggingFaceMetadataFiles(
+  source: HuggingFaceSource,
+  tokenizerJson: unknown,
+): { name: string; bytes: Uint8Array }[] {
+  const out = Object.entries(source.files).map(([name, text]) => ({
+    name,
+    bytes: new TextEncoder().encode(text),
+  }));
+  out.push({ name: "tokenizer.json", bytes: new TextEncoder().encode(JSON.stringify(tokenizerJson)) });
+  return out;
+}
+
+/** whether a file of a Hugging Face folder holds weights (safetensors or their index) */
+export function isHuggingFaceWeightFile(name: string): boolean {
+  return name.endsWith(".safetensors") || name === INDEX_FILE;
 }
 
 /**

@@ -81,6 +81,8 @@ export interface PpoMetrics {
   readonly approxKl: number;
   readonly klToReference: number;
   readonly importanceWeight: number;
+  /** mean |log pi_proximal - log pi_behaviour| over trained tokens: the sampler/learner log-prob mismatch */
+  readonly logProbGap: number;
   /** global gradient norm before clipping */
   readonly gradNorm: number;
   readonly tokens: number;

@@ -428,7 +428,15 @@ export interface TrainGraphSpec {
 
 /** metric sums over masked tokens (divide by the token count), emitted by every train graph */
 export const TRAIN_METRIC_SUMS = {
-  ppo: ["sum_entropy", "sum_clipped", "sum_approx_kl", "sum_pg_loss", "sum_kl_ref", "sum_importance_weight"],
+  ppo: [
+    "sum_entropy",
+    "sum_clipped",
+    "sum_approx_kl",
+    "sum_pg_loss",
+    "sum_kl_ref",
+    "sum_importance_weight",
+    "sum_logprob_gap",
+  ],
   supervised: ["sum_entropy", "sum_nll", "sum_correct"],
 } as const;
 
@@ -476,6 +484,8 @@ function ppoLoss(b: GraphBuilder, spec: TrainGraphSpec, logp: Value, entropy: Va
     sum_approx_kl: b.sumAll(b.mul(b.sub(b.sub(ratio, one), logRatio), mask)),
     sum_pg_loss: b.sumAll(b.mul(pg, mask)),
     sum_importance_weight: b.sumAll(b.mul(weight, mask)),
+    // |log pi_proximal - log pi_behaviour|: how far the sampler's log-probs are from the learner's
+    sum_logprob_gap: b.sumAll(b.mul(b.max(b.sub(proximal, behaviour), b.sub(behaviour, proximal)), mask)),
   };
   if (spec.klToReference) {
     const reference = b.input("reference_logp", ft, shape);

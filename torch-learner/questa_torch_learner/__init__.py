@@ -1,0 +1,1 @@
+"""questa's PyTorch FSDP2 learner (see functions/contracts/torch-learner-protocol.ts)."""
