@@ -24,6 +24,7 @@ describe("the report's charts", () => {
       "entropy",
       "clip-fraction",
       "groups",
+      "log-prob-gap",
       "staleness",
       "tokens-per-second",
       "pass-at-1-0",
@@ -37,6 +38,21 @@ describe("the report's charts", () => {
       "pass@1 on hard-eval",
       "pass@k on hard-eval",
     ]);
+  });
+
+  it("leaves out a metric no run reports (runs from before the log-prob gap existed)", () => {
+    const events = fixtureRunEvents();
+    const older = {
+      ...events,
+      status: events.status.map((s) => {
+        if (s.metrics === undefined) return s;
+        const { logProbGap: _gap, ...metrics } = s.metrics;
+        return { ...s, metrics };
+      }),
+    };
+    const ids = reportCharts(buildReport(older)).map((c) => c.id);
+    expect(ids).not.toContain("log-prob-gap");
+    expect(ids).toContain("staleness");
   });
 
   it("overlays both runs on every step plot, under the QuestA run's hint stages", () => {

@@ -204,6 +204,14 @@ const STEP_METRICS = [
     caption: "Fraction of tokens whose importance ratio the PPO objective clipped.",
   },
   {
+    id: "log-prob-gap",
+    title: "Sampler/learner log-prob gap",
+    yTitle: "mean |Δ log-prob|",
+    metric: "logProbGap",
+    caption:
+      "Mean absolute difference, over trained tokens, between the sampler's log-probs and the learner's for the same weights and tokens; it grows when the two engines disagree (e.g. vLLM against the learner) or rollouts are stale.",
+  },
+  {
     id: "staleness",
     title: "Staleness",
     yTitle: "policy versions behind",
@@ -220,17 +228,27 @@ const STEP_METRICS = [
 ] as const;
 
 function trainingCharts(model: ReportModel): Chart[] {
-  const charts = STEP_METRICS.map((m) =>
-    lineChart(model, {
-      id: m.id,
-      title: m.title,
-      caption: m.caption,
-      yTitle: m.yTitle,
-      values: model.runs.flatMap((run) =>
-        run.steps.map((s) => ({ run: run.label, step: s.step, value: s.metrics[m.metric] })),
-      ),
-    }),
-  );
+  const series = STEP_METRICS.map((m) => ({
+    metric: m,
+    // runs from before a metric existed (logProbGap) have no point for it
+    values: model.runs.flatMap((run) =>
+      run.steps.flatMap((s) => {
+        const value = s.metrics[m.metric];
+        return value === undefined ? [] : [{ run: run.label, step: s.step, value }];
+      }),
+    ),
+  }));
+  const charts = series
+    .filter((s) => s.values.length > 0)
+    .map(({ metric: m, values }) =>
+      lineChart(model, {
+        id: m.id,
+        title: m.title,
+        caption: m.caption,
+        yTitle: m.yTitle,
+        values,
+      }),
+    );
   const groups = lineChart(model, {
     id: "groups",
     title: "Kept and dropped groups",

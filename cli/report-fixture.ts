@@ -118,6 +118,7 @@ export function fixtureRunEvents(options: { baseline?: boolean; withResults?: bo
           approxKl: 0.001,
           gradNorm: 1,
           loss: -0.1,
+          logProbGap: 0.002 + step * 0.0005,
           tokensPerSecond: 1000 + step * 10,
           staleness: step % 2,
           groupsKept: 8 - (step % 3),

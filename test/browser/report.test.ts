@@ -66,6 +66,7 @@ describe("the HTML report in Chromium", () => {
       "entropy",
       "clip-fraction",
       "groups",
+      "log-prob-gap",
       "staleness",
       "tokens-per-second",
       "pass-at-1-0",
