@@ -28,6 +28,7 @@ import { copyTarget, finalImage, type ImageSpec, parseDockerfile } from "./docke
  * inputs; the project layer is made at every build.
  *
  *   npx tsx scripts/build-image.ts [OUT_DIR]   # writes OUT_DIR/questa.oci.tar (import: ctr images import)
+ *   npx tsx scripts/build-image.ts --torch [OUT_DIR]   # Dockerfile.torch: OUT_DIR/questa-torch.oci.tar
  */
 
 /** Node 24 (the Dockerfile's node:24-bookworm-slim line), pinned: the npm package carries the binary */
@@ -86,7 +87,13 @@ const sha256 = (...parts: (string | Buffer)[]) => {
  * the tar stream unterminated, which GNU tar refuses): owned by root, one mtime for every file (the
  * layer depends on content only, and equal mtimes keep ensure-install from reinstalling), sorted.
  */
-function addLayer(image: string, dir: string, entries: readonly string[], newTag: string): void {
+function addLayer(
+  image: string,
+  dir: string,
+  entries: readonly string[],
+  newTag: string,
+  options: { keepMtimes?: boolean } = {},
+): void {
   const tar = `${dir}.layer.tar`;
   run("tar", [
     "--create",
@@ -96,7 +103,9 @@ function addLayer(image: string, dir: string, entries: readonly string[], newTag
     "--numeric-owner",
     "--owner=0",
     "--group=0",
-    "--mtime=@1",
+    // Python's .pyc files record their source's mtime: a venv keeps its own, or every import
+    // recompiles (and cannot write the result on a read-only root)
+    ...(options.keepMtimes ? [] : ["--mtime=@1"]),
     "--sort=name",
     ...entries,
   ]);
@@ -179,6 +188,10 @@ function cloneLayout(from: string, to: string): void {
 /** the files of the Dockerfile's COPY lines from the build context, at their image paths under `stage` */
 function stageProjectFiles(spec: ImageSpec, stage: string): void {
   for (const copy of spec.copies) {
+    if (copy.from === "venv" && copy.sources.join() === LEARNER_VENV && copy.dest === LEARNER_VENV) {
+      // Dockerfile.torch's venv stage: what learnerLayout installs
+      continue;
+    }
     if (copy.from !== undefined) {
       // the deps stage's node_modules is what depsLayout installs; anything else is not built here
       if (
@@ -216,11 +229,21 @@ export interface BuiltImage {
 export function buildImage(outDir: string, cache = imageCacheDir()): BuiltImage {
   mkdirSync(cache, { recursive: true });
   const spec = finalImage(parseDockerfile(readFileSync(join(repoRoot, "Dockerfile"), "utf8")));
-  const deps = depsLayout(cache);
-  const layout = join(outDir, "questa.oci");
+  return assemble(depsLayout(cache), outDir, "questa", spec, IMAGE_NAME);
+}
+
+/** a cached layout (tag "deps") + the project files `spec` copies + its config: `outDir/<name>.oci(.tar)` */
+function assemble(
+  base: string,
+  outDir: string,
+  name: string,
+  spec: ImageSpec,
+  imageName: string,
+): BuiltImage {
+  const layout = join(outDir, `${name}.oci`);
   rmSync(layout, { recursive: true, force: true });
-  cloneLayout(deps, layout);
-  const stage = join(outDir, "questa.stage");
+  cloneLayout(base, layout);
+  const stage = join(outDir, `${name}.stage`);
   rmSync(stage, { recursive: true, force: true });
   try {
     stageProjectFiles(spec, stage);
@@ -240,9 +263,101 @@ export function buildImage(outDir: string, cache = imageCacheDir()): BuiltImage 
   run("umoci", config);
   run("umoci", ["rm", "--image", `${layout}:deps`]);
   run("umoci", ["gc", "--layout", layout]);
-  const tar = join(outDir, "questa.oci.tar");
+  const tar = join(outDir, `${name}.oci.tar`);
   run("tar", ["-C", layout, "-cf", tar, "."]);
-  return { layout, tar, reference: `${IMAGE_NAME}:${IMAGE_TAG}`, spec };
+  return { layout, tar, reference: `${imageName}:${IMAGE_TAG}`, spec };
+}
+
+/** Dockerfile.torch's `apt-get install python3.11`, without what a running interpreter never uses */
+const PYTHON_DEBIAN_PACKAGES = [
+  "python3.11",
+  "python3.11-minimal",
+  "libpython3.11-minimal",
+  "libpython3.11-stdlib",
+  "media-types",
+  ...["libbz2-1.0", "libcrypt1", "libdb5.3", "libexpat1", "libffi8", "libgdbm6", "libgdbm-compat4"],
+  ...["liblzma5", "libncursesw6", "libnsl2", "libreadline8", "libsqlite3-0", "libssl3", "libtinfo6"],
+  ...["libtirpc3", "libtirpc-common", "libuuid1", "zlib1g", "libgssapi-krb5-2", "libk5crypto3"],
+  ...["libkeyutils1", "libkrb5-3", "libkrb5support0", "libcom-err2"],
+];
+/** where Dockerfile.torch's venv lives (its QUESTA_TORCH_PYTHON is bin/python there) */
+export const LEARNER_VENV = "/opt/questa-learner";
+const LEARNER_LOCK = join(repoRoot, "scripts", "reference", "requirements-learner.lock");
+const LEARNER_LAYER_RECIPE = "1";
+
+export const TORCH_IMAGE_NAME = "docker.io/library/questa-torch";
+
+/**
+ * The deps layout plus Debian's Python 3.11 and the learner's venv at LEARNER_VENV: the venv of
+ * `scripts/install-reference-venv.sh --kind learner` (installed from requirements-learner.lock with
+ * --require-hashes --no-deps, as Dockerfile.torch's venv stage does), its site-packages moved over
+ * and its python linked to /usr/bin/python3.11 as `python3.11 -m venv` links it in the image.
+ * Cached by its inputs: the venv is about 5 GB.
+ */
+function learnerLayout(cache: string): string {
+  const deps = depsLayout(cache);
+  const lock = readFileSync(LEARNER_LOCK);
+  const key = sha256(LEARNER_LAYER_RECIPE, deps, PYTHON_DEBIAN_PACKAGES.join(","), lock);
+  const layout = join(cache, `learner-${key}`);
+  if (existsSync(join(layout, "index.json"))) return layout;
+  const venv = run(join(repoRoot, "scripts", "install-reference-venv.sh"), ["--kind", "learner"]).trim();
+  const work = join(cache, `learner-${key}.tmp-${process.pid}`);
+  rmSync(work, { recursive: true, force: true });
+  try {
+    const rootfs = join(work, "rootfs");
+    const debs = join(work, "debs");
+    mkdirSync(debs, { recursive: true });
+    mkdirSync(rootfs);
+    // the deps layer's packages too, so that ldconfig's cache names every library of both
+    run("apt-get", ["download", ...DEBIAN_PACKAGES, ...PYTHON_DEBIAN_PACKAGES], { cwd: debs });
+    for (const deb of readdirSync(debs)) run("dpkg-deb", ["-x", join(debs, deb), rootfs]);
+    for (const docs of ["usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/lintian"])
+      rmSync(join(rootfs, docs), { recursive: true, force: true });
+    mkdirSync(join(rootfs, "etc"), { recursive: true });
+    writeFileSync(join(rootfs, "etc/ld.so.conf"), "include /etc/ld.so.conf.d/*.conf\n");
+    run("ldconfig", ["-r", rootfs]);
+    const target = join(rootfs, LEARNER_VENV.slice(1));
+    mkdirSync(join(target, "bin"), { recursive: true });
+    mkdirSync(join(target, "lib", "python3.11"), { recursive: true });
+    // hard links: the layer's tar reads the files once, nothing is copied
+    run("cp", ["-al", join(venv, "lib", "python3.11", "site-packages"), join(target, "lib", "python3.11")]);
+    run("ln", ["-s", "lib", join(target, "lib64")]);
+    run("ln", ["-s", "/usr/bin/python3.11", join(target, "bin", "python3.11")]);
+    run("ln", ["-s", "python3.11", join(target, "bin", "python3")]);
+    run("ln", ["-s", "python3.11", join(target, "bin", "python")]);
+    writeFileSync(
+      join(target, "pyvenv.cfg"),
+      `home = /usr/bin\ninclude-system-site-packages = false\nversion = 3.11\nexecutable = /usr/bin/python3.11\n`,
+    );
+    const oci = join(work, "layout");
+    cloneLayout(deps, oci);
+    addLayer(`${oci}:deps`, rootfs, readdirSync(rootfs).sort(), "deps", { keepMtimes: true });
+    rmSync(rootfs, { recursive: true, force: true });
+    run("umoci", ["gc", "--layout", oci]);
+    renameSync(oci, layout);
+    return layout;
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The torch learner's image (Dockerfile.torch) without docker: the questa image's layers and
+ * config with Python, the learner's venv, torch-learner/ and QUESTA_TORCH_PYTHON.
+ */
+export function buildTorchImage(outDir: string, cache = imageCacheDir()): BuiltImage {
+  mkdirSync(cache, { recursive: true });
+  const base = finalImage(parseDockerfile(readFileSync(join(repoRoot, "Dockerfile"), "utf8")));
+  const torch = finalImage(parseDockerfile(readFileSync(join(repoRoot, "Dockerfile.torch"), "utf8")));
+  const spec: ImageSpec = {
+    user: torch.user,
+    workdir: torch.workdir,
+    env: { ...base.env, ...torch.env },
+    entrypoint: base.entrypoint,
+    cmd: base.cmd,
+    copies: [...base.copies, ...torch.copies],
+  };
+  return assemble(learnerLayout(cache), outDir, "questa-torch", spec, TORCH_IMAGE_NAME);
 }
 
 /** The sandbox ("pause") image from a pause binary: registry.k8s.io is out of reach. */
@@ -272,10 +387,12 @@ export function buildPauseImage(pauseBinary: string, outDir: string): string {
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const out = process.argv[2] ?? join(tmpdir(), "questa-image");
+  // --torch: the learner image of Dockerfile.torch (its ~5 GB venv layer is cached after the first build)
+  const torch = process.argv.includes("--torch");
+  const out = process.argv.slice(2).find((a) => !a.startsWith("--")) ?? join(tmpdir(), "questa-image");
   mkdirSync(out, { recursive: true });
   const started = Date.now();
-  const built = buildImage(out);
+  const built = torch ? buildTorchImage(out) : buildImage(out);
   process.stdout.write(
     `${built.tar} (${built.reference}) in ${((Date.now() - started) / 1000).toFixed(1)} s\n`,
   );

@@ -1,8 +1,9 @@
 import { execFileSync } from "node:child_process";
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 import { describe, expect, inject, it } from "vitest";
 import { finalImage, parseDockerfile } from "../../scripts/dockerfile.ts";
+import { ociImage, repoFiles } from "../infra/oci-image.ts";
 
 // The image the e2e test runs is built without docker (scripts/build-image.ts); the Dockerfile is
 // the published build. Both must lay the image out alike: the entrypoint, user, working directory,
@@ -13,51 +14,12 @@ const root = join(import.meta.dirname, "..", "..");
 const layout = inject("questaImageLayout");
 const spec = finalImage(parseDockerfile(readFileSync(join(root, "Dockerfile"), "utf8")));
 
-interface Descriptor {
-  digest: string;
-  annotations?: Record<string, string>;
-}
-const blob = (descriptor: Descriptor) => join(layout, "blobs", ...descriptor.digest.split(":"));
-const json = <T>(descriptor: Descriptor): T => JSON.parse(readFileSync(blob(descriptor), "utf8")) as T;
-
-function manifest() {
-  const top = JSON.parse(readFileSync(join(layout, "index.json"), "utf8")) as { manifests: Descriptor[] };
-  const [only] = top.manifests;
-  if (top.manifests.length !== 1 || !only) throw new Error(`expected one image in ${layout}`);
-  return json<{ config: Descriptor; layers: Descriptor[] }>(only);
-}
-
-let listed: Map<string, { mode: string; owner: string }> | undefined;
-/** `tar -tvz` of every layer: path → mode and uid/gid (later layers win; none deletes) */
-function layerEntries(): Map<string, { mode: string; owner: string }> {
-  if (listed) return listed;
-  const entries = new Map<string, { mode: string; owner: string }>();
-  for (const layer of manifest().layers) {
-    const listing = execFileSync("tar", ["--numeric-owner", "-tvzf", blob(layer)], {
-      encoding: "utf8",
-      maxBuffer: 256 * 1024 * 1024,
-    });
-    for (const line of listing.split("\n")) {
-      const match = /^(\S+)\s+(\d+\/\d+)\s+\d+\s+\S+\s+\S+\s+(.*?)(?: -> .*)?$/.exec(line);
-      if (!match) continue;
-      const [, mode = "", owner = "", path = ""] = match;
-      entries.set(`/${path.replace(/^\.?\//, "").replace(/\/$/, "")}`, { mode, owner });
-    }
-  }
-  listed = entries;
-  return entries;
-}
-
-function repoFiles(path: string): string[] {
-  if (!statSync(path).isDirectory()) return [path];
-  return readdirSync(path).flatMap((entry) => repoFiles(join(path, entry)));
-}
+const image = ociImage(layout);
+const { blob, manifest, layerEntries } = image;
 
 describe("the image built without docker matches the Dockerfile", () => {
   it("has the Dockerfile's entrypoint, cmd, user, working directory and environment", () => {
-    const config = json<{
-      config: { User?: string; WorkingDir?: string; Entrypoint?: string[]; Cmd?: string[]; Env?: string[] };
-    }>(manifest().config).config;
+    const config = image.config();
     expect(spec.entrypoint).toEqual(["node", "bin/questa.js"]);
     expect({
       user: config.User,
