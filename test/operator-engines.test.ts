@@ -14,26 +14,39 @@ import {
   createNamespace,
   eventually,
   installChart,
-  installTrainerCrds,
   kubectlApply,
   mustTool,
   startTestOperator,
   type TestOperator,
   trainingYaml,
 } from "./infra/kube-test-helpers.ts";
+import {
+  installTrainerCrds,
+  startTrainerControllers,
+  type TrainerControllers,
+} from "./infra/kube-trainer.ts";
 
 // The operator side of the scale engines (#21 vLLM rollouts, #22 the torch learner) against a real
 // kube-apiserver of this file's own, with kube-controller-manager (the Job controller makes the
 // learner's pods, the garbage collector deletes what a deleted run owned): first without Kubeflow
-// Trainer (the Indexed Job fallback), then with Trainer's and JobSet's CRDs installed (the TrainJob).
+// Trainer (the Indexed Job fallback), then with Trainer's and JobSet's CRDs and controllers (built from
+// the Go module proxy, test/infra/kube-trainer.ts): the TrainJob, and what Trainer and JobSet make of it.
 // Its own cluster, because installing CRDs is cluster-wide and the shared one serves other files.
 
 const POD: ResourceKind = { group: "", version: "v1", kind: "Pod", plural: "pods", namespaced: true };
+const JOB_SET: ResourceKind = {
+  group: "jobset.x-k8s.io",
+  version: "v1alpha2",
+  kind: "JobSet",
+  plural: "jobsets",
+  namespaced: true,
+};
 
 let cluster: KubeTestCluster;
 let admin: ClientNodeKubeApi;
 let namespace: string;
 let test: TestOperator | undefined;
+let trainer: TrainerControllers | undefined;
 
 const torchSpec = (extra = "") => `
 model: { source: huggingface, uri: "s3://models/qwen2.5-1.5b/" }
@@ -71,8 +84,32 @@ type PodSpec = {
   hostname?: string;
   subdomain?: string;
   restartPolicy?: string;
-  containers: { name: string; image: string; args?: string[]; env: Env }[];
+  containers: {
+    name: string;
+    image: string;
+    args?: string[];
+    env: Env;
+    volumeMounts?: unknown[];
+  }[];
+  volumes?: unknown[];
+  securityContext?: unknown;
   initContainers?: { name: string; args?: string[] }[];
+};
+type Labels = Record<string, string>;
+/** the part of the operator's runtime patch a test compares with what Trainer and JobSet made */
+type RuntimePatch = {
+  trainingRuntimeSpec: {
+    template: {
+      spec: {
+        replicatedJobs: {
+          template: {
+            metadata: { labels: Labels };
+            spec: { template: { metadata: { labels: Labels }; spec: PodSpec } };
+          };
+        }[];
+      };
+    };
+  };
 };
 const envOf = (env: Env) => new Map(env.map((e) => [e.name, e]));
 
@@ -109,6 +146,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await test?.operator.stop();
+  await trainer?.stop();
   await cluster?.stop();
 });
 
@@ -245,9 +283,10 @@ describe("the torch learner and the vLLM servers on a real API server", () => {
     }
   });
 
-  it("with Trainer's and JobSet's CRDs: a TrainJob on torch-distributed, accepted by Trainer's schema", async () => {
+  it("with Kubeflow Trainer and JobSet running: the TrainJob, its JobSet, the Indexed Job and headless Service they make, with the PET_* env, our image and args and the runtime patch", async () => {
     await test?.operator.stop();
     await installTrainerCrds(cluster.binDir, cluster.kubeconfig);
+    trainer = await startTrainerControllers(cluster.binDir, cluster.kubeconfig);
     // a new operator: the old one asked discovery before the CRDs were there
     await startOperator("engines-trainer");
     const applied = await kubectlApply(
@@ -272,13 +311,82 @@ describe("the torch learner and the vLLM servers on a real API server", () => {
       },
       runtimePatches: [{ manager: "questa.dev/operator" }],
     });
-    const env = envOf((train.spec as { trainer: { env: Env } }).trainer.env);
+    const trainSpec = train.spec as { trainer: { env: Env }; runtimePatches: RuntimePatch[] };
+    const env = envOf(trainSpec.trainer.env);
     expect(env.get("QUESTA_FUNCTION")?.value).toBe("learn");
     expect([...env.keys()].some((name) => name.startsWith("PET_"))).toBe(false);
+    const patch = trainSpec.runtimePatches[0]!.trainingRuntimeSpec.template.spec.replicatedJobs[0]!.template;
+    const patchedPod = patch.spec.template;
+    expect(patchedPod.spec.volumes?.length).toBeGreaterThan(0);
+
+    // Trainer: the JobSet, owned by the TrainJob, with the runtime's one replicated job "node"
+    const jobSet = await eventually("JobSet", () => get(JOB_SET, "tt-learn"));
+    expect(jobSet.metadata.ownerReferences).toEqual([
+      expect.objectContaining({ kind: "TrainJob", name: "tt-learn", controller: true }),
+    ]);
+    const replicated = (jobSet.spec as { replicatedJobs: { name: string; replicas: number }[] })
+      .replicatedJobs;
+    expect(replicated.map((r) => [r.name, r.replicas])).toEqual([["node", 1]]);
+
+    // JobSet: the Indexed Job of 2 pods, and the headless Service their hostnames resolve in
+    const job = await eventually("the JobSet's Indexed Job", () => get(JOB, "tt-learn-node-0"));
+    expect(job.metadata.ownerReferences).toEqual([
+      expect.objectContaining({ kind: "JobSet", name: "tt-learn", controller: true }),
+    ]);
+    const jobSpec = job.spec as {
+      completionMode: string;
+      completions: number;
+      parallelism: number;
+      template: { metadata: { labels: Record<string, string> }; spec: PodSpec };
+    };
+    expect(jobSpec).toMatchObject({ completionMode: "Indexed", completions: 2, parallelism: 2 });
+    expect(job.metadata.labels).toMatchObject(patch.metadata.labels);
+    const pod = jobSpec.template;
+    expect(pod.metadata.labels).toMatchObject(patchedPod.metadata.labels);
+    expect(pod.spec.volumes).toEqual(patchedPod.spec.volumes);
+    expect(pod.spec.securityContext).toEqual(patchedPod.spec.securityContext);
+    expect(pod.spec.subdomain).toBe("tt-learn");
+    const node = pod.spec.containers.find((c) => c.name === "node");
+    expect(node?.image).toBe("registry.example/questa-torch:1");
+    expect(node?.args).toEqual(["function", "learn", "--config", "/etc/questa/training.yaml"]);
+    expect(node?.volumeMounts).toEqual(patchedPod.spec.containers[0]?.volumeMounts);
+    const nodeEnv = envOf(node?.env ?? []);
+    expect(nodeEnv.get("QUESTA_FUNCTION")?.value).toBe("learn");
+    expect(nodeEnv.get("PET_NNODES")?.value).toBe("2");
+    expect(nodeEnv.get("PET_NPROC_PER_NODE")?.value).toBe("2");
+    expect(nodeEnv.get("PET_NODE_RANK")?.valueFrom?.fieldRef?.fieldPath).toBe(
+      "metadata.annotations['batch.kubernetes.io/job-completion-index']",
+    );
+    expect(nodeEnv.get("PET_MASTER_ADDR")?.value).toBe("tt-learn-node-0-0.tt-learn");
+    expect(nodeEnv.get("PET_MASTER_PORT")?.value).toBe("29500");
+
+    const service = await eventually("the JobSet's headless Service", () => get(SERVICE, "tt-learn"));
+    expect(service.metadata.ownerReferences).toEqual([
+      expect.objectContaining({ kind: "JobSet", name: "tt-learn", controller: true }),
+    ]);
+    expect(service.spec).toMatchObject({
+      clusterIP: "None",
+      publishNotReadyAddresses: true,
+      selector: { "jobset.sigs.k8s.io/jobset-name": "tt-learn" },
+    });
+    // the Job controller's pods pass JobSet's pod webhooks
+    const pods = await eventually("two JobSet pods", async () => {
+      const list = await admin.list(POD, namespace, "batch.kubernetes.io/job-name=tt-learn-node-0");
+      return list.items.length === 2 ? list.items : undefined;
+    });
+    expect(
+      pods.map((p) => p.metadata.annotations?.["batch.kubernetes.io/job-completion-index"]).sort(),
+    ).toEqual(["0", "1"]);
     expect(await get(JOB, "tt-learn")).toBeUndefined();
-    expect(await get(SERVICE, "tt-learn")).toBeUndefined();
 
     await deleteRun("tt");
-    await eventually("TrainJob collected", gone(TRAIN_JOB, "tt-learn"), 60_000);
+    for (const [kind, name] of [
+      [TRAIN_JOB, "tt-learn"],
+      [JOB_SET, "tt-learn"],
+      [JOB, "tt-learn-node-0"],
+      [SERVICE, "tt-learn"],
+    ] as const) {
+      await eventually(`${kind.kind} ${name} collected`, gone(kind, name), 60_000);
+    }
   });
 });

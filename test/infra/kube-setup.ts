@@ -1,5 +1,7 @@
 import type { TestProject } from "vitest/node";
-import { type KubeTestCluster, startKubeTestCluster } from "./kube-server.ts";
+import { ensureNodeBinaries } from "./kube-node.ts";
+import { type KubeTestCluster, kubeBinDir, startKubeTestCluster } from "./kube-server.ts";
+import { trainerInstall } from "./kube-trainer.ts";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -22,6 +24,11 @@ let cluster: KubeTestCluster | undefined;
  * be built or started (scripts/install-kube-test-servers.sh runs first when a binary is missing).
  */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  // what test/operator-engines.test.ts's own cluster adds (kube-controller-manager, and Kubeflow
+  // Trainer's and JobSet's controllers): Go builds of minutes on a cold cache, done here, outside any
+  // test or hook timeout, and cached for later runs; a failed build fails the run
+  ensureNodeBinaries(kubeBinDir());
+  trainerInstall(kubeBinDir());
   cluster = await startKubeTestCluster();
   project.provide("kubeconfig", cluster.kubeconfig);
   project.provide("operatorKubeconfig", cluster.operatorKubeconfig);

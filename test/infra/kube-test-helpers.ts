@@ -1,4 +1,4 @@
-import { execFile, execFileSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -21,7 +21,7 @@ import { OperatorMetrics } from "../../operator/metrics.ts";
 import { Operator, type OperatorOptions } from "../../operator/operator.ts";
 import type { ConsumerLagReader } from "../../operator/questatraining-controller.ts";
 import { MemoryTopicAdmin } from "../../operator/topic-admin.ts";
-import { kubeBinDir, startKubeTestCluster } from "./kube-server.ts";
+import { startKubeTestCluster } from "./kube-server.ts";
 
 const run = promisify(execFile);
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -274,57 +274,4 @@ ${specYaml
   .map((line) => `  ${line}`)
   .join("\n")}
 `;
-}
-
-/** where scripts/install-kube-test-servers.sh --trainer puts the Kubeflow Trainer and JobSet CRDs */
-export function trainerCrdDirs(binDir = kubeBinDir()): { trainer: string; jobset: string } {
-  const cache = dirname(binDir);
-  const dirs = {
-    trainer: join(cache, "crds", `trainer-v${process.env.QUESTA_TRAINER_VERSION ?? "2.3.0"}`),
-    jobset: join(cache, "crds", `jobset-v${process.env.QUESTA_JOBSET_VERSION ?? "0.12.0"}`),
-  };
-  if (
-    !statSync(dirs.trainer, { throwIfNoEntry: false }) ||
-    !statSync(dirs.jobset, { throwIfNoEntry: false })
-  ) {
-    // from the Go module proxy on first use; a failure fails the test with the script's output
-    execFileSync("bash", [join(repoRoot, "scripts", "install-kube-test-servers.sh"), "--trainer"], {
-      stdio: ["ignore", "inherit", "inherit"],
-      env: { ...process.env, QUESTA_CACHE: cache },
-    });
-  }
-  return dirs;
-}
-
-/**
- * Installs Kubeflow Trainer's and JobSet's CRDs (and Trainer's torch-distributed runtime) into a
- * cluster, server-side (they are too large for kubectl's last-applied annotation), and waits until
- * they are served.
- */
-export async function installTrainerCrds(binDir: string, kubeconfig: string): Promise<void> {
-  const dirs = trainerCrdDirs(binDir);
-  const kubectl = (...args: string[]) => mustTool(binDir, "kubectl", ["--kubeconfig", kubeconfig, ...args]);
-  for (const file of [
-    join(dirs.jobset, "jobset.x-k8s.io_jobsets.yaml"),
-    join(dirs.trainer, "trainer.kubeflow.org_trainjobs.yaml"),
-    join(dirs.trainer, "trainer.kubeflow.org_clustertrainingruntimes.yaml"),
-    join(dirs.trainer, "trainer.kubeflow.org_trainingruntimes.yaml"),
-  ]) {
-    await kubectl("apply", "--server-side", "--field-manager=questa-test", "-f", file);
-  }
-  await kubectl(
-    "wait",
-    "--for=condition=Established",
-    "--timeout=60s",
-    "crd/jobsets.jobset.x-k8s.io",
-    "crd/trainjobs.trainer.kubeflow.org",
-    "crd/clustertrainingruntimes.trainer.kubeflow.org",
-  );
-  await kubectl(
-    "apply",
-    "--server-side",
-    "--field-manager=questa-test",
-    "-f",
-    join(dirs.trainer, "torch_distributed.yaml"),
-  );
 }
