@@ -70,7 +70,11 @@ export default defineConfig({
         test: {
           name: "scale",
           include: ["test/scale/**/*.test.ts"],
-          globalSetup: ["test/infra/kafka-s3-setup.ts", "test/infra/torch-learner-setup.ts"],
+          globalSetup: [
+            "test/infra/kafka-s3-setup.ts",
+            "test/infra/torch-learner-setup.ts",
+            "test/infra/vllm-setup.ts",
+          ],
           testTimeout: 600_000,
         },
       },

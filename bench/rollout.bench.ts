@@ -15,6 +15,10 @@
  * response token counts agree). Prints a table and one JSON document.
  * Env: QUESTA_BENCH_QUESTIONS (default 256), QUESTA_BENCH_WARM_STEPS (default 150; 0 = random
  * weights, every response runs to maxNewTokens). Flags: --before or --after (both after modes).
+ *
+ * Then rollout tokens/s of questa's onnxruntime engine and of a vLLM server on the same tiny
+ * Hugging Face model and prompts, and the ratio (bench/rollout-vllm.ts; BENCH_VLLM=0 skips it,
+ * QUESTA_BENCH_ENGINE_QUESTIONS sets its groups, default 64).
  */
 import { availableParallelism, cpus, loadavg } from "node:os";
 import { join } from "node:path";
@@ -38,6 +42,7 @@ import { silentLogger } from "../functions/runtime/logger.ts";
 import { MemoryBus } from "../functions/runtime/memory-bus.ts";
 import { MemoryObjectStore } from "../functions/runtime/memory-object-store.ts";
 import { bindFunction } from "../functions/runtime/runner.ts";
+import { compareRolloutEngines } from "./rollout-vllm.ts";
 
 const questionCount = Number(process.env.QUESTA_BENCH_QUESTIONS ?? 256);
 const warmSteps = Number(process.env.QUESTA_BENCH_WARM_STEPS ?? 150);
@@ -240,6 +245,21 @@ const results: ModeResult[] = [];
 for (const mode of modes) results.push(await runMode(mode));
 const base = results.find((r) => r.mode === "before");
 
+// the engines side by side on one Hugging Face model: onnxruntime here, vLLM's CPU build
+const engines =
+  process.env.BENCH_VLLM === "0"
+    ? undefined
+    : await compareRolloutEngines({
+        prompts: questionsOf("bench-engines")
+          .slice(0, Number(process.env.QUESTA_BENCH_ENGINE_QUESTIONS ?? 64))
+          .map((q) => q.prompt),
+        groupSize: spec.rollout.groupSize,
+        // the tiny model's context is 256 positions
+        maxNewTokens: Math.min(spec.rollout.maxNewTokens, 128),
+        inFlight: EMBEDDED_QUESTION_PARTITIONS,
+        threads: spec.model.threads,
+      });
+
 console.log(
   "mode       partitions  coalesce  questions  seconds  questions/s  sampled tok/s  mean batch  peak batch",
 );
@@ -256,6 +276,18 @@ const speedup = Object.fromEntries(
 for (const [mode, factor] of Object.entries(speedup)) {
   console.log(`speed-up of ${mode} over before (sampled tokens/s): ${factor}x`);
 }
+if (engines) {
+  console.log(
+    `\nrollout engines on ${engines.model} (float32), ${engines.groups} groups of ${engines.groupSize}, ${engines.maxNewTokens} new tokens, ${engines.inFlight} in flight:`,
+  );
+  console.log("engine  responses  generated tokens  seconds  tokens/s");
+  for (const r of engines.results) {
+    console.log(
+      `${r.engine.padEnd(6)}${String(r.responses).padStart(11)}${String(r.generatedTokens).padStart(18)}${r.seconds.toFixed(2).padStart(9)}${String(r.tokensPerSecond).padStart(10)}`,
+    );
+  }
+  console.log(`vLLM over onnxruntime (tokens/s): ${engines.vllmOverOnnx}x`);
+}
 console.log(
   JSON.stringify(
     {
@@ -267,6 +299,7 @@ console.log(
       warmStartSeconds: round(warmStartSeconds, 1),
       results,
       ...(base ? { speedup } : {}),
+      ...(engines ? { engines } : {}),
       machine: {
         cpu: cpus()[0]?.model ?? "unknown",
         cores: availableParallelism(),

@@ -15,6 +15,8 @@ const FUNCTION_MAINS: Record<string, () => Promise<FunctionMain>> = {
   rollout: async () => (await import("../functions/host/rollout-process.ts")).main,
   learn: async () => (await import("../functions/host/learn-process.ts")).main,
   evaluate: async () => (await import("../functions/host/evaluate-process.ts")).main,
+  // the weight sync beside each vLLM server (rollout.engine vllm); not one of the run's four functions
+  "vllm-sync": async () => (await import("../functions/host/vllm-sync-process.ts")).main,
 };
 
 export const FUNCTION_NAMES = Object.keys(FUNCTION_MAINS);

@@ -12,12 +12,12 @@ describe("questa function", () => {
   it("refuses a missing or unknown function, a missing --config and unknown flags", async () => {
     const none = captureIO(root);
     expect(await main(["function"], none.io)).toBe(2);
-    expect(none.stderr()).toContain("usage: questa function <augment|rollout|learn|evaluate>");
+    expect(none.stderr()).toContain("usage: questa function <augment|rollout|learn|evaluate|vllm-sync>");
 
     const unknown = captureIO(root);
     expect(await main(["function", "train", "--config", "x.yaml"], unknown.io)).toBe(2);
     expect(unknown.stderr()).toContain(
-      'unknown function "train"; expected one of augment, rollout, learn, evaluate',
+      'unknown function "train"; expected one of augment, rollout, learn, evaluate, vllm-sync',
     );
 
     const noConfig = captureIO(root);

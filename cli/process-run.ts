@@ -198,6 +198,9 @@ export function functionProcessEnv(
     if (name === "HOME" || typeof value !== "string") continue;
     env[name] = value;
   }
+  // rollout.engine vllm: the servers the user started (a pod's service name means nothing here)
+  if (inherited.QUESTA_VLLM_ENDPOINTS !== undefined)
+    env.QUESTA_VLLM_ENDPOINTS = inherited.QUESTA_VLLM_ENDPOINTS;
   env.QUESTA_CONFIG = configPath;
   // the user's own machine: local dataset paths are theirs to read (pods get object-store only)
   env.QUESTA_DATA_SOURCES = "any";

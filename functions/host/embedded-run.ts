@@ -29,6 +29,9 @@ import {
 import { startLearnerNode } from "./learner-engines.ts";
 import { OnnxPolicySampler } from "./onnx-adapters.ts";
 import { type RunProgress, RunWatcher } from "./run-watcher.ts";
+import { parseVllmEndpoints, resolvingEndpoints, VLLM_ENDPOINTS_ENV } from "./vllm-endpoints.ts";
+import { VllmPolicySampler } from "./vllm-policy-sampler.ts";
+import { VllmWeightSync, vllmSyncFunction } from "./vllm-weight-sync.ts";
 
 export type { RunProgress } from "./run-watcher.ts";
 
@@ -51,7 +54,11 @@ export interface EmbeddedRunOptions {
   onComplete?: () => void;
   /** where the loop's timing reads time; default the system clock */
   clock?: Clock;
-  /** the environment (QUESTA_TORCH_PYTHON, QUESTA_CACHE_DIR for the torch learner); default process.env */
+  /**
+   * the environment: QUESTA_TORCH_PYTHON and QUESTA_CACHE_DIR for the torch learner; rollout.engine
+   * vllm samples from the servers of QUESTA_VLLM_ENDPOINTS (whose model directory is
+   * QUESTA_VLLM_MODEL_DIR, default `<run dir>/vllm-models`); default process.env
+   */
   env?: Record<string, string | undefined>;
 }
 
@@ -196,6 +203,42 @@ export function loopTiming(
 }
 
 /**
+ * rollout.engine vllm in one process: the sampler on the servers of QUESTA_VLLM_ENDPOINTS and the
+ * weight sync that keeps them on the learner's newest policy (bound as a function beside the
+ * others, and following the learner's progress every second for servers that restart).
+ */
+async function openVllm(
+  spec: QuestATrainingSpec,
+  env: Record<string, string | undefined>,
+  runDir: string,
+  store: FsObjectStore,
+  keys: RunKeys,
+  logger: Logger,
+): Promise<{ sampler: VllmPolicySampler; sync: VllmWeightSync; stopFollowing: () => void }> {
+  const endpoints = resolvingEndpoints(parseVllmEndpoints(env[VLLM_ENDPOINTS_ENV]));
+  const modelDir = env.QUESTA_VLLM_MODEL_DIR ?? join(runDir, "vllm-models");
+  await mkdir(modelDir, { recursive: true });
+  const sync = new VllmWeightSync({ endpoints, modelDir, store, keys, logger });
+  // the servers hold this run's policy before anything samples from them
+  await sync.reconcile();
+  const follower = setInterval(() => {
+    sync
+      .reconcile()
+      .catch((error: unknown) => logger.warn({ err: error }, "vLLM weight sync failed; trying again"));
+  }, 1000);
+  const sampler = new VllmPolicySampler({
+    endpoints,
+    prompt: { format: spec.model.prompt.format, enableThinking: spec.model.prompt.enableThinking },
+  });
+  return { sampler, sync, stopFollowing: () => clearInterval(follower) };
+}
+
+/** the vLLM sampler's counters in the engine's terms: its busy time as decode time */
+function vllmGenerationStats(stats: { generatedTokens: number; busySeconds: number }) {
+  return { prefillSeconds: 0, decodeSeconds: stats.busySeconds, decodeSteps: 0, decodedRows: 0 };
+}
+
+/**
  * Partitions of the questions topic in embedded runs, i.e. questions sampled at once. A group's
  * rows finish at different lengths and its partition takes the next question only when its last
  * row is done, so the decode batch holds far fewer rows than questions x group size: in
@@ -249,7 +292,10 @@ export async function runEmbedded(options: EmbeddedRunOptions): Promise<RunSumma
   const learnerEngine = learnerNode.engine;
   const bus = await MemoryBus.open({ dir: runDir });
   const engine = engineSettings(spec);
-  const rolloutSampler = new OnnxPolicySampler(engine);
+  const env = options.env ?? process.env;
+  const vllm =
+    spec.rollout.engine === "vllm" ? await openVllm(spec, env, runDir, store, keys, logger) : undefined;
+  const rolloutSampler = vllm?.sampler ?? new OnnxPolicySampler(engine);
   const evaluateSampler = new OnnxPolicySampler(engine);
   const runners: FunctionRunner<unknown>[] = [];
   try {
@@ -310,6 +356,14 @@ export async function runEmbedded(options: EmbeddedRunOptions): Promise<RunSumma
         ...common,
         services: evaluateServices({ spec, keys, open, sampler: evaluateSampler }),
       }) as FunctionRunner<unknown>,
+      ...(vllm
+        ? [
+            bindFunction(vllmSyncFunction, {
+              ...common,
+              services: { sync: vllm.sync },
+            }) as FunctionRunner<unknown>,
+          ]
+        : []),
     );
     for (const runner of runners) await runner.start();
 
@@ -336,11 +390,15 @@ export async function runEmbedded(options: EmbeddedRunOptions): Promise<RunSumma
       deadLetters: watcher.deadLetters,
       deadLetterReasons: watcher.deadLetterReasons,
       timing: loopTiming(clock.now() - started, runners, watcher, {
-        rollout: rolloutSampler.generationStats,
+        rollout:
+          rolloutSampler instanceof OnnxPolicySampler
+            ? rolloutSampler.generationStats
+            : vllmGenerationStats(rolloutSampler.samplingStats),
         evaluate: evaluateSampler.generationStats,
       }),
     };
   } finally {
+    vllm?.stopFollowing();
     for (const runner of [...runners].reverse()) await runner.stop();
     await bus.close();
     await learnerEngine.dispose();

@@ -20,6 +20,7 @@ import { Learner } from "../learn/learner.ts";
 import type { LearnerEngine } from "../learn/learner-engine.ts";
 import { CheckpointManifestSchema, saveCheckpoint } from "../model/checkpoint.ts";
 import { readHuggingFaceFolder } from "../model/hf-folder.ts";
+import type { PolicySampler } from "../model/policy-sampler.ts";
 import type { RolloutServices } from "../rollout/handler.ts";
 import { StalenessGate } from "../rollout/staleness-gate.ts";
 import type { Bus } from "../runtime/bus.ts";
@@ -30,6 +31,8 @@ import { describeJsonError } from "../runtime/json-text.ts";
 import type { ObjectStore } from "../runtime/object-store.ts";
 import { parseJsonWith } from "../runtime/stored-json.ts";
 import { type EngineSettings, OnnxLearnerEngine, OnnxPolicySampler } from "./onnx-adapters.ts";
+import { parseVllmEndpoints, resolvingEndpoints, VLLM_ENDPOINTS_ENV } from "./vllm-endpoints.ts";
+import { VllmPolicySampler } from "./vllm-policy-sampler.ts";
 import type { WarmStartProgress } from "./warm-start.ts";
 import { cachedWarmStart } from "./warm-start-cache.ts";
 
@@ -38,7 +41,27 @@ export function engineSettings(spec: QuestATrainingSpec): EngineSettings {
     executionProvider: spec.model.executionProvider,
     threads: spec.model.threads,
     prompt: { format: spec.model.prompt.format, enableThinking: spec.model.prompt.enableThinking },
+    ...(spec.rollout.engine === "vllm" ? { huggingFaceWithPolicies: true } : {}),
   };
+}
+
+/** the sampler rollout runs with: the policy sampler port, and a way to let go of it */
+export type RolloutSampler = PolicySampler & { dispose(): Promise<void> };
+
+/**
+ * Rollout's sampler by spec.rollout.engine: questa's onnxruntime engine in this process, or the
+ * vLLM servers named by QUESTA_VLLM_ENDPOINTS (the operator sets it; an embedded run starts a
+ * local server when it is unset). Evaluation keeps the onnxruntime engine either way.
+ */
+export function createRolloutSampler(
+  spec: QuestATrainingSpec,
+  env: Record<string, string | undefined>,
+): RolloutSampler {
+  if (spec.rollout.engine === "onnx") return new OnnxPolicySampler(engineSettings(spec));
+  return new VllmPolicySampler({
+    endpoints: resolvingEndpoints(parseVllmEndpoints(env[VLLM_ENDPOINTS_ENV])),
+    prompt: { format: spec.model.prompt.format, enableThinking: spec.model.prompt.enableThinking },
+  });
 }
 
 /**
@@ -221,8 +244,8 @@ export async function rolloutServices(options: {
   store: ObjectStore;
   keys: RunKeys;
   progress: LearnerProgress;
-  sampler?: OnnxPolicySampler;
-}): Promise<RolloutServices & { sampler: OnnxPolicySampler }> {
+  sampler?: RolloutSampler;
+}): Promise<RolloutServices & { sampler: RolloutSampler }> {
   const { spec, keys, progress } = options;
   const sampler = options.sampler ?? new OnnxPolicySampler(engineSettings(spec));
   await sampler.load(

@@ -28,6 +28,11 @@ export interface EngineSettings {
   maxBatchRows?: number;
   /** KV-cache positions a sampler's engine holds at most (engine default when absent) */
   maxBatchTokens?: number;
+  /**
+   * the learner writes the Hugging Face export (`hf/`) with every policy update too, not only with
+   * published full checkpoints: vLLM servers reload from it (rollout.engine vllm)
+   */
+  huggingFaceWithPolicies?: boolean;
 }
 
 /** a checkpoint's tokenizer, with its special tokens named by the Hugging Face folder it came from */
@@ -175,7 +180,13 @@ export class OnnxLearnerEngine implements LearnerEngine {
         step: meta.step,
         ...(meta.parentStep === undefined ? {} : { parent: `step-${meta.parentStep}` }),
       },
-      { exportHuggingFace: meta.publish === true && this.#huggingFace !== undefined },
+      {
+        // published full checkpoints, and policy updates (no optimiser state) for vLLM servers
+        exportHuggingFace:
+          (meta.publish === true ||
+            (this.#settings.huggingFaceWithPolicies === true && !meta.withOptimizer)) &&
+          this.#huggingFace !== undefined,
+      },
     );
     const ref = await manifestRef(store, prefix);
     if (!ref)

@@ -4,6 +4,7 @@
  * following it (functions/contracts/learner-progress.ts).
  */
 
+import { Gauge, type Registry } from "prom-client";
 import { readLearnerProgress } from "../contracts/learner-progress.ts";
 import type { RunKeys } from "../contracts/run-keys.ts";
 import type { RolloutServices } from "../rollout/handler.ts";
@@ -18,8 +19,8 @@ import {
   processShutdown,
   whileStarting,
 } from "./function-process.ts";
-import { engineSettings, initialCheckpointRef, rolloutServices } from "./function-services.ts";
-import { OnnxPolicySampler } from "./onnx-adapters.ts";
+import { createRolloutSampler, initialCheckpointRef, rolloutServices } from "./function-services.ts";
+import { VllmPolicySampler } from "./vllm-policy-sampler.ts";
 
 /** how often the learner's stored progress is read */
 const FOLLOW_INTERVAL_MS = 1000;
@@ -43,7 +44,7 @@ export async function main(
   try {
     // the learn process makes the initial policy; rollouts wait for it rather than fail, and wait
     // out an object store that is down (whileStarting)
-    const sampler = new OnnxPolicySampler(engineSettings(spec));
+    const sampler = createRolloutSampler(spec, env);
     const services = await whileStarting(
       proc.settings,
       async () => {
@@ -87,6 +88,8 @@ export async function main(
     }, FOLLOW_INTERVAL_MS);
     try {
       const runner = bindFunction(rolloutFunction, { ...proc.bindOptions, services });
+      if (sampler instanceof VllmPolicySampler)
+        registerVllmLag(runner.metrics.registry, sampler, services.gate);
       return await serveFunction(runner, {
         port: proc.settings.QUESTA_METRICS_PORT,
         host: proc.settings.QUESTA_METRICS_HOST,
@@ -114,12 +117,38 @@ export async function followLearner(
   logger?: Logger,
 ) {
   const progress = await readLearnerProgress(store, keys);
+  // the gate first: a load can wait (the vLLM sampler waits for its servers to reload), and
+  // questions held by the gate meanwhile would keep the learner waiting for groups
+  services.gate.observeLearner(progress.step);
+  services.stage.current = Math.max(services.stage.current, progress.stage);
   if (progress.step > services.sampler.version) {
     await services.sampler.load(store, keys.policy(progress.step), progress.step);
     logger?.info({ step: progress.step }, "loaded the learner's newest policy");
   }
-  services.gate.observeLearner(progress.step);
-  services.stage.current = Math.max(services.stage.current, progress.stage);
+}
+
+/**
+ * How far each vLLM server lags the learner, in policy versions, as Prometheus sees it (the
+ * run's status shows the same lag as the steps' staleness: a group carries the version its server
+ * served). Scraping asks every server for its version.
+ */
+function registerVllmLag(
+  registry: Registry,
+  sampler: VllmPolicySampler,
+  gate: { readonly learnerVersion: number },
+): void {
+  new Gauge({
+    name: "questa_vllm_server_policy_lag",
+    help: "learner versions the vLLM server's weights are behind (-1: the server did not answer)",
+    labelNames: ["server"],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const { url, step } of await sampler.pollServerWeights()) {
+        this.set({ server: url }, step < 0 ? -1 : Math.max(0, gate.learnerVersion - step));
+      }
+    },
+  });
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));

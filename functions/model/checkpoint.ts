@@ -255,8 +255,11 @@ export async function commitCheckpointManifest(
   return manifestKey;
 }
 
-/** reads and verifies a committed checkpoint; partial or corrupted checkpoints are refused */
-export async function loadCheckpoint(store: ObjectStore, prefix: string): Promise<LoadedCheckpoint> {
+/** a committed checkpoint's manifest; RetryableError while it is not written yet */
+export async function readCheckpointManifest(
+  store: ObjectStore,
+  prefix: string,
+): Promise<CheckpointManifest> {
   const manifestKey = keyOf(prefix, MANIFEST_FILE);
   const raw = await store.get(manifestKey);
   if (!raw) {
@@ -265,9 +268,8 @@ export async function loadCheckpoint(store: ObjectStore, prefix: string): Promis
       `no ${MANIFEST_FILE} at ${store.uri(manifestKey)}: the checkpoint is partial or not written yet`,
     );
   }
-  let manifest: CheckpointManifest;
   try {
-    manifest = CheckpointManifestSchema.parse(JSON.parse(new TextDecoder().decode(raw)));
+    return CheckpointManifestSchema.parse(JSON.parse(new TextDecoder().decode(raw)));
   } catch (error) {
     throw new DeadLetterError(
       "checkpoint.corrupt",
@@ -277,6 +279,59 @@ export async function loadCheckpoint(store: ObjectStore, prefix: string): Promis
       },
     );
   }
+}
+
+/** one file of a committed checkpoint, checked against its manifest's sha256 and size */
+export async function readCheckpointFile(
+  store: ObjectStore,
+  prefix: string,
+  manifest: CheckpointManifest,
+  name: string,
+): Promise<Uint8Array> {
+  const expected = manifest.files[name];
+  const key = keyOf(prefix, name);
+  if (!expected) {
+    throw new DeadLetterError("checkpoint.corrupt", `checkpoint ${prefix} lists no ${name} in its manifest`);
+  }
+  const bytes = await store.get(key);
+  if (!bytes)
+    throw new DeadLetterError(
+      "checkpoint.corrupt",
+      `checkpoint file ${store.uri(key)} listed in the manifest is missing`,
+    );
+  const actual = sha256Hex(bytes);
+  if (actual !== expected.sha256 || bytes.length !== expected.size) {
+    throw new DeadLetterError(
+      "checkpoint.corrupt",
+      `checkpoint file ${store.uri(key)} is corrupted: sha256 ${actual} (${bytes.length} bytes), manifest says ${expected.sha256} (${expected.size} bytes)`,
+    );
+  }
+  return bytes;
+}
+
+/**
+ * A committed checkpoint's tokenizer and Hugging Face source without its weights (what a sampler
+ * that does not hold the weights itself needs), verified like loadCheckpoint.
+ */
+export async function loadCheckpointTokenizer(
+  store: ObjectStore,
+  prefix: string,
+): Promise<{ tokenizerJson: unknown; huggingFace: HuggingFaceSource | undefined }> {
+  const manifest = await readCheckpointManifest(store, prefix);
+  const read = async (name: string) =>
+    manifest.files[name] === undefined
+      ? undefined
+      : JSON.parse(new TextDecoder().decode(await readCheckpointFile(store, prefix, manifest, name)));
+  const source = await read(HUGGINGFACE_SOURCE_FILE);
+  return {
+    tokenizerJson: await read("tokenizer.json"),
+    huggingFace: source === undefined ? undefined : HuggingFaceSourceSchema.parse(source),
+  };
+}
+
+/** reads and verifies a committed checkpoint; partial or corrupted checkpoints are refused */
+export async function loadCheckpoint(store: ObjectStore, prefix: string): Promise<LoadedCheckpoint> {
+  const manifest = await readCheckpointManifest(store, prefix);
   // the Hugging Face export is for users and servers, and torch.distributed.checkpoint state for
   // the torch learner: restoring the engine reads neither, unless the weights exist only in hf/
   const inFolder = (name: string, folder: string) => name.startsWith(`${folder}/`);
@@ -285,24 +340,8 @@ export async function loadCheckpoint(store: ObjectStore, prefix: string): Promis
       ([name]) => !inFolder(name, HF_EXPORT_FOLDER) && !inFolder(name, DCP_FOLDER),
     ),
   );
-  const readVerified = async (name: string): Promise<Uint8Array> => {
-    const expected = manifest.files[name]!;
-    const key = keyOf(prefix, name);
-    const bytes = await store.get(key);
-    if (!bytes)
-      throw new DeadLetterError(
-        "checkpoint.corrupt",
-        `checkpoint file ${store.uri(key)} listed in the manifest is missing`,
-      );
-    const actual = sha256Hex(bytes);
-    if (actual !== expected.sha256 || bytes.length !== expected.size) {
-      throw new DeadLetterError(
-        "checkpoint.corrupt",
-        `checkpoint file ${store.uri(key)} is corrupted: sha256 ${actual} (${bytes.length} bytes), manifest says ${expected.sha256} (${expected.size} bytes)`,
-      );
-    }
-    return bytes;
-  };
+  const readVerified = (name: string): Promise<Uint8Array> =>
+    readCheckpointFile(store, prefix, manifest, name);
   const modelFiles = [...needed.keys()].filter((n) => splitFile("model").test(n)).sort();
   const optimizerFiles = [...needed.keys()].filter((n) => splitFile("optimizer").test(n)).sort();
   const small: Record<string, Uint8Array> = {};
