@@ -62,7 +62,7 @@ describe("questa run (embedded)", () => {
     const runDir = join(dir, ".questa", "runs", "tiny-run");
     // the run's plots, written at its end (test/browser/report.test.ts opens such a page in Chromium)
     expect(second.output()).toContain(`report: ${join(runDir, "report.html")}\n`);
-    expect(readFileSync(join(runDir, "report.html"), "utf8").match(/<svg /g)).toHaveLength(9);
+    expect(readFileSync(join(runDir, "report.html"), "utf8").match(/<svg /g)).toHaveLength(10);
     const events = await runEvents(runDir);
     // `questa events` prints the same events, each a valid CloudEvent line
     const printed = questa(["events", runDir], dir, env);
