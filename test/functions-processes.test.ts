@@ -1,13 +1,12 @@
-import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, describe, expect, inject, it } from "vitest";
+import { describe, expect, inject, it } from "vitest";
 import { parse, stringify } from "yaml";
 import { DeadLetter } from "../functions/runtime/dead-letter.ts";
 import { KafkaBus } from "../functions/runtime/kafka-bus.ts";
 import { S3ObjectStore } from "../functions/runtime/s3-object-store.ts";
-import { announcedSteps, readRunEvents } from "./questa-cli.ts";
+import { announcedSteps, readRunEvents, startQuesta } from "./questa-cli.ts";
 import { testTempDir } from "./temp-dir.ts";
 
 // `questa run FILE --kafka --s3`: the four functions as separate processes against the real Kafka
@@ -18,30 +17,6 @@ import { testTempDir } from "./temp-dir.ts";
 const root = join(import.meta.dirname, "..");
 const brokers = inject("kafkaBrokers");
 const s3 = inject("s3");
-
-const children: ChildProcess[] = [];
-afterAll(() => {
-  for (const child of children)
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-});
-
-function questa(args: string[], cwd: string, env: Record<string, string>) {
-  const child = spawn(process.execPath, [join(root, "bin", "questa.js"), ...args], {
-    cwd,
-    env: { ...process.env, ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  children.push(child);
-  let output = "";
-  child.stdout?.on("data", (chunk: Buffer) => {
-    output += chunk.toString();
-  });
-  child.stderr?.on("data", (chunk: Buffer) => {
-    output += chunk.toString();
-  });
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  return { child, output: () => output, exited };
-}
 
 describe("questa run --kafka --s3 (functions as processes)", () => {
   it("stops on Ctrl-C, resumes, and loses or repeats no step when learn is killed -9", async () => {
@@ -77,7 +52,7 @@ describe("questa run --kafka --s3 (functions as processes)", () => {
     };
 
     // Ctrl-C: the run stops, and so do its function processes
-    const first = questa(args, dir, env);
+    const first = startQuesta(args, dir, env);
     await expect.poll(() => first.output(), { timeout: 120_000, interval: 200 }).toMatch(/step 2 stage/);
     first.child.kill("SIGINT");
     expect(await first.exited, first.output()).toBe(130);
@@ -87,7 +62,7 @@ describe("questa run --kafka --s3 (functions as processes)", () => {
     expect(firstPids.filter(alive)).toEqual([]);
 
     // the same command resumes; the learn process is killed mid-run and started again
-    const second = questa(args, dir, env);
+    const second = startQuesta(args, dir, env);
     await expect.poll(() => second.output(), { timeout: 120_000, interval: 200 }).toMatch(/step 5 stage/);
     const [learnPid] = pids(second.output(), "learn");
     if (learnPid === undefined) throw new Error(second.output());

@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
-import { expect } from "vitest";
+import { expect, onTestFinished } from "vitest";
 import { eventDefinition } from "../functions/contracts/registry.ts";
 import type { BusMessage } from "../functions/runtime/bus.ts";
 import { parseBinaryMessage } from "../functions/runtime/cloudevents.ts";
@@ -11,14 +11,22 @@ import { logicalTopics } from "../operator/resources/topics.ts";
 
 const root = join(import.meta.dirname, "..");
 
-/** runs `questa ARGS` in `cwd` as a user would (bin/questa.js), with its stdout and stderr together */
-export function runQuesta(
-  args: string[],
-  options: { cwd: string; cacheDir: string },
-): Promise<{ code: number | null; output: string }> {
-  const child: ChildProcess = spawn(process.execPath, [join(root, "bin", "questa.js"), ...args], {
-    cwd: options.cwd,
-    env: { ...process.env, QUESTA_CACHE_DIR: options.cacheDir },
+export interface StartedQuesta {
+  child: ChildProcess;
+  /** stdout and stderr together, so far */
+  output: () => string;
+  /** the exit code (null when a signal ended it) */
+  exited: Promise<number | null>;
+}
+
+/**
+ * starts `questa ARGS` in `cwd` as a user would (bin/questa.js) with `env` over this process's;
+ * killed when the test ends if it is still running
+ */
+export function startQuesta(args: string[], cwd: string, env: Record<string, string> = {}): StartedQuesta {
+  const child = spawn(process.execPath, [join(root, "bin", "questa.js"), ...args], {
+    cwd,
+    env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";
@@ -27,7 +35,21 @@ export function runQuesta(
   };
   child.stdout?.on("data", collect);
   child.stderr?.on("data", collect);
-  return new Promise((resolve) => child.once("exit", (code) => resolve({ code, output })));
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  onTestFinished(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  });
+  return { child, output: () => output, exited };
+}
+
+/** runs `questa ARGS` in `cwd` to its end, with its stdout and stderr together */
+export async function runQuesta(
+  args: string[],
+  options: { cwd: string; cacheDir: string },
+): Promise<{ code: number | null; output: string }> {
+  const started = startQuesta(args, options.cwd, { QUESTA_CACHE_DIR: options.cacheDir });
+  const code = await started.exited;
+  return { code, output: started.output() };
 }
 
 /** every message of the topics, read from the beginning by a fresh consumer group */

@@ -1,37 +1,12 @@
-import { type ChildProcess, spawn } from "node:child_process";
 import { cpSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { eventDefinition } from "../functions/contracts/registry.ts";
 import { eventLogPath, listEventLogTopics, readEventLogFile } from "../functions/runtime/memory-bus.ts";
-import { announcedSteps } from "./questa-cli.ts";
+import { announcedSteps, startQuesta } from "./questa-cli.ts";
 import { testTempDir } from "./temp-dir.ts";
 
 const root = join(import.meta.dirname, "..");
-
-function questa(
-  args: string[],
-  cwd: string,
-  env: Record<string, string>,
-): { child: ChildProcess; output: () => string } {
-  const child = spawn(process.execPath, [join(root, "bin", "questa.js"), ...args], {
-    cwd,
-    env: { ...process.env, ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let output = "";
-  child.stdout?.on("data", (chunk: Buffer) => {
-    output += chunk.toString();
-  });
-  child.stderr?.on("data", (chunk: Buffer) => {
-    output += chunk.toString();
-  });
-  return { child, output: () => output };
-}
-
-function exited(child: ChildProcess): Promise<number | null> {
-  return new Promise((resolve) => child.once("exit", (code) => resolve(code)));
-}
 
 async function runEvents(runDir: string) {
   const events = [];
@@ -47,15 +22,15 @@ describe("questa run (embedded)", () => {
     cpSync(join(root, "test", "fixtures", "tiny-run.yaml"), join(dir, "run.yaml"));
     const env = { QUESTA_CACHE_DIR: join(dir, "cache") };
 
-    const first = questa(["run", "run.yaml"], dir, env);
+    const first = startQuesta(["run", "run.yaml"], dir, env);
     // kill as soon as a few steps are done, mid-run
     await expect.poll(() => first.output(), { timeout: 240_000, interval: 200 }).toMatch(/step 3 stage/);
     first.child.kill("SIGKILL");
-    await exited(first.child);
+    await first.exited;
     expect(first.output()).not.toContain("finished 8 steps");
 
-    const second = questa(["run", "run.yaml"], dir, env);
-    const code = await exited(second.child);
+    const second = startQuesta(["run", "run.yaml"], dir, env);
+    const code = await second.exited;
     expect(second.output()).toContain("finished 8 steps");
     expect(code).toBe(0);
 
@@ -65,8 +40,8 @@ describe("questa run (embedded)", () => {
     expect(readFileSync(join(runDir, "report.html"), "utf8").match(/<svg /g)).toHaveLength(10);
     const events = await runEvents(runDir);
     // `questa events` prints the same events, each a valid CloudEvent line
-    const printed = questa(["events", runDir], dir, env);
-    expect(await exited(printed.child)).toBe(0);
+    const printed = startQuesta(["events", runDir], dir, env);
+    expect(await printed.exited).toBe(0);
     const printedLines = printed
       .output()
       .split("\n")

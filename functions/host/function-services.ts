@@ -50,8 +50,8 @@ export type RolloutSampler = PolicySampler & { dispose(): Promise<void> };
 
 /**
  * Rollout's sampler by spec.rollout.engine: questa's onnxruntime engine in this process, or the
- * vLLM servers named by QUESTA_VLLM_ENDPOINTS (the operator sets it; an embedded run starts a
- * local server when it is unset). Evaluation keeps the onnxruntime engine either way.
+ * vLLM servers named by QUESTA_VLLM_ENDPOINTS (the operator sets it; without it the run is refused,
+ * naming the variable). Evaluation keeps the onnxruntime engine either way.
  */
 export function createRolloutSampler(
   spec: QuestATrainingSpec,

@@ -270,6 +270,11 @@ function connectionFailure(error: Error): boolean {
   return false;
 }
 
+/** Kafka's UNKNOWN_TOPIC_OR_PARTITION (code 3), as kafkajs reports it */
+function unknownTopic(error: unknown): boolean {
+  return error instanceof Error && (error as { type?: unknown }).type === "UNKNOWN_TOPIC_OR_PARTITION";
+}
+
 async function kafkaCall<T>(operation: string, call: () => Promise<T>): Promise<T> {
   try {
     return await call();
@@ -436,18 +441,43 @@ export class KafkaAdmin {
       const missing = topics.filter((spec) => !existing.has(spec.name));
       if (missing.length === 0) return [];
       // returns false when another creator won a race: those topics exist, which is all we need
-      await this.#admin.createTopics({
-        waitForLeaders: true,
-        topics: missing.map((spec) => ({
-          topic: spec.name,
-          numPartitions: spec.partitions ?? -1,
-          replicationFactor: spec.replicationFactor ?? -1,
-          configEntries:
-            spec.retentionMs === undefined ? [] : [{ name: "retention.ms", value: String(spec.retentionMs) }],
-        })),
-      });
+      try {
+        await this.#admin.createTopics({
+          waitForLeaders: true,
+          topics: missing.map((spec) => ({
+            topic: spec.name,
+            numPartitions: spec.partitions ?? -1,
+            replicationFactor: spec.replicationFactor ?? -1,
+            configEntries:
+              spec.retentionMs === undefined
+                ? []
+                : [{ name: "retention.ms", value: String(spec.retentionMs) }],
+          })),
+        });
+      } catch (error) {
+        // while kafkajs waits for the new topics' leaders, a broker that has not caught up with the
+        // creation answers UNKNOWN_TOPIC_OR_PARTITION, which kafkajs does not retry: wait for the
+        // topics' metadata ourselves, a few seconds at most, and fail as before if it never comes
+        if (!unknownTopic(error) || !(await this.#awaitLeaders(missing.map((spec) => spec.name))))
+          throw error;
+      }
       return missing.map((spec) => spec.name);
     });
+  }
+
+  /** true once every partition of the topics has a leader; false after ~5 s of asking */
+  async #awaitLeaders(names: string[]): Promise<boolean> {
+    for (let attempt = 0; attempt < 20; attempt++) {
+      try {
+        const { topics } = await this.#admin.fetchTopicMetadata({ topics: names });
+        if (topics.every((t) => t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0)))
+          return true;
+      } catch (error) {
+        if (!unknownTopic(error)) throw error;
+      }
+      await new Promise((resolveDelay) => setTimeout(resolveDelay, 250));
+    }
+    return false;
   }
 
   /** partitions, replication and configs of existing topics; unknown names are left out */

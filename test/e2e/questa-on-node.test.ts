@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { describe, expect, inject, it } from "vitest";
+import { describe, expect, inject, it, onTestFailed } from "vitest";
 import { parse, stringify } from "yaml";
 import { DeadLetter } from "../../functions/runtime/dead-letter.ts";
 import { KafkaBus } from "../../functions/runtime/kafka-bus.ts";
@@ -117,6 +117,20 @@ async function probe(namespace: string, pod: string) {
 
 describe("questa on a real node (containerd + kubelet)", () => {
   it("helm install, kubectl apply, Succeeded; survives a deleted rollout pod, a killed learner and a killed leader", async () => {
+    // a failure here is hard to reproduce: keep what explains it, the run's status and each pod's log
+    onTestFailed(async () => {
+      const report = [`run status: ${JSON.stringify(await qtStatus().catch((error) => String(error)))}`];
+      for (const namespace of [system, runs]) {
+        const listed = await kubectl("-n", namespace, "get", "pods", "-o", "name").catch(() => "");
+        for (const pod of listed.split("\n").filter((line) => line !== "")) {
+          const log = await kubectl("-n", namespace, "logs", pod, "--all-containers", "--tail=60").catch(
+            (error) => `(no log: ${String(error)})`,
+          );
+          report.push(`--- ${namespace}/${pod}\n${log}`);
+        }
+      }
+      console.error(report.join("\n"));
+    });
     // the image built from Debian packages, imported into the node: questa:dev, never pulled
     const [repository, tag] = [
       image.slice(0, image.lastIndexOf(":")),

