@@ -117,14 +117,21 @@ export async function followLearner(
   logger?: Logger,
 ) {
   const progress = await readLearnerProgress(store, keys);
-  // the gate first: a load can wait (the vLLM sampler waits for its servers to reload), and
-  // questions held by the gate meanwhile would keep the learner waiting for groups
-  services.gate.observeLearner(progress.step);
-  services.stage.current = Math.max(services.stage.current, progress.stage);
+  // the vLLM sampler's load waits for its servers to reload: open the gate first, or the questions
+  // it holds meanwhile keep the learner waiting for groups. The onnx sampler loads in a moment:
+  // load first, so that no question is sampled by a policy the opened gate already counts as too old
+  const gateFirst = services.sampler instanceof VllmPolicySampler;
+  if (gateFirst) observe(services, progress);
   if (progress.step > services.sampler.version) {
     await services.sampler.load(store, keys.policy(progress.step), progress.step);
     logger?.info({ step: progress.step }, "loaded the learner's newest policy");
   }
+  if (!gateFirst) observe(services, progress);
+}
+
+function observe(services: RolloutServices, progress: { step: number; stage: number }): void {
+  services.gate.observeLearner(progress.step);
+  services.stage.current = Math.max(services.stage.current, progress.stage);
 }
 
 /**
