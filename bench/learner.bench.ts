@@ -14,7 +14,6 @@
  * QUESTA_BENCH_TORCH_PROCESSES (1), QUESTA_BENCH_TORCH_PRECISION (fp32 | bf16; fp32, the ONNX
  * learner's), QUESTA_TORCH_PYTHON (default: the cached venv of install-reference-venv.sh --kind learner).
  */
-import { readFile } from "node:fs/promises";
 import { availableParallelism, cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { OnnxLearnerEngine } from "../functions/host/onnx-adapters.ts";
@@ -24,12 +23,11 @@ import { freeLoopbackPort, resolveTorchPython } from "../functions/host/torch-pr
 import type { LearnerEngine, PpoSample } from "../functions/learn/learner-engine.ts";
 import { saveCheckpoint } from "../functions/model/checkpoint.ts";
 import { modelConfigFromHf } from "../functions/model/hf-config.ts";
-import { readHuggingFaceFolder } from "../functions/model/hf-folder.ts";
 import { initParams } from "../functions/model/params.ts";
 import { createRng } from "../functions/model/rng.ts";
 import { silentLogger } from "../functions/runtime/logger.ts";
 import { MemoryObjectStore } from "../functions/runtime/memory-object-store.ts";
-import { PARITY_SETTINGS, TINY_LEARNER_FOLDER } from "../test/scale/learner-batch.ts";
+import { PARITY_SETTINGS, readTinyLearner } from "../test/scale/learner-batch.ts";
 
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
 const layers = env("QUESTA_BENCH_LAYERS", 4);
@@ -42,16 +40,7 @@ const precision = process.env.QUESTA_BENCH_TORCH_PRECISION === "bf16" ? "bf16" :
 const cores = availableParallelism();
 
 // the model: the fixture's tokenizer and Qwen2 config, at the bench's size, random weights
-const fixture = await readHuggingFaceFolder(
-  async (name) => {
-    try {
-      return new Uint8Array(await readFile(join(TINY_LEARNER_FOLDER, name)));
-    } catch {
-      return undefined;
-    }
-  },
-  { where: TINY_LEARNER_FOLDER },
-);
+const fixture = await readTinyLearner();
 const hf = {
   ...JSON.parse(fixture.source.files["config.json"]!),
   hidden_size: width,

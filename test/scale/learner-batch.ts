@@ -15,9 +15,9 @@ import type { ObjectStore } from "../../functions/runtime/object-store.ts";
 
 export const TINY_LEARNER_FOLDER = join(import.meta.dirname, "..", "fixtures", "hf", "tiny-learner");
 
-/** writes the tiny model as a run's step-0 checkpoint (questa's weights and its hf/ folder) at `prefix` */
-export async function tinyLearnerCheckpoint(store: ObjectStore, prefix: string): Promise<void> {
-  const model = await readHuggingFaceFolder(
+/** the tiny model's Hugging Face folder, read as questa reads one */
+export function readTinyLearner(): ReturnType<typeof readHuggingFaceFolder> {
+  return readHuggingFaceFolder(
     async (name) => {
       try {
         return new Uint8Array(await readFile(join(TINY_LEARNER_FOLDER, name)));
@@ -27,6 +27,11 @@ export async function tinyLearnerCheckpoint(store: ObjectStore, prefix: string):
     },
     { where: TINY_LEARNER_FOLDER },
   );
+}
+
+/** writes the tiny model as a run's step-0 checkpoint (questa's weights and its hf/ folder) at `prefix` */
+export async function tinyLearnerCheckpoint(store: ObjectStore, prefix: string): Promise<void> {
+  const model = await readTinyLearner();
   await saveCheckpoint(
     store,
     prefix,
