@@ -38,6 +38,12 @@ export class RunEventTracker {
       groupId: source.groupId,
       topics: source.topics,
       fromBeginning: true,
+      // never committed: a committed offset would vouch for progress that reaches `.status` only at
+      // the next reconcile, and a leader that dies in between (or hands over gracefully, which
+      // commits) would leave its successor past events nobody wrote down; the run then stayed
+      // Running at its last written step. Every tracker replays the run's events instead (the fold
+      // is monotonic and starts from `.status`).
+      commitOffsets: false,
     });
     const entry: Tracked = { progress: source.seed, consumer };
     this.#runs.set(key, entry);

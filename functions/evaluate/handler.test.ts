@@ -9,7 +9,13 @@ import { silentLogger } from "../runtime/logger.ts";
 import { MemoryObjectStore } from "../runtime/memory-object-store.ts";
 import type { ObjectStore } from "../runtime/object-store.ts";
 import { seededRandom } from "../runtime/random.ts";
-import { type EvaluateServices, evaluateCheckpoint, evaluationPrompt, shouldEvaluate } from "./handler.ts";
+import {
+  type EvaluateServices,
+  evaluateCheckpoint,
+  evaluationEventKey,
+  evaluationPrompt,
+  shouldEvaluate,
+} from "./handler.ts";
 
 /** A policy that answers each problem's sum correctly on the first `correct` samples; it records its prompts. */
 class ScriptedSampler implements PolicySampler {
@@ -124,6 +130,26 @@ describe("evaluate", () => {
     expect(lines.map((l) => EvaluationProblemResultSchema.parse(JSON.parse(l)).passAt1)).toEqual([
       0.25, 0.25,
     ]);
+  });
+
+  it("answers a checkpoint delivered again from the stored evaluation, without sampling", async () => {
+    const store = new MemoryObjectStore();
+    const first = new ScriptedSampler(1);
+    const events = await evaluateCheckpoint(checkpoint(10, "interval"), deps(first, store));
+    const again = new ScriptedSampler(3);
+    const repeated = await evaluateCheckpoint(checkpoint(10, "interval"), deps(again, store));
+    expect(repeated).toEqual(events);
+    expect({ loaded: again.version, prompts: again.prompts }).toEqual({ loaded: -1, prompts: [] });
+    // a torn stored event is evaluated again (and replaced)
+    const key = evaluationEventKey(new RunKeys(""), 10, "sums");
+    await store.put(key, "{");
+    const redone = await evaluateCheckpoint(checkpoint(10, "interval"), deps(again, store));
+    expect((redone[0]?.data as { passAt1?: number } | undefined)?.passAt1).toBeCloseTo(0.75, 12);
+    expect(again.version).toBe(10);
+    // another step is never answered from this one
+    const other = new ScriptedSampler(1);
+    await evaluateCheckpoint(checkpoint(20, "interval"), deps(other, store));
+    expect(other.version).toBe(20);
   });
 
   it("samples the problems of a benchmark concurrently and reports them in benchmark order", async () => {

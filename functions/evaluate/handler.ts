@@ -15,8 +15,10 @@ import { bootstrapInterval, scoreBenchmark } from "../rl/pass-at-k.ts";
 import { mapConcurrently } from "../runtime/concurrency.ts";
 import { defineFunction, emit, type FunctionDeps } from "../runtime/define-function.ts";
 import type { EmittedEvent } from "../runtime/event-definition.ts";
+import type { ObjectStore } from "../runtime/object-store.ts";
 import { seededRandom } from "../runtime/random.ts";
 import { sha256Hex } from "../runtime/sha256.ts";
+import { parseJsonWith } from "../runtime/stored-json.ts";
 
 /** One evaluation problem: the original problem, never a hint. */
 export interface BenchmarkProblem {
@@ -68,6 +70,31 @@ export function evaluationResultsKey(keys: RunKeys, step: number, benchmark: str
   return keys.key("evaluations", `step-${String(step).padStart(6, "0")}`, `${benchmark}.jsonl`);
 }
 
+/**
+ * The event an evaluation published, stored beside its per-problem results: a checkpoint delivered
+ * again (a redelivery, or the learner announcing its last step again after a restart) is answered
+ * from it instead of sampled again.
+ */
+export function evaluationEventKey(keys: RunKeys, step: number, benchmark: string): string {
+  return keys.key("evaluations", `step-${String(step).padStart(6, "0")}`, `${benchmark}.result.json`);
+}
+
+async function storedEvaluation(
+  store: ObjectStore,
+  key: string,
+  expected: { run: string; step: number; benchmark: string },
+): Promise<EvaluationResultData | undefined> {
+  const bytes = await store.get(key);
+  if (bytes === undefined) return undefined;
+  const parsed = parseJsonWith(bytes, EvaluationResult.data);
+  // anything else (a torn or foreign object) is evaluated again and overwritten
+  if (!parsed.ok) return undefined;
+  const { run, step, benchmark } = parsed.value;
+  return run === expected.run && step === expected.step && benchmark === expected.benchmark
+    ? parsed.value
+    : undefined;
+}
+
 export async function evaluateCheckpoint(
   checkpoint: CheckpointPublishedData,
   deps: FunctionDeps<EvaluateServices>,
@@ -75,8 +102,15 @@ export async function evaluateCheckpoint(
   const { services, store } = deps;
   const spec = services.evaluation;
   if (!shouldEvaluate(checkpoint, spec, services.totalSteps)) return [];
+  const benchmarks = await services.benchmarks();
+  const stored = new Map<string, EvaluationResultData>();
+  for (const benchmark of benchmarks) {
+    const key = evaluationEventKey(services.keys, checkpoint.step, benchmark.name);
+    const known = await storedEvaluation(store, key, { ...checkpoint, benchmark: benchmark.name });
+    if (known) stored.set(benchmark.name, known);
+  }
   const folder = checkpoint.manifest.key.replace(/\/manifest\.json$/, "");
-  await services.sampler.load(store, folder, checkpoint.step);
+  if (stored.size < benchmarks.length) await services.sampler.load(store, folder, checkpoint.step);
   const events: EmittedEvent[] = [];
   const settings = {
     temperature: spec.temperature,
@@ -84,7 +118,12 @@ export async function evaluateCheckpoint(
     topK: 0,
     maxNewTokens: spec.maxNewTokens,
   };
-  for (const benchmark of await services.benchmarks()) {
+  for (const benchmark of benchmarks) {
+    const known = stored.get(benchmark.name);
+    if (known) {
+      events.push(emit(EvaluationResult, known, `${checkpoint.run}:${benchmark.name}`));
+      continue;
+    }
     const key = evaluationResultsKey(services.keys, checkpoint.step, benchmark.name);
     const results: EvaluationProblemResult[] = [];
     let example: EvaluationResultData["example"];
@@ -163,6 +202,12 @@ export async function evaluateCheckpoint(
       gradingMode: spec.gradingMode,
       ...(example === undefined ? {} : { example }),
     };
+    // the results first, then the event's data: one without the other is evaluated again
+    await store.put(
+      evaluationEventKey(services.keys, checkpoint.step, benchmark.name),
+      JSON.stringify(data),
+      { contentType: "application/json" },
+    );
     events.push(emit(EvaluationResult, data, `${checkpoint.run}:${benchmark.name}`));
   }
   return events;

@@ -231,6 +231,45 @@ describe("Learner", () => {
     expect(learner.step).toBe(1);
   });
 
+  it("after a restart, emits the last step's events again first, even when another group arrives before the one that ran it", async () => {
+    const store = new MemoryObjectStore();
+    const a = await setup(store, new CountingEngine());
+    const groups = await Promise.all(Array.from({ length: 4 }, (_, i) => makeGroup(store, i, [5, 0])));
+    await a.onGroup(groups[0] as RolloutGroupData);
+    const lost = types(await a.onGroup(groups[1] as RolloutGroupData));
+    expect(lost).toContain("run.status:r1:status:step:1");
+    // the process dies before step 1's events are published; on restart another partition's
+    // groups come first and run step 2 before group 1 is redelivered
+    const b = await setup(store, new CountingEngine());
+    expect(types(await b.onGroup(groups[2] as RolloutGroupData))).toEqual(lost);
+    const step2 = types(await b.onGroup(groups[3] as RolloutGroupData));
+    expect(step2).toContain("run.status:r1:status:step:2");
+    expect(step2).not.toContain("run.status:r1:status:step:1");
+    // group 1's redelivery finds it trained on: nothing more, and it is never trained again
+    expect(await b.onGroup(groups[1] as RolloutGroupData)).toEqual([]);
+    expect(b.step).toBe(2);
+  });
+
+  it("records every event of a call that runs several steps: a crash before they are published loses none", async () => {
+    const store = new MemoryObjectStore();
+    const groups = await Promise.all(Array.from({ length: 5 }, (_, i) => makeGroup(store, i, [5, 0])));
+    const steps = (events: readonly EmittedEvent[]) =>
+      types(events).filter((t) => t.startsWith("run.status:r1:status:step:"));
+    // three groups wait as pending for a step of 4; the learner restarts with steps of 1, so the
+    // next group runs four steps in one call
+    const a = await setup(store, new CountingEngine(), { promptsPerStep: 4, totalSteps: 10 });
+    for (const g of groups.slice(0, 3)) expect(await a.onGroup(g)).toEqual([]);
+    const b = await setup(store, new CountingEngine(), { promptsPerStep: 1, totalSteps: 10 });
+    const four = steps(await b.onGroup(groups[3] as RolloutGroupData));
+    expect(four).toEqual([1, 2, 3, 4].map((n) => `run.status:r1:status:step:${n}`));
+    // the process dies before publishing them: the next one emits all four again, then its own
+    const c = await setup(store, new CountingEngine(), { promptsPerStep: 1, totalSteps: 10 });
+    expect(steps(await c.onGroup(groups[4] as RolloutGroupData))).toEqual([
+      ...four,
+      "run.status:r1:status:step:5",
+    ]);
+  });
+
   it("drops groups more than maxStaleness versions old", async () => {
     const store = new MemoryObjectStore();
     const learner = await setup(store, new CountingEngine(), { maxStaleness: 0 });

@@ -107,7 +107,9 @@ function initialState(): LearnerState {
  * Crash safety: every accepted group is written to `learner/pending/` before its message is
  * committed; after each step the weights and optimiser state go to a resume folder, then
  * `learner/state.json` (atomic) records the step. A restart loads the folder of the state's step, so
- * no step is lost or repeated; redelivered groups are recognised by key and dropped.
+ * no step is lost or repeated; redelivered groups are recognised by key and dropped. The state also
+ * holds every event of the last call that ran a step, emitted again by a redelivery of any of its
+ * groups and by the first call after a restart (they may never have been published).
  */
 export class Learner {
   readonly #o: LearnerOptions;
@@ -115,6 +117,13 @@ export class Learner {
   #pending: PendingGroup[];
   /** a call failed part-way: memory may be ahead of the store, so the next call restores first */
   #restoreFirst = false;
+  /**
+   * the last committed call's events may never have been published (the process died, or the call
+   * failed, after the state was written): the next call emits them again before its own. Its own
+   * input may be on another partition than the one whose redelivery would re-emit them, and may
+   * run a step that replaces them in the state; their ids are fixed, so a second copy is harmless.
+   */
+  #reannounce: boolean;
   /**
    * groups dropped (stale, or outside the success-rate bounds) since the last committed step: in
    * memory only until the step writes the state (a crash loses these counts; the groups
@@ -126,6 +135,7 @@ export class Learner {
     this.#o = options;
     this.#state = state;
     this.#pending = pending;
+    this.#reannounce = state.lastStepEvents.length > 0;
   }
 
   /**
@@ -195,21 +205,26 @@ export class Learner {
       this.#state = state;
       this.#pending = pending;
       this.#restoreFirst = false;
+      this.#reannounce = state.lastStepEvents.length > 0;
     }
     try {
-      return await this.#onGroup(group);
+      const carried = this.#reannounce ? this.#rehydrate(this.#state.lastStepEvents) : [];
+      const events = await this.#onGroup(group, carried);
+      this.#reannounce = false;
+      return events;
     } catch (error) {
       this.#restoreFirst = true;
       throw error;
     }
   }
 
-  async #onGroup(group: RolloutGroupData): Promise<EmittedEvent[]> {
-    if (group.purpose !== "train" || group.run !== this.#o.run) return [];
+  /** `carried`: events of the last committed call to emit again first (see #reannounce) */
+  async #onGroup(group: RolloutGroupData, carried: EmittedEvent[]): Promise<EmittedEvent[]> {
+    if (group.purpose !== "train" || group.run !== this.#o.run) return carried;
     const key = groupKey(group);
     if (this.#state.lastStepKeys.includes(key)) return this.#rehydrate(this.#state.lastStepEvents);
-    if (this.#state.finished) return [];
-    if (this.#state.consumed.some((c) => c.keys.includes(key))) return [];
+    if (this.#state.finished) return carried;
+    if (this.#state.consumed.some((c) => c.keys.includes(key))) return carried;
     const spec = this.#o.learner;
     // a group already pending is a redelivery: it may be the one whose step did not run (a crash
     // or an outage after it was stored), so the step below still runs
@@ -219,12 +234,12 @@ export class Learner {
       if (group.policyVersion + spec.maxStaleness < this.#state.step) {
         this.#state.staleDropped++;
         this.#uncounted.stale++;
-        return [];
+        return carried;
       }
       if (!judgeGroup(group.successRate, spec.groupFilter).keep) {
         this.#state.rejectedSinceStep++;
         this.#uncounted.rejected++;
-        return [];
+        return carried;
       }
       // the pending entry carries its arrival number: a restart takes the counter from the entries
       const entry: PendingGroup = { arrival: this.#state.arrivals, group };
@@ -232,9 +247,15 @@ export class Learner {
       this.#state.arrivals++;
       this.#pending.push(entry);
     }
-    const events: EmittedEvent[] = [];
+    // every event this call returns is recorded with each step it runs, so that if they never get
+    // out, a redelivery of any group it trained on (or of `group`, which may stay pending) or the
+    // next call after a restart emits all of them again
+    const events: EmittedEvent[] = [...carried];
+    const keys = [key];
     while (this.#pending.length >= spec.promptsPerStep && !this.#state.finished) {
-      events.push(...(await this.#trainStep(this.#pending.slice(0, spec.promptsPerStep))));
+      const batch = this.#pending.slice(0, spec.promptsPerStep);
+      keys.push(...batch.map((p) => groupKey(p.group)));
+      events.push(...(await this.#trainStep(batch, { events, keys })));
     }
     return events;
   }
@@ -273,7 +294,11 @@ export class Learner {
     ];
   }
 
-  async #trainStep(batch: PendingGroup[]): Promise<EmittedEvent[]> {
+  /** `call`: the events and group keys of the call so far, recorded with this step's own */
+  async #trainStep(
+    batch: PendingGroup[],
+    call: { events: readonly EmittedEvent[]; keys: readonly string[] },
+  ): Promise<EmittedEvent[]> {
     const { engine, store, keys, clock, learner: spec, run } = this.#o;
     const started = clock.now();
     const shards = await Promise.all(batch.map((p) => this.#readShard(p.group.shard)));
@@ -354,13 +379,13 @@ export class Learner {
       rejectedSinceStep: 0,
       resumable: true,
       finished,
-      lastStepEvents: events.map((e) => ({
+      lastStepEvents: [...call.events, ...events].map((e) => ({
         type: e.definition.type,
         key: e.key,
         id: e.id ?? "",
         data: e.data,
       })),
-      lastStepKeys: batchKeys,
+      lastStepKeys: [...new Set([...call.keys, ...batchKeys])],
     };
     await this.#saveState();
     this.#uncounted = { rejected: 0, stale: 0 };

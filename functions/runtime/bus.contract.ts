@@ -177,6 +177,29 @@ export function describeBusContract(
       expect(second.map(numberOf).sort()).toEqual(["0", "1", "2", "3", "4", "5", "6"]);
     });
 
+    it("a group that never commits: each member reads every message once, and the next member reads them all again", async () => {
+      const bus = await newBus();
+      const topic = unique("uncommitted");
+      await bus.ensureTopics([{ name: topic, partitions: 2 }]);
+      await bus.publish(topic, [...numbered(3, 0, "a"), ...numbered(3, 3, "b")]);
+      const groupId = unique("g");
+      const readAll = async (count: number) => {
+        const received: BusMessage[] = [];
+        const consumer = bus.consumer({ groupId, topics: [topic], commitOffsets: false });
+        await consumer.run(async (message) => void received.push(message));
+        await until(`${count} messages`, () => received.length >= count);
+        await consumer.stop();
+        return received.map(numberOf).sort();
+      };
+      expect(await readAll(6)).toEqual(["0", "1", "2", "3", "4", "5"]);
+      await bus.publish(topic, numbered(1, 6, "a"));
+      // stopped gracefully, yet nothing was committed: the next member starts over
+      expect(await readAll(7)).toEqual(["0", "1", "2", "3", "4", "5", "6"]);
+      // a committing group of the same name would now resume after message 6
+      const committing = await consume(bus, [topic], groupId, 7);
+      expect(committing).toHaveLength(7);
+    });
+
     it("pause() holds delivery until resume() while other groups go on", async () => {
       const bus = await newBus();
       const topic = unique("pause");

@@ -38,6 +38,13 @@ export interface ConsumerOptions {
   topics: readonly string[];
   /** where a group with no committed offset starts; default true (read everything) */
   fromBeginning?: boolean;
+  /**
+   * default true. false: the group never commits, so every member that joins (a restart, a new
+   * process, a partition moved by a rebalance) reads from where `fromBeginning` says again. For
+   * readers whose handling is idempotent and whose results live elsewhere (the operator folds a
+   * run's events into `.status`): a committed offset would vouch for a result it never stored.
+   */
+  commitOffsets?: boolean;
 }
 
 /**

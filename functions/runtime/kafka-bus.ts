@@ -863,8 +863,9 @@ class KafkaConsumer implements Consumer {
     const commitInterval = this.#busOptions.commitIntervalMs ?? 1_000;
     // commits through the batch's own handle: kafkajs' consumer.commitOffsets refuses once
     // stop() began, but a graceful stop is exactly when finished work must be committed
+    const commits = this.#options.commitOffsets ?? true;
     const commit = async () => {
-      if (finished === undefined || finished === committed) return;
+      if (!commits || finished === undefined || finished === committed) return;
       const offset = (BigInt(finished) + 1n).toString();
       await commitOffsetsIfNecessary({ topics: [{ topic, partitions: [{ partition, offset }] }] });
       committed = finished;

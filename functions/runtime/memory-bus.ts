@@ -469,6 +469,8 @@ class MemoryConsumer implements Consumer {
   #failure: { error: unknown } | undefined;
   #group: GroupState | undefined;
   readonly #inFlight = new Map<string, { token: DeliveryToken; settled: Promise<void> }>();
+  /** with commitOffsets false: this member's own next offset per `topic\0partition` (never the group's) */
+  readonly #positions: Map<string, number> | undefined;
   #resolveDone!: () => void;
   #rejectDone!: (error: unknown) => void;
 
@@ -477,6 +479,7 @@ class MemoryConsumer implements Consumer {
     this.#options = options;
     this.topics = [...options.topics];
     this.memberId = memberId;
+    this.#positions = options.commitOffsets === false ? new Map() : undefined;
     this.done = new Promise<void>((resolve, reject) => {
       this.#resolveDone = resolve;
       this.#rejectDone = reject;
@@ -492,6 +495,14 @@ class MemoryConsumer implements Consumer {
     this.#handler = handler;
     const group = await this.#bus.subscribe(this, this.#options);
     this.#group = group;
+    if (this.#positions && !(this.#options.fromBeginning ?? true)) {
+      // a member that never commits starts at the end as of joining, as a new group would
+      for (const topic of this.topics) {
+        for (let p = 0; p < this.#bus.partitionCount(topic); p++) {
+          this.#positions.set(`${topic}\u0000${p}`, this.#bus.endOffset(topic, p));
+        }
+      }
+    }
     if (this.#state !== "joining") {
       // stopped or crashed while joining
       this.#bus.leave(this, group);
@@ -558,7 +569,7 @@ class MemoryConsumer implements Consumer {
       for (const partition of this.#bus.assignment(group, this, topic)) {
         const busyKey = `${topic}\u0000${partition}`;
         if (group.busy.has(busyKey)) continue;
-        const offset = group.committed.get(topic)?.[partition] ?? 0;
+        const offset = this.#position(group, topic, partition);
         const message = this.#bus.messageAt(topic, partition, offset);
         if (!message) continue;
         this.#deliver(group, handler, busyKey, message, offset);
@@ -580,7 +591,8 @@ class MemoryConsumer implements Consumer {
       .then(
         () => {
           if (token.abandoned) return;
-          this.#bus.commit(group, message.topic, message.partition, offset + 1);
+          if (this.#positions) this.#positions.set(busyKey, offset + 1);
+          else this.#bus.commit(group, message.topic, message.partition, offset + 1);
           this.#release(group, busyKey);
         },
         (error: unknown) => {
@@ -595,6 +607,19 @@ class MemoryConsumer implements Consumer {
         },
       );
     this.#inFlight.set(busyKey, { token, settled });
+  }
+
+  /** the next offset this member delivers: the group's committed one, or its own when it never commits */
+  #position(group: GroupState, topic: string, partition: number): number {
+    if (!this.#positions) return group.committed.get(topic)?.[partition] ?? 0;
+    const key = `${topic}\u0000${partition}`;
+    let position = this.#positions.get(key);
+    if (position === undefined) {
+      // first time this member owns the partition: where a new group would start
+      position = (this.#options.fromBeginning ?? true) ? 0 : this.#bus.endOffset(topic, partition);
+      this.#positions.set(key, position);
+    }
+    return position;
   }
 
   #release(group: GroupState, busyKey: string): void {

@@ -31,7 +31,8 @@ const system = `questa-e2e-${suffix}`;
 const runs = `runs-${suffix}`;
 const bucket = `questa-e2e-${suffix}`;
 const name = "tiny-run";
-const totalSteps = 8;
+// enough steps that the three drills (at steps 2, 4 and 6 as the status reports them) land mid-run
+const totalSteps = 12;
 
 async function tool(command: string, args: string[], input?: string): Promise<string> {
   const child = run(join(bin, command), ["--kubeconfig", kubeconfig, ...args], {
