@@ -1,10 +1,11 @@
 import { defineConfig } from "vitest/config";
 
-// Six projects: `unit` (next to the code, no servers), `integration` (test/, real Kafka, S3 and
+// Seven projects: `unit` (next to the code, no servers), `integration` (test/, real Kafka, S3 and
 // kube-apiserver started by the global setups), `browser` (test/browser: pages in headless
 // Chromium), `e2e` (test/e2e: the chart and image on a real node, run last) and `chaos`
 // (test/chaos: faults injected into a Kafka and a MinIO of its own), and `scale` (test/scale:
-// torchrun and vLLM on the CPU; `npm run test:scale`, not part of `npm test`).
+// torchrun and vLLM on the CPU) with `scale-node` (the torch learner's pods on the real node):
+// `npm run test:scale`, not part of `npm test`.
 // `npx vitest run --project unit` skips the servers.
 export default defineConfig({
   test: {
@@ -70,12 +71,27 @@ export default defineConfig({
         test: {
           name: "scale",
           include: ["test/scale/**/*.test.ts"],
+          exclude: ["test/scale/**/*-on-node.test.ts"],
           globalSetup: [
             "test/infra/kafka-s3-setup.ts",
             "test/infra/torch-learner-setup.ts",
             "test/infra/vllm-setup.ts",
           ],
           testTimeout: 600_000,
+        },
+      },
+      {
+        // test/scale/*-on-node.test.ts: the torch learner's pods on the real node of the e2e project,
+        // from the torch learner's image (test/infra/torch-node-setup.ts); `npm run test:scale` runs
+        // it after the scale project (groupOrder), so that they do not share the two cores
+        extends: true,
+        test: {
+          name: "scale-node",
+          include: ["test/scale/**/*-on-node.test.ts"],
+          globalSetup: ["test/infra/kafka-s3-setup.ts", "test/infra/torch-node-setup.ts"],
+          sequence: { groupOrder: 1 },
+          testTimeout: 1_200_000,
+          hookTimeout: 900_000,
         },
       },
     ],

@@ -15,6 +15,8 @@
 # With --node (the end-to-end test's real node, test/infra/kube-node.ts), also:
 #   kubelet, kube-scheduler, kube-controller-manager   built from the same pinned module
 #   pause           the sandbox process, build/pause/linux/pause.c of that module, gcc -static
+#   coredns         the node's cluster DNS, github.com/coredns/coredns at the version kubeadm of that
+#                   Kubernetes release deploys, built like the controllers below (coredns-v<version>)
 #   containerd, runc, containernetworking-plugins, umoci, socat   Debian packages (apt-get when missing)
 # Everything lands in $QUESTA_CACHE/bin (default ~/.cache/questa/bin), outside the repo, so the second
 # run is a no-op. Safe to run concurrently: a lock file serialises builders.
@@ -124,6 +126,8 @@ if [[ ! -x "$BIN/kubectl" || ! -x "$BIN/helm" ]]; then
 fi
 
 TRAINER_VERSION="${QUESTA_TRAINER_VERSION:-2.3.0}"
+# kubeadm's CoreDNSVersion for Kubernetes 1.35 (cmd/kubeadm/app/constants)
+COREDNS_VERSION="${QUESTA_COREDNS_VERSION:-1.13.1}"
 JOBSET_VERSION="${QUESTA_JOBSET_VERSION:-0.12.0}"
 
 # the directory of a module version in the module cache, downloaded from the proxy when missing
@@ -155,7 +159,8 @@ install_crds() {
   mv "$into.tmp" "$into"
 }
 
-# a controller built from one module version, in a throwaway module of its own under $CACHE/controller-build:
+# a controller (or CoreDNS) built from one module version, in a throwaway module of its own under
+# $CACHE/controller-build:
 # a dependent module takes the versions the controller's own go.mod pins (neither has replace directives),
 # and the JobSet proxy entry serves its exact version though it refuses the version list
 build_controller() {
@@ -168,7 +173,7 @@ build_controller() {
   local started=$SECONDS
   if ! (cd "$dir" && GOFLAGS="-mod=mod -buildvcs=false ${GOFLAGS:-}" nice -n 10 go build -p "${QUESTA_GO_BUILD_JOBS:-1}" \
     -trimpath -ldflags "$ldflags" -o "$out.tmp" "$pkg"); then
-    log "building $name v$version failed (see above): the Trainer operator test cannot run without it"
+    log "building $name v$version failed (see above): the tests that need it cannot run"
     exit 1
   fi
   mv "$out.tmp" "$out"
@@ -219,6 +224,8 @@ if [[ " $* " == *" --node "* ]]; then
       build_go_binary "$name" "k8s.io/kubernetes/cmd/$name"
     fi
   done
+  # the node's cluster DNS, with the kubernetes plugin (test/infra/kube-node.ts)
+  build_controller coredns github.com/coredns/coredns "$COREDNS_VERSION" github.com/coredns/coredns
   if [[ ! -x "$BIN/pause" ]] || ! "$BIN/pause" -v 2>/dev/null | grep -q "v${KUBE_VERSION}"; then
     # registry.k8s.io is out of reach: the sandbox image is built from the module's own pause.c
     command -v gcc >/dev/null 2>&1 || { log "pause needs gcc (Debian: apt-get install gcc libc6-dev)"; exit 1; }

@@ -6,7 +6,9 @@
  * agents (functions/host/learner-engines.ts).
  */
 
+import { Registry } from "prom-client";
 import { learnFunction } from "../learn/handler.ts";
+import { startHealthServer } from "../runtime/health-server.ts";
 import { bindFunction } from "../runtime/runner.ts";
 import { serveFunction } from "../runtime/serve.ts";
 import {
@@ -39,14 +41,32 @@ async function serveLearn(
 ): Promise<number> {
   const { store, keys, run, bus, logger } = proc;
   const spec = proc.resource.spec;
-  // a torch learner starts torchrun first: which node drives it is known once rank 0 says so
-  const started = await startLearnerNode({ spec, run, env, install: false, logger });
+  // a torch learner starts torchrun first: which node drives it is known once rank 0 says so. Its
+  // rendezvous waits for every learner pod (one may still be scheduled or pulling its image):
+  // behind a health server that is alive, so that the kubelet's liveness probe leaves it be
+  const started = await whileStarting(
+    proc.settings,
+    () => startLearnerNode({ spec, run, env, install: false, logger }),
+    { logger },
+  );
   if (started.role === "agent") {
     logger.info(
       { node: started.node.ready.node },
       "torch learner node agent: moving this node's checkpoint files",
     );
-    return serveTorchNodeAgent(started.node, store, logger);
+    // alive and ready while its torchrun lives (the pod's probes; it consumes no topic)
+    const health = await startHealthServer({
+      registry: new Registry(),
+      isReady: () => true,
+      host: proc.settings.QUESTA_METRICS_HOST,
+      port: proc.settings.QUESTA_METRICS_PORT,
+    });
+    options.onListening?.(health.url);
+    try {
+      return await serveTorchNodeAgent(started.node, store, logger);
+    } finally {
+      await health.close();
+    }
   }
   const engine = started.engine;
   let engineStopped: Error | undefined;

@@ -8,6 +8,7 @@ import { parse, stringify } from "yaml";
 import { DeadLetter } from "../../functions/runtime/dead-letter.ts";
 import { KafkaBus } from "../../functions/runtime/kafka-bus.ts";
 import { S3ObjectStore } from "../../functions/runtime/s3-object-store.ts";
+import { kubectl, kubeTool, podLogsReport } from "../node-kubectl.ts";
 import { announcedSteps, readRunEvents } from "../questa-cli.ts";
 
 // The whole path on a real node: `helm install` the chart with the image built without docker,
@@ -19,8 +20,6 @@ import { announcedSteps, readRunEvents } from "../questa-cli.ts";
 // and goes away with it, release and run included.
 
 const root = join(import.meta.dirname, "..", "..");
-const bin = inject("kubeBinDir");
-const kubeconfig = inject("kubeconfig");
 const image = inject("questaImage");
 const brokers = inject("kafkaBrokers");
 const s3 = inject("s3");
@@ -33,22 +32,6 @@ const bucket = `questa-e2e-${suffix}`;
 const name = "tiny-run";
 // enough steps that the three drills (at steps 2, 4 and 6 as the status reports them) land mid-run
 const totalSteps = 12;
-
-async function tool(command: string, args: string[], input?: string): Promise<string> {
-  const child = run(join(bin, command), ["--kubeconfig", kubeconfig, ...args], {
-    maxBuffer: 32 * 1024 * 1024,
-  });
-  if (input !== undefined) {
-    child.child.stdin?.end(input);
-  }
-  try {
-    return (await child).stdout;
-  } catch (error) {
-    const e = error as { stderr?: string; stdout?: string };
-    throw new Error(`${command} ${args.join(" ")}: ${e.stderr ?? ""}${e.stdout ?? ""}`);
-  }
-}
-const kubectl = (...args: string[]) => tool("kubectl", args);
 
 interface Pod {
   metadata: { name: string; labels?: Record<string, string>; deletionTimestamp?: string };
@@ -120,24 +103,15 @@ describe("questa on a real node (containerd + kubelet)", () => {
   it("helm install, kubectl apply, Succeeded; survives a deleted rollout pod, a killed learner and a killed leader", async () => {
     // a failure here is hard to reproduce: keep what explains it, the run's status and each pod's log
     onTestFailed(async () => {
-      const report = [`run status: ${JSON.stringify(await qtStatus().catch((error) => String(error)))}`];
-      for (const namespace of [system, runs]) {
-        const listed = await kubectl("-n", namespace, "get", "pods", "-o", "name").catch(() => "");
-        for (const pod of listed.split("\n").filter((line) => line !== "")) {
-          const log = await kubectl("-n", namespace, "logs", pod, "--all-containers", "--tail=60").catch(
-            (error) => `(no log: ${String(error)})`,
-          );
-          report.push(`--- ${namespace}/${pod}\n${log}`);
-        }
-      }
-      console.error(report.join("\n"));
+      const status = await qtStatus().catch((error) => String(error));
+      console.error(`run status: ${JSON.stringify(status)}\n${await podLogsReport([system, runs])}`);
     });
     // the image built from Debian packages, imported into the node: questa:dev, never pulled
     const [repository, tag] = [
       image.slice(0, image.lastIndexOf(":")),
       image.slice(image.lastIndexOf(":") + 1),
     ];
-    await tool("helm", [
+    await kubeTool("helm", [
       "install",
       "questa",
       join(root, "charts", "questa"),
@@ -158,7 +132,7 @@ describe("questa on a real node (containerd + kubelet)", () => {
     expect(operators).toHaveLength(2);
 
     await kubectl("create", "namespace", runs);
-    await tool("kubectl", [
+    await kubeTool("kubectl", [
       "-n",
       runs,
       "create",
@@ -196,7 +170,7 @@ describe("questa on a real node (containerd + kubelet)", () => {
       forcePathStyle: true,
       credentialsSecretRef: { name: "s3" },
     };
-    await tool("kubectl", ["apply", "-f", "-"], stringify(resource));
+    await kubeTool("kubectl", ["apply", "-f", "-"], stringify(resource));
 
     // security at run time: a function pod and an operator pod, from inside
     const rollout = await runningPod(runs, "app.kubernetes.io/component=rollout");

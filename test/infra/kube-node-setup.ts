@@ -2,13 +2,13 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TestProject } from "vitest/node";
-import { buildImage, buildPauseImage, PAUSE_IMAGE } from "../../scripts/build-image.ts";
+import { type BuiltImage, buildImage, buildPauseImage, PAUSE_IMAGE } from "../../scripts/build-image.ts";
 import { type KubeNode, startKubeNode } from "./kube-node.ts";
 import { type KubeTestCluster, startKubeTestCluster } from "./kube-server.ts";
 
 declare module "vitest" {
   export interface ProvidedContext {
-    /** the questa image built without docker, imported into the node's containerd (questa:dev) */
+    /** the image built without docker, imported into the node's containerd (questa:dev; questa-torch:dev in scale-node) */
     questaImage: string;
     /** its OCI layout directory (compared with the Dockerfile) */
     questaImageLayout: string;
@@ -20,49 +20,54 @@ declare module "vitest" {
 }
 
 /**
- * vitest global setup of the end-to-end project, after kafka-s3-setup.ts: builds the image, starts
- * etcd + kube-apiserver + kube-controller-manager + kube-scheduler and a real node (containerd +
- * kubelet) whose pods reach this run's Kafka and MinIO. Fails, never skips, when a piece cannot be
- * built or started; the error names it and its log.
+ * A vitest global setup, after kafka-s3-setup.ts: builds the image with `build`, starts etcd +
+ * kube-apiserver + kube-controller-manager + kube-scheduler and a real node (containerd + kubelet,
+ * with a pod network and cluster DNS) whose pods reach this run's Kafka and MinIO. Fails, never
+ * skips, when a piece cannot be built or started; the error names it and its log.
  */
-export default async function setup(project: TestProject): Promise<() => Promise<void>> {
-  const provided = project.getProvidedContext();
-  const ports = [...provided.kafkaBrokers, provided.s3.endpoint].map((address) =>
-    Number(new URL(address.includes("://") ? address : `tcp://${address}`).port),
-  );
-  const imageDir = mkdtempSync(join(tmpdir(), "questa-image-"));
-  let cluster: KubeTestCluster | undefined;
-  let node: KubeNode | undefined;
-  const teardown = async () => {
-    await node?.stop();
-    await cluster?.stop();
-    rmSync(imageDir, { recursive: true, force: true });
+export function nodeSetup(build: (outDir: string) => BuiltImage) {
+  return async function setup(project: TestProject): Promise<() => Promise<void>> {
+    const provided = project.getProvidedContext();
+    const ports = [...provided.kafkaBrokers, provided.s3.endpoint].map((address) =>
+      Number(new URL(address.includes("://") ? address : `tcp://${address}`).port),
+    );
+    const imageDir = mkdtempSync(join(tmpdir(), "questa-image-"));
+    let cluster: KubeTestCluster | undefined;
+    let node: KubeNode | undefined;
+    const teardown = async () => {
+      await node?.stop();
+      await cluster?.stop();
+      rmSync(imageDir, { recursive: true, force: true });
+    };
+    try {
+      const image = build(imageDir);
+      cluster = await startKubeTestCluster({ workloads: true });
+      const pause = buildPauseImage(join(cluster.binDir, "pause"), imageDir);
+      node = await startKubeNode({
+        binDir: cluster.binDir,
+        kubeconfig: cluster.kubeconfig,
+        apiPort: cluster.apiPort,
+        forwardPorts: ports,
+        images: [
+          { tar: pause, reference: PAUSE_IMAGE },
+          { tar: image.tar, reference: image.reference },
+        ],
+      });
+      // imported: the tar is a copy of the layout's blobs (3 GB for the torch image)
+      rmSync(image.tar, { force: true });
+      project.provide("kubeconfig", cluster.kubeconfig);
+      project.provide("kubeBinDir", cluster.binDir);
+      project.provide("questaImage", image.reference);
+      project.provide("questaImageLayout", image.layout);
+      project.provide("nodeName", node.name);
+      project.provide("nodeCtr", node.ctrArgs);
+    } catch (error) {
+      await teardown();
+      throw error;
+    }
+    return teardown;
   };
-  try {
-    const image = buildImage(imageDir);
-    cluster = await startKubeTestCluster({ workloads: true });
-    const pause = buildPauseImage(join(cluster.binDir, "pause"), imageDir);
-    node = await startKubeNode({
-      binDir: cluster.binDir,
-      kubeconfig: cluster.kubeconfig,
-      apiPort: cluster.apiPort,
-      forwardPorts: ports,
-      // the operator's and the functions' metrics/health ports (chart metrics.port, METRICS_PORT)
-      exposePorts: [8080, 9090],
-      images: [
-        { tar: pause, reference: PAUSE_IMAGE },
-        { tar: image.tar, reference: image.reference },
-      ],
-    });
-    project.provide("kubeconfig", cluster.kubeconfig);
-    project.provide("kubeBinDir", cluster.binDir);
-    project.provide("questaImage", image.reference);
-    project.provide("questaImageLayout", image.layout);
-    project.provide("nodeName", node.name);
-    project.provide("nodeCtr", node.ctrArgs);
-  } catch (error) {
-    await teardown();
-    throw error;
-  }
-  return teardown;
 }
+
+/** the end-to-end project's: the questa image (Dockerfile) on the node */
+export default nodeSetup(buildImage);

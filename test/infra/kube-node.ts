@@ -7,19 +7,38 @@ import { fileURLToPath } from "node:url";
 import { freePort, type ServerProcess, startServer, waitUntil } from "./kafka-s3-process.ts";
 
 /**
- * A real node for the test API server: containerd + runc + the kubelet on loopback, registered as
- * node `127.0.0.1`, so the operator's pods actually start (image, user, read-only root, mounts,
- * probes). What it takes on the CI machine kind (Debian 12, cgroup v1, no systemd, a machine shared
+ * A real node for the test API server: containerd + runc + the kubelet, registered as node
+ * `127.0.0.1`, so the operator's pods actually start (image, user, read-only root, mounts, probes,
+ * pod-to-pod traffic and cluster DNS). What it takes on the CI machine kind (Debian 12, cgroup v1, no systemd, a machine shared
  * with other runs) is in test/infra/README.md; in short:
  *   - containerd and the kubelet share one private mount and PID namespace (node-run.sh)
  *   - every directory they write is under the node's temp dir; pods' cgroups under a root of their own
- *   - pods get a network namespace each; cni-loopback.sh makes the test's servers reachable in it on
- *     127.0.0.1 and the pod reachable from the kubelet on a 127.a.b.n address, without touching the
- *     machine's interfaces or iptables
+ *   - containerd, the kubelet and the pods' network live in a network namespace of the node's own: a
+ *     bridge with the pod network POD_NETWORK.subnet (each pod a veth on it, cni-pod-network.sh), so
+ *     pods reach each other on any port and the kubelet reaches them; CoreDNS there (its kubernetes
+ *     plugin, as on a real cluster) answers `<service>.<namespace>.svc.cluster.local` and the
+ *     `<hostname>.<subdomain>.<namespace>.svc.cluster.local` names of pods (an Indexed Job's) from
+ *     the API server's Services and EndpointSlices. Nothing is added to the machine's interfaces,
+ *     routes, rules, sysctls or iptables: the test's servers (127.0.0.1) reach into the namespace,
+ *     and the API server reaches the kubelet, over Unix sockets (socat)
  * No registry is reachable: the images (questa, pause) are OCI tars imported with `ctr`.
  */
 
 export const NODE_NAME = "127.0.0.1";
+/** the CoreDNS kubeadm deploys with Kubernetes 1.35; scripts/install-kube-test-servers.sh --node builds it */
+const COREDNS_VERSION = process.env.QUESTA_COREDNS_VERSION ?? "1.13.1";
+/**
+ * The pod network inside the node's network namespace (the same on every node: each has its own
+ * namespace). `dns` is the kubelet's clusterDNS, in the Service range of the test API server
+ * (10.96.0.0/24) as kube-dns is on a real cluster.
+ */
+export const POD_NETWORK = {
+  bridge: "cni0",
+  subnet: "10.244.0",
+  gateway: "10.244.0.1",
+  dns: "10.96.0.10",
+  domain: "cluster.local",
+} as const;
 const infraDir = dirname(fileURLToPath(import.meta.url));
 const repoRoot = resolve(infraDir, "..", "..");
 
@@ -42,8 +61,6 @@ export interface KubeNodeOptions {
   apiPort: number;
   /** ports of other test servers on 127.0.0.1 (Kafka, MinIO) reachable in pods at the same address */
   forwardPorts: readonly number[];
-  /** container ports the kubelet's probes reach on the pod's address */
-  exposePorts: readonly number[];
   /** OCI image tars imported into containerd before the kubelet starts */
   images: readonly { tar: string; reference: string }[];
 }
@@ -56,14 +73,20 @@ const nodeTools: [string, string][] = [
   ["umoci", "umoci"],
   ["nsenter", "util-linux"],
   ["unshare", "util-linux"],
+  ["flock", "util-linux"],
+  ["ip", "iproute2"],
 ];
 
 /** Installs what the node needs (scripts/install-kube-test-servers.sh --node) when a piece is missing. */
 export function ensureNodeBinaries(binDir: string): void {
   const missing = [
-    ...["kubelet", "kube-scheduler", "kube-controller-manager", "pause"].filter(
-      (b) => !existsSync(join(binDir, b)),
-    ),
+    ...[
+      "kubelet",
+      "kube-scheduler",
+      "kube-controller-manager",
+      "pause",
+      `coredns-v${COREDNS_VERSION}`,
+    ].filter((b) => !existsSync(join(binDir, b))),
     ...nodeTools.filter(([tool]) => !onPath(tool)).map(([tool]) => tool),
     ...(existsSync("/usr/lib/cni/loopback") ? [] : ["containernetworking-plugins"]),
   ];
@@ -71,7 +94,7 @@ export function ensureNodeBinaries(binDir: string): void {
   try {
     execFileSync("bash", [join(repoRoot, "scripts", "install-kube-test-servers.sh"), "--node"], {
       stdio: ["ignore", "inherit", "inherit"],
-      env: { ...process.env, QUESTA_CACHE: dirname(binDir) },
+      env: { ...process.env, QUESTA_CACHE: dirname(binDir), QUESTA_COREDNS_VERSION: COREDNS_VERSION },
     });
   } catch (error) {
     throw new Error(
@@ -137,6 +160,30 @@ ${cri}.cni]
 `;
 }
 
+/**
+ * CoreDNS's configuration: the cluster's zone from the API server (the admin kubeconfig, through
+ * the node's forward of its port), authoritative (a missing name is NXDOMAIN); any other name is
+ * NXDOMAIN at once, as the node reaches no other resolver.
+ */
+function corefile(kubeconfig: string): string {
+  return `${POD_NETWORK.domain}:53 {
+    bind ${POD_NETWORK.dns}
+    errors
+    kubernetes ${POD_NETWORK.domain} {
+        kubeconfig ${kubeconfig} test
+        pods disabled
+        ttl 5
+    }
+}
+.:53 {
+    bind ${POD_NETWORK.dns}
+    template ANY ANY {
+        rcode NXDOMAIN
+    }
+}
+`;
+}
+
 function kubeletConfig(dir: string, cgroupRoot: string, port: number, healthzPort: number): string {
   return `apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -160,7 +207,10 @@ authorization: { mode: AlwaysAllow }
 protectKernelDefaults: true
 podLogsDir: ${dir}/var-log/pods
 volumePluginDir: ${dir}/volume-plugins
+# pods resolve through the node's cluster DNS only (the machine's resolvers are not theirs)
 resolvConf: ""
+clusterDNS: ["${POD_NETWORK.dns}"]
+clusterDomain: ${POD_NETWORK.domain}
 failSwapOn: false
 # two cores shared with other runs: limits are honoured for scheduling, not throttled by CFS
 cpuCFSQuota: false
@@ -182,25 +232,25 @@ export async function startKubeNode(options: KubeNodeOptions): Promise<KubeNode>
   for (const sub of ["cni/bin", "cni/conf", "var-log/pods", "kubelet", "volume-plugins"])
     mkdirSync(join(dir, sub), { recursive: true });
   writeFileSync(join(dir, "containerd.toml"), containerdConfig(dir));
-  writeFileSync(
-    join(dir, "kubelet.yaml"),
-    kubeletConfig(dir, cgroupRoot, await freePort(), await freePort()),
-  );
+  // the kubelet's port: on 127.0.0.1 in the node's network namespace, and on the machine's for the
+  // API server (node-run.sh forwards it)
+  const kubeletPort = await freePort();
+  writeFileSync(join(dir, "kubelet.yaml"), kubeletConfig(dir, cgroupRoot, kubeletPort, await freePort()));
   execFileSync("cp", [options.kubeconfig, join(dir, "kubelet.kubeconfig")]);
+  writeFileSync(join(dir, "Corefile"), corefile(join(dir, "kubelet.kubeconfig")));
   // the CNI plugin, with this node's settings; the runtime also needs the standard loopback plugin
-  const prefix = `127.${100 + ((randomBytes(1)[0] ?? 0) % 100)}.${randomBytes(1)[0] ?? 0}`;
   const forwards = [
     `10.96.0.1:443:${options.apiPort}`,
     ...options.forwardPorts.map((p) => `127.0.0.1:${p}:${p}`),
   ];
-  const plugin = join(dir, "cni/bin/questa-loopback");
+  const plugin = join(dir, "cni/bin/questa-pod-network");
   writeFileSync(
     plugin,
     [
       "#!/bin/sh",
-      `export QUESTA_CNI_STATE='${dir}/cni' QUESTA_CNI_PREFIX='${prefix}'`,
-      `export QUESTA_CNI_FORWARD='${forwards.join(" ")}' QUESTA_CNI_EXPOSE='${options.exposePorts.join(" ")}'`,
-      `exec bash '${join(infraDir, "cni-loopback.sh")}' "$@"`,
+      `export QUESTA_CNI_STATE='${dir}/cni' QUESTA_CNI_FORWARD='${forwards.join(" ")}'`,
+      `export QUESTA_POD_BRIDGE=${POD_NETWORK.bridge} QUESTA_POD_SUBNET=${POD_NETWORK.subnet} QUESTA_POD_GATEWAY=${POD_NETWORK.gateway}`,
+      `exec bash '${join(infraDir, "cni-pod-network.sh")}' "$@"`,
       "",
     ].join("\n"),
   );
@@ -208,7 +258,11 @@ export async function startKubeNode(options: KubeNodeOptions): Promise<KubeNode>
   execFileSync("ln", ["-s", "/usr/lib/cni/loopback", join(dir, "cni/bin/loopback")]);
   writeFileSync(
     join(dir, "cni/conf/10-questa.conflist"),
-    JSON.stringify({ cniVersion: "1.0.0", name: "questa-loopback", plugins: [{ type: "questa-loopback" }] }),
+    JSON.stringify({
+      cniVersion: "1.0.0",
+      name: "questa-pod-network",
+      plugins: [{ type: "questa-pod-network" }],
+    }),
   );
 
   const logFile = join(dir, "node.log");
@@ -219,7 +273,12 @@ export async function startKubeNode(options: KubeNodeOptions): Promise<KubeNode>
     env: {
       ...process.env,
       QUESTA_KUBELET: join(options.binDir, "kubelet"),
+      QUESTA_KUBELET_PORT: String(kubeletPort),
       QUESTA_CNI_TARGETS: [options.apiPort, ...options.forwardPorts].join(" "),
+      QUESTA_POD_BRIDGE: POD_NETWORK.bridge,
+      QUESTA_POD_GATEWAY: POD_NETWORK.gateway,
+      QUESTA_CLUSTER_DNS: POD_NETWORK.dns,
+      QUESTA_COREDNS: join(options.binDir, `coredns-v${COREDNS_VERSION}`),
     },
     cwd: dir,
     logFile,
