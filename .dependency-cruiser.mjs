@@ -99,11 +99,14 @@ export default {
     },
     ...externalSystemRules,
     {
-      name: "only-one-module-starts-processes",
+      name: "only-the-process-modules-start-processes",
       comment:
-        "the functions start one kind of process, the torch learner's (torchrun and its venv install): functions/host/torch-process.ts alone imports child_process",
+        "the functions start two kinds of process, the torch learner's (torchrun and its venv install: functions/host/torch-process.ts) and the local vLLM server of `questa run` (its probe: functions/host/vllm-process.ts; the server under a watchdog: functions/host/server-process.ts); these alone import child_process",
       severity: "error",
-      from: { path: "^functions/", pathNot: "^functions/host/torch-process(\\.test)?\\.ts$" },
+      from: {
+        path: "^functions/",
+        pathNot: "^functions/host/(torch-process|vllm-process|server-process)(\\.test)?\\.ts$",
+      },
       to: { dependencyTypes: ["core"], path: "^(node:)?child_process$" },
     },
     {

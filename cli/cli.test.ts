@@ -186,6 +186,31 @@ describe("questa run progress view", () => {
     );
   });
 
+  it("says what the vLLM servers did: the local one's start and restarts, the reloads, the step served at the end", async () => {
+    const { vllmLine } = await import("./run-command.ts");
+    expect(
+      vllmLine({
+        local: {
+          url: "http://127.0.0.1:41000",
+          device: "cpu",
+          startSeconds: 62.4,
+          restarts: 1,
+          logFile: "/r/vllm/server-2.log",
+        },
+        reloads: 7,
+        reloadSeconds: 0.1849,
+        servedStep: 6,
+      }),
+    ).toBe(
+      "vLLM: local server (CPU build) ready in 62 s, 1 restart(s), log /r/vllm/server-2.log; 7 reload(s) of 0.18 s on average; serving step 6 at the end",
+    );
+    // servers of the user's own (no local one); the reloads counted by a vllm-sync process elsewhere
+    expect(vllmLine({ reloads: 0, servedStep: -1 })).toBe(
+      "vLLM: 0 reload(s); the server did not say what it serves",
+    );
+    expect(vllmLine({ servedStep: 12 })).toBe("vLLM: serving step 12 at the end");
+  });
+
   it("prints plain lines off a terminal and rewrites one status line on a terminal", async () => {
     const { ProgressView, summaryTable } = await import("./run-command.ts");
     const status = {

@@ -10,15 +10,27 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { QuestATraining, QuestATrainingSpec } from "../functions/contracts/questatraining.ts";
 import { RunKeys } from "../functions/contracts/run-keys.ts";
-import type { RunOutcome } from "../functions/host/embedded-run.ts";
+import type { RunOutcome, VllmRunSummary } from "../functions/host/embedded-run.ts";
+import { initialCheckpointRef } from "../functions/host/function-services.ts";
 import { type RunProgress, RunWatcher } from "../functions/host/run-watcher.ts";
+import { freeLoopbackPort } from "../functions/host/torch-process.ts";
+import { VllmHttpServer } from "../functions/host/vllm-api.ts";
+import { VLLM_ENDPOINTS_ENV } from "../functions/host/vllm-endpoints.ts";
+import { prepareLocalVllm, type RunningLocalVllm, startLocalVllm } from "../functions/host/vllm-process.ts";
+import { servedStep } from "../functions/host/vllm-weight-sync.ts";
 import { InputError } from "../functions/runtime/errors.ts";
 import { KafkaBus, type KafkaLogger } from "../functions/runtime/kafka-bus.ts";
 import { silentLogger } from "../functions/runtime/logger.ts";
 import { bindFunction } from "../functions/runtime/runner.ts";
 import { S3ObjectStore, s3StoreConfigFromEnv } from "../functions/runtime/s3-object-store.ts";
 import { renderTrainingConfig } from "../operator/resources/config-map.ts";
-import { derivedRunNames, FUNCTIONS, type FunctionName, type RunRef } from "../operator/resources/names.ts";
+import {
+  derivedRunNames,
+  FUNCTIONS,
+  type FunctionName,
+  type RunRef,
+  VLLM_SYNC,
+} from "../operator/resources/names.ts";
 import { runTopics } from "../operator/resources/topics.ts";
 import { functionEnv } from "../operator/resources/workloads.ts";
 
@@ -99,6 +111,8 @@ export interface ProcessRunOptions {
 }
 
 export interface ProcessRunSummary extends RunOutcome {
+  /** the local vLLM server of a run with rollout.engine vllm and no QUESTA_VLLM_ENDPOINTS */
+  vllm?: VllmRunSummary;
   objects: string;
   logDir: string;
   /** the run's dead-letter topic */
@@ -186,7 +200,7 @@ export function clusterSpec(spec: QuestATrainingSpec, brokers: string[], s3: S3L
 export function functionProcessEnv(
   runRef: RunRef,
   spec: QuestATrainingSpec,
-  fn: FunctionName,
+  fn: ProcessName,
   configPath: string,
   inherited: Readonly<Record<string, string | undefined>>,
 ): Record<string, string> {
@@ -201,6 +215,8 @@ export function functionProcessEnv(
   // rollout.engine vllm: the servers the user started (a pod's service name means nothing here)
   if (inherited.QUESTA_VLLM_ENDPOINTS !== undefined)
     env.QUESTA_VLLM_ENDPOINTS = inherited.QUESTA_VLLM_ENDPOINTS;
+  // a pod's group names the pod; here the sync's default (`<topic prefix>.vllm-sync.<host name>`)
+  if (fn === VLLM_SYNC) delete env.QUESTA_CONSUMER_GROUP;
   env.QUESTA_CONFIG = configPath;
   // the user's own machine: local dataset paths are theirs to read (pods get object-store only)
   env.QUESTA_DATA_SOURCES = "any";
@@ -213,6 +229,9 @@ export function functionProcessEnv(
   return env;
 }
 
+/** the processes of a run here: its four functions, and the weight sync beside a local vLLM server */
+export type ProcessName = FunctionName | typeof VLLM_SYNC;
+
 /** Kafka session timeout of function processes on one machine: the recovery time after a kill -9 */
 export const PROCESSES_SESSION_TIMEOUT_MS = 10_000;
 
@@ -222,7 +241,7 @@ export class FunctionProcessFailed extends Error {
 }
 
 interface Supervised {
-  fn: FunctionName;
+  fn: ProcessName;
   child: ChildProcess | undefined;
   /** exits in a row, each soon after its start (reset by a process that ran a minute) */
   restarts: number;
@@ -269,7 +288,28 @@ export async function runProcesses(options: ProcessRunOptions): Promise<ProcessR
   const configPath = join(options.runDir, "training.yaml");
   await writeFile(configPath, renderTrainingConfig(runRef, spec));
 
-  const envOf = (fn: FunctionName) => functionProcessEnv(runRef, spec, fn, configPath, options.env);
+  // rollout.engine vllm and no servers named: a local server (started once the learn process wrote
+  // the initial policy), rollout pointed at it and its weight sync as a process beside the functions
+  const localVllm =
+    spec.rollout.engine === "vllm" && !options.env[VLLM_ENDPOINTS_ENV]?.trim()
+      ? {
+          machine: await prepareLocalVllm(options.env),
+          port: await freeLoopbackPort(),
+          dir: join(options.runDir, "vllm"),
+        }
+      : undefined;
+  const vllmUrl = localVllm && `http://127.0.0.1:${localVllm.port}`;
+  const envOf = (fn: ProcessName) => {
+    const env = functionProcessEnv(runRef, spec, fn, configPath, options.env);
+    if (localVllm && vllmUrl) {
+      if (fn === "rollout") env[VLLM_ENDPOINTS_ENV] = vllmUrl;
+      if (fn === VLLM_SYNC) {
+        env.QUESTA_VLLM_URL = vllmUrl;
+        env.QUESTA_VLLM_MODEL_DIR = join(localVllm.dir, "models");
+      }
+    }
+    return env;
+  };
   const store = new S3ObjectStore(s3StoreConfigFromEnv(envOf("learn")));
   const kafka = kafkaNotices(options.notice);
   const bus = new KafkaBus(
@@ -278,6 +318,10 @@ export async function runProcesses(options: ProcessRunOptions): Promise<ProcessR
   );
   const keys = new RunKeys(run);
   const children: Supervised[] = [];
+  const vllmStop = new AbortController();
+  options.signal.addEventListener("abort", () => vllmStop.abort(), { once: true });
+  let localServer: RunningLocalVllm | undefined;
+  let vllmStarting: Promise<RunningLocalVllm | undefined> | undefined;
   let stopping = false;
   let gaveUp: ((error: Error) => void) | undefined;
   const supervisorFailure = new Promise<unknown>((resolveFailure) => {
@@ -347,11 +391,41 @@ export async function runProcesses(options: ProcessRunOptions): Promise<ProcessR
       });
     };
     const functionsStarted = Date.now();
-    for (const fn of FUNCTIONS) {
+    const processes: ProcessName[] = localVllm ? [...FUNCTIONS, VLLM_SYNC] : [...FUNCTIONS];
+    for (const fn of processes) {
       const entry: Supervised = { fn, child: undefined, restarts: 0, startedAt: Date.now() };
       children.push(entry);
       start(entry);
     }
+    // the server starts once the learn process wrote the initial policy; undefined when stopped first
+    vllmStarting =
+      localVllm &&
+      (async (): Promise<RunningLocalVllm | undefined> => {
+        while (!(await initialCheckpointRef(store, keys).catch(() => undefined))) {
+          if (vllmStop.signal.aborted) return undefined;
+          await new Promise((resolveWait) => setTimeout(resolveWait, 1000));
+        }
+        localServer = await startLocalVllm({
+          machine: localVllm.machine,
+          store,
+          initialCheckpoint: keys.checkpoint(0),
+          dir: localVllm.dir,
+          servedModelName: run,
+          vllm: spec.rollout.vllm,
+          // rollout samples every partition's question at once
+          sequencesInFlight: spec.kafka.partitions * spec.rollout.groupSize,
+          env: options.env,
+          say: options.notice,
+          signal: vllmStop.signal,
+          port: localVllm.port,
+        });
+        return localServer;
+      })();
+    // the local server did not start, or keeps dying: the run fails (a stop is no failure)
+    const vllmFailure = vllmStarting?.then(
+      (server) => server?.server.failed ?? new Promise<never>(() => {}),
+      (error: unknown) => (vllmStop.signal.aborted ? new Promise<never>(() => {}) : error),
+    );
 
     const failure = Promise.race([
       watch.done.then(
@@ -359,8 +433,23 @@ export async function runProcesses(options: ProcessRunOptions): Promise<ProcessR
         (error: unknown) => error,
       ),
       supervisorFailure,
+      ...(vllmFailure ? [vllmFailure] : []),
     ]);
     await watcher.untilComplete(options.signal, failure);
+    let vllm: VllmRunSummary | undefined;
+    if (localServer) {
+      // the weight sync takes the final policy to the server a moment after the learner published it
+      if (watcher.complete) await servedStepReaches(localServer.url, watcher.step, 60_000);
+      vllm = {
+        local: {
+          url: localServer.url,
+          device: localServer.device,
+          ...localServer.server.stats,
+          logFile: localServer.server.logFile,
+        },
+        servedStep: await servedStepOf(localServer.url),
+      };
+    }
     if (watcher.complete) options.onComplete?.();
     return {
       run,
@@ -373,6 +462,7 @@ export async function runProcesses(options: ProcessRunOptions): Promise<ProcessR
       deadLetters: watcher.deadLetters,
       deadLetterReasons: watcher.deadLetterReasons,
       deadLetterTopic: `${topicPrefix}.dead-letter`,
+      ...(vllm ? { vllm } : {}),
       throughput: {
         wallSeconds: (Date.now() - functionsStarted) / 1000,
         sampledTokens: watcher.sampledTokens,
@@ -384,9 +474,26 @@ export async function runProcesses(options: ProcessRunOptions): Promise<ProcessR
   } finally {
     stopping = true;
     await Promise.all(children.map((entry) => stopChild(entry)));
+    // after rollout and the sync: the local server goes last (or stops loading)
+    vllmStop.abort();
+    await vllmStarting?.catch(() => undefined);
+    await localServer?.server.stop();
     await boundedClose("the event watcher", watch.stop(), 15_000, options.notice);
     await boundedClose("the Kafka client", bus.close(), 15_000, options.notice);
     store.close();
+  }
+}
+
+/** the learner step the server at `url` serves; -1 when it does not answer */
+async function servedStepOf(url: string): Promise<number> {
+  return servedStep(await new VllmHttpServer(url).weightVersion().catch(() => "unknown"));
+}
+
+/** waits (at most `ms`) until the server serves `step` */
+async function servedStepReaches(url: string, step: number, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline && (await servedStepOf(url)) < step) {
+    await new Promise((resolveWait) => setTimeout(resolveWait, 500));
   }
 }
 

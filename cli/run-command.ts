@@ -11,7 +11,9 @@ import {
   type RunSummary,
   runEmbedded,
   runName,
+  type VllmRunSummary,
 } from "../functions/host/embedded-run.ts";
+import { LocalVllmFailed } from "../functions/host/local-vllm.ts";
 import { formatInputIssue, InputError } from "../functions/runtime/errors.ts";
 import { asUsageError, numberFlag, parseArgs, UsageError } from "./args.ts";
 import { type CliIO, type CommandDefinition, type CommandRun, limitLines } from "./io.ts";
@@ -37,6 +39,9 @@ Without --kafka: runs the whole pipeline in this process; results and events go 
 <localDir>/runs/<name>/ and, at the end, its plots to report.html there (questa report; against the
 baseline: questa report DIR --vs DIR-baseline). With --kafka and --s3: starts \`questa function X\`
 for the four functions (restarting any that dies), logs in <localDir>/runs/<name>/logs/.
+rollout.engine vllm without QUESTA_VLLM_ENDPOINTS: starts a local vLLM server on 127.0.0.1 (and,
+with --kafka, its weight sync as \`questa function vllm-sync\`) from QUESTA_VLLM_PYTHON or the venv
+of scripts/install-reference-venv.sh --kind vllm; its log in <localDir>/runs/<name>/vllm/.
 Ctrl-C stops cleanly; running the same command again resumes.
 Exit codes: 0 the run finished (also when it had finished before), 1 it failed (invalid resource,
 a function that keeps failing, a server unreachable at the start), 2 usage errors, 130 stopped
@@ -178,6 +183,20 @@ export function timingLine(timing: LoopTiming): string {
   ].join("; ");
 }
 
+/** rollout.engine vllm: the local server's start and the reloads that kept the servers on the learner's policy */
+export function vllmLine(v: VllmRunSummary): string {
+  const local = v.local
+    ? `local server (${v.local.device === "cpu" ? "CPU build" : "GPU"}) ready in ${Math.round(v.local.startSeconds)} s, ${v.local.restarts} restart(s), log ${v.local.logFile}; `
+    : "";
+  const reloads =
+    v.reloads === undefined
+      ? ""
+      : `${v.reloads} reload(s)${v.reloadSeconds === undefined ? "" : ` of ${v.reloadSeconds.toFixed(2)} s on average`}; `;
+  const served =
+    v.servedStep < 0 ? "the server did not say what it serves" : `serving step ${v.servedStep} at the end`;
+  return `vLLM: ${local}${reloads}${served}`;
+}
+
 /**
  * A run whose functions are other processes: its wall time and speeds from the events (each
  * function's busy time is in its own process's metrics, `questa_function_busy_seconds_total`)
@@ -299,7 +318,7 @@ const runRun: CommandRun = async (args, io) => {
       io.stderr("stopped before the run started; run the same command again to continue\n");
       return 130;
     }
-    if (error instanceof InputError) {
+    if (error instanceof InputError || error instanceof LocalVllmFailed) {
       io.stderr(`questa run: ${error.message}\n`);
       return 1;
     }
@@ -308,6 +327,7 @@ const runRun: CommandRun = async (args, io) => {
   view.finish();
   io.stdout(`\n${summaryTable(summary.evaluations)}`);
   io.stdout(`${timingLine(summary.timing)}\n`);
+  if (summary.vllm) io.stdout(`${vllmLine(summary.vllm)}\n`);
   io.stdout(`run directory: ${summary.runDir} (events: questa events ${summary.runDir})\n`);
   await writeRunReport(io, summary.runDir);
   if (summary.deadLetters > 0) {
@@ -388,7 +408,11 @@ async function runAsProcesses(
     });
   } catch (error) {
     view.finish();
-    if (error instanceof InputError || error instanceof FunctionProcessFailed) {
+    if (
+      error instanceof InputError ||
+      error instanceof FunctionProcessFailed ||
+      error instanceof LocalVllmFailed
+    ) {
       io.stderr(`questa run: ${error.message}\n`);
       return 1;
     }
@@ -397,6 +421,7 @@ async function runAsProcesses(
   view.finish();
   io.stdout(`\n${summaryTable(summary.evaluations)}`);
   io.stdout(`${throughputLine(summary.throughput)}\n`);
+  if (summary.vllm) io.stdout(`${vllmLine(summary.vllm)}\n`);
   io.stdout(`objects: ${summary.objects}\nfunction logs: ${summary.logDir}\n`);
   if (summary.deadLetters > 0) {
     io.stdout(

@@ -493,7 +493,10 @@ export const VllmSchema = z
       .min(1)
       .default("vllm/vllm-openai:v0.32.0")
       .describe("container image of the vLLM OpenAI-compatible server"),
-    replicas: positiveInt().max(1024).default(1).describe("vLLM servers; rollout requests spread over them"),
+    replicas: positiveInt()
+      .max(1024)
+      .default(1)
+      .describe("vLLM servers in a cluster; rollout requests spread over them (questa run starts one)"),
     tensorParallelSize: positiveInt()
       .max(64)
       .default(1)
@@ -505,13 +508,17 @@ export const VllmSchema = z
     maxModelLength: positiveInt()
       .max(1_048_576)
       .optional()
-      .describe("longest prompt + response the server accepts (--max-model-len); default: the model's own"),
+      .describe(
+        "longest prompt + response the server accepts (--max-model-len); default: the model's own. On vLLM's CPU build (questa run's local server) set it to what the run needs: the server prefills up to 256 x this many tokens in one step, and warms up with that many",
+      ),
     gpuMemoryUtilization: z
       .number()
       .gt(0)
       .max(1)
       .default(0.9)
-      .describe("share of each GPU's memory the server may take for weights and KV cache"),
+      .describe(
+        "share of each GPU's memory the server may take for weights and KV cache (a local server on vLLM's CPU build sizes its KV cache from the run instead)",
+      ),
     extraArgs: z
       .array(z.string().min(1))
       .max(64)
@@ -525,7 +532,8 @@ export const VllmSchema = z
     path: ["tensorParallelSize"],
   })
   .meta({
-    description: "the vLLM servers rollouts sample from when rollout.engine is vllm",
+    description:
+      "the vLLM servers rollouts sample from when rollout.engine is vllm. In a cluster the operator runs `replicas` servers; `questa run` (embedded or --kafka --s3) starts one local server on 127.0.0.1 itself, from QUESTA_VLLM_PYTHON or the venv of scripts/install-reference-venv.sh --kind vllm (with dtype, maxModelLength and extraArgs; on a GPU also tensorParallelSize and gpuMemoryUtilization), unless QUESTA_VLLM_ENDPOINTS names servers",
     ...cel([
       "self.resources.gpus == 0 || self.tensorParallelSize <= self.resources.gpus",
       "tensorParallelSize must be <= resources.gpus (each server shards over its own GPUs)",

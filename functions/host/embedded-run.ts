@@ -26,12 +26,15 @@ import {
   publishStartEvents,
   rolloutServices,
 } from "./function-services.ts";
-import { startLearnerNode } from "./learner-engines.ts";
+import { type LearnerNode, startLearnerNode } from "./learner-engines.ts";
 import { OnnxPolicySampler } from "./onnx-adapters.ts";
 import { type RunProgress, RunWatcher } from "./run-watcher.ts";
+import { type VllmEndpoint, VllmHttpServer } from "./vllm-api.ts";
 import { parseVllmEndpoints, resolvingEndpoints, VLLM_ENDPOINTS_ENV } from "./vllm-endpoints.ts";
 import { VllmPolicySampler } from "./vllm-policy-sampler.ts";
-import { VllmWeightSync, vllmSyncFunction } from "./vllm-weight-sync.ts";
+import { prepareLocalVllm, type RunningLocalVllm, startLocalVllm, type VllmMachine } from "./vllm-process.ts";
+import type { VllmDevice } from "./vllm-server-args.ts";
+import { servedStep, VllmWeightSync, vllmSyncFunction } from "./vllm-weight-sync.ts";
 
 export type { RunProgress } from "./run-watcher.ts";
 
@@ -57,7 +60,8 @@ export interface EmbeddedRunOptions {
   /**
    * the environment: QUESTA_TORCH_PYTHON and QUESTA_CACHE_DIR for the torch learner; rollout.engine
    * vllm samples from the servers of QUESTA_VLLM_ENDPOINTS (whose model directory is
-   * QUESTA_VLLM_MODEL_DIR, default `<run dir>/vllm-models`); default process.env
+   * QUESTA_VLLM_MODEL_DIR, default `<run dir>/vllm-models`), or, when that is unset, from a local
+   * server started from QUESTA_VLLM_PYTHON or the cached vLLM venv; default process.env
    */
   env?: Record<string, string | undefined>;
 }
@@ -103,6 +107,8 @@ export interface RunOutcome {
 export interface RunSummary extends RunOutcome {
   runDir: string;
   timing: LoopTiming;
+  /** rollout.engine vllm: the servers' side of the run */
+  vllm?: VllmRunSummary;
 }
 
 /** The run's spec as it is trained: the baseline arm keeps everything but the hints. */
@@ -202,35 +208,132 @@ export function loopTiming(
   };
 }
 
+/** what an embedded run with rollout.engine vllm tells of its servers at the end */
+export interface VllmRunSummary {
+  /** the local server `questa run` started; undefined when QUESTA_VLLM_ENDPOINTS named the servers */
+  local?: { url: string; device: VllmDevice; startSeconds: number; restarts: number; logFile: string };
+  /** policy versions loaded into the servers (undefined: counted by the vllm-sync process) */
+  reloads?: number;
+  /** mean seconds of a reload (pause to resume) */
+  reloadSeconds?: number | undefined;
+  /** the learner step the (first) server serves at the end; -1 when it did not answer */
+  servedStep: number;
+}
+
+interface OpenedVllm {
+  sampler: VllmPolicySampler;
+  sync: VllmWeightSync;
+  /** settles when the local server keeps dying */
+  failed: Promise<Error>;
+  /** the servers on the learner's newest policy (the end of a complete run) */
+  catchUp(): Promise<void>;
+  summary(): Promise<VllmRunSummary>;
+  /** stops following the learner and the local server */
+  close(): Promise<void>;
+}
+
 /**
- * rollout.engine vllm in one process: the sampler on the servers of QUESTA_VLLM_ENDPOINTS and the
- * weight sync that keeps them on the learner's newest policy (bound as a function beside the
- * others, and following the learner's progress every second for servers that restart).
+ * rollout.engine vllm in one process: the sampler on the servers of QUESTA_VLLM_ENDPOINTS, or on a
+ * local server started here when that is unset (functions/host/vllm-process.ts, its files under
+ * `<run dir>/vllm/`), and the weight sync that keeps them on the learner's newest policy (bound as
+ * a function beside the others, and following the learner's progress every second for servers
+ * that restart).
  */
-async function openVllm(
-  spec: QuestATrainingSpec,
-  env: Record<string, string | undefined>,
-  runDir: string,
-  store: FsObjectStore,
-  keys: RunKeys,
-  logger: Logger,
-): Promise<{ sampler: VllmPolicySampler; sync: VllmWeightSync; stopFollowing: () => void }> {
-  const endpoints = resolvingEndpoints(parseVllmEndpoints(env[VLLM_ENDPOINTS_ENV]));
-  const modelDir = env.QUESTA_VLLM_MODEL_DIR ?? join(runDir, "vllm-models");
-  await mkdir(modelDir, { recursive: true });
-  const sync = new VllmWeightSync({ endpoints, modelDir, store, keys, logger });
-  // the servers hold this run's policy before anything samples from them
-  await sync.reconcile();
-  const follower = setInterval(() => {
-    sync
-      .reconcile()
-      .catch((error: unknown) => logger.warn({ err: error }, "vLLM weight sync failed; trying again"));
-  }, 1000);
-  const sampler = new VllmPolicySampler({
-    endpoints,
-    prompt: { format: spec.model.prompt.format, enableThinking: spec.model.prompt.enableThinking },
-  });
-  return { sampler, sync, stopFollowing: () => clearInterval(follower) };
+async function openVllm(options: {
+  /** the local server's Python and device; undefined when QUESTA_VLLM_ENDPOINTS names the servers */
+  machine: VllmMachine | undefined;
+  spec: QuestATrainingSpec;
+  run: string;
+  env: Record<string, string | undefined>;
+  runDir: string;
+  store: FsObjectStore;
+  keys: RunKeys;
+  logger: Logger;
+  say: (text: string) => void;
+  signal: AbortSignal;
+}): Promise<OpenedVllm> {
+  const { spec, env, runDir, store, keys, logger } = options;
+  let endpoints: () => Promise<VllmEndpoint[]>;
+  let modelDir: string;
+  let local: RunningLocalVllm | undefined;
+  if (options.machine === undefined) {
+    endpoints = resolvingEndpoints(parseVllmEndpoints(env[VLLM_ENDPOINTS_ENV]));
+    modelDir = env.QUESTA_VLLM_MODEL_DIR ?? join(runDir, "vllm-models");
+  } else {
+    const dir = join(runDir, "vllm");
+    await mkdir(dir, { recursive: true });
+    local = await startLocalVllm({
+      machine: options.machine,
+      store,
+      initialCheckpoint: keys.checkpoint(0),
+      dir,
+      servedModelName: options.run,
+      vllm: spec.rollout.vllm,
+      sequencesInFlight: EMBEDDED_QUESTION_PARTITIONS * spec.rollout.groupSize,
+      env,
+      say: options.say,
+      signal: options.signal,
+    });
+    const server = new VllmHttpServer(local.url);
+    endpoints = async () => [server];
+    modelDir = local.modelDir;
+  }
+  const running = local;
+  try {
+    await mkdir(modelDir, { recursive: true });
+    const reloads: number[] = [];
+    const sync = new VllmWeightSync({
+      endpoints,
+      modelDir,
+      store,
+      keys,
+      logger,
+      onReload: ({ seconds }) => reloads.push(seconds),
+    });
+    // the servers hold this run's policy before anything samples from them
+    await sync.reconcile();
+    const follower = setInterval(() => {
+      sync
+        .reconcile()
+        .catch((error: unknown) => logger.warn({ err: error }, "vLLM weight sync failed; trying again"));
+    }, 1000);
+    const sampler = new VllmPolicySampler({
+      endpoints,
+      prompt: { format: spec.model.prompt.format, enableThinking: spec.model.prompt.enableThinking },
+    });
+    return {
+      sampler,
+      sync,
+      failed: running?.server.failed ?? new Promise<Error>(() => {}),
+      catchUp: () => sync.reconcile(),
+      async summary() {
+        const [first] = await endpoints();
+        const tag = first ? await first.weightVersion().catch(() => "unknown") : "unknown";
+        return {
+          ...(running
+            ? {
+                local: {
+                  url: running.url,
+                  device: running.device,
+                  ...running.server.stats,
+                  logFile: running.server.logFile,
+                },
+              }
+            : {}),
+          reloads: reloads.length,
+          reloadSeconds: reloads.length > 0 ? reloads.reduce((a, b) => a + b, 0) / reloads.length : undefined,
+          servedStep: servedStep(tag),
+        };
+      },
+      async close() {
+        clearInterval(follower);
+        await running?.server.stop();
+      },
+    };
+  } catch (error) {
+    await running?.server.stop();
+    throw error;
+  }
 }
 
 /** the vLLM sampler's counters in the engine's terms: its busy time as decode time */
@@ -266,6 +369,14 @@ export async function runEmbedded(options: EmbeddedRunOptions): Promise<RunSumma
   const keys = new RunKeys("");
   const open = localDatasetOpener(options.baseDir, store);
 
+  const env = options.env ?? process.env;
+  const say = (text: string) => report({ kind: "notice", text });
+  // a local vLLM server needs vLLM installed: said before anything else takes time
+  const vllmMachine =
+    spec.rollout.engine === "vllm" && !env[VLLM_ENDPOINTS_ENV]?.trim()
+      ? await prepareLocalVllm(env)
+      : undefined;
+
   // the starting policy: warm-started (or read from the model folder) once, then read back on every resume
   const initial = await ensureInitialCheckpoint({
     spec,
@@ -278,23 +389,40 @@ export async function runEmbedded(options: EmbeddedRunOptions): Promise<RunSumma
   });
   signal.throwIfAborted();
 
-  const learnerNode = await startLearnerNode({
-    spec,
-    run,
-    env: options.env ?? process.env,
-    install: true,
-    say: (text) => report({ kind: "notice", text }),
-    logger,
-    workDir: join(runDir, "torch-learner"),
-  });
+  // the local vLLM server loads (about a minute on a CPU) while the learner starts
+  const vllmOpening =
+    spec.rollout.engine === "vllm"
+      ? openVllm({ spec, run, env, runDir, store, keys, logger, say, signal, machine: vllmMachine })
+      : undefined;
+  // observed here: a learner that fails first must not leave an unhandled rejection behind
+  vllmOpening?.catch(() => {});
+  let learnerNode: LearnerNode;
+  try {
+    learnerNode = await startLearnerNode({
+      spec,
+      run,
+      env,
+      install: true,
+      say,
+      logger,
+      workDir: join(runDir, "torch-learner"),
+    });
+  } catch (error) {
+    await (await vllmOpening?.catch(() => undefined))?.close();
+    throw error;
+  }
   if (learnerNode.role !== "driver")
     throw new Error("an embedded run's torch learner has one node, rank 0's");
   const learnerEngine = learnerNode.engine;
+  let vllm: OpenedVllm | undefined;
+  try {
+    vllm = await vllmOpening;
+  } catch (error) {
+    await learnerEngine.dispose();
+    throw error;
+  }
   const bus = await MemoryBus.open({ dir: runDir });
   const engine = engineSettings(spec);
-  const env = options.env ?? process.env;
-  const vllm =
-    spec.rollout.engine === "vllm" ? await openVllm(spec, env, runDir, store, keys, logger) : undefined;
   const rolloutSampler = vllm?.sampler ?? new OnnxPolicySampler(engine);
   const evaluateSampler = new OnnxPolicySampler(engine);
   const runners: FunctionRunner<unknown>[] = [];
@@ -377,9 +505,17 @@ export async function runEmbedded(options: EmbeddedRunOptions): Promise<RunSumma
       ),
       // the torch learner's processes gone: the run stops (a later `questa run` resumes it)
       learnerNode.stopped,
+      // the local vLLM server keeps dying
+      ...(vllm ? [vllm.failed] : []),
     ]);
     await watcher.untilComplete(signal, failure);
-    if (watcher.complete) options.onComplete?.();
+    if (watcher.complete) {
+      // the servers end on the final policy (the sync may not have taken its checkpoint yet)
+      await vllm
+        ?.catchUp()
+        .catch((error: unknown) => logger.warn({ err: error }, "vLLM: the final policy did not load"));
+      options.onComplete?.();
+    }
     return {
       run,
       runDir,
@@ -396,10 +532,12 @@ export async function runEmbedded(options: EmbeddedRunOptions): Promise<RunSumma
             : vllmGenerationStats(rolloutSampler.samplingStats),
         evaluate: evaluateSampler.generationStats,
       }),
+      ...(vllm ? { vllm: await vllm.summary() } : {}),
     };
   } finally {
-    vllm?.stopFollowing();
     for (const runner of [...runners].reverse()) await runner.stop();
+    // after the runners: rollout's last requests drain before the local server goes
+    await vllm?.close();
     await bus.close();
     await learnerEngine.dispose();
     await rolloutSampler.dispose();

