@@ -144,6 +144,51 @@ describe("FunctionRunner", () => {
     await runner.stop();
   });
 
+  it("lets every message in flight wait on its drain signal without Node warning of a listener leak", async () => {
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => void warnings.push(warning.name);
+    process.on("warning", onWarning);
+    const bus = new MemoryBus({ defaultPartitions: 32 });
+    const releases: (() => void)[] = [];
+    const fn = defineFunction({
+      name: "waiter",
+      consumes: [NumberSubmitted],
+      emits: [NumberSquared],
+      handle: async (event, deps) => {
+        // what a handler waiting on a server does: listens for the drain while it waits
+        await new Promise<void>((resolve) => {
+          deps.signal.addEventListener("abort", () => resolve(), { once: true });
+          releases.push(resolve);
+        });
+        return square(event);
+      },
+    });
+    const runner = bindFunction(fn, {
+      bus,
+      store: new MemoryObjectStore(),
+      run: "t",
+      topicPrefix: prefix,
+      logger: silentLogger(),
+    });
+    try {
+      await runner.start();
+      const keys = Array.from({ length: 200 }, (_, i) => `k-${i}`);
+      const spread = [...new Map(keys.map((k) => [partitionForKey(k, 32), k])).values()];
+      await bus.publish(
+        `${prefix}.numbers`,
+        spread.map((k, i) => input(`w${i}`, { n: i }, NumberSubmitted.type, k)),
+      );
+      await until(() => releases.length === spread.length, "every partition's handler waiting");
+      expect(spread.length).toBeGreaterThan(20);
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(warnings).toEqual([]);
+    } finally {
+      for (const release of releases) release();
+      await runner.stop();
+      process.off("warning", onWarning);
+    }
+  });
+
   it("retries a retryable failure with backoff, then succeeds and commits", async () => {
     let attempts = 0;
     const { bus, clock, runner, group } = setup(async (event) => {

@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import type { Registry } from "prom-client";
 import type { Bus, BusMessage, Consumer, OutgoingMessage } from "./bus.ts";
 import { type Clock, realSleep, type Sleep, systemClock } from "./clock.ts";
@@ -133,6 +134,9 @@ export class FunctionRunner<Services = NoServices> {
     this.#logger = (options.logger ?? createLogger()).child({ run: options.run, function: fn.name });
     this.#clock = options.clock ?? systemClock;
     this.#sleep = options.sleep ?? realSleep;
+    // every message in flight (up to one per partition: 32 in an embedded rollout) waits on this
+    // signal in its handler or a retry's back-off; Node's default of 10 listeners warned of a leak
+    setMaxListeners(256, this.#drain.signal);
     this.#jitter = options.jitter ?? Math.random;
     this.#seed = options.seed ?? options.run;
     this.metrics = createRunnerMetrics({
