@@ -26,6 +26,36 @@ export async function kubeTool(command: "kubectl" | "helm", args: string[], inpu
 
 export const kubectl = (...args: string[]): Promise<string> => kubeTool("kubectl", args);
 
+/**
+ * `helm install` of the chart as release `questa` in `namespace`, with `image` (imported into the
+ * node, never pulled) and the test's Kafka; `values` are more `--set` assignments. Waits for it.
+ */
+export async function installChart(options: {
+  namespace: string;
+  image: string;
+  brokers: readonly string[];
+  values?: readonly string[];
+}): Promise<void> {
+  const at = options.image.lastIndexOf(":");
+  const [repository, tag] = [options.image.slice(0, at), options.image.slice(at + 1)];
+  await kubeTool("helm", [
+    "install",
+    "questa",
+    join(import.meta.dirname, "..", "charts", "questa"),
+    "--namespace",
+    options.namespace,
+    "--create-namespace",
+    "--set",
+    `image.repository=${repository},image.tag=${tag},image.pullPolicy=Never`,
+    "--set",
+    `kafka.brokers={${options.brokers.join(",")}}`,
+    ...(options.values ?? []).flatMap((value) => ["--set", value]),
+    "--wait",
+    "--timeout",
+    "240s",
+  ]);
+}
+
 /** every pod of `namespaces` with the tail of its log: what a failed test prints */
 export async function podLogsReport(namespaces: readonly string[], tail = 60): Promise<string> {
   const report: string[] = [];

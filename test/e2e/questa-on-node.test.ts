@@ -8,7 +8,7 @@ import { parse, stringify } from "yaml";
 import { DeadLetter } from "../../functions/runtime/dead-letter.ts";
 import { KafkaBus } from "../../functions/runtime/kafka-bus.ts";
 import { S3ObjectStore } from "../../functions/runtime/s3-object-store.ts";
-import { kubectl, kubeTool, podLogsReport } from "../node-kubectl.ts";
+import { installChart, kubectl, kubeTool, podLogsReport } from "../node-kubectl.ts";
 import { announcedSteps, readRunEvents } from "../questa-cli.ts";
 
 // The whole path on a real node: `helm install` the chart with the image built without docker,
@@ -107,27 +107,7 @@ describe("questa on a real node (containerd + kubelet)", () => {
       console.error(`run status: ${JSON.stringify(status)}\n${await podLogsReport([system, runs])}`);
     });
     // the image built from Debian packages, imported into the node: questa:dev, never pulled
-    const [repository, tag] = [
-      image.slice(0, image.lastIndexOf(":")),
-      image.slice(image.lastIndexOf(":") + 1),
-    ];
-    await kubeTool("helm", [
-      "install",
-      "questa",
-      join(root, "charts", "questa"),
-      "--namespace",
-      system,
-      "--create-namespace",
-      "--set",
-      `image.repository=${repository},image.tag=${tag},image.pullPolicy=Never`,
-      "--set",
-      `kafka.brokers={${brokers.join(",")}}`,
-      "--set",
-      "autoscaling.intervalMs=2000",
-      "--wait",
-      "--timeout",
-      "240s",
-    ]);
+    await installChart({ namespace: system, image, brokers, values: ["autoscaling.intervalMs=2000"] });
     const operators = await pods(system, "app.kubernetes.io/instance=questa");
     expect(operators).toHaveLength(2);
 

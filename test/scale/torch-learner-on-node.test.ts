@@ -20,11 +20,10 @@ import { stringify } from "yaml";
 import { DeadLetter } from "../../functions/runtime/dead-letter.ts";
 import { KafkaBus } from "../../functions/runtime/kafka-bus.ts";
 import { S3ObjectStore } from "../../functions/runtime/s3-object-store.ts";
-import { kubectl, kubeTool, podLogsReport } from "../node-kubectl.ts";
+import { installChart, kubectl, kubeTool, podLogsReport } from "../node-kubectl.ts";
 import { announcedSteps, readRunEvents } from "../questa-cli.ts";
 import { TINY_LEARNER_FOLDER } from "./learner-batch.ts";
 
-const root = join(import.meta.dirname, "..", "..");
 const image = inject("questaImage");
 const brokers = inject("kafkaBrokers");
 const s3 = inject("s3");
@@ -71,27 +70,9 @@ describe("the torch learner's Indexed Job on the real node", () => {
       const status = await qtStatus().catch((error) => String(error));
       console.error(`run status: ${JSON.stringify(status)}\n${await podLogsReport([system, runs], 80)}`);
     });
-    const [repository, tag] = [
-      image.slice(0, image.lastIndexOf(":")),
-      image.slice(image.lastIndexOf(":") + 1),
-    ];
     // one operator replica (the standby's failover is the end-to-end test's): the torch image for
     // the operator and the functions alike, as it is questa's image plus the learner's venv
-    await kubeTool("helm", [
-      "install",
-      "questa",
-      join(root, "charts", "questa"),
-      "--namespace",
-      system,
-      "--create-namespace",
-      "--set",
-      `image.repository=${repository},image.tag=${tag},image.pullPolicy=Never,replicaCount=1`,
-      "--set",
-      `kafka.brokers={${brokers.join(",")}}`,
-      "--wait",
-      "--timeout",
-      "240s",
-    ]);
+    await installChart({ namespace: system, image, brokers, values: ["replicaCount=1"] });
     // the fallback is what this cluster gets: no Kubeflow Trainer
     expect(await kubectl("get", "crd", "-o", "name")).not.toContain("trainjobs.trainer.kubeflow.org");
 

@@ -42,53 +42,68 @@ function processesUnder(dir: string): string[] {
   return found;
 }
 
+/**
+ * A run of the tiny Qwen2 with rollout.engine vllm (no servers named) and a checkpoint and
+ * evaluation every `interval` steps; `learner` adds learner fields, `kafka` the spec's kafka
+ */
+function tinyVllmResource(
+  name: string,
+  options: { steps: number; interval: number; learner?: object; kafka?: object },
+) {
+  return {
+    apiVersion: "questa.dev/v1alpha1",
+    kind: "QuestATraining",
+    metadata: { name },
+    spec: {
+      model: { source: "huggingface", uri: TINY_VLLM_FOLDER, prompt: { format: "chat" } },
+      datasets: {
+        train: [{ name: "train", synthetic: { split: "train", difficulty: "hard", count: 24, seed: 1 } }],
+      },
+      augmentation: {
+        minPrefixChars: 4,
+        curriculum: [{ ratio: 0.5, until: { steps: 3 } }, { ratio: 0.25 }],
+        hardFilter: { samples: 2, minPasses: 0, maxPasses: 2 },
+        decontamination: { enabled: false },
+      },
+      rollout: {
+        engine: "vllm",
+        groupSize: 4,
+        maxNewTokens: 16,
+        resources: { gpus: 0 },
+        vllm: { dtype: "float32", maxModelLength: 256, resources: { gpus: 0 } },
+      },
+      learner: {
+        ...options.learner,
+        promptsPerStep: 2,
+        totalSteps: options.steps,
+        checkpointInterval: options.interval,
+        learningRate: 1e-3,
+        groupFilter: { minSuccessRate: 0, maxSuccessRate: 1 },
+        resources: { gpus: 0 },
+      },
+      evaluation: {
+        benchmarks: [{ name: "eval", synthetic: { split: "eval", difficulty: "hard", count: 4, seed: 2 } }],
+        samples: 2,
+        k: [1, 2],
+        interval: options.interval,
+        maxNewTokens: 16,
+        resources: { gpus: 0 },
+      },
+      ...(options.kafka ? { kafka: options.kafka } : {}),
+    },
+  };
+}
+
 describe("questa run with rollout.engine vllm and no servers named", () => {
   it("starts a local vLLM server that follows the torch learner's checkpoints, and stops it at the end", async () => {
     const dir = testTempDir("questa-vllm-local-");
     const name = "vllm-local";
     const steps = 6;
-    const resource = {
-      apiVersion: "questa.dev/v1alpha1",
-      kind: "QuestATraining",
-      metadata: { name },
-      spec: {
-        model: { source: "huggingface", uri: TINY_VLLM_FOLDER, prompt: { format: "chat" } },
-        datasets: {
-          train: [{ name: "train", synthetic: { split: "train", difficulty: "hard", count: 24, seed: 1 } }],
-        },
-        augmentation: {
-          minPrefixChars: 4,
-          curriculum: [{ ratio: 0.5, until: { steps: 3 } }, { ratio: 0.25 }],
-          hardFilter: { samples: 2, minPasses: 0, maxPasses: 2 },
-          decontamination: { enabled: false },
-        },
-        rollout: {
-          engine: "vllm",
-          groupSize: 4,
-          maxNewTokens: 16,
-          resources: { gpus: 0 },
-          vllm: { dtype: "float32", maxModelLength: 256, resources: { gpus: 0 } },
-        },
-        learner: {
-          engine: "torch",
-          torch: { processesPerNode: 2, microBatchSize: 4 },
-          promptsPerStep: 2,
-          totalSteps: steps,
-          checkpointInterval: 3,
-          learningRate: 1e-3,
-          groupFilter: { minSuccessRate: 0, maxSuccessRate: 1 },
-          resources: { gpus: 0 },
-        },
-        evaluation: {
-          benchmarks: [{ name: "eval", synthetic: { split: "eval", difficulty: "hard", count: 4, seed: 2 } }],
-          samples: 2,
-          k: [1, 2],
-          interval: 3,
-          maxNewTokens: 16,
-          resources: { gpus: 0 },
-        },
-      },
-    };
+    const resource = tinyVllmResource(name, {
+      steps,
+      interval: 3,
+      learner: { engine: "torch", torch: { processesPerNode: 2, microBatchSize: 4 } },
+    });
     writeFileSync(join(dir, "run.yaml"), stringify(resource));
     const run = startQuesta(["run", "run.yaml"], dir, {
       QUESTA_CACHE_DIR: join(dir, "cache"),
@@ -151,47 +166,7 @@ describe("questa run with rollout.engine vllm and no servers named", () => {
     const name = "vllm-local-kafka";
     const steps = 8;
     const topicPrefix = `questa.default.${name}.${suffix}`;
-    const resource = {
-      apiVersion: "questa.dev/v1alpha1",
-      kind: "QuestATraining",
-      metadata: { name },
-      spec: {
-        model: { source: "huggingface", uri: TINY_VLLM_FOLDER, prompt: { format: "chat" } },
-        datasets: {
-          train: [{ name: "train", synthetic: { split: "train", difficulty: "hard", count: 24, seed: 1 } }],
-        },
-        augmentation: {
-          minPrefixChars: 4,
-          curriculum: [{ ratio: 0.5, until: { steps: 3 } }, { ratio: 0.25 }],
-          hardFilter: { samples: 2, minPasses: 0, maxPasses: 2 },
-          decontamination: { enabled: false },
-        },
-        rollout: {
-          engine: "vllm",
-          groupSize: 4,
-          maxNewTokens: 16,
-          resources: { gpus: 0 },
-          vllm: { dtype: "float32", maxModelLength: 256, resources: { gpus: 0 } },
-        },
-        learner: {
-          promptsPerStep: 2,
-          totalSteps: steps,
-          checkpointInterval: 4,
-          learningRate: 1e-3,
-          groupFilter: { minSuccessRate: 0, maxSuccessRate: 1 },
-          resources: { gpus: 0 },
-        },
-        evaluation: {
-          benchmarks: [{ name: "eval", synthetic: { split: "eval", difficulty: "hard", count: 4, seed: 2 } }],
-          samples: 2,
-          k: [1, 2],
-          interval: 4,
-          maxNewTokens: 16,
-          resources: { gpus: 0 },
-        },
-        kafka: { topicPrefix, partitions: 2 },
-      },
-    };
+    const resource = tinyVllmResource(name, { steps, interval: 4, kafka: { topicPrefix, partitions: 2 } });
     writeFileSync(join(dir, "run.yaml"), stringify(resource));
     const run = startQuesta(
       [
