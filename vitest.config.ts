@@ -53,6 +53,10 @@ export default defineConfig({
         test: {
           name: "e2e",
           include: ["test/e2e/**/*.test.ts"],
+          // one file at a time: the node is two cores, and an exec into a pod of one file right
+          // after it turned Ready failed twice ("container not found", exit 137) while the other
+          // file's chart install loaded the node; alone it passed every time
+          fileParallelism: false,
           globalSetup: ["test/infra/kafka-s3-setup.ts", "test/infra/kube-node-setup.ts"],
           sequence: { groupOrder: 1 },
         },

@@ -27,6 +27,27 @@ export async function kubeTool(command: "kubectl" | "helm", args: string[], inpu
 export const kubectl = (...args: string[]): Promise<string> => kubeTool("kubectl", args);
 
 /**
+ * `kubectl exec` in a pod's (first) container. A container just reported Ready may not be in the
+ * kubelet's runtime cache yet (it relists every second; slower on a loaded node), and the exec is
+ * then refused with "container not found": tried again for up to 30 s, any other error at once.
+ */
+export async function kubectlExec(
+  namespace: string,
+  pod: string,
+  command: readonly string[],
+): Promise<string> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try {
+      return await kubectl("-n", namespace, "exec", pod, "--", ...command);
+    } catch (error) {
+      if (!String(error).includes("container not found") || Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+  }
+}
+
+/**
  * `helm install` of the chart as release `questa` in `namespace`, with `image` (imported into the
  * node, never pulled) and the test's Kafka; `values` are more `--set` assignments. Waits for it.
  */

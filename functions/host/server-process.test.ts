@@ -52,8 +52,12 @@ describe("a server under the watchdog, in a process group of its own", () => {
     );
     const helper = Number(readFileSync(join(dir, "helper.pid"), "utf8"));
     expect(alive(helper)).toBe(true);
+    // the group: /proc/<pid>/stat's fifth field
+    const group = Number(readFileSync(`/proc/${helper}/stat`, "utf8").split(") ")[1]?.split(" ")[2]);
+    expect(group).toBeGreaterThan(1);
     await server.stop();
-    await until(() => !alive(helper));
+    // stopped means gone, the watchdog and every process of the group with it
+    expect(() => process.kill(-group, 0)).toThrow(/ESRCH/);
   });
 
   it("takes them with it when it exits by itself, and says so", async () => {

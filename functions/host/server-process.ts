@@ -58,6 +58,23 @@ function installExitHook(): void {
   });
 }
 
+/** resolves once process group `pgid` is empty; what is still there after 5 s is killed */
+async function groupGone(pgid: number): Promise<void> {
+  for (let waited = 0; waited < 5_000; waited += 20) {
+    try {
+      process.kill(-pgid, 0);
+    } catch {
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  try {
+    process.kill(-pgid, "SIGKILL");
+  } catch {
+    // gone meanwhile
+  }
+}
+
 export function startServer(options: {
   name: string;
   command: string;
@@ -130,6 +147,9 @@ export function startServer(options: {
       const forced = setTimeout(() => child.kill("SIGKILL"), 15_000);
       await closed;
       clearTimeout(forced);
+      // the watchdog's last kill (of the group, itself included) comes a moment after the server
+      // is gone: stopped means no process of the group is left
+      if (group && child.pid !== undefined) await groupGone(child.pid);
     },
   };
 }

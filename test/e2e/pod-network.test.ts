@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { describe, expect, inject, it, onTestFailed } from "vitest";
 import { stringify } from "yaml";
-import { kubectl, kubeTool } from "../node-kubectl.ts";
+import { kubectl, kubectlExec, kubeTool } from "../node-kubectl.ts";
 
 // The test node's pod network and cluster DNS (test/infra/kube-node.ts): two pods named the way an
 // Indexed Job names its pods (spec.hostname + spec.subdomain under a headless Service), each
@@ -107,7 +107,7 @@ describe("the test node's pod network", () => {
     expect(ip["peer-0"]).not.toBe(ip["peer-1"]);
 
     const seen = JSON.parse(
-      await kubectl("-n", namespace, "exec", "peer-1", "--", "node", "-e", resolveAndConnect),
+      await kubectlExec(namespace, "peer-1", ["node", "-e", resolveAndConnect]),
     ) as Record<string, unknown>;
     expect(seen).toMatchObject({
       peer: [ip["peer-0"]],

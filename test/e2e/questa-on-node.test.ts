@@ -8,7 +8,7 @@ import { parse, stringify } from "yaml";
 import { DeadLetter } from "../../functions/runtime/dead-letter.ts";
 import { KafkaBus } from "../../functions/runtime/kafka-bus.ts";
 import { S3ObjectStore } from "../../functions/runtime/s3-object-store.ts";
-import { installChart, kubectl, kubeTool, podLogsReport } from "../node-kubectl.ts";
+import { installChart, kubectl, kubectlExec, kubeTool, podLogsReport } from "../node-kubectl.ts";
 import { announcedSteps, readRunEvents } from "../questa-cli.ts";
 
 // The whole path on a real node: `helm install` the chart with the image built without docker,
@@ -89,7 +89,7 @@ console.log(JSON.stringify({
   token: fs.existsSync("/var/run/secrets/kubernetes.io/serviceaccount/token"),
 }));`;
 async function probe(namespace: string, pod: string) {
-  return JSON.parse(await kubectl("-n", namespace, "exec", pod, "--", "node", "-e", probeScript)) as {
+  return JSON.parse(await kubectlExec(namespace, pod, ["node", "-e", probeScript])) as {
     uid: number;
     gid: number;
     capEff: string;

@@ -11,7 +11,7 @@
  */
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { describe, expect, inject, it } from "vitest";
@@ -19,6 +19,7 @@ import { stringify } from "yaml";
 import { DeadLetter } from "../../functions/runtime/dead-letter.ts";
 import { KafkaBus } from "../../functions/runtime/kafka-bus.ts";
 import { S3ObjectStore } from "../../functions/runtime/s3-object-store.ts";
+import { livingProcesses } from "../living-processes.ts";
 import { announcedSteps, readRunEvents, startQuesta } from "../questa-cli.ts";
 import { testTempDir } from "../temp-dir.ts";
 import { TINY_LEARNER_FOLDER } from "./learner-batch.ts";
@@ -30,16 +31,9 @@ const python = inject("torchLearnerPython");
 
 /** processes whose command line names `text` (torchrun and its workers, by their work folder) */
 function processesNaming(text: string): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      if (readFileSync(`/proc/${entry}/cmdline`, "utf8").includes(text)) pids.push(Number(entry));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return pids;
+  return livingProcesses()
+    .filter((p) => p.cmdline.includes(text))
+    .map((p) => p.pid);
 }
 
 function learnLog(dir: string): string {

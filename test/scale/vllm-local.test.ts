@@ -8,7 +8,7 @@
  * the weight sync runs as `questa function vllm-sync`, and a server SIGKILLed mid-run is started again.
  */
 import { randomBytes } from "node:crypto";
-import { readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, inject, it } from "vitest";
 import { stringify } from "yaml";
@@ -18,6 +18,7 @@ import { readCheckpointFile, readCheckpointManifest } from "../../functions/mode
 import { FsObjectStore } from "../../functions/runtime/fs-object-store.ts";
 import { KafkaBus } from "../../functions/runtime/kafka-bus.ts";
 import { eventLogPath, listEventLogTopics, readEventLogFile } from "../../functions/runtime/memory-bus.ts";
+import { livingProcesses } from "../living-processes.ts";
 import { announcedSteps, readRunEvents, startQuesta } from "../questa-cli.ts";
 import { testTempDir } from "../temp-dir.ts";
 
@@ -28,18 +29,9 @@ const s3 = inject("s3");
 
 /** processes whose working directory is under `dir` (the server runs in `<run dir>/vllm`, its engine too) */
 function processesUnder(dir: string): string[] {
-  const found: string[] = [];
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      if (!readlinkSync(`/proc/${entry}/cwd`).startsWith(dir)) continue;
-      const state = readFileSync(`/proc/${entry}/stat`, "utf8").split(") ")[1]?.[0];
-      if (state !== "Z") found.push(`${entry}: ${readFileSync(`/proc/${entry}/cmdline`, "utf8")}`);
-    } catch {
-      // gone meanwhile, or not ours to read
-    }
-  }
-  return found;
+  return livingProcesses()
+    .filter((p) => p.cwd?.startsWith(dir))
+    .map((p) => `${p.pid}: ${p.cmdline}`);
 }
 
 /**
