@@ -28,6 +28,7 @@ import {
 } from "./function-services.ts";
 import { type LearnerNode, startLearnerNode } from "./learner-engines.ts";
 import { OnnxPolicySampler } from "./onnx-adapters.ts";
+import { repeatInBackground } from "./periodic-task.ts";
 import { type RunProgress, RunWatcher } from "./run-watcher.ts";
 import { type VllmEndpoint, VllmHttpServer } from "./vllm-api.ts";
 import { parseVllmEndpoints, resolvingEndpoints, VLLM_ENDPOINTS_ENV } from "./vllm-endpoints.ts";
@@ -292,11 +293,12 @@ async function openVllm(options: {
     });
     // the servers hold this run's policy before anything samples from them
     await sync.reconcile();
-    const follower = setInterval(() => {
-      sync
-        .reconcile()
-        .catch((error: unknown) => logger.warn({ err: error }, "vLLM weight sync failed; trying again"));
-    }, 1000);
+    const follower = repeatInBackground(() => sync.reconcile(), {
+      intervalMs: 1000,
+      logger,
+      failing: "vLLM weight sync failed; trying again every second",
+      recovered: "vLLM weight sync works again",
+    });
     const sampler = new VllmPolicySampler({
       endpoints,
       prompt: { format: spec.model.prompt.format, enableThinking: spec.model.prompt.enableThinking },
@@ -326,7 +328,7 @@ async function openVllm(options: {
         };
       },
       async close() {
-        clearInterval(follower);
+        await follower.stop();
         await running?.server.stop();
       },
     };

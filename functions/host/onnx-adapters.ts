@@ -6,7 +6,12 @@ import type { ModelConfigInput } from "../model/config.ts";
 import { createEngine, type GenerationStats, type PolicyEngine } from "../model/engine.ts";
 import type { HuggingFaceSource } from "../model/hf-folder.ts";
 import type { ExecutionProvider } from "../model/ort-backend.ts";
-import type { PolicySampler, SampledGroup, SamplingSettings } from "../model/policy-sampler.ts";
+import {
+  type PolicySampler,
+  type SampledGroup,
+  type SamplingSettings,
+  sampledResponse,
+} from "../model/policy-sampler.ts";
 import {
   createPromptEncoder,
   type PromptEncoder,
@@ -329,16 +334,7 @@ export class OnnxPolicySampler implements PolicySampler {
           // sample i of this call draws from its own stream of `seed`, whatever it is batched with
           rngs: Array.from({ length: samples }, (_, i) => streamRng(seed, i)),
         });
-        const responses = generations.map((g) => {
-          const last = g.tokens[g.tokens.length - 1];
-          const content = last !== undefined && stops.has(last) ? g.tokens.slice(0, -1) : g.tokens;
-          return {
-            text: tokenizer.decode(content),
-            tokens: g.tokens,
-            logProbs: g.logProbs,
-            finishReason: g.finishReason,
-          };
-        });
+        const responses = generations.map((g) => sampledResponse(tokenizer, stops, g));
         const stats = engine.generationStats;
         const engineSeconds = stats.prefillSeconds + stats.decodeSeconds;
         return {

@@ -20,6 +20,7 @@ import {
   whileStarting,
 } from "./function-process.ts";
 import { createRolloutSampler, initialCheckpointRef, rolloutServices } from "./function-services.ts";
+import { repeatInBackground } from "./periodic-task.ts";
 import { VllmPolicySampler } from "./vllm-policy-sampler.ts";
 
 /** how often the learner's stored progress is read */
@@ -67,25 +68,13 @@ export async function main(
       await sampler.dispose();
       return 0;
     }
-    // one warning when reading the learner's progress starts failing, one when it works again
-    let failingSince: number | undefined;
-    const follower = setInterval(() => {
-      void followLearner(services, store, keys).then(
-        () => {
-          if (failingSince === undefined) return;
-          logger.warn(
-            { seconds: Math.round((Date.now() - failingSince) / 1000) },
-            "reading the learner's progress works again",
-          );
-          failingSince = undefined;
-        },
-        (error: unknown) => {
-          if (failingSince !== undefined) return;
-          failingSince = Date.now();
-          logger.warn({ err: error }, "could not read the learner's progress; trying again every second");
-        },
-      );
-    }, FOLLOW_INTERVAL_MS);
+    // reading the learner's progress fails while the store is down: said once, and once when it works again
+    const follower = repeatInBackground(() => followLearner(services, store, keys), {
+      intervalMs: FOLLOW_INTERVAL_MS,
+      logger,
+      failing: "could not read the learner's progress; trying again every second",
+      recovered: "reading the learner's progress works again",
+    });
     try {
       const runner = bindFunction(rolloutFunction, { ...proc.bindOptions, services });
       if (sampler instanceof VllmPolicySampler)
@@ -97,7 +86,7 @@ export async function main(
         shutdown,
       });
     } finally {
-      clearInterval(follower);
+      await follower.stop();
       await services.sampler.dispose();
     }
   } finally {

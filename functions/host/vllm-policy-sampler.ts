@@ -14,7 +14,12 @@
  */
 
 import { loadCheckpointTokenizer } from "../model/checkpoint.ts";
-import type { PolicySampler, SampledGroup, SamplingSettings } from "../model/policy-sampler.ts";
+import {
+  type PolicySampler,
+  type SampledGroup,
+  type SamplingSettings,
+  sampledResponse,
+} from "../model/policy-sampler.ts";
 import {
   createPromptEncoder,
   type PromptEncoder,
@@ -204,16 +209,13 @@ export class VllmPolicySampler implements PolicySampler {
           continue;
         }
         const stops = new Set(prompts.stopTokens);
-        const responses = sampled.choices.map((choice) => {
-          const last = choice.tokens[choice.tokens.length - 1];
-          const content = last !== undefined && stops.has(last) ? choice.tokens.slice(0, -1) : choice.tokens;
-          return {
-            text: tokenizer.decode(content),
+        const responses = sampled.choices.map((choice) =>
+          sampledResponse(tokenizer, stops, {
             tokens: choice.tokens,
             logProbs: choice.logProbs,
-            finishReason: choice.finishReason === "stop" ? ("stop" as const) : ("length" as const),
-          };
-        });
+            finishReason: choice.finishReason === "stop" ? "stop" : "length",
+          }),
+        );
         const stats = this.samplingStats;
         return {
           policyVersion: sampled.step,

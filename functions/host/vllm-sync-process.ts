@@ -15,6 +15,7 @@ import { schemaInputError } from "../runtime/errors.ts";
 import { bindFunction } from "../runtime/runner.ts";
 import { serveFunction } from "../runtime/serve.ts";
 import { type FunctionMainOptions, openFunctionProcess, processShutdown } from "./function-process.ts";
+import { repeatInBackground } from "./periodic-task.ts";
 import { VllmHttpServer } from "./vllm-api.ts";
 import { servedStep, VllmWeightSync, vllmSyncFunction } from "./vllm-weight-sync.ts";
 
@@ -86,29 +87,13 @@ export async function main(
         this.set(servedStep(await server.weightVersion().catch(() => "unknown")));
       },
     });
-    // one warning when following starts failing (server starting, store down), one when it works again
-    let failingSince: number | undefined;
-    let following: Promise<void> | undefined;
-    const follower = setInterval(() => {
-      if (following) return;
-      following = sync.reconcile().then(
-        () => {
-          if (failingSince !== undefined)
-            logger.info(
-              { seconds: Math.round((Date.now() - failingSince) / 1000) },
-              "weight sync works again",
-            );
-          failingSince = undefined;
-        },
-        (error: unknown) => {
-          if (failingSince === undefined) logger.warn({ err: error }, "weight sync failed; trying again");
-          failingSince ??= Date.now();
-        },
-      );
-      void following.finally(() => {
-        following = undefined;
-      });
-    }, settings.QUESTA_VLLM_SYNC_INTERVAL_MS);
+    // following fails while the server starts or the store is down: said once, and once when it works again
+    const follower = repeatInBackground(() => sync.reconcile(), {
+      intervalMs: settings.QUESTA_VLLM_SYNC_INTERVAL_MS,
+      logger,
+      failing: "weight sync failed; trying again",
+      recovered: "weight sync works again",
+    });
     try {
       return await serveFunction(runner, {
         port: proc.settings.QUESTA_METRICS_PORT,
@@ -117,8 +102,7 @@ export async function main(
         shutdown,
       });
     } finally {
-      clearInterval(follower);
-      await following;
+      await follower.stop();
     }
   } finally {
     await proc.close();

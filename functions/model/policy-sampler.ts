@@ -1,4 +1,5 @@
 import type { ObjectStore } from "../runtime/object-store.ts";
+import type { Tokenizer } from "./tokenizer.ts";
 
 /**
  * What rollout and evaluation need from a policy engine: load a published checkpoint, turn text
@@ -48,4 +49,24 @@ export interface PolicySampler {
     settings: SamplingSettings,
     seed: number,
   ): Promise<SampledGroup>;
+}
+
+/**
+ * One generated sequence as a response: its text decoded without the stop token that ended it
+ * (the tokens and log-probs keep it: the learner trains on it), whichever engine generated it
+ */
+export function sampledResponse(
+  tokenizer: Pick<Tokenizer, "decode">,
+  stopTokens: ReadonlySet<number>,
+  generated: Omit<SampledResponse, "text">,
+): SampledResponse {
+  const last = generated.tokens[generated.tokens.length - 1];
+  const content =
+    last !== undefined && stopTokens.has(last) ? generated.tokens.slice(0, -1) : generated.tokens;
+  return {
+    text: tokenizer.decode(content),
+    tokens: generated.tokens,
+    logProbs: generated.logProbs,
+    finishReason: generated.finishReason,
+  };
 }
