@@ -1,4 +1,5 @@
 import { afterAll, describe, expect, it } from "vitest";
+import type { PpoSample, PpoSettings } from "../learn/learner-engine.ts";
 import { saveCheckpoint } from "../model/checkpoint.ts";
 import { ModelConfigSchema } from "../model/config.ts";
 import { initParams } from "../model/params.ts";
@@ -6,7 +7,12 @@ import type { SampledGroup, SamplingSettings } from "../model/policy-sampler.ts"
 import { createRng } from "../model/rng.ts";
 import { charTokenizer } from "../model/tokenizer.ts";
 import { MemoryObjectStore } from "../runtime/memory-object-store.ts";
-import { type EngineSettings, OnnxPolicySampler, SharedExclusiveLock } from "./onnx-adapters.ts";
+import {
+  type EngineSettings,
+  OnnxLearnerEngine,
+  OnnxPolicySampler,
+  SharedExclusiveLock,
+} from "./onnx-adapters.ts";
 
 const tokenizer = charTokenizer();
 const config = ModelConfigSchema.parse({
@@ -155,5 +161,62 @@ describe("SharedExclusiveLock", () => {
     await expect(lock.exclusive(async () => Promise.reject(new Error("x")))).rejects.toThrow("x");
     expect(await lock.shared(async () => 1)).toBe(1);
     expect(await lock.exclusive(async () => 2)).toBe(2);
+  });
+});
+
+describe("OnnxLearnerEngine", () => {
+  const ppo: PpoSettings = {
+    learningRate: 1e-3,
+    weightDecay: 0,
+    beta1: 0.9,
+    beta2: 0.95,
+    eps: 1e-8,
+    gradClip: 1,
+    clipLow: 0.2,
+    clipHigh: 0.2,
+    importanceCap: 5,
+    klCoef: 0,
+    entropyCoef: 0,
+  };
+  function batch(scorer: OnnxPolicySampler): PpoSample[] {
+    return problems.map((p, i) => {
+      const tokens = [...scorer.encodePrompt(p), ...tokenizer.encode("12\\boxed{3}")];
+      const promptLength = tokens.length - 11;
+      return {
+        tokens,
+        lossMask: tokens.map((_, t) => (t >= promptLength ? 1 : 0)),
+        advantages: tokens.map(() => (i % 2 === 0 ? 1 : -1)),
+        behaviourLogProbs: tokens.map(() => -3),
+      };
+    });
+  }
+  async function learnerAt(store: MemoryObjectStore, reference?: string): Promise<OnnxLearnerEngine> {
+    const engine = new OnnxLearnerEngine(engineSettings);
+    await engine.loadCheckpoint(store, "policy/step-0");
+    if (reference) await engine.loadReference(store, reference);
+    return engine;
+  }
+
+  it("scores the KL penalty against the reference policy it loaded, and refuses one without it", async () => {
+    const store = await storeWithPolicies();
+    const scorer = await sampler(store);
+    const samples = batch(scorer);
+    const plain = await learnerAt(store);
+    const selfReference = await learnerAt(store, "policy/step-0");
+    const otherReference = await learnerAt(store, "policy/step-1");
+    try {
+      await expect(plain.trainPpo(samples, { ...ppo, klCoef: 0.5 })).rejects.toThrow(/loadReference/);
+      const without = await plain.trainPpo(samples, ppo);
+      // KL to itself is 0 with a zero gradient: the same loss and gradient as without a penalty
+      const toItself = await selfReference.trainPpo(samples, { ...ppo, klCoef: 0.5 });
+      expect(toItself.loss).toBeCloseTo(without.loss, 5);
+      expect(toItself.gradNorm).toBeCloseTo(without.gradNorm, 5);
+      // to another policy the penalty is positive: the loss grows by it
+      const toOther = await otherReference.trainPpo(samples, { ...ppo, klCoef: 0.5 });
+      expect(toOther.loss).toBeGreaterThan(without.loss + 1e-3);
+      expect(Math.abs(toOther.gradNorm - without.gradNorm)).toBeGreaterThan(1e-4);
+    } finally {
+      for (const e of [plain, selfReference, otherReference]) await e.dispose();
+    }
   });
 });

@@ -116,6 +116,8 @@ function engineOptions(settings: EngineSettings) {
 /** The learner's engine on onnxruntime (functions/model): PPO steps and checkpoints. */
 export class OnnxLearnerEngine implements LearnerEngine {
   #engine: PolicyEngine | undefined;
+  /** the KL penalty's reference policy and the folder it came from (loaded once) */
+  #reference: { engine: PolicyEngine; prefix: string } | undefined;
   #tokenizer: Tokenizer | undefined;
   #huggingFace: HuggingFaceSource | undefined;
   readonly #settings: EngineSettings;
@@ -130,7 +132,13 @@ export class OnnxLearnerEngine implements LearnerEngine {
   }
 
   async trainPpo(samples: readonly PpoSample[], s: PpoSettings): Promise<PpoStepMetrics> {
-    const metrics = await this.engine.trainStep(samples, {
+    const microBatchSize =
+      s.microBatchTokens === undefined
+        ? undefined
+        : // rows per micro-batch from the token budget, at the longest sequence's length
+          Math.max(1, Math.floor(s.microBatchTokens / Math.max(...samples.map((x) => x.tokens.length))));
+    const scored = s.klCoef > 0 ? await this.#withReferenceLogProbs(samples, microBatchSize) : samples;
+    const metrics = await this.engine.trainStep(scored, {
       lr: s.learningRate,
       beta1: s.beta1,
       beta2: s.beta2,
@@ -143,15 +151,7 @@ export class OnnxLearnerEngine implements LearnerEngine {
       klCoef: s.klCoef,
       entropyCoef: s.entropyCoef,
       proximalPolicy: "current",
-      // rows per micro-batch from the token budget, at the longest sequence's length
-      ...(s.microBatchTokens === undefined
-        ? {}
-        : {
-            microBatchSize: Math.max(
-              1,
-              Math.floor(s.microBatchTokens / Math.max(...samples.map((x) => x.tokens.length))),
-            ),
-          }),
+      ...(microBatchSize === undefined ? {} : { microBatchSize }),
     });
     return {
       loss: metrics.loss,
@@ -216,9 +216,35 @@ export class OnnxLearnerEngine implements LearnerEngine {
     });
   }
 
+  async loadReference(store: ObjectStore, prefix: string): Promise<void> {
+    if (this.#reference?.prefix === prefix) return;
+    const loaded = await loadCheckpoint(store, prefix);
+    const engine = await createEngine({
+      config: loaded.config,
+      params: loaded.params,
+      ...engineOptions(this.#settings),
+    });
+    await this.#reference?.engine.dispose();
+    this.#reference = { engine, prefix };
+  }
+
+  async #withReferenceLogProbs(
+    samples: readonly PpoSample[],
+    microBatchSize: number | undefined,
+  ): Promise<PpoSample[]> {
+    if (!this.#reference) throw new Error("a KL penalty needs loadReference before the first step");
+    const scored = await this.#reference.engine.forwardLogProbs(
+      samples.map((s) => s.tokens),
+      microBatchSize === undefined ? {} : { microBatchSize },
+    );
+    return samples.map((s, i) => ({ ...s, referenceLogProbs: scored[i]!.logProbs }));
+  }
+
   async dispose(): Promise<void> {
     await this.#engine?.dispose();
     this.#engine = undefined;
+    await this.#reference?.engine.dispose();
+    this.#reference = undefined;
   }
 }
 

@@ -44,7 +44,7 @@ import {
   huggingFaceMetadataFiles,
   isHuggingFaceWeightFile,
 } from "../model/hf-folder.ts";
-import { DeadLetterError, InputError, RetryableError } from "../runtime/errors.ts";
+import { DeadLetterError, RetryableError } from "../runtime/errors.ts";
 import type { Logger } from "../runtime/logger.ts";
 import type { ObjectStore } from "../runtime/object-store.ts";
 import { sha256Hex } from "../runtime/sha256.ts";
@@ -360,16 +360,6 @@ export class TorchLearnerEngine implements LearnerEngine {
   }
 
   async trainPpo(samples: readonly PpoSample[], s: PpoSettings): Promise<PpoStepMetrics> {
-    if (s.klCoef > 0) {
-      throw new InputError("torch_learner.kl_to_reference", [
-        {
-          path: "spec.learner.klCoef",
-          message:
-            "a KL penalty needs the reference policy's log-probs, which no learner engine computes yet",
-          hint: "set learner.klCoef to 0 (QuestA's setting)",
-        },
-      ]);
-    }
     const { bytes, lengths } = encodeTorchBatch(samples);
     const batch = `${this.#folder("batch")}.bin`;
     const path = join(this.#node.workDir, batch);

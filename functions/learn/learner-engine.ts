@@ -63,4 +63,9 @@ export interface LearnerEngine {
   ): Promise<ObjectRef>;
   /** restores parameters and optimiser state from a checkpoint written by saveCheckpoint */
   loadCheckpoint(store: ObjectStore, prefix: string): Promise<void>;
+  /**
+   * loads the reference policy of the KL penalty (the run's initial policy), which `trainPpo` then
+   * scores every sample with while `klCoef` > 0; an engine without it refuses a KL penalty at start
+   */
+  loadReference?(store: ObjectStore, prefix: string): Promise<void>;
 }

@@ -4,7 +4,7 @@ import { LearnerSchema } from "../contracts/questatraining.ts";
 import { RunKeys } from "../contracts/run-keys.ts";
 import type { RolloutShard } from "../contracts/shards.ts";
 import { ManualClock } from "../runtime/clock.ts";
-import { UnavailableError } from "../runtime/errors.ts";
+import { InputError, UnavailableError } from "../runtime/errors.ts";
 import type { EmittedEvent } from "../runtime/event-definition.ts";
 import { MemoryObjectStore } from "../runtime/memory-object-store.ts";
 import type { ObjectStore } from "../runtime/object-store.ts";
@@ -123,6 +123,28 @@ function types(events: readonly EmittedEvent[]): string[] {
 }
 
 describe("Learner", () => {
+  it("refuses a KL penalty at start when its engine cannot score the reference policy, and loads the initial policy as the reference when it can", async () => {
+    const store = new MemoryObjectStore();
+    const refused = await setup(store, new CountingEngine(), { klCoef: 0.1 }).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(InputError);
+    expect((refused as InputError).issues[0]!.path).toBe("spec.learner.klCoef");
+
+    class ReferenceEngine extends CountingEngine {
+      references: string[] = [];
+      async loadReference(_store: ObjectStore, prefix: string): Promise<void> {
+        this.references.push(prefix);
+      }
+    }
+    const engine = new ReferenceEngine();
+    const learner = await setup(store, engine, { klCoef: 0.1 });
+    for (let i = 0; i < 2; i++) await learner.onGroup(await makeGroup(store, i, [5, 0, 5, 0]));
+    expect(engine.trainedSamples).toBe(8);
+    // resumed after step 1: the reference is still step 0, not the resume folder
+    await setup(store, engine, { klCoef: 0.1 });
+    expect(engine.references).toEqual([keys.checkpoint(0), keys.checkpoint(0)]);
+    expect(engine.lastSettings!.klCoef).toBe(0.1);
+  });
+
   it("steps every promptsPerStep accepted groups, follows the curriculum and finishes", async () => {
     const store = new MemoryObjectStore();
     const engine = new CountingEngine();

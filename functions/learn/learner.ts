@@ -29,7 +29,7 @@ import {
 import { computeAdvantages } from "../rl/advantages.ts";
 import { judgeGroup } from "../rl/group-filter.ts";
 import type { Clock } from "../runtime/clock.ts";
-import { DeadLetterError, RetryableError } from "../runtime/errors.ts";
+import { DeadLetterError, InputError, RetryableError } from "../runtime/errors.ts";
 import type { EmittedEvent } from "../runtime/event-definition.ts";
 import type { ObjectStore } from "../runtime/object-store.ts";
 import { sha256Hex } from "../runtime/sha256.ts";
@@ -156,6 +156,19 @@ export class Learner {
       await engine.loadCheckpoint(store, resumeFolder(keys, state.step));
     } else {
       await engine.loadCheckpoint(store, keys.checkpoint(0));
+    }
+    if (options.learner.klCoef > 0) {
+      if (!engine.loadReference) {
+        throw new InputError("learner.kl_to_reference", [
+          {
+            path: "spec.learner.klCoef",
+            message: `a KL penalty needs the reference policy's log-probs, which the ${options.learner.engine} learner does not compute`,
+            hint: "set learner.klCoef to 0 (QuestA's setting) or use learner.engine: onnx",
+          },
+        ]);
+      }
+      // the reference is the run's initial policy, whatever step the learner resumes from
+      await engine.loadReference(store, keys.checkpoint(0));
     }
     const consumed = new Set(state.consumed.flatMap((c) => c.keys));
     const pending: PendingGroup[] = [];
