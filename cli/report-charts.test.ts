@@ -24,6 +24,7 @@ describe("the report's charts", () => {
       "entropy",
       "clip-fraction",
       "groups",
+      "kl-to-reference",
       "log-prob-gap",
       "staleness",
       "tokens-per-second",
@@ -40,18 +41,19 @@ describe("the report's charts", () => {
     ]);
   });
 
-  it("leaves out a metric no run reports (runs from before the log-prob gap existed)", () => {
+  it("leaves out a metric no run reports (runs from before the log-prob gap existed, runs without a KL penalty)", () => {
     const events = fixtureRunEvents();
     const older = {
       ...events,
       status: events.status.map((s) => {
         if (s.metrics === undefined) return s;
-        const { logProbGap: _gap, ...metrics } = s.metrics;
+        const { logProbGap: _gap, klToReference: _kl, ...metrics } = s.metrics;
         return { ...s, metrics };
       }),
     };
     const ids = reportCharts(buildReport(older)).map((c) => c.id);
     expect(ids).not.toContain("log-prob-gap");
+    expect(ids).not.toContain("kl-to-reference");
     expect(ids).toContain("staleness");
   });
 

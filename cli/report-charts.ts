@@ -204,6 +204,14 @@ const STEP_METRICS = [
     caption: "Fraction of tokens whose importance ratio the PPO objective clipped.",
   },
   {
+    id: "kl-to-reference",
+    title: "KL to the initial policy",
+    yTitle: "mean KL per token",
+    metric: "klToReference",
+    caption:
+      "Mean KL (k3 estimator) between the policy and the warm-started policy over trained tokens; only runs with a KL penalty (learner.klCoef > 0) report it.",
+  },
+  {
     id: "log-prob-gap",
     title: "Sampler/learner log-prob gap",
     yTitle: "mean |Δ log-prob|",
@@ -230,7 +238,7 @@ const STEP_METRICS = [
 function trainingCharts(model: ReportModel): Chart[] {
   const series = STEP_METRICS.map((m) => ({
     metric: m,
-    // runs from before a metric existed (logProbGap) have no point for it
+    // runs from before a metric existed (logProbGap) or without a KL penalty (klToReference) have no point for it
     values: model.runs.flatMap((run) =>
       run.steps.flatMap((s) => {
         const value = s.metrics[m.metric];

@@ -52,7 +52,7 @@ describe("questa report", () => {
     const html = readFileSync(path, "utf8");
     expect(html).toMatch(/^<!DOCTYPE html>/);
     expect(html).toContain("<title>questa report: fixture vs fixture-baseline</title>");
-    expect(html.match(/<svg /g)).toHaveLength(12);
+    expect(html.match(/<svg /g)).toHaveLength(13);
     expect(html).toContain("fixture-baseline (no hints)");
     // self-contained: no script, no stylesheet or image from elsewhere
     expect(html).not.toMatch(/<script|<link|<img|<iframe|src=|url\(/i);

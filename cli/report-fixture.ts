@@ -119,6 +119,7 @@ export function fixtureRunEvents(options: { baseline?: boolean; withResults?: bo
           gradNorm: 1,
           loss: -0.1,
           logProbGap: 0.002 + step * 0.0005,
+          klToReference: 0.001 * step,
           tokensPerSecond: 1000 + step * 10,
           staleness: step % 2,
           groupsKept: 8 - (step % 3),

@@ -104,7 +104,7 @@ export class ProgressView {
         if (d.kind === "step" && d.metrics) {
           const m = d.metrics;
           this.#print(
-            `step ${d.step} stage ${d.stage} (p=${d.hintRatio}) reward ${fmt(m.rewardMean)} pass ${fmt(m.passRate)} entropy ${fmt(m.entropy)}${m.logProbGap === undefined ? "" : ` gap ${fmt(m.logProbGap)}`} kept ${m.groupsKept}/${m.groupsKept + m.groupsRejected}${this.#passSummary()}`,
+            `step ${d.step} stage ${d.stage} (p=${d.hintRatio}) reward ${fmt(m.rewardMean)} pass ${fmt(m.passRate)} entropy ${fmt(m.entropy)}${m.logProbGap === undefined ? "" : ` gap ${fmt(m.logProbGap)}`}${m.klToReference === undefined ? "" : ` kl ${fmt(m.klToReference)}`} kept ${m.groupsKept}/${m.groupsKept + m.groupsRejected}${this.#passSummary()}`,
             !this.#io.isTTY && d.step % 10 === 0,
           );
         } else if (d.kind === "finished" && d.step === 0 && d.message) {

@@ -150,6 +150,13 @@ export const StepMetricsSchema = z
       .describe(
         "mean |log pi_learner - log pi_sampler| over the trained tokens: how far the sampler's log-probs are from the learner's",
       ),
+    klToReference: z
+      .number()
+      .min(0)
+      .optional()
+      .describe(
+        "mean KL (k3 estimator) over the trained tokens between the policy and the reference (initial) policy; present while learner.klCoef > 0",
+      ),
     tokensPerSecond: z.number().min(0).describe("trained tokens per second"),
     samplingTokensPerSecond: z
       .number()

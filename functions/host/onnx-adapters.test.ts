@@ -215,6 +215,10 @@ describe("OnnxLearnerEngine", () => {
       const toOther = await otherReference.trainPpo(samples, { ...ppo, klCoef: 0.5 });
       expect(toOther.loss).toBeGreaterThan(without.loss + 1e-3);
       expect(Math.abs(toOther.gradNorm - without.gradNorm)).toBeGreaterThan(1e-4);
+      // and is reported (run.status's klToReference) only with a penalty
+      expect(toOther.klToReference).toBeGreaterThan(0);
+      expect(toItself.klToReference).toBeCloseTo(0, 6);
+      expect(without.klToReference).toBeUndefined();
     } finally {
       for (const e of [plain, selfReference, otherReference]) await e.dispose();
     }

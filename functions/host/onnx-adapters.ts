@@ -161,6 +161,7 @@ export class OnnxLearnerEngine implements LearnerEngine {
       gradNorm: metrics.gradNorm,
       tokens: metrics.tokens,
       logProbGap: metrics.logProbGap,
+      ...(s.klCoef > 0 ? { klToReference: metrics.klToReference } : {}),
     };
   }
 

@@ -41,6 +41,8 @@ export interface PpoStepMetrics {
   tokens: number;
   /** mean over trained tokens of |log pi_proximal - log pi_behaviour|: the sampler/learner log-prob mismatch */
   logProbGap: number;
+  /** mean over trained tokens of the k3 KL to the reference policy; reported while klCoef > 0 */
+  klToReference?: number;
 }
 
 export interface LearnerEngine {

@@ -336,6 +336,7 @@ export class Learner {
       gradNorm: Math.max(0, metrics.gradNorm),
       loss: metrics.loss,
       logProbGap: Math.max(0, metrics.logProbGap),
+      ...(metrics.klToReference === undefined ? {} : { klToReference: Math.max(0, metrics.klToReference) }),
       tokensPerSecond: (metrics.tokens * 1000) / elapsed,
       ...samplingSpeed(batch.map((p) => p.group.samplingTokensPerSecond)),
       staleness: mean(batch.map((p) => this.#state.step - p.group.policyVersion)),

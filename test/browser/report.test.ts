@@ -66,6 +66,7 @@ describe("the HTML report in Chromium", () => {
       "entropy",
       "clip-fraction",
       "groups",
+      "kl-to-reference",
       "log-prob-gap",
       "staleness",
       "tokens-per-second",
