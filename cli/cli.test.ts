@@ -269,6 +269,12 @@ describe("questa run progress view", () => {
       results: { uri: "u", key: "k", sha256: "0".repeat(64), size: 1 },
     };
     expect(summaryTable([evaluation])).toContain("10    hard       0.250   0.100-0.400  0.500");
+    // with more than one evaluation, a line per benchmark from the first to the last
+    const start = { ...evaluation, step: 0, passAt1: 0.05, passAtK: { "1": 0.05, "4": 0.24 } };
+    expect(summaryTable([start, evaluation])).toContain(
+      "hard, step 0 -> 10: pass@1 0.050 -> 0.250, pass@4 0.240 -> 0.500\n",
+    );
+    expect(summaryTable([evaluation])).not.toContain("->");
   });
 });
 

@@ -236,7 +236,24 @@ export function summaryTable(evaluations: readonly EvaluationResultData[]): stri
       .map((c, i) => c.padEnd(widths[i] ?? 0))
       .join("  ")
       .trimEnd();
-  return `${[line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n")}\n`;
+  const table = [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
+  return `${table}\n${changeLines(evaluations, ks).join("")}`;
+}
+
+/** per benchmark, each pass@k at its first evaluation against its last: what the run changed */
+function changeLines(evaluations: readonly EvaluationResultData[], ks: readonly string[]): string[] {
+  const benchmarks = [...new Set(evaluations.map((e) => e.benchmark))];
+  return benchmarks.flatMap((benchmark) => {
+    const evals = evaluations.filter((e) => e.benchmark === benchmark).sort((a, b) => a.step - b.step);
+    const first = evals[0];
+    const last = evals.at(-1);
+    if (!first || !last || first.step === last.step) return [];
+    const changes = ["1", ...ks.filter((k) => k !== "1")].map((k) => {
+      const value = (e: EvaluationResultData) => (k === "1" ? e.passAt1 : e.passAtK[k]);
+      return `pass@${k} ${fmt(value(first))} -> ${fmt(value(last))}`;
+    });
+    return [`${benchmark}, step ${first.step} -> ${last.step}: ${changes.join(", ")}\n`];
+  });
 }
 
 /** `--seed N`: the same schema as spec.seed */
