@@ -1,11 +1,12 @@
 /**
- * The QuestA effect on the synthetic hard split: QuestA (hint curriculum) vs plain RL with the same
+ * The QuestA effect on the synthetic task: QuestA (hint curriculum) vs plain RL with the same
  * budget (`--baseline`: every hint ratio 0), same warm-started policy, several seeds. Prints one
- * JSON object and a table: per arm, pass@1 and pass@8 on the hard evaluation split (or
- * `--benchmark NAME`) at every evaluation step, the mean over seeds with a 95% t-interval, each
- * seed's values, and whether QuestA is ahead outside the intervals / in every seed.
+ * JSON object and a table per benchmark (the hard and the easy split): per arm, pass@1 and pass@8
+ * at every evaluation step, the mean over seeds with a 95% t-interval, each seed's values, and the
+ * paired per-seed difference QuestA - baseline with its 95% t-interval (the comparison that counts:
+ * both arms of a seed start from the same policy), and whether QuestA kept its step-0 pass@8.
  *
- *   npm run bench:questa [-- --file F] [--seeds 0,1,2] [--out DIR] [--benchmark NAME]
+ *   npm run bench:questa [-- --file F] [--seeds 0,1,2,3,4] [--out DIR] [--benchmark NAME]
  *
  * Default file: bench/questa-bench.yaml (the quickstart at lr 3e-4); runs go to a temporary
  * directory (or --out), warm starts are cached in ~/.cache/questa (shared by both arms of a seed). With --out, a bench
@@ -28,22 +29,25 @@ import { eventLogPath, readEventLogFile } from "../functions/runtime/memory-bus.
 // two-sided 97.5% quantiles of Student's t by degrees of freedom
 const T975 = [Number.NaN, 12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228];
 
-function meanInterval(values: number[]): { mean: number; low: number; high: number } {
+/** the mean with its two-sided 95% t-interval; pass rates are clamped to [0, 1], differences not */
+function meanInterval(values: number[], clampTo01 = true): { mean: number; low: number; high: number } {
   const n = values.length;
   const mean = values.reduce((a, b) => a + b, 0) / n;
   if (n < 2) return { mean, low: mean, high: mean };
   const sd = Math.sqrt(values.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1));
   const half = (T975[n - 1] ?? 1.96) * (sd / Math.sqrt(n));
-  // pass rates live in [0, 1]
-  return { mean, low: Math.max(0, mean - half), high: Math.min(1, mean + half) };
+  return clampTo01
+    ? { mean, low: Math.max(0, mean - half), high: Math.min(1, mean + half) }
+    : { mean, low: mean - half, high: mean + half };
 }
 
 const { values } = parseArgs({
   options: {
     file: { type: "string", default: "bench/questa-bench.yaml" },
-    seeds: { type: "string", default: "0,1,2" },
+    seeds: { type: "string", default: "0,1,2,3,4" },
     out: { type: "string" },
-    benchmark: { type: "string", default: "synthetic-hard-eval" },
+    /** one benchmark only; default: every benchmark of the file */
+    benchmark: { type: "string" },
   },
 });
 const file = resolve(values.file);
@@ -54,26 +58,37 @@ if (!first?.ok) throw new Error(`${file} is not a valid QuestATraining`);
 const base = first.value;
 const outDir = values.out ? resolve(values.out) : mkdtempSync(join(tmpdir(), "questa-bench-"));
 const cacheDir = process.env.QUESTA_CACHE_DIR ?? join(homedir(), ".cache", "questa");
+const benchmarks = values.benchmark ? [values.benchmark] : base.spec.evaluation.benchmarks.map((b) => b.name);
+if (benchmarks.length === 0) throw new Error(`${file} evaluates no benchmark`);
+// the benchmark the per-run lines and the pass@8 check follow: the file lists the hard split first
+const hardBenchmark = benchmarks[0]!;
 
 /**
- * The run's evaluations of the benchmark, from its event log (all of them, across resumes); a run
+ * The run's evaluations of each benchmark, from its event log (all of them, across resumes); a run
  * directory left by different settings is refused, not read.
  */
 async function loggedEvaluations(
   resource: typeof base,
   baseline: boolean,
   seed: number,
-): Promise<EvaluationResultData[]> {
+): Promise<Map<string, EvaluationResultData[]>> {
   const run = runName(resource, baseline);
   const runDir = join(outDir, "runs", run);
   await claimRunDir(runDir, effectiveSpec(resource.spec, { baseline, seed }));
   const log = eventLogPath(runDir, `${run}.${EvaluationResult.topic}`);
-  const byStep = new Map<number, EvaluationResultData>();
+  const byBenchmark = new Map<string, Map<number, EvaluationResultData>>();
   for (const event of await readEventLogFile(log)) {
     const data = EvaluationResult.data.parse(event.data);
-    if (data.benchmark === values.benchmark) byStep.set(data.step, data);
+    const byStep = byBenchmark.get(data.benchmark) ?? new Map<number, EvaluationResultData>();
+    byStep.set(data.step, data);
+    byBenchmark.set(data.benchmark, byStep);
   }
-  return [...byStep.values()].sort((a, b) => a.step - b.step);
+  return new Map(
+    benchmarks.map((name) => [
+      name,
+      [...(byBenchmark.get(name)?.values() ?? [])].sort((a, b) => a.step - b.step),
+    ]),
+  );
 }
 
 type Arm = "questa" | "baseline";
@@ -88,7 +103,11 @@ function metricValue(e: EvaluationResultData, metric: Metric): number {
 function byMetric<T>(f: (metric: Metric) => T): Record<Metric, T> {
   return { "pass@1": f("pass@1"), "pass@8": f("pass@8") };
 }
-const results: Record<Arm, Record<number, EvaluationResultData[]>> = { questa: {}, baseline: {} };
+/** per arm, per seed: each benchmark's evaluations by step */
+const results: Record<Arm, Record<number, Map<string, EvaluationResultData[]>>> = {
+  questa: {},
+  baseline: {},
+};
 const seconds: Record<Arm, number[]> = { questa: [], baseline: [] };
 const reports: string[] = [];
 for (const seed of seeds) {
@@ -103,7 +122,9 @@ for (const seed of seeds) {
     const started = Date.now();
     let evaluations = await loggedEvaluations(resource, baseline, seed);
     let took = "from its event log";
-    if (!evaluations.some((e) => e.step === base.spec.learner.totalSteps)) {
+    const finished = (evals: Map<string, EvaluationResultData[]>) =>
+      benchmarks.every((name) => evals.get(name)?.some((e) => e.step === base.spec.learner.totalSteps));
+    if (!finished(evaluations)) {
       await runEmbedded({ resource, baseDir: outDir, baseline, seed, cacheDir });
       const wall = (Date.now() - started) / 1000;
       seconds[arm].push(wall);
@@ -112,10 +133,10 @@ for (const seed of seeds) {
     }
     results[arm][seed] = evaluations;
     runDirs[arm] = join(outDir, "runs", runName(resource, baseline));
-    const scores = evaluations
+    const scores = (evaluations.get(hardBenchmark) ?? [])
       .map((e) => `step ${e.step} ${METRICS.map((m) => `${m} ${metricValue(e, m).toFixed(3)}`).join(" ")}`)
       .join("; ");
-    process.stderr.write(`seed ${seed} ${arm}: ${took}: ${scores}\n`);
+    process.stderr.write(`seed ${seed} ${arm}: ${took}: ${hardBenchmark} ${scores}\n`);
   }
   if (runDirs.questa !== undefined && runDirs.baseline !== undefined) {
     // both arms overlaid, the plots of `questa report` (its page says what each shows)
@@ -130,41 +151,81 @@ for (const seed of seeds) {
   }
 }
 
-const steps = [...new Set(Object.values(results.questa).flatMap((evals) => evals.map((e) => e.step)))].sort(
-  (a, b) => a - b,
-);
 type Interval = ReturnType<typeof meanInterval> & { perSeed: number[] };
 interface Row {
   step: number;
   arms: Record<Arm, Record<Metric, Interval>>;
-  /** QuestA's interval lies wholly above the baseline's */
-  questaAheadOutsideIntervals: Record<Metric, boolean>;
-  /** QuestA's mean is above the baseline's in every seed */
+  /** QuestA - baseline per seed (both arms of a seed start from the same policy), with its interval */
+  pairedDifference: Record<Metric, Interval>;
+  /** the paired difference's 95% interval lies above 0 */
+  questaAheadBeyondNoise: Record<Metric, boolean>;
+  /** QuestA is above the baseline in every seed */
   questaAheadInEverySeed: Record<Metric, boolean>;
 }
-const table: Row[] = steps.map((step) => {
-  const cell = (arm: Arm, metric: Metric): Interval => {
-    const perSeed = seeds.map((seed) => {
-      const e = results[arm][seed]?.find((x) => x.step === step);
-      return e ? metricValue(e, metric) : Number.NaN;
+
+/** one benchmark's rows, one per evaluation step */
+function comparison(benchmark: string): Row[] {
+  const evaluation = (arm: Arm, seed: number, step: number) =>
+    results[arm][seed]?.get(benchmark)?.find((x) => x.step === step);
+  const steps = [
+    ...new Set(
+      Object.values(results.questa).flatMap((evals) => (evals.get(benchmark) ?? []).map((e) => e.step)),
+    ),
+  ].sort((a, b) => a - b);
+  return steps.map((step) => {
+    const perSeed = (arm: Arm, metric: Metric) =>
+      seeds.map((seed) => {
+        const e = evaluation(arm, seed, step);
+        return e ? metricValue(e, metric) : Number.NaN;
+      });
+    const interval = (values: number[], clampTo01: boolean): Interval => ({
+      ...meanInterval(values, clampTo01),
+      perSeed: values,
     });
-    return { ...meanInterval(perSeed), perSeed };
-  };
-  const arms = {
-    questa: byMetric((m) => cell("questa", m)),
-    baseline: byMetric((m) => cell("baseline", m)),
-  };
-  // one seed has no interval: it can only be ahead in every seed
-  const outside = (m: Metric) => seeds.length > 1 && arms.questa[m].low > arms.baseline[m].high;
-  const everySeed = (m: Metric) =>
-    arms.questa[m].perSeed.every((q, i) => q > (arms.baseline[m].perSeed[i] ?? Number.POSITIVE_INFINITY));
-  return {
-    step,
-    arms,
-    questaAheadOutsideIntervals: byMetric(outside),
-    questaAheadInEverySeed: byMetric(everySeed),
-  };
-});
+    const arms = {
+      questa: byMetric((m) => interval(perSeed("questa", m), true)),
+      baseline: byMetric((m) => interval(perSeed("baseline", m), true)),
+    };
+    const pairedDifference = byMetric((m) => {
+      const baseline = perSeed("baseline", m);
+      return interval(
+        perSeed("questa", m).map((q, i) => q - (baseline[i] ?? Number.NaN)),
+        false,
+      );
+    });
+    return {
+      step,
+      arms,
+      pairedDifference,
+      // one seed has no interval: it can only be ahead in every seed
+      questaAheadBeyondNoise: byMetric((m) => seeds.length > 1 && pairedDifference[m].low > 0),
+      questaAheadInEverySeed: byMetric((m) => pairedDifference[m].perSeed.every((d) => d > 0)),
+    };
+  });
+}
+
+const tables = Object.fromEntries(benchmarks.map((name) => [name, comparison(name)]));
+/** the paper's pass@k claim in miniature: QuestA's final pass@8 on the hard split against its step 0 */
+const hardRows = tables[hardBenchmark] ?? [];
+const firstHard = hardRows[0];
+const finalHard = hardRows.at(-1);
+const passAt8Kept =
+  firstHard && finalHard && finalHard !== firstHard
+    ? {
+        benchmark: hardBenchmark,
+        step0: firstHard.arms.questa["pass@8"].mean,
+        final: finalHard.arms.questa["pass@8"].mean,
+        finalDifference: passAt8Change(finalHard, firstHard),
+      }
+    : null;
+
+/** QuestA's final pass@8 minus its step-0 value, per seed, with its interval */
+function passAt8Change(final: Row, first: Row) {
+  const perSeed = final.arms.questa["pass@8"].perSeed.map(
+    (v, i) => v - (first.arms.questa["pass@8"].perSeed[i] ?? Number.NaN),
+  );
+  return { ...meanInterval(perSeed, false), perSeed };
+}
 
 const cpu = cpus()[0]?.model ?? "unknown";
 process.stdout.write(
@@ -173,29 +234,43 @@ process.stdout.write(
       bench: "questa",
       machine: { cpu, cores: cpus().length, node: process.version },
       file: values.file,
-      benchmark: values.benchmark,
+      benchmarks,
       seeds,
       wallSeconds: { questa: seconds.questa, baseline: seconds.baseline },
       reports,
-      steps: table,
-      final: table.at(-1) ?? null,
+      tables,
+      final: Object.fromEntries(benchmarks.map((name) => [name, tables[name]?.at(-1) ?? null])),
+      passAt8Kept,
     },
     null,
     2,
   )}\n`,
 );
 const f = (v: Interval) => `${v.mean.toFixed(3)} [${v.low.toFixed(3)}, ${v.high.toFixed(3)}]`;
+const signed = (v: Interval) =>
+  `${v.mean >= 0 ? "+" : ""}${v.mean.toFixed(3)} [${v.low.toFixed(3)}, ${v.high.toFixed(3)}]`;
 const mark = (row: Row, m: Metric) =>
-  row.questaAheadOutsideIntervals[m] ? " >>" : row.questaAheadInEverySeed[m] ? " > " : "   ";
-process.stdout.write(
-  "\nstep  QuestA pass@1             baseline pass@1        QuestA pass@8             baseline pass@8\n",
-);
-for (const row of table) {
-  const { questa, baseline } = row.arms;
+  row.questaAheadBeyondNoise[m] ? " >>" : row.questaAheadInEverySeed[m] ? " > " : "   ";
+for (const name of benchmarks) {
   process.stdout.write(
-    `${String(row.step).padEnd(5)} ${f(questa["pass@1"]).padEnd(22)}${mark(row, "pass@1")} ${f(baseline["pass@1"]).padEnd(22)} ${f(questa["pass@8"]).padEnd(22)}${mark(row, "pass@8")} ${f(baseline["pass@8"])}\n`,
+    `\n${name}\nstep  ${METRICS.map((m) => `QuestA ${m}`.padEnd(23) + `baseline ${m}`.padEnd(23) + `difference ${m}`.padEnd(28)).join("")}\n`,
   );
+  for (const row of tables[name] ?? []) {
+    const cells = METRICS.map(
+      (m) =>
+        f(row.arms.questa[m]).padEnd(23) +
+        f(row.arms.baseline[m]).padEnd(23) +
+        `${signed(row.pairedDifference[m])}${mark(row, m)}`.padEnd(28),
+    );
+    process.stdout.write(`${String(row.step).padEnd(5)} ${cells.join("")}\n`);
+  }
 }
 process.stdout.write(
-  "\n>> QuestA ahead outside the 95% intervals; >  ahead in every seed, intervals overlapping\n",
+  "\nmeans over seeds [95% t-interval]; difference: QuestA - baseline per seed (paired)\n" +
+    ">> the difference's interval lies above 0; >  QuestA ahead in every seed, the interval reaching 0\n",
 );
+if (passAt8Kept) {
+  process.stdout.write(
+    `QuestA ${hardBenchmark} pass@8: step 0 ${passAt8Kept.step0.toFixed(3)}, final ${passAt8Kept.final.toFixed(3)} (change ${signed(passAt8Kept.finalDifference)})\n`,
+  );
+}
