@@ -8,7 +8,7 @@
  *
  *   npm run bench:questa [-- --file F] [--seeds 0,1,2,3,4] [--out DIR] [--benchmark NAME]
  *
- * Default file: bench/questa-bench.yaml (the quickstart at lr 3e-4); runs go to a temporary
+ * Default file: bench/questa-bench.yaml (the quickstart, evaluated every 50 steps); runs go to a temporary
  * directory (or --out), warm starts are cached in ~/.cache/questa (shared by both arms of a seed). With --out, a bench
  * resumes: an arm whose run already evaluated its final step is read from its event log, an
  * interrupted one resumes, so seeds can be added to an earlier bench (`--seeds 0,1,2` after
