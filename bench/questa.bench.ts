@@ -5,6 +5,10 @@
  * at every evaluation step, the mean over seeds with a 95% t-interval, each seed's values, and the
  * paired per-seed difference QuestA - baseline with its 95% t-interval (the comparison that counts:
  * both arms of a seed start from the same policy), and whether QuestA kept its step-0 pass@8.
+ * It also counts the rollout groups each arm sampled (the success-rate filter refills every step's
+ * batch, so an arm whose groups rarely carry signal samples more per step) and compares QuestA's
+ * final step with the baseline's evaluation nearest in rollout groups: the comparison at equal
+ * sampling compute.
  *
  *   npm run bench:questa [-- --file F] [--seeds 0,1,2,3,4] [--out DIR] [--benchmark NAME]
  *
@@ -21,7 +25,7 @@ import { cpus, homedir, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { writeReport } from "../cli/report-command.ts";
-import { EvaluationResult, type EvaluationResultData } from "../functions/contracts/events.ts";
+import { EvaluationResult, type EvaluationResultData, RunStatus } from "../functions/contracts/events.ts";
 import { validateYaml } from "../functions/contracts/validate.ts";
 import { claimRunDir, effectiveSpec, runEmbedded, runName } from "../functions/host/embedded-run.ts";
 import { eventLogPath, readEventLogFile } from "../functions/runtime/memory-bus.ts";
@@ -91,6 +95,31 @@ async function loggedEvaluations(
   );
 }
 
+/**
+ * Rollout groups the run sampled for training (kept and rejected by the success-rate filter),
+ * cumulative at each learner step: the sampling compute an arm spent to reach that step.
+ */
+async function loggedRolloutGroups(resource: typeof base, baseline: boolean): Promise<Map<number, number>> {
+  const run = runName(resource, baseline);
+  const log = eventLogPath(join(outDir, "runs", run), `${run}.${RunStatus.topic}`);
+  const perStep = new Map<number, number>();
+  for (const event of await readEventLogFile(log)) {
+    if (event.type !== RunStatus.type) continue;
+    const status = RunStatus.data.parse(event.data);
+    // a resumed run may report a step again: its last report counts
+    if (status.kind === "step" && status.metrics) {
+      perStep.set(status.step, status.metrics.groupsKept + status.metrics.groupsRejected);
+    }
+  }
+  const cumulative = new Map<number, number>([[0, 0]]);
+  let total = 0;
+  for (const step of [...perStep.keys()].sort((a, b) => a - b)) {
+    total += perStep.get(step) ?? 0;
+    cumulative.set(step, total);
+  }
+  return cumulative;
+}
+
 type Arm = "questa" | "baseline";
 const METRICS = ["pass@1", "pass@8"] as const;
 type Metric = (typeof METRICS)[number];
@@ -108,6 +137,8 @@ const results: Record<Arm, Record<number, Map<string, EvaluationResultData[]>>> 
   questa: {},
   baseline: {},
 };
+/** per arm, per seed: cumulative rollout groups by learner step */
+const rolloutGroups: Record<Arm, Record<number, Map<number, number>>> = { questa: {}, baseline: {} };
 const seconds: Record<Arm, number[]> = { questa: [], baseline: [] };
 const reports: string[] = [];
 for (const seed of seeds) {
@@ -132,6 +163,7 @@ for (const seed of seeds) {
       evaluations = await loggedEvaluations(resource, baseline, seed);
     }
     results[arm][seed] = evaluations;
+    rolloutGroups[arm][seed] = await loggedRolloutGroups(resource, baseline);
     runDirs[arm] = join(outDir, "runs", runName(resource, baseline));
     const scores = (evaluations.get(hardBenchmark) ?? [])
       .map((e) => `step ${e.step} ${METRICS.map((m) => `${m} ${metricValue(e, m).toFixed(3)}`).join(" ")}`)
@@ -227,6 +259,51 @@ function passAt8Change(final: Row, first: Row) {
   return { ...meanInterval(perSeed, false), perSeed };
 }
 
+/**
+ * QuestA's final evaluation against the baseline's evaluation whose rollout groups are nearest to
+ * QuestA's final count: the comparison at equal sampling compute. The success-rate filter refills
+ * each step's batch, so an arm whose groups rarely carry signal samples more groups per step.
+ */
+function equalRollouts(benchmark: string) {
+  const finalStep = base.spec.learner.totalSteps;
+  const matched = seeds.map((seed) => {
+    const questaGroups = rolloutGroups.questa[seed]?.get(finalStep) ?? Number.NaN;
+    const baselineGroups = rolloutGroups.baseline[seed] ?? new Map<number, number>();
+    let baseline: { evaluation: EvaluationResultData; groups: number } | undefined;
+    for (const evaluation of results.baseline[seed]?.get(benchmark) ?? []) {
+      const groups = baselineGroups.get(evaluation.step);
+      if (groups === undefined) continue;
+      if (!baseline || Math.abs(groups - questaGroups) < Math.abs(baseline.groups - questaGroups)) {
+        baseline = { evaluation, groups };
+      }
+    }
+    const questa = results.questa[seed]?.get(benchmark)?.find((e) => e.step === finalStep);
+    return { seed, questaGroups, questa, baseline };
+  });
+  return {
+    benchmark,
+    perSeed: matched.map((m) => ({
+      seed: m.seed,
+      questaStep: finalStep,
+      questaGroups: m.questaGroups,
+      baselineStep: m.baseline?.evaluation.step ?? Number.NaN,
+      baselineGroups: m.baseline?.groups ?? Number.NaN,
+    })),
+    pairedDifference: byMetric((metric): Interval => {
+      const values = matched.map((m) =>
+        m.questa && m.baseline
+          ? metricValue(m.questa, metric) - metricValue(m.baseline.evaluation, metric)
+          : Number.NaN,
+      );
+      return { ...meanInterval(values, false), perSeed: values };
+    }),
+  };
+}
+const atEqualRollouts = benchmarks.map(equalRollouts);
+/** rollout groups each arm sampled to reach the final step, per seed */
+const groupsToFinal = (arm: Arm) =>
+  seeds.map((seed) => rolloutGroups[arm][seed]?.get(base.spec.learner.totalSteps) ?? Number.NaN);
+
 const cpu = cpus()[0]?.model ?? "unknown";
 process.stdout.write(
   `${JSON.stringify(
@@ -241,6 +318,8 @@ process.stdout.write(
       tables,
       final: Object.fromEntries(benchmarks.map((name) => [name, tables[name]?.at(-1) ?? null])),
       passAt8Kept,
+      rolloutGroupsToFinalStep: { questa: groupsToFinal("questa"), baseline: groupsToFinal("baseline") },
+      atEqualRollouts,
     },
     null,
     2,
@@ -272,5 +351,17 @@ process.stdout.write(
 if (passAt8Kept) {
   process.stdout.write(
     `QuestA ${hardBenchmark} pass@8: step 0 ${passAt8Kept.step0.toFixed(3)}, final ${passAt8Kept.final.toFixed(3)} (change ${signed(passAt8Kept.finalDifference)})\n`,
+  );
+}
+const meanOf = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
+process.stdout.write(
+  `rollout groups sampled to step ${base.spec.learner.totalSteps}: QuestA ${meanOf(groupsToFinal("questa")).toFixed(0)}, baseline ${meanOf(groupsToFinal("baseline")).toFixed(0)} (mean over seeds)\n`,
+);
+for (const equal of atEqualRollouts) {
+  const steps = equal.perSeed
+    .map((s) => `seed ${s.seed}: ${s.questaGroups} vs step ${s.baselineStep}, ${s.baselineGroups}`)
+    .join("; ");
+  process.stdout.write(
+    `${equal.benchmark} at equal rollouts, QuestA's final step against the baseline's evaluation with the nearest rollout groups (${steps}): ${METRICS.map((m) => `${m} ${signed(equal.pairedDifference[m])}`).join(", ")}\n`,
   );
 }

@@ -93,10 +93,11 @@ export class ProgressView {
         return;
       case "warm-start": {
         const p = progress.progress;
+        const skill = p.skillAccuracy === undefined ? "" : `, skill accuracy ${fmt(p.skillAccuracy)}`;
         const text = progress.cached
-          ? `warm start: reused a cached policy (${p.steps} steps)`
-          : `warm start ${p.step}/${p.steps}: loss ${fmt(p.loss)}, token accuracy ${fmt(p.tokenAccuracy)}`;
-        this.#print(text, progress.cached || p.step === p.steps);
+          ? `warm start: reused a cached policy (${p.steps} steps${skill})`
+          : `warm start ${p.step}/${p.steps}: loss ${fmt(p.loss)}, token accuracy ${fmt(p.tokenAccuracy)}${skill}`;
+        this.#print(text, progress.cached || p.finished === true);
         return;
       }
       case "status": {

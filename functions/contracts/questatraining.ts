@@ -116,7 +116,7 @@ export const SyntheticDatasetSchema = z
       .enum(["easy", "hard", "mixed"])
       .default("hard")
       .describe(
-        "easy problems use common operations only; hard ones need the rare skill the policy must learn",
+        "easy problems are mostly addition and subtraction, with multiplication rare; hard ones are chains of multiplications, the skill the policy must learn",
       ),
     count: positiveInt().max(1_000_000).default(512).describe("number of problems generated"),
     seed: z.int().min(0).default(0).describe("generator seed; the same seed gives the same problems"),
@@ -234,6 +234,14 @@ export const WarmStartSchema = z
       .describe("supervised steps on easy problems before RL; 0 skips the warm start"),
     batchSize: positiveInt().max(4096).default(64).describe("sequences per supervised step"),
     learningRate: z.number().gt(0).max(1).default(1e-3).describe("Adam learning rate of the warm start"),
+    stopAtSkillAccuracy: z
+      .number()
+      .gt(0)
+      .max(1)
+      .optional()
+      .describe(
+        "stop early, checked every 50 steps, once the policy writes the hard skill's results right this often (the products of hard problems, teacher-forced: the chance that sampling at temperature 1 gets one right); steps is then the most it trains. The rare products are learned late, at a step that depends on the seed, so a fixed step count leaves some seeds near guessing and others fluent",
+      ),
   })
   .describe(
     "supervised warm start of the built-in policy on easy problems, so RL starts from a model that solves easy problems (synthetic source only)",

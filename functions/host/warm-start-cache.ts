@@ -2,6 +2,7 @@ import { join } from "node:path";
 import type { ObjectRef } from "../contracts/events.ts";
 import type { QuestATrainingSpec } from "../contracts/questatraining.ts";
 import { manifestRef } from "../learn/checkpoint-folders.ts";
+import { readCheckpointManifest } from "../model/checkpoint.ts";
 import { syntheticDifficulties } from "../questa/synthetic-task.ts";
 import { FsObjectStore } from "../runtime/fs-object-store.ts";
 import type { ObjectStore } from "../runtime/object-store.ts";
@@ -10,7 +11,7 @@ import type { EngineSettings } from "./onnx-adapters.ts";
 import { type WarmStartProgress, warmStart } from "./warm-start.ts";
 
 /** bump when warm-start training changes, so old cached policies are not reused */
-const WARM_START_VERSION = 3;
+const WARM_START_VERSION = 4;
 
 /** Everything the warm-started policy depends on; equal keys give the same policy. */
 export function warmStartCacheKey(spec: QuestATrainingSpec): string {
@@ -64,8 +65,15 @@ export async function cachedWarmStart(options: {
   const key = warmStartCacheKey(spec);
   if (cache && (await manifestRef(cache, key))) {
     await copyFolder(cache, key, store, folder);
-    const steps = spec.model.warmStart.steps;
-    options.onProgress?.({ step: steps, steps, loss: Number.NaN, tokenAccuracy: Number.NaN }, true);
+    const { metadata } = await readCheckpointManifest(store, folder);
+    // a warm start that stops at a skill accuracy trains fewer steps than its most
+    const steps = Number(metadata.steps ?? spec.model.warmStart.steps);
+    const skill =
+      metadata.skillAccuracy === undefined ? {} : { skillAccuracy: Number(metadata.skillAccuracy) };
+    options.onProgress?.(
+      { step: steps, steps, loss: Number.NaN, tokenAccuracy: Number.NaN, ...skill, finished: true },
+      true,
+    );
     const ref = await manifestRef(store, folder);
     if (ref) return ref;
   }

@@ -1,12 +1,12 @@
 import type { ObjectRef } from "../contracts/events.ts";
 import type { QuestATrainingSpec } from "../contracts/questatraining.ts";
 import { saveCheckpoint } from "../model/checkpoint.ts";
-import { createEngine } from "../model/engine.ts";
+import { createEngine, type PolicyEngine } from "../model/engine.ts";
 import { createRng } from "../model/rng.ts";
 import { charTokenizer, type Tokenizer } from "../model/tokenizer.ts";
 import { Augmenter } from "../questa/augmentation.ts";
 import type { MathRecord } from "../questa/record.ts";
-import { generateSyntheticProblems } from "../questa/synthetic-task.ts";
+import { generateSyntheticProblems, rareStepResultSpans } from "../questa/synthetic-task.ts";
 import { DeadLetterError } from "../runtime/errors.ts";
 import type { ObjectStore } from "../runtime/object-store.ts";
 import type { EngineSettings } from "./onnx-adapters.ts";
@@ -21,11 +21,71 @@ const HINTED_SHARE = 0.5;
  */
 export const WARM_START_HINT_RATIOS = [0.5, 0.25] as const;
 
+/** hard problems the skill probe scores (a generator seed of their own; never trained on) */
+const SKILL_PROBE_SIZE = 128;
+
+/** a hard problem's un-hinted prompt and reference solution, and the token positions of its products */
+export interface SkillProbe {
+  tokens: number[];
+  /** token positions [start, end) of each rare step's result */
+  spans: Array<{ start: number; end: number }>;
+}
+
+/** The probe set of the hard skill: un-hinted hard problems with their reference solutions. */
+export function skillProbes(seed: number, augmenter: Augmenter, tokenizer: Tokenizer): SkillProbe[] {
+  const problems = generateSyntheticProblems({
+    seed: seed * 31 + 6,
+    count: SKILL_PROBE_SIZE,
+    split: "train",
+    difficulty: "hard",
+  });
+  return problems.map((problem) => {
+    const { tokens } = warmStartExample(problem, augmenter, tokenizer);
+    const solution = problem.solution;
+    // the solution is the example's completion: it ends right before the end-of-sequence token
+    const offset =
+      tokens.length - (tokenizer.eosId === undefined ? 0 : 1) - tokenizer.encode(solution).length;
+    const at = (chars: number) => offset + tokenizer.encode(solution.slice(0, chars)).length;
+    return {
+      tokens,
+      spans: rareStepResultSpans(solution).map(({ start, end }) => ({ start: at(start), end: at(end) })),
+    };
+  });
+}
+
+/**
+ * How often the policy writes a product right: the probability of each product line's result under
+ * teacher forcing (the chance that sampling at temperature 1 writes it, given a correct line start),
+ * averaged over the probe's lines.
+ */
+export async function skillAccuracy(engine: PolicyEngine, probes: readonly SkillProbe[]): Promise<number> {
+  const scored = await engine.forwardLogProbs(probes.map((p) => p.tokens));
+  let sum = 0;
+  let lines = 0;
+  probes.forEach((probe, i) => {
+    const logProbs = scored[i]!.logProbs;
+    for (const { start, end } of probe.spans) {
+      let logP = 0;
+      for (let t = start; t < end; t++) logP += logProbs[t]!;
+      sum += Math.exp(logP);
+      lines++;
+    }
+  });
+  return lines === 0 ? 0 : sum / lines;
+}
+
+/** steps between two probes of the hard skill when the warm start stops at a skill accuracy */
+const SKILL_CHECK_EVERY = 50;
+
 export interface WarmStartProgress {
   step: number;
   steps: number;
   loss: number;
   tokenAccuracy: number;
+  /** the probe's accuracy on the hard skill, where the warm start stops at one */
+  skillAccuracy?: number;
+  /** the last report: the warm start trained its steps or reached its skill accuracy */
+  finished?: boolean;
 }
 
 /**
@@ -54,8 +114,10 @@ export function warmStartExample(
 
 /**
  * Supervised warm start of the built-in policy on easy synthetic problems: afterwards it solves
- * easy problems and almost never hard ones (QuestA's regime), and has seen the hint format.
- * Writes the initial checkpoint (weights and tokenizer, no optimiser state) under `folder`.
+ * easy problems and rarely hard ones (QuestA's regime), and has seen the hint format. With
+ * `stopAtSkillAccuracy` it stops as soon as a probe finds the hard skill (products) that far
+ * learned, so that RL starts with it partly known whatever the seed. Writes the initial checkpoint
+ * (weights and tokenizer, no optimiser state; its metadata names the steps trained) under `folder`.
  */
 export async function warmStart(options: {
   spec: QuestATrainingSpec;
@@ -104,6 +166,10 @@ export async function warmStart(options: {
     };
     const unhinted = new Augmenter({ ...common, ratio: 0 });
     const hinted = WARM_START_HINT_RATIOS.map((ratio) => new Augmenter({ ...common, ratio }));
+    const target = warm.stopAtSkillAccuracy;
+    const probes = target === undefined ? [] : skillProbes(spec.seed, unhinted, tokenizer);
+    let trained = 0;
+    let skill: number | undefined;
     for (let step = 1; step <= warm.steps; step++) {
       options.signal?.throwIfAborted();
       const batch = Array.from({ length: warm.batchSize }, () => {
@@ -121,21 +187,33 @@ export async function warmStart(options: {
         maxGradNorm: 1,
         microBatchSize: warm.batchSize,
       });
-      if (step % 100 === 0 || step === warm.steps) {
+      trained = step;
+      if (target !== undefined && (step % SKILL_CHECK_EVERY === 0 || step === warm.steps)) {
+        skill = await skillAccuracy(engine, probes);
+      }
+      const reached = target !== undefined && skill !== undefined && skill >= target;
+      if (step % 100 === 0 || step === warm.steps || reached) {
         options.onProgress?.({
           step,
           steps: warm.steps,
           loss: metrics.loss,
           tokenAccuracy: metrics.tokenAccuracy,
+          ...(skill === undefined ? {} : { skillAccuracy: skill }),
+          finished: reached || step === warm.steps,
         });
       }
+      if (reached) break;
     }
     const { manifestKey } = await saveCheckpoint(store, folder, {
       config: engine.config,
       params: engine.getParams(),
       tokenizerJson: tokenizer.toJSON(),
       step: 0,
-      metadata: { origin: "warm-start", steps: String(warm.steps) },
+      metadata: {
+        origin: "warm-start",
+        steps: String(trained),
+        ...(skill === undefined ? {} : { skillAccuracy: skill.toFixed(4) }),
+      },
     });
     const info = await store.head(manifestKey);
     if (!info) throw new Error(`initial checkpoint manifest ${manifestKey} missing after write`);

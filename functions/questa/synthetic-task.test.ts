@@ -4,13 +4,17 @@ import { InputError } from "../runtime/errors.ts";
 import { Augmenter } from "./augmentation.ts";
 import {
   generateSyntheticProblems,
+  rareStepResultSpans,
   type SyntheticProblem,
+  syntheticDifficulties,
   syntheticSplitOf,
   syntheticVocabulary,
 } from "./synthetic-task.ts";
 
-/** evaluates "17+5*3-8=?" left to right modulo 31, independently of the generator */
-function evaluate(problem: string, modulus = 31): number {
+const MODULUS: number = syntheticDifficulties.hard.modulus;
+
+/** evaluates "17+5*3-8=?" left to right modulo the task's prime, independently of the generator */
+function evaluate(problem: string, modulus = MODULUS): number {
   const tokens = problem.replace(/=\?$/, "").match(/\d+|[+*-]/g) ?? [];
   let value = Number(tokens[0]);
   for (let i = 1; i < tokens.length; i += 2) {
@@ -53,30 +57,41 @@ describe("synthetic task", () => {
       expect(lines).toHaveLength(problem.steps + 1);
       expect(lines.at(-1)).toBe(`\\boxed{${problem.answer}}`);
       expect(gradeResponse(problem.answer, problem.solution).equal).toBe(true);
-      expect(gradeResponse(problem.answer, `\\boxed{${(Number(problem.answer) + 1) % 31}}`).equal).toBe(
+      expect(gradeResponse(problem.answer, `\\boxed{${(Number(problem.answer) + 1) % MODULUS}}`).equal).toBe(
         false,
       );
     }
   });
 
-  it("makes hard problems need the rare operation inside the easy length range", () => {
+  it("makes hard problems chains of the rare operation inside the easy length range", () => {
     const rate = (set: SyntheticProblem[]) =>
       set.reduce((n, p) => n + p.rareSteps, 0) / set.reduce((n, p) => n + p.steps, 0);
-    expect(rate(easy)).toBeGreaterThan(0.01);
-    expect(rate(easy)).toBeLessThan(0.03);
-    expect(hard.every((p) => p.rareSteps >= 1 && p.problem.includes("*"))).toBe(true);
-    const lengths = (set: SyntheticProblem[]) => [
-      Math.min(...set.map((p) => p.steps)),
-      Math.max(...set.map((p) => p.steps)),
-    ];
-    expect(lengths(hard)).toEqual(lengths(easy));
+    // easy data multiplies in ~15% of steps: the warm start learns products only partly
+    expect(rate(easy)).toBeGreaterThan(0.12);
+    expect(rate(easy)).toBeLessThan(0.18);
+    expect(hard.every((p) => p.rareSteps === p.steps && p.steps === 4)).toBe(true);
+    expect(hard.every((p) => /^\d+(\*[2-5]){4}=\?$/.test(p.problem))).toBe(true);
+    const steps = easy.map((p) => p.steps);
+    expect(Math.min(...steps)).toBe(2);
+    expect(Math.max(...steps)).toBe(4);
   });
 
-  it("never starts a chain at 0 and spreads answers near-uniformly over 31 values", () => {
+  it("locates each product's result in a solution, newline included, and nothing else", () => {
+    const solution = "95*3=91\n91+4=95\n95*3=91\n\\boxed{91}";
+    const spans = rareStepResultSpans(solution);
+    expect(spans.map(({ start, end }) => solution.slice(start, end))).toEqual(["91\n", "91\n"]);
+    expect(spans[1]?.start).toBe(21);
+    expect(rareStepResultSpans("7+5=12\n12-8=4\n\\boxed{4}")).toEqual([]);
+  });
+
+  it("never starts a chain at 0 and spreads answers near-uniformly over the residues", () => {
     expect(hard.every((p) => !p.problem.startsWith("0"))).toBe(true);
-    const counts = new Array<number>(31).fill(0);
+    const counts = new Array<number>(MODULUS).fill(0);
     for (const p of hard) counts[Number(p.answer)]!++;
-    const expected = hard.length / 31;
+    // multiplication by 2-5 is a bijection modulo a prime: a guess is right 1/MODULUS of the time
+    expect(counts[0]).toBe(0);
+    counts.shift();
+    const expected = hard.length / (MODULUS - 1);
     expect(Math.min(...counts)).toBeGreaterThan(expected * 0.4);
     expect(Math.max(...counts)).toBeLessThan(expected * 1.6);
   });

@@ -3,24 +3,35 @@
  * step-by-step reference solution and a `\boxed{}` answer, sized for a tiny character-level policy
  * (prompt plus solution well under 100 characters).
  *
- *     problem:  "7+5*3-8=?"            evaluated left to right, modulo 31
- *     solution: "7+5=12\n12*3=5\n5-8=28\n\boxed{28}"
+ *     problem:  "7+5*3-8=?"            evaluated left to right, modulo 97
+ *     solution: "7+5=12\n12*3=36\n36-8=28\n\boxed{28}"
  *
- * Lessons from DESIGN.md §4 built in: "hard" is not longer (learned positions do not extrapolate)
- * but needs a skill that is rare in easy data (multiplication, ~2% of easy steps); a prime modulus
- * so no operation collapses chains to 0; no chain starts at 0; answers near uniform over 31 values so
- * guessing pays ~3%. Single-digit operands and modulus 31 keep the task learnable by a 0.4M-parameter
- * policy in ~1,500 warm-start steps (with 97 and operands up to 50 it stayed near 2% on easy
- * problems after 1,500 steps); the hard split then starts near guessing (~4.5% pass@1) while a 50%
- * hint lifts it to ~45%. The train/eval split of a problem is a hash of its text, so the splits are
- * disjoint by construction whatever the seeds, counts and difficulties.
+ * Easy problems are 2-4 steps, mostly + and - of 1-9, with a multiplication by 2-5 in 15% of steps;
+ * hard ones are chains of four multiplications ("95*3*4*3*5=?"). What makes it a task for QuestA,
+ * measured on warm-started policies (1,500 steps):
+ * - the hard skill is partly known: the easy data multiplies rarely, and the policy gets 41-46% of
+ *   its product lines right (a guess: 1%), so four products in a row are right a few percent of the
+ *   time (hard pass@1 2-4% at temperature 0.6) while a 50% hint, which leaves about two, lifts that
+ *   to 27-34%;
+ * - a hint leaves fewer of the same steps: what hinted training rewards (products) is what the
+ *   un-hinted problem needs, and training raises the product accuracy the chain compounds;
+ * - DESIGN.md §4's lessons: hard is not longer (learned positions do not extrapolate); the modulus
+ *   is prime, so multiplying by 2-5 is a bijection and no chain collapses to 0; no chain starts at 0,
+ *   so hard answers spread near-uniformly over 96 values and a guess pays ~1%.
+ * The warm start's product accuracy is steep in how often easy steps multiply: 0.05-0.21 at 12%,
+ * 0.41-0.46 at 15%, 0.78 at 20% (seed 0 and 1). The train/eval split of a problem is a hash of its
+ * text, so the splits are disjoint by construction whatever the seeds, counts and difficulties.
  *
- * A variant we tried and dropped: easy problems of 2-6 steps with multiplication in a quarter of
- * them, hard ones chains of 4-5 multiplications. The warm start then learns the 240 products only
- * partly and late (at guessing after 1,000 steps), giving the textbook hinted regime (hard un-hinted
- * ~4%, with a 25% hint ~8%, with a 50% hint ~17-23%), but 100 RL steps at lr 2e-4 improved hard
- * pass@1 in neither arm and both forgot addition (easy pass@1 0.25 -> 0.09-0.15): training only on
- * multiplications pulls the shared weights away from the other operations.
+ * Variants tried and dropped:
+ * - modulus 31, multiplication by 2-9 in 2% of easy steps, hard problems of 2-4 steps with at least
+ *   one multiplication (the task until Dec 2026): additions were right 99% of the time but products
+ *   4.5% (a guess: 3.2%), so a hint helped only when it contained the product; hinted training
+ *   rewarded copying it, and plain RL, which rewarded lucky guesses, learned products faster;
+ * - hard problems of 3-4 multiplications mixed with additions, modulus 97: additions stayed at
+ *   0.86-0.89 per line and capped hard pass@1 whatever the products;
+ * - modulus 31, easy problems of 2-6 steps multiplying in a quarter of them, hard chains of 4-5
+ *   multiplications, lr 2e-4 and no KL penalty: both arms forgot addition (easy pass@1 0.25 ->
+ *   0.09-0.15).
  */
 import { createHash } from "node:crypto";
 import { createRng, type Rng } from "../model/rng.ts";
@@ -48,19 +59,19 @@ export const syntheticDifficulties = {
     minSteps: 2,
     maxSteps: 4,
     operandMax: 9,
-    multiplierMax: 9,
-    rareOpRate: 0.02,
+    multiplierMax: 5,
+    rareOpRate: 0.15,
     minRareSteps: 0,
-    modulus: 31,
+    modulus: 97,
   },
   hard: {
-    minSteps: 2,
+    minSteps: 4,
     maxSteps: 4,
     operandMax: 9,
-    multiplierMax: 9,
-    rareOpRate: 0.1,
-    minRareSteps: 1,
-    modulus: 31,
+    multiplierMax: 5,
+    rareOpRate: 1,
+    minRareSteps: 4,
+    modulus: 97,
   },
 } as const satisfies Record<string, SyntheticDifficultySpec>;
 
@@ -158,6 +169,26 @@ export function syntheticVocabulary(
     for (const char of template.replace(/\{(problem|hint)\}/g, "")) chars.add(char);
   }
   return [...chars].sort();
+}
+
+/**
+ * Where a reference solution states the result of a rare step (multiplication): for each such line,
+ * the character span of its result and the line's end (`"95*3=91\n"` -> the span of `91\n`; the
+ * last line ends before `\boxed`). What a probe of the hard skill scores.
+ */
+export function rareStepResultSpans(solution: string): Array<{ start: number; end: number }> {
+  const spans: Array<{ start: number; end: number }> = [];
+  let lineStart = 0;
+  for (const line of solution.split("\n")) {
+    const equals = line.indexOf("=");
+    if (equals > 0 && line.slice(0, equals).includes(RARE_OP)) {
+      // the newline after the result is part of it: "9" is not "91"
+      const end = Math.min(lineStart + line.length + 1, solution.length);
+      spans.push({ start: lineStart + equals + 1, end });
+    }
+    lineStart += line.length + 1;
+  }
+  return spans;
 }
 
 interface Plan {
