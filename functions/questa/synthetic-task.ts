@@ -8,19 +8,21 @@
  *
  * Easy problems are 2-4 steps, mostly + and - of 1-9, with a multiplication by 2-5 in 15% of steps;
  * hard ones are chains of four multiplications ("95*3*4*3*5=?"). What makes it a task for QuestA,
- * measured on warm-started policies (1,500 steps):
- * - the hard skill is partly known: the easy data multiplies rarely, and the policy gets 41-46% of
- *   its product lines right (a guess: 1%), so four products in a row are right a few percent of the
- *   time (hard pass@1 2-4% at temperature 0.6) while a 50% hint, which leaves about two, lifts that
- *   to 27-34%;
+ * measured on warm-started policies:
+ * - the hard skill is partly known: the easy data multiplies rarely, and after a warm start that
+ *   stops at a probed skill accuracy of 0.35 (`model.warmStart.stopAtSkillAccuracy`) four products
+ *   in a row are right a few percent of the time (hard pass@1 0.03-0.06 at temperature 0.6, seeds
+ *   0-4; a guess: 1%), while a 50% hint, which leaves about two, lifts that to 27-34% (seeds 0-1);
  * - a hint leaves fewer of the same steps: what hinted training rewards (products) is what the
  *   un-hinted problem needs, and training raises the product accuracy the chain compounds;
  * - DESIGN.md §4's lessons: hard is not longer (learned positions do not extrapolate); the modulus
  *   is prime, so multiplying by 2-5 is a bijection and no chain collapses to 0; no chain starts at 0,
  *   so hard answers spread near-uniformly over 96 values and a guess pays ~1%.
- * The warm start's product accuracy is steep in how often easy steps multiply: 0.05-0.21 at 12%,
- * 0.41-0.46 at 15%, 0.78 at 20% (seed 0 and 1). The train/eval split of a problem is a hash of its
- * text, so the splits are disjoint by construction whatever the seeds, counts and difficulties.
+ * After 1,500 warm-start steps the share of product lines sampled right is steep in how often easy
+ * steps multiply (0.05-0.21 at 12% and 0.41-0.46 at 15%, seeds 0-1; 0.78 at 20%, seed 0) and in
+ * the seed (0.05-0.46 over seeds 0-3 at 15%), hence the stop at a probed accuracy. The train/eval
+ * split of a problem is a hash of its text, so the splits are disjoint by construction whatever the
+ * seeds, counts and difficulties.
  *
  * Variants tried and dropped:
  * - modulus 31, multiplication by 2-9 in 2% of easy steps, hard problems of 2-4 steps with at least
