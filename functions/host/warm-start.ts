@@ -40,11 +40,10 @@ export function skillProbes(seed: number, augmenter: Augmenter, tokenizer: Token
     difficulty: "hard",
   });
   return problems.map((problem) => {
-    const { tokens } = warmStartExample(problem, augmenter, tokenizer);
+    const { tokens, lossMask } = warmStartExample(problem, augmenter, tokenizer);
     const solution = problem.solution;
-    // the solution is the example's completion: it ends right before the end-of-sequence token
-    const offset =
-      tokens.length - (tokenizer.eosId === undefined ? 0 : 1) - tokenizer.encode(solution).length;
+    // un-hinted, the completion (the loss-masked tokens) is the whole solution
+    const offset = lossMask.indexOf(1);
     const at = (chars: number) => offset + tokenizer.encode(solution.slice(0, chars)).length;
     return {
       tokens,
