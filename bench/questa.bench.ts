@@ -33,11 +33,14 @@ import { eventLogPath, readEventLogFile } from "../functions/runtime/memory-bus.
 // two-sided 97.5% quantiles of Student's t by degrees of freedom
 const T975 = [Number.NaN, 12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228];
 
-/** the mean with its two-sided 95% t-interval; pass rates are clamped to [0, 1], differences not */
+/**
+ * The mean with its two-sided 95% t-interval; pass rates are clamped to [0, 1], differences not.
+ * One value has no interval: its bounds are NaN (null in the JSON, "one seed" in the table).
+ */
 function meanInterval(values: number[], clampTo01 = true): { mean: number; low: number; high: number } {
   const n = values.length;
   const mean = values.reduce((a, b) => a + b, 0) / n;
-  if (n < 2) return { mean, low: mean, high: mean };
+  if (n < 2) return { mean, low: Number.NaN, high: Number.NaN };
   const sd = Math.sqrt(values.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1));
   const half = (T975[n - 1] ?? 1.96) * (sd / Math.sqrt(n));
   return clampTo01
@@ -325,9 +328,10 @@ process.stdout.write(
     2,
   )}\n`,
 );
-const f = (v: Interval) => `${v.mean.toFixed(3)} [${v.low.toFixed(3)}, ${v.high.toFixed(3)}]`;
-const signed = (v: Interval) =>
-  `${v.mean >= 0 ? "+" : ""}${v.mean.toFixed(3)} [${v.low.toFixed(3)}, ${v.high.toFixed(3)}]`;
+const bounds = (v: Interval) =>
+  Number.isNaN(v.low) ? "[one seed]" : `[${v.low.toFixed(3)}, ${v.high.toFixed(3)}]`;
+const f = (v: Interval) => `${v.mean.toFixed(3)} ${bounds(v)}`;
+const signed = (v: Interval) => `${v.mean >= 0 ? "+" : ""}${v.mean.toFixed(3)} ${bounds(v)}`;
 const mark = (row: Row, m: Metric) =>
   row.questaAheadBeyondNoise[m] ? " >>" : row.questaAheadInEverySeed[m] ? " > " : "   ";
 for (const name of benchmarks) {
