@@ -40,8 +40,10 @@ export function nodeSetup(build: (outDir: string) => BuiltImage) {
       rmSync(imageDir, { recursive: true, force: true });
     };
     try {
-      const image = build(imageDir);
+      // the cluster first: starting it installs the node's tools on a fresh machine, umoci among
+      // them, which the image build needs
       cluster = await startKubeTestCluster({ workloads: true });
+      const image = build(imageDir);
       const pause = buildPauseImage(join(cluster.binDir, "pause"), imageDir);
       node = await startKubeNode({
         binDir: cluster.binDir,
