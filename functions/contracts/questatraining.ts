@@ -240,7 +240,7 @@ export const WarmStartSchema = z
       .max(1)
       .optional()
       .describe(
-        "stop early, checked every 50 steps, once the policy writes the hard skill's results right this often (the products of hard problems, teacher-forced: the chance that sampling at temperature 1 gets one right); steps is then the most it trains. The rare products are learned late, at a step that depends on the seed, so a fixed step count leaves some seeds near guessing and others fluent",
+        "stop early, checked every 10 steps, once the policy writes the hard skill's results right this often (the products of hard problems, teacher-forced: the chance that sampling at temperature 1 gets one right); steps is then the most it trains. The rare products are learned late, at a step that depends on the seed, so a fixed step count leaves some seeds near guessing and others fluent",
       ),
   })
   .describe(

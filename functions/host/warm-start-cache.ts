@@ -11,7 +11,7 @@ import type { EngineSettings } from "./onnx-adapters.ts";
 import { type WarmStartProgress, warmStart } from "./warm-start.ts";
 
 /** bump when warm-start training changes, so old cached policies are not reused */
-const WARM_START_VERSION = 4;
+const WARM_START_VERSION = 5;
 
 /** Everything the warm-started policy depends on; equal keys give the same policy. */
 export function warmStartCacheKey(spec: QuestATrainingSpec): string {

@@ -42,7 +42,7 @@ describe("warm start", () => {
   it("stops once the policy reaches its skill accuracy, and records what it trained", async () => {
     const store = new MemoryObjectStore();
     const reports: WarmStartProgress[] = [];
-    // any policy writes a product right with some chance: the first probe (step 50) reaches this
+    // any policy writes a product right with some chance: the first probe (step 10) reaches this
     await warmStart({
       spec: tinySpec({ steps: 200, stopAtSkillAccuracy: 1e-9 }),
       store,
@@ -50,10 +50,10 @@ describe("warm start", () => {
       engine,
       onProgress: (p) => reports.push(p),
     });
-    expect(reports.at(-1)).toMatchObject({ step: 50, steps: 200, finished: true });
+    expect(reports.at(-1)).toMatchObject({ step: 10, steps: 200, finished: true });
     expect(reports.at(-1)?.skillAccuracy).toBeGreaterThan(0);
     const early = await loadCheckpoint(store, "early");
-    expect(early.manifest.metadata.steps).toBe("50");
+    expect(early.manifest.metadata.steps).toBe("10");
     expect(Number(early.manifest.metadata.skillAccuracy)).toBeGreaterThan(0);
   });
 

@@ -74,7 +74,7 @@ export async function skillAccuracy(engine: PolicyEngine, probes: readonly Skill
 }
 
 /** steps between two probes of the hard skill when the warm start stops at a skill accuracy */
-const SKILL_CHECK_EVERY = 50;
+const SKILL_CHECK_EVERY = 10;
 
 export interface WarmStartProgress {
   step: number;
