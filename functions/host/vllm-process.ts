@@ -173,7 +173,10 @@ export async function startLocalVllm(options: {
       device: machine.device,
     }),
   ];
-  const env = { ...options.env, ...vllmServerEnv({ device: machine.device, kvCacheGiB: kvCacheGiB ?? 0 }) };
+  const env = {
+    ...options.env,
+    ...vllmServerEnv(kvCacheGiB === undefined ? { device: "gpu" } : { device: "cpu", kvCacheGiB }),
+  };
   options.say(
     `vLLM: starting a local server on ${url} (${machine.device === "cpu" ? `CPU build, ${kvCacheGiB} GiB KV cache, about a minute` : "GPU"}; log: ${join(dir, "server-1.log")})`,
   );

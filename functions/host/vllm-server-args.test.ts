@@ -52,6 +52,12 @@ describe("the vLLM server's command line", () => {
     expect(flagValue(args, "--gpu-memory-utilization")).toBe("0.85");
     expect(flagValue(args, "--tensor-parallel-size")).toBe("2");
     expect(args).not.toContain("--max-num-batched-tokens");
+    // without rollout.vllm.maxModelLength a GPU server takes the model's own context
+    const unset = vllmServerArgs({ ...base, maxModelLength: undefined, device: "gpu" });
+    expect(unset).not.toContain("--max-model-len");
+    expect(() => vllmServerArgs({ ...base, maxModelLength: undefined, device: "cpu" })).toThrow(
+      /maxModelLength/,
+    );
   });
 
   it("passes extraArgs last, so that the user's settings win", () => {
@@ -72,7 +78,7 @@ describe("the vLLM server's environment", () => {
       HF_HUB_OFFLINE: "1",
       VLLM_CPU_KVCACHE_SPACE: "3",
     });
-    expect(vllmServerEnv({ device: "gpu", kvCacheGiB: 3 })).not.toHaveProperty("VLLM_CPU_KVCACHE_SPACE");
+    expect(vllmServerEnv({ device: "gpu" })).not.toHaveProperty("VLLM_CPU_KVCACHE_SPACE");
   });
 });
 

@@ -1,8 +1,9 @@
 /**
  * How a vLLM server is started on one machine: its command line and environment, from the run's
  * `rollout.vllm` and what the machine is (a CPU build of vLLM, or a GPU). One definition for the
- * local server of `questa run` (vllm-process.ts) and the test servers (test/infra/vllm-server.ts),
- * so the two cannot drift. Pure: the caller probes the machine.
+ * local server of `questa run` (vllm-process.ts), the operator's server pods
+ * (operator/resources/vllm-servers.ts) and the test servers (test/infra/vllm-server.ts), so they
+ * cannot drift. Pure: the caller probes the machine.
  */
 import type { QuestATrainingSpec } from "../contracts/questatraining.ts";
 
@@ -21,8 +22,11 @@ export interface VllmServerArgsOptions {
   modelFolder: string;
   /** the model name requests give */
   servedModelName: string;
-  /** --max-model-len: rollout.vllm.maxModelLength, else the model's own context */
-  maxModelLength: number;
+  /**
+   * --max-model-len: rollout.vllm.maxModelLength, else the model's own context; required on a CPU
+   * build (its step budget is sized from it), left to vLLM (the model's context) on a GPU when unset
+   */
+  maxModelLength?: number | undefined;
   vllm: VllmSettings;
   device: VllmDevice;
 }
@@ -38,7 +42,10 @@ export const VLLM_SERVER_MODULE = ["-m", "vllm.entrypoints.openai.api_server"] a
 
 /** the server's arguments after the module; `extraArgs` come last, so that they win */
 export function vllmServerArgs(options: VllmServerArgsOptions): string[] {
-  const { vllm } = options;
+  const { vllm, maxModelLength } = options;
+  if (options.device === "cpu" && maxModelLength === undefined) {
+    throw new Error("a CPU build of vLLM needs maxModelLength: its step budget is sized from it");
+  }
   return [
     "--host",
     options.host,
@@ -48,8 +55,7 @@ export function vllmServerArgs(options: VllmServerArgsOptions): string[] {
     options.modelFolder,
     "--served-model-name",
     options.servedModelName,
-    "--max-model-len",
-    String(options.maxModelLength),
+    ...(maxModelLength === undefined ? [] : ["--max-model-len", String(maxModelLength)]),
     "--dtype",
     vllm.dtype,
     // vLLM's default, named: the behaviour log-probs are the model's, before temperature/top-k/top-p
@@ -67,14 +73,16 @@ export function vllmServerArgs(options: VllmServerArgsOptions): string[] {
           // request's prefill is split across steps ("CPU Generator does not use offset",
           // gpu_model_runner._bookkeeping_sync; CUDA generators are fine)
           "--max-num-batched-tokens",
-          String(MAX_SEQUENCES * options.maxModelLength),
+          String(MAX_SEQUENCES * (maxModelLength ?? 0)),
         ]),
     ...vllm.extraArgs,
   ];
 }
 
 /** the server's environment, over the caller's */
-export function vllmServerEnv(options: { device: VllmDevice; kvCacheGiB: number }): Record<string, string> {
+export function vllmServerEnv(
+  options: { device: "cpu"; kvCacheGiB: number } | { device: "gpu" },
+): Record<string, string> {
   return {
     // the weight routes the sync uses: /pause, /collective_rpc, /update_weight_version, /resume
     VLLM_SERVER_DEV_MODE: "1",

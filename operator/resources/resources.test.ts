@@ -560,17 +560,20 @@ describe("the vLLM servers", () => {
       "/models/initial",
       "--served-model-name",
       "demo",
+      "--max-model-len",
+      "8192",
       "--dtype",
       "bfloat16",
+      "--logprobs-mode",
+      "raw_logprobs",
       "--tensor-parallel-size",
       "2",
       "--gpu-memory-utilization",
       "0.85",
-      "--max-model-len",
-      "8192",
       "--enable-prefix-caching",
     ]);
     expect(envOf(server!).get("VLLM_SERVER_DEV_MODE")?.value).toBe("1");
+    expect(envOf(server!).get("HF_HUB_OFFLINE")?.value).toBe("1");
     expect(server!.resources.limits).toEqual({
       cpu: "8",
       memory: "64Gi",

@@ -1,4 +1,9 @@
 import type { QuestATrainingSpec } from "../../functions/contracts/questatraining.ts";
+import {
+  vllmServerArgs as serverArgs,
+  VLLM_SERVER_MODULE,
+  vllmServerEnv,
+} from "../../functions/host/vllm-server-args.ts";
 import type { KubeObject } from "../kube-api.ts";
 import { CONFIG_FILE, CONFIG_MOUNT_DIR } from "./config-map.ts";
 import {
@@ -38,25 +43,15 @@ const vllmSelector = (run: RunRef): Record<string, string> => ({
 
 /** the server's command line: the OpenAI-compatible server on the starting model, named after the run */
 export function vllmServerArgs(run: RunRef, spec: QuestATrainingSpec): string[] {
-  const vllm = spec.rollout.vllm;
-  return [
-    "--host",
-    "0.0.0.0",
-    "--port",
-    String(VLLM_PORT),
-    "--model",
-    INITIAL_MODEL_DIR,
-    "--served-model-name",
-    run.name,
-    "--dtype",
-    vllm.dtype,
-    "--tensor-parallel-size",
-    String(vllm.tensorParallelSize),
-    "--gpu-memory-utilization",
-    String(vllm.gpuMemoryUtilization),
-    ...(vllm.maxModelLength === undefined ? [] : ["--max-model-len", String(vllm.maxModelLength)]),
-    ...vllm.extraArgs,
-  ];
+  return serverArgs({
+    host: "0.0.0.0",
+    port: VLLM_PORT,
+    modelFolder: INITIAL_MODEL_DIR,
+    servedModelName: run.name,
+    maxModelLength: spec.rollout.vllm.maxModelLength,
+    vllm: spec.rollout.vllm,
+    device: "gpu",
+  });
 }
 
 /**
@@ -111,15 +106,14 @@ export function buildVllmDeployment(
         name: "vllm",
         image: vllm.image,
         imagePullPolicy: pullPolicy,
-        command: ["python3", "-m", "vllm.entrypoints.openai.api_server"],
+        command: ["python3", ...VLLM_SERVER_MODULE],
         args: vllmServerArgs(run, spec),
         env: [
-          { name: "VLLM_SERVER_DEV_MODE", value: "1" },
+          ...Object.entries(vllmServerEnv({ device: "gpu" })).map(([name, value]) => ({ name, value })),
           // the root file system is read-only and the user has no home or passwd entry: caches go to
           // /tmp, and torch's getpass.getuser() reads USER
           { name: "HOME", value: "/tmp" },
           { name: "USER", value: "vllm" },
-          { name: "HF_HUB_OFFLINE", value: "1" },
         ],
         ports: [{ name: "http", containerPort: VLLM_PORT, protocol: "TCP" }],
         startupProbe: {
