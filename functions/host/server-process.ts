@@ -122,8 +122,8 @@ export function startServer(options: {
   const closed = new Promise<number | null>((resolve) => {
     child.once("close", (code) => {
       liveServers.delete(child);
-      log.end();
-      resolve(code);
+      // the log flushed first, so that the early-exit error's tail holds the server's last words
+      log.end(() => resolve(code));
     });
   });
   const exited = closed.then((code): never => {
