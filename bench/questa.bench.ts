@@ -99,28 +99,43 @@ async function loggedEvaluations(
 }
 
 /**
- * Rollout groups the run sampled for training (kept and rejected by the success-rate filter),
- * cumulative at each learner step: the sampling compute an arm spent to reach that step.
+ * From the run's status log: the rollout groups it sampled for training (kept and rejected by the
+ * success-rate filter), cumulative at each learner step, i.e. the sampling compute an arm spent to
+ * reach that step; and the loop's seconds, from each start to that session's last status event (a
+ * resumed run adds its sessions, not the pause between them; the warm start comes before it).
  */
-async function loggedRolloutGroups(resource: typeof base, baseline: boolean): Promise<Map<number, number>> {
+async function loggedStatus(
+  resource: typeof base,
+  baseline: boolean,
+): Promise<{ groups: Map<number, number>; loopSeconds: number }> {
   const run = runName(resource, baseline);
   const log = eventLogPath(join(outDir, "runs", run), `${run}.${RunStatus.topic}`);
   const perStep = new Map<number, number>();
+  let loopMs = 0;
+  let session: { started: number; last: number } | undefined;
   for (const event of await readEventLogFile(log)) {
     if (event.type !== RunStatus.type) continue;
     const status = RunStatus.data.parse(event.data);
+    const time = Date.parse(event.time);
+    if (status.kind === "started") {
+      if (session) loopMs += session.last - session.started;
+      session = { started: time, last: time };
+    } else if (session) {
+      session.last = time;
+    }
     // a resumed run may report a step again: its last report counts
     if (status.kind === "step" && status.metrics) {
       perStep.set(status.step, status.metrics.groupsKept + status.metrics.groupsRejected);
     }
   }
-  const cumulative = new Map<number, number>([[0, 0]]);
+  if (session) loopMs += session.last - session.started;
+  const groups = new Map<number, number>([[0, 0]]);
   let total = 0;
   for (const step of [...perStep.keys()].sort((a, b) => a - b)) {
     total += perStep.get(step) ?? 0;
-    cumulative.set(step, total);
+    groups.set(step, total);
   }
-  return cumulative;
+  return { groups, loopSeconds: loopMs / 1000 };
 }
 
 type Arm = "questa" | "baseline";
@@ -142,7 +157,8 @@ const results: Record<Arm, Record<number, Map<string, EvaluationResultData[]>>> 
 };
 /** per arm, per seed: cumulative rollout groups by learner step */
 const rolloutGroups: Record<Arm, Record<number, Map<number, number>>> = { questa: {}, baseline: {} };
-const seconds: Record<Arm, number[]> = { questa: [], baseline: [] };
+/** per arm, per seed: the RL loop's seconds, from its status log (so read-back arms have one too) */
+const loopSeconds: Record<Arm, Record<number, number>> = { questa: {}, baseline: {} };
 const reports: string[] = [];
 for (const seed of seeds) {
   const runDirs: Partial<Record<Arm, string>> = {};
@@ -160,13 +176,13 @@ for (const seed of seeds) {
       benchmarks.every((name) => evals.get(name)?.some((e) => e.step === base.spec.learner.totalSteps));
     if (!finished(evaluations)) {
       await runEmbedded({ resource, baseDir: outDir, baseline, seed, cacheDir });
-      const wall = (Date.now() - started) / 1000;
-      seconds[arm].push(wall);
-      took = `${wall.toFixed(0)} s`;
+      took = `${((Date.now() - started) / 1000).toFixed(0)} s`;
       evaluations = await loggedEvaluations(resource, baseline, seed);
     }
     results[arm][seed] = evaluations;
-    rolloutGroups[arm][seed] = await loggedRolloutGroups(resource, baseline);
+    const status = await loggedStatus(resource, baseline);
+    rolloutGroups[arm][seed] = status.groups;
+    loopSeconds[arm][seed] = status.loopSeconds;
     runDirs[arm] = join(outDir, "runs", runName(resource, baseline));
     const scores = (evaluations.get(hardBenchmark) ?? [])
       .map((e) => `step ${e.step} ${METRICS.map((m) => `${m} ${metricValue(e, m).toFixed(3)}`).join(" ")}`)
@@ -316,7 +332,7 @@ process.stdout.write(
       file: values.file,
       benchmarks,
       seeds,
-      wallSeconds: { questa: seconds.questa, baseline: seconds.baseline },
+      loopSeconds,
       reports,
       tables,
       final: Object.fromEntries(benchmarks.map((name) => [name, tables[name]?.at(-1) ?? null])),
@@ -360,6 +376,10 @@ if (passAt8Kept) {
 const meanOf = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
 process.stdout.write(
   `rollout groups sampled to step ${base.spec.learner.totalSteps}: QuestA ${meanOf(groupsToFinal("questa")).toFixed(0)}, baseline ${meanOf(groupsToFinal("baseline")).toFixed(0)} (mean over seeds)\n`,
+);
+const loopMinutes = (arm: Arm) => meanOf(seeds.map((seed) => loopSeconds[arm][seed] ?? Number.NaN)) / 60;
+process.stdout.write(
+  `RL loop minutes (after the warm start): QuestA ${loopMinutes("questa").toFixed(1)}, baseline ${loopMinutes("baseline").toFixed(1)} (mean over seeds)\n`,
 );
 for (const equal of atEqualRollouts) {
   const steps = equal.perSeed
