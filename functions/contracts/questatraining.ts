@@ -923,11 +923,6 @@ export const QuestATrainingSpecSchema = z
       "learner.engine torch trains a Hugging Face model: set model.source huggingface (or learner.engine onnx)",
     path: ["learner", "engine"],
   })
-  .refine((s) => s.learner.engine !== "torch" || s.learner.klCoef === 0, {
-    message:
-      "learner.klCoef needs the reference policy's log-probs, which the torch learner does not compute: set learner.klCoef 0 (QuestA's setting) or learner.engine onnx",
-    path: ["learner", "klCoef"],
-  })
   .refine((s) => s.rollout.engine !== "vllm" || s.model.source === "huggingface", {
     message:
       "rollout.engine vllm serves a Hugging Face model: set model.source huggingface (or rollout.engine onnx)",
@@ -955,11 +950,6 @@ export const QuestATrainingSpecSchema = z
         "self.learner.engine != 'torch' || self.model.source == 'huggingface'",
         "learner.engine torch trains a Hugging Face model: set model.source huggingface (or learner.engine onnx)",
         ".learner.engine",
-      ],
-      [
-        "self.learner.engine != 'torch' || self.learner.klCoef == 0.0",
-        "learner.klCoef needs the reference policy's log-probs, which the torch learner does not compute: set learner.klCoef 0 (QuestA's setting) or learner.engine onnx",
-        ".learner.klCoef",
       ],
       [
         "self.rollout.engine != 'vllm' || self.model.source == 'huggingface'",

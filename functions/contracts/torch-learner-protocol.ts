@@ -42,6 +42,10 @@ export const TorchPpoSettingsSchema = z.strictObject({
   clipHigh: z.number().gt(0),
   importanceCap: z.number().gt(0),
   entropyCoef: z.number().min(0),
+  klCoef: z
+    .number()
+    .min(0)
+    .describe("weight of the k3 estimate of KL(policy || reference) per token; > 0 needs a reference loaded"),
 });
 
 /** how a process trains: learner.torch of the resource, resolved */
@@ -57,11 +61,16 @@ export type TorchTrainingOptions = z.infer<typeof TorchTrainingOptionsSchema>;
  * Loads a checkpoint: `folder` holds (or, on the other nodes, will hold once fetched) the checkpoint's
  * files as stored under `prefix`; `hf/` has config.json and the tokenizer files, and the weights
  * either as Hugging Face safetensors in `hf/` or as model + optimiser state in `dcp/`
- * (torch.distributed.checkpoint). The first load builds the model.
+ * (torch.distributed.checkpoint). The first load of a role builds its model.
  */
 export const TorchLoadRequestSchema = z.strictObject({
   type: z.literal("load"),
   id: RequestId,
+  role: z
+    .enum(["policy", "reference"])
+    .describe(
+      "policy: the model trained (with its optimiser); reference: the frozen policy a KL penalty pulls towards",
+    ),
   folder: LocalName,
   weights: z
     .enum(["huggingface", "dcp"])
@@ -133,6 +142,10 @@ export const TorchStepMetricsSchema = z.strictObject({
   gradNorm: z.number(),
   tokens: z.int().min(0),
   logProbGap: z.number(),
+  klToReference: z
+    .number()
+    .optional()
+    .describe("mean k3 KL(policy || reference) per trained token; present when klCoef > 0"),
 });
 
 export const TorchReadySchema = z.strictObject({

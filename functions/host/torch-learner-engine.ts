@@ -21,6 +21,7 @@ import {
   type TorchLearnerReply,
   TorchLearnerReplySchema,
   type TorchLearnerRequest,
+  type TorchLoadRequest,
   type TorchReady,
   type TorchStepMetrics,
   type TorchTrainingOptions,
@@ -380,6 +381,7 @@ export class TorchLearnerEngine implements LearnerEngine {
           clipHigh: s.clipHigh,
           importanceCap: s.importanceCap,
           entropyCoef: s.entropyCoef,
+          klCoef: s.klCoef,
         },
       });
       return stepMetrics(reply.metrics);
@@ -465,6 +467,21 @@ export class TorchLearnerEngine implements LearnerEngine {
   }
 
   async loadCheckpoint(store: ObjectStore, prefix: string): Promise<void> {
+    const { source, tokenizerJson } = await this.#load(store, prefix, "policy");
+    this.#source = source;
+    this.#tokenizerJson = tokenizerJson;
+  }
+
+  /** the frozen policy of a KL penalty (the run's step 0), sharded beside the policy */
+  async loadReference(store: ObjectStore, prefix: string): Promise<void> {
+    await this.#load(store, prefix, "reference");
+  }
+
+  async #load(
+    store: ObjectStore,
+    prefix: string,
+    role: TorchLoadRequest["role"],
+  ): Promise<{ source: HuggingFaceSource; tokenizerJson: unknown }> {
     const manifest = await readManifest(store, prefix);
     const entries: CheckpointFile[] = Object.entries(manifest.files).map(([name, f]) => ({ name, ...f }));
     const entry = (name: string) => entries.find((e) => e.name === name);
@@ -482,10 +499,18 @@ export class TorchLearnerEngine implements LearnerEngine {
     const tokenizerJson: unknown = JSON.parse(
       new TextDecoder().decode(await fetchVerified(store, prefix, tokenizerFile)),
     );
-    const dcp = entry(`${DCP_FOLDER}/.metadata`) !== undefined;
     const inHf = (e: CheckpointFile) => e.name.startsWith(`${HF_EXPORT_FOLDER}/`);
     const hfWeight = (e: CheckpointFile) =>
       inHf(e) && isHuggingFaceWeightFile(e.name.slice(HF_EXPORT_FOLDER.length + 1));
+    // the policy resumes with its optimiser from dcp/ when there is one; the frozen reference needs
+    // the weights only, and takes them from hf/
+    const dcp = role === "policy" && entry(`${DCP_FOLDER}/.metadata`) !== undefined;
+    if (role === "reference" && !entries.some(hfWeight)) {
+      throw new DeadLetterError(
+        "torch_learner.reference_without_weights",
+        `${store.uri(prefix)} has no Hugging Face weights (hf/*.safetensors), which the KL reference loads`,
+      );
+    }
     // every node: hf/'s config and tokenizer files (to build the model) and the DCP files; the
     // safetensors weights only here (rank 0 reads them and broadcasts)
     const everyNode = entries.filter(
@@ -498,6 +523,7 @@ export class TorchLearnerEngine implements LearnerEngine {
       await fetchInto(store, prefix, here, local);
       const loaded = await this.#node.request({
         type: "load",
+        role,
         folder,
         weights: dcp ? "dcp" : "huggingface",
         prefix,
@@ -505,14 +531,13 @@ export class TorchLearnerEngine implements LearnerEngine {
         options: this.#options,
       });
       this.#node.logger.info(
-        { prefix, weights: dcp ? "dcp" : "huggingface", optimizerStep: loaded.optimizerStep },
+        { prefix, role, weights: dcp ? "dcp" : "huggingface", optimizerStep: loaded.optimizerStep },
         "torch learner loaded a checkpoint",
       );
     } finally {
       await rm(local, { recursive: true, force: true });
     }
-    this.#source = source;
-    this.#tokenizerJson = tokenizerJson;
+    return { source, tokenizerJson };
   }
 
   #requireSource(): HuggingFaceSource {
@@ -534,6 +559,7 @@ function stepMetrics(m: TorchStepMetrics): PpoStepMetrics {
     gradNorm: m.gradNorm,
     tokens: m.tokens,
     logProbGap: m.logProbGap,
+    ...(m.klToReference === undefined ? {} : { klToReference: m.klToReference }),
   };
 }
 

@@ -29,15 +29,25 @@ export function readTinyLearner(): ReturnType<typeof readHuggingFaceFolder> {
   );
 }
 
-/** writes the tiny model as a run's step-0 checkpoint (questa's weights and its hf/ folder) at `prefix` */
-export async function tinyLearnerCheckpoint(store: ObjectStore, prefix: string): Promise<void> {
+/**
+ * writes the tiny model as a run's step-0 checkpoint (questa's weights and its hf/ folder) at
+ * `prefix`; with `noise`, every weight moved by up to ±noise (seeded), a different policy of the
+ * same shape
+ */
+export async function tinyLearnerCheckpoint(
+  store: ObjectStore,
+  prefix: string,
+  options: { noise?: number; seed?: number } = {},
+): Promise<void> {
   const model = await readTinyLearner();
+  const random = createRng(options.seed ?? 0);
+  const noise = options.noise ?? 0;
   await saveCheckpoint(
     store,
     prefix,
     {
       config: model.config,
-      params: model.params,
+      params: noise === 0 ? model.params : model.params.map((w) => w + noise * (2 * random.next() - 1)),
       tokenizerJson: model.tokenizerJson,
       huggingFace: model.source,
       step: 0,

@@ -3,12 +3,15 @@
  * learner, the reference: one PPO step on the same batch of the same tiny model
  * (test/fixtures/hf/tiny-learner) from the same starting weights, in 1 and 2 processes and with
  * every sharding, gives the same loss and metrics, and the same updated weights, read back from
- * the Hugging Face folder the torch learner writes.
+ * the Hugging Face folder the torch learner writes; and with a KL penalty towards a frozen
+ * reference policy, which each learner loads beside the policy.
  *
  * Tolerances (float32 sums in another order): metrics within 1e-5 relative (measured: 1.8e-6 at
  * most, the gradient norm); weights within 2e-3 x lr of the ONNX learner's (measured: 3.1e-4 x lr),
  * where one AdamW step from fresh moments moves a weight by up to about lr. With bf16 compute
  * (learner.torch.precision's default) the loss and entropy stay within 2e-2 relative (measured: 8.4e-3).
+ * With the KL penalty (coefficient 0.5, a reference 0.02 away per weight): metrics and the mean KL
+ * within 1.9e-6 relative, weights within 6.7e-4 x lr (measured; the same bounds asserted).
  */
 import { join } from "node:path";
 import { describe, expect, inject, it } from "vitest";
@@ -31,6 +34,7 @@ async function torchStep(
   processes: number,
   options: TorchTrainingOptions,
   samples: readonly PpoSample[],
+  kl?: { reference: string; klCoef: number },
 ): Promise<{ metrics: PpoStepMetrics; params: Float32Array }> {
   const node = await TorchNode.start({
     python,
@@ -41,15 +45,16 @@ async function torchStep(
       rendezvousId: "parity",
       threads: 1,
     },
-    workDir: join(dir, `torch-${processes}-${options.sharding}`),
+    workDir: join(dir, `torch-${processes}-${options.sharding}${kl ? "-kl" : ""}`),
     env: process.env,
     logger: silentLogger(),
   });
   const engine = new TorchLearnerEngine({ node, options });
   try {
     await engine.loadCheckpoint(store, "checkpoints/step-000000");
-    const metrics = await engine.trainPpo(samples, PARITY_SETTINGS);
-    const prefix = `torch-${processes}-${options.sharding}/step-1`;
+    if (kl) await engine.loadReference(store, kl.reference);
+    const metrics = await engine.trainPpo(samples, { ...PARITY_SETTINGS, klCoef: kl?.klCoef ?? 0 });
+    const prefix = `torch-${processes}-${options.sharding}${kl ? "-kl" : ""}/step-1`;
     await engine.saveCheckpoint(store, prefix, { step: 1, withOptimizer: false });
     return { metrics, params: (await loadCheckpoint(store, prefix)).params };
   } finally {
@@ -116,5 +121,46 @@ describe("the torch learner against the ONNX learner", () => {
       const gap = Math.abs(bf16.metrics[key] - reference[key]);
       expect(gap, `bf16: ${key}`).toBeLessThanOrEqual(2e-2 * Math.abs(reference[key]));
     }
+  }, 600_000);
+
+  it("adds the same KL penalty towards a frozen reference policy (2 processes, full-shard)", async () => {
+    const dir = testTempDir("questa-torch-parity-kl-");
+    const store = new FsObjectStore(join(dir, "objects"));
+    await tinyLearnerCheckpoint(store, "checkpoints/step-000000");
+    // the reference: the same model with every weight moved a little, so the KL and its gradient are not 0
+    await tinyLearnerCheckpoint(store, "reference", { noise: 0.02, seed: 5 });
+    const kl = { reference: "reference", klCoef: 0.5 };
+    const onnx = new OnnxLearnerEngine({ executionProvider: "cpu", threads: 1 });
+    let expected: PpoStepMetrics;
+    let before: Float32Array;
+    let after: Float32Array;
+    let samples: PpoSample[];
+    try {
+      await onnx.loadCheckpoint(store, "checkpoints/step-000000");
+      await onnx.loadReference(store, kl.reference);
+      before = Float32Array.from(onnx.engine.snapshot().params);
+      samples = await ppoBatch(onnx.engine, { count: 7, minLength: 12, seed: 22 });
+      expected = await onnx.trainPpo(samples, { ...PARITY_SETTINGS, klCoef: kl.klCoef });
+      after = Float32Array.from(onnx.engine.snapshot().params);
+    } finally {
+      await onnx.dispose();
+    }
+    expect(expected.klToReference).toBeGreaterThan(1e-3);
+    const options: TorchTrainingOptions = {
+      microBatchSize: 2,
+      activationCheckpointing: true,
+      precision: "fp32",
+      sharding: "full-shard",
+    };
+    const { metrics, params } = await torchStep(store, dir, 2, options, samples, kl);
+    for (const key of ["loss", "entropy", "gradNorm", "logProbGap", "klToReference"] as const) {
+      const want = expected[key] ?? Number.NaN;
+      expect(Math.abs((metrics[key] ?? Number.NaN) - want), key).toBeLessThanOrEqual(1e-5 * Math.abs(want));
+    }
+    let worst = 0;
+    for (let i = 0; i < params.length; i++) {
+      worst = Math.max(worst, Math.abs(params[i]! - before[i]! - (after[i]! - before[i]!)));
+    }
+    expect(worst).toBeLessThanOrEqual(2e-3 * PARITY_SETTINGS.learningRate);
   }, 600_000);
 });

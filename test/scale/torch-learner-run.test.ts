@@ -7,7 +7,8 @@
  * supervisor starts learn again, which restores the model and optimiser from the last step's
  * torch.distributed.checkpoint, and the run ends with every step exactly once. The published
  * Hugging Face folders load in transformers with the same logits as questa's engine
- * (scripts/reference/check_hf_export.py).
+ * (scripts/reference/check_hf_export.py). A KL penalty is on, so the frozen reference (step 0) is
+ * loaded beside the policy by each learn process.
  */
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -72,6 +73,8 @@ describe("a run with learner.engine torch (2 torchrun processes, gloo)", () => {
           totalSteps: 6,
           checkpointInterval: 2,
           learningRate: 1e-4,
+          // a KL penalty: the reference (step 0) is loaded beside the policy at start and on resume
+          klCoef: 0.05,
           groupFilter: { minSuccessRate: 0, maxSuccessRate: 1 },
           resources: { gpus: 0 },
         },
@@ -116,11 +119,18 @@ describe("a run with learner.engine torch (2 torchrun processes, gloo)", () => {
     expect(output).toMatch(/eval step 6 eval: pass@1/);
     expect(output).toMatch(/training [\d.]+K? tok\/s, log-prob gap [\d.]+/);
     // the restarted learner took the model and optimiser of its last step from the DCP files
-    const resumed = learnLog(dir)
+    const loads = learnLog(dir)
       .split("\n")
       .filter((line) => line.includes("torch learner loaded a checkpoint"))
-      .map((line) => JSON.parse(line) as { prefix: string; weights: string; optimizerStep: number });
+      .map(
+        (line) =>
+          JSON.parse(line) as { prefix: string; role: string; weights: string; optimizerStep: number },
+      );
+    const resumed = loads.filter((l) => l.role === "policy");
     expect(resumed[0]).toMatchObject({ prefix: "torch-run/checkpoints/step-000000", weights: "huggingface" });
+    // the KL reference, step 0, by both learn processes
+    const references = loads.filter((l) => l.role === "reference");
+    expect(references.map((l) => l.prefix)).toEqual(Array(2).fill("torch-run/checkpoints/step-000000"));
     expect(resumed.at(-1)?.weights).toBe("dcp");
     expect(resumed.at(-1)?.prefix).toMatch(/^torch-run\/learner\/resume\/step-00000[3-5]$/);
     expect(resumed.at(-1)?.optimizerStep).toBe(Number(resumed.at(-1)?.prefix.slice(-1)));
@@ -145,9 +155,18 @@ describe("a run with learner.engine torch (2 torchrun processes, gloo)", () => {
       const stepMetrics = events.filter(
         (e) => e.type === "dev.questa.run.status.v1" && (e.data as { kind: string }).kind === "step",
       );
+      const kl: number[] = [];
       for (const e of stepMetrics) {
-        expect((e.data as { metrics: { logProbGap: number } }).metrics.logProbGap).toBeGreaterThanOrEqual(0);
+        const metrics = (e.data as { metrics: { logProbGap: number; klToReference?: number } }).metrics;
+        expect(metrics.logProbGap).toBeGreaterThanOrEqual(0);
+        kl.push(metrics.klToReference ?? Number.NaN);
       }
+      // every step reports its KL to the reference, which grows once the policy has moved
+      expect(
+        kl.every((v) => v >= 0),
+        String(kl),
+      ).toBe(true);
+      expect(Math.max(...kl), String(kl)).toBeGreaterThan(0);
 
       // checkpoints of the start, the stage end and interval (2), 4 and the end, each once
       const checkpoints = (await store.list("torch-run/checkpoints/"))

@@ -1,6 +1,7 @@
 """The policy under FSDP2: built from a Hugging Face folder's config.json, sharded per decoder layer
 and at the root, with AdamW over the sharded parameters; weights in from safetensors (rank 0 reads,
-then broadcasts) or torch.distributed.checkpoint, out as a gathered safetensors folder or DCP."""
+then broadcasts) or torch.distributed.checkpoint, out as a gathered safetensors folder or DCP. The
+KL penalty's reference is a frozen model sharded the same way."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
 from transformers.initialization import no_init_weights
 
+from questa_torch_learner.loss import target_log_probs
 from questa_torch_learner.protocol import InputProblem
 
 # tensors transformers ignores on load (buffers older checkpoints saved)
@@ -59,6 +61,72 @@ def device_mesh(device_type: str, sharding: str, nodes: int, per_node: int) -> D
     return init_device_mesh(device_type, (nodes * per_node,), mesh_dim_names=("shard",))
 
 
+def sharded_model(
+    folder: Path, options: TrainingOptions, mesh: DeviceMesh, device: torch.device, trainable: bool
+) -> PreTrainedModel:
+    """The model of the folder's config.json, sharded with FSDP2 per decoder layer and at the root;
+    parameters allocated, not initialised (a checkpoint's weights overwrite them). A frozen model
+    (the KL reference) has no gradients and no activation checkpointing."""
+    config = AutoConfig.from_pretrained(folder)
+    # buffers (the rotary frequencies) are computed as usual
+    with no_init_weights():
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.tie_weights()
+    model.to(device)
+    if trainable:
+        model.train()
+        if options.activation_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.eval()
+        model.requires_grad_(False)
+    model.config.use_cache = False
+    layers = getattr(getattr(model, "model", None), "layers", None)
+    if not isinstance(layers, torch.nn.ModuleList):
+        raise InputProblem(
+            f"{type(model).__name__} has no model.layers: not a decoder-only model questa trains"
+        )
+    mp = (
+        MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+        if options.precision == "bf16"
+        else MixedPrecisionPolicy()
+    )
+    reshard = options.sharding != "shard-grad-op"
+    for layer in layers:
+        fully_shard(layer, mesh=mesh, mp_policy=mp, reshard_after_forward=reshard)
+    fully_shard(model, mesh=mesh, mp_policy=mp, reshard_after_forward=reshard)
+    return model
+
+
+def load_huggingface_weights(model: PreTrainedModel, folder: Path, rank: int, tied: bool) -> None:
+    """Weights from the folder's safetensors: rank 0 reads them and broadcasts each tensor, every
+    rank keeps its shard. Collective."""
+    state: dict[str, torch.Tensor] = {}
+    if rank == 0:
+        state = read_safetensors_folder(folder)
+        expected = {name for name, _ in model.named_parameters()}
+        have = {n for n in state if not n.endswith(IGNORED_SUFFIXES)}
+        if tied:
+            have.discard("lm_head.weight")
+        missing, unexpected = sorted(expected - have), sorted(have - expected)
+        if missing or unexpected:
+            raise InputProblem(
+                f"{folder}: weights do not match config.json "
+                f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
+            )
+        state = {n: t for n, t in state.items() if n in expected}
+    set_model_state_dict(
+        model,
+        state,
+        options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True, strict=False),
+    )
+
+
+def ties_head(model: PreTrainedModel) -> bool:
+    """the output head shares the input embeddings (saved once, as transformers does)"""
+    return bool(getattr(model.config, "tie_word_embeddings", False))
+
+
 class Policy:
     """The sharded model and its optimiser, the same on every rank."""
 
@@ -68,34 +136,9 @@ class Policy:
         self.options = options
         self.device = device
         self.config_text = (folder / "config.json").read_text(encoding="utf-8")
-        config = AutoConfig.from_pretrained(folder)
-        # parameters allocated, not initialised: the checkpoint's weights overwrite them; buffers (the
-        # rotary frequencies) are computed as usual
-        with no_init_weights():
-            model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-        model.tie_weights()
-        model.to(device)
-        model.train()
-        if options.activation_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.config.use_cache = False
-        layers = getattr(getattr(model, "model", None), "layers", None)
-        if not isinstance(layers, torch.nn.ModuleList):
-            raise InputProblem(
-                f"{type(model).__name__} has no model.layers: not a decoder-only model questa trains"
-            )
-        mp = (
-            MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
-            if options.precision == "bf16"
-            else MixedPrecisionPolicy()
-        )
-        reshard = options.sharding != "shard-grad-op"
-        for layer in layers:
-            fully_shard(layer, mesh=mesh, mp_policy=mp, reshard_after_forward=reshard)
-        fully_shard(model, mesh=mesh, mp_policy=mp, reshard_after_forward=reshard)
-        self.model: PreTrainedModel = model
-        self.vocab_size = int(config.vocab_size)
-        self.tied = bool(getattr(config, "tie_word_embeddings", False))
+        self.model: PreTrainedModel = sharded_model(folder, options, mesh, device, trainable=True)
+        self.vocab_size = int(self.model.config.vocab_size)
+        self.tied = ties_head(self.model)
         self.optimizer = self.new_optimizer()
 
     def new_optimizer(self) -> torch.optim.Optimizer:
@@ -120,27 +163,9 @@ class Policy:
     # ------------------------------------------------------------------ weights in
 
     def load_huggingface(self, folder: Path, rank: int) -> None:
-        """Weights from the folder's safetensors: rank 0 reads them and broadcasts each tensor, every
-        rank keeps its shard; the optimiser starts fresh."""
-        state: dict[str, torch.Tensor] = {}
-        if rank == 0:
-            state = read_safetensors_folder(folder)
-            expected = {name for name, _ in self.model.named_parameters()}
-            have = {n for n in state if not n.endswith(IGNORED_SUFFIXES)}
-            if self.tied:
-                have.discard("lm_head.weight")
-            missing, unexpected = sorted(expected - have), sorted(have - expected)
-            if missing or unexpected:
-                raise InputProblem(
-                    f"{folder}: weights do not match config.json "
-                    f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
-                )
-            state = {n: t for n, t in state.items() if n in expected}
-        set_model_state_dict(
-            self.model,
-            state,
-            options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True, strict=False),
-        )
+        """Weights from the folder's safetensors (rank 0 reads, every rank keeps its shard); the
+        optimiser starts fresh."""
+        load_huggingface_weights(self.model, folder, rank, self.tied)
         self.optimizer = self.new_optimizer()
 
     def load_dcp(self, folder: Path) -> int:
@@ -188,6 +213,26 @@ class Policy:
             {"model": model_state, "optim": optim_state},
             storage_writer=dcp.FileSystemWriter(str(folder), thread_count=threads, single_file_per_rank=True),
         )
+
+
+class Reference:
+    """The policy a KL penalty pulls towards (the run's step 0), frozen and sharded like the policy:
+    no optimiser, no gradients. It scores the trained tokens of each micro-batch."""
+
+    def __init__(
+        self, folder: Path, options: TrainingOptions, mesh: DeviceMesh, device: torch.device
+    ) -> None:
+        self.config_text = (folder / "config.json").read_text(encoding="utf-8")
+        self.model: PreTrainedModel = sharded_model(folder, options, mesh, device, trainable=False)
+        self.tied = ties_head(self.model)
+
+    def load_huggingface(self, folder: Path, rank: int) -> None:
+        load_huggingface_weights(self.model, folder, rank, self.tied)
+
+    @torch.no_grad()
+    def log_probs(self, input_ids: torch.Tensor) -> torch.Tensor:
+        logits = self.model(input_ids=input_ids, use_cache=False).logits
+        return target_log_probs(logits, input_ids)
 
 
 def _tensors(tree: object) -> list[torch.Tensor]:

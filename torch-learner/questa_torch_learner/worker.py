@@ -17,7 +17,7 @@ import torch.distributed as dist
 
 from questa_torch_learner.batch import deal, micro_batches, read_batch
 from questa_torch_learner.loss import SUMS, PpoCoefficients, ppo_sums, token_stats
-from questa_torch_learner.model import Policy, TrainingOptions, device_mesh
+from questa_torch_learner.model import Policy, Reference, TrainingOptions, device_mesh
 from questa_torch_learner.protocol import Channel, InputProblem, Message, take_stdout
 
 
@@ -60,6 +60,7 @@ class Worker:
         self.backend = backend
         self.threads = max(1, args.threads)
         self.policy: Policy | None = None
+        self.reference: Reference | None = None
 
     # ------------------------------------------------------------------ the loop
 
@@ -108,6 +109,9 @@ class Worker:
                         shares = self.prepare_train(request)
                     elif request["type"] in ("save",) and self.policy is None:
                         raise InputProblem("save before any load: the learner holds no model yet")
+                    elif request["type"] == "load" and request["role"] == "reference":
+                        if request["weights"] != "huggingface":
+                            raise InputProblem("a reference loads Hugging Face weights (hf/), not dcp")
                     elif request["type"] == "fetched":
                         raise InputProblem("fetched is a node agent's answer, not a request")
                     payload[0] = request
@@ -126,6 +130,8 @@ class Worker:
     def prepare_train(self, request: Message) -> list[Any]:
         if self.policy is None:
             raise InputProblem("train before any load: the learner holds no model yet")
+        if request["settings"]["klCoef"] > 0 and self.reference is None:
+            raise InputProblem("klCoef > 0 before a load with role reference: the learner holds no reference")
         lengths: list[int] = request["lengths"]
         samples = read_batch(self.workdir / request["batch"], lengths, self.policy.vocab_size)
         tokens = sum(float(s.loss_mask[1:].sum()) for s in samples)
@@ -180,17 +186,25 @@ class Worker:
         self.node_fetch(request)
         folder = self.workdir / request["folder"]
         model_folder = folder / "hf"
-        if self.policy is None:
-            options = TrainingOptions.of(request["options"])
-            mesh = device_mesh(self.device.type, options.sharding, self.nodes, self.per_node)
-            self.policy = Policy(model_folder, options, mesh, self.device)
-        elif (model_folder / "config.json").read_text(encoding="utf-8") != self.policy.config_text:
+        config_text = (model_folder / "config.json").read_text(encoding="utf-8")
+        first = self.policy or self.reference
+        if first is not None and config_text != first.config_text:
             raise RuntimeError(f"{request['prefix']}: config.json differs from the model loaded first")
-        if request["weights"] == "dcp":
-            step = self.policy.load_dcp(folder / "dcp")
+        options = TrainingOptions.of(request["options"])
+        step = 0
+        if request["role"] == "reference":
+            if self.reference is None:
+                mesh = device_mesh(self.device.type, options.sharding, self.nodes, self.per_node)
+                self.reference = Reference(model_folder, options, mesh, self.device)
+            self.reference.load_huggingface(model_folder, self.rank)
         else:
-            self.policy.load_huggingface(model_folder, self.rank)
-            step = 0
+            if self.policy is None:
+                mesh = device_mesh(self.device.type, options.sharding, self.nodes, self.per_node)
+                self.policy = Policy(model_folder, options, mesh, self.device)
+            if request["weights"] == "dcp":
+                step = self.policy.load_dcp(folder / "dcp")
+            else:
+                self.policy.load_huggingface(model_folder, self.rank)
         dist.barrier()
         if self.local_rank == 0:
             shutil.rmtree(folder, ignore_errors=True)
@@ -201,7 +215,10 @@ class Worker:
         assert policy is not None
         s = request["settings"]
         share = request["share"]
-        coefficients = PpoCoefficients(s["clipLow"], s["clipHigh"], s["importanceCap"], s["entropyCoef"])
+        coefficients = PpoCoefficients(
+            s["clipLow"], s["clipHigh"], s["importanceCap"], s["entropyCoef"], s["klCoef"]
+        )
+        reference = self.reference if coefficients.kl_coef > 0 else None
         policy.set_hyperparameters(s["learningRate"], (s["beta1"], s["beta2"]), s["eps"], s["weightDecay"])
         chunks = micro_batches(
             share["samples"], policy.options.micro_batch_size, share["microBatches"], self.device
@@ -217,7 +234,10 @@ class Worker:
             model.set_requires_gradient_sync(last)
             logits = model(input_ids=mb.input_ids, use_cache=False).logits
             logp, entropy = token_stats(logits, mb.input_ids, coefficients.entropy_coef > 0)
-            loss, chunk_sums = ppo_sums(logp, entropy, mb.advantages, mb.behaviour, mb.mask, coefficients)
+            reference_logp = reference.log_probs(mb.input_ids) if reference is not None else None
+            loss, chunk_sums = ppo_sums(
+                logp, entropy, mb.advantages, mb.behaviour, mb.mask, coefficients, reference_logp
+            )
             (loss * scale).backward()
             sums += chunk_sums.to(self.device)
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=s["gradClip"])
@@ -238,6 +258,7 @@ class Worker:
                 "gradNorm": float(grad_norm),
                 "tokens": round(tokens),
                 "logProbGap": per_token["log_prob_gap"],
+                **({"klToReference": per_token["kl_ref"]} if reference is not None else {}),
             },
         }
 
