@@ -10,7 +10,7 @@
  * final step with the baseline's evaluation nearest in rollout groups: the comparison at equal
  * sampling compute.
  *
- *   npm run bench:questa [-- --file F] [--seeds 0,1,2,3,4] [--out DIR] [--benchmark NAME]
+ *   npm run bench:questa [-- --file F] [--seeds 0,1,2,3,4] [--out DIR] [--replicate DIR2 ...] [--benchmark NAME]
  *
  * Default file: bench/questa-bench.yaml (the quickstart, evaluated every 50 steps); runs go to a temporary
  * directory (or --out), warm starts are cached in ~/.cache/questa (shared by both arms of a seed). With --out, a bench
@@ -19,8 +19,13 @@
  * `--seeds 0`); a directory left by other settings is refused. Per seed it writes the HTML report
  * of the QuestA run against its baseline (`questa report RUN --vs BASELINE`) to
  * `<out>/reports/seed-<seed>.html` and prints its path.
+ *
+ * The loop is asynchronous, so a second run of a seed from the same warm start does not repeat the
+ * first's numbers. `--replicate DIR` (repeatable) reads the finished runs of another bench directory
+ * of the same file and seeds as replicates: every per-seed value is then the mean over the seed's
+ * runs (each run pairing its own two arms), so the intervals over seeds hold run-to-run noise down.
  */
-import { mkdtempSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { cpus, homedir, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -53,6 +58,8 @@ const { values } = parseArgs({
     file: { type: "string", default: "bench/questa-bench.yaml" },
     seeds: { type: "string", default: "0,1,2,3,4" },
     out: { type: "string" },
+    /** other --out directories of this bench (the same file and seeds, finished), read back as replicate runs */
+    replicate: { type: "string", multiple: true },
     /** one benchmark only; default: every benchmark of the file */
     benchmark: { type: "string" },
   },
@@ -64,23 +71,34 @@ const first = docs[0]?.result;
 if (!first?.ok) throw new Error(`${file} is not a valid QuestATraining`);
 const base = first.value;
 const outDir = values.out ? resolve(values.out) : mkdtempSync(join(tmpdir(), "questa-bench-"));
+const replicates = (values.replicate ?? []).map((dir) => resolve(dir));
 const cacheDir = process.env.QUESTA_CACHE_DIR ?? join(homedir(), ".cache", "questa");
 const benchmarks = values.benchmark ? [values.benchmark] : base.spec.evaluation.benchmarks.map((b) => b.name);
 if (benchmarks.length === 0) throw new Error(`${file} evaluates no benchmark`);
 // the benchmark the per-run lines and the pass@8 check follow: the file lists the hard split first
 const hardBenchmark = benchmarks[0]!;
 
+/** a bench's run of one seed's arm, in the directory `dir` (an --out of this bench) */
+function armResource(dir: string, seed: number) {
+  return {
+    ...base,
+    metadata: { ...base.metadata, name: `bench-s${seed}` },
+    spec: { ...base.spec, storage: { ...base.spec.storage, localDir: dir } },
+  };
+}
+
 /**
  * The run's evaluations of each benchmark, from its event log (all of them, across resumes); a run
  * directory left by different settings is refused, not read.
  */
 async function loggedEvaluations(
-  resource: typeof base,
-  baseline: boolean,
+  dir: string,
   seed: number,
+  baseline: boolean,
 ): Promise<Map<string, EvaluationResultData[]>> {
+  const resource = armResource(dir, seed);
   const run = runName(resource, baseline);
-  const runDir = join(outDir, "runs", run);
+  const runDir = join(dir, "runs", run);
   await claimRunDir(runDir, effectiveSpec(resource.spec, { baseline, seed }));
   const log = eventLogPath(runDir, `${run}.${EvaluationResult.topic}`);
   const byBenchmark = new Map<string, Map<number, EvaluationResultData>>();
@@ -105,11 +123,12 @@ async function loggedEvaluations(
  * resumed run adds its sessions, not the pause between them; the warm start comes before it).
  */
 async function loggedStatus(
-  resource: typeof base,
+  dir: string,
+  seed: number,
   baseline: boolean,
 ): Promise<{ groups: Map<number, number>; loopSeconds: number }> {
-  const run = runName(resource, baseline);
-  const log = eventLogPath(join(outDir, "runs", run), `${run}.${RunStatus.topic}`);
+  const run = runName(armResource(dir, seed), baseline);
+  const log = eventLogPath(join(dir, "runs", run), `${run}.${RunStatus.topic}`);
   const perStep = new Map<number, number>();
   let loopMs = 0;
   let session: { started: number; last: number } | undefined;
@@ -150,44 +169,51 @@ function metricValue(e: EvaluationResultData, metric: Metric): number {
 function byMetric<T>(f: (metric: Metric) => T): Record<Metric, T> {
   return { "pass@1": f("pass@1"), "pass@8": f("pass@8") };
 }
-/** per arm, per seed: each benchmark's evaluations by step */
-const results: Record<Arm, Record<number, Map<string, EvaluationResultData[]>>> = {
-  questa: {},
-  baseline: {},
-};
-/** per arm, per seed: cumulative rollout groups by learner step */
-const rolloutGroups: Record<Arm, Record<number, Map<number, number>>> = { questa: {}, baseline: {} };
-/** per arm, per seed: the RL loop's seconds, from its status log (so read-back arms have one too) */
-const loopSeconds: Record<Arm, Record<number, number>> = { questa: {}, baseline: {} };
+
+/** what one run of a seed's arm left: each benchmark's evaluations by step, and its status log's counts */
+interface ArmRun {
+  evaluations: Map<string, EvaluationResultData[]>;
+  groups: Map<number, number>;
+  loopSeconds: number;
+}
+const finishedRun = (evals: Map<string, EvaluationResultData[]>) =>
+  benchmarks.every((name) => evals.get(name)?.some((e) => e.step === base.spec.learner.totalSteps));
+const hardScores = (evaluations: Map<string, EvaluationResultData[]>) =>
+  (evaluations.get(hardBenchmark) ?? [])
+    .map((e) => `step ${e.step} ${METRICS.map((m) => `${m} ${metricValue(e, m).toFixed(3)}`).join(" ")}`)
+    .join("; ");
+
+/** per arm, per seed: its runs, this bench's first, then one per --replicate directory */
+const runs: Record<Arm, Record<number, ArmRun[]>> = { questa: {}, baseline: {} };
 const reports: string[] = [];
 for (const seed of seeds) {
   const runDirs: Partial<Record<Arm, string>> = {};
   for (const arm of ["questa", "baseline"] as const) {
-    const resource = {
-      ...base,
-      metadata: { ...base.metadata, name: `bench-s${seed}` },
-      spec: { ...base.spec, storage: { ...base.spec.storage, localDir: outDir } },
-    };
     const baseline = arm === "baseline";
     const started = Date.now();
-    let evaluations = await loggedEvaluations(resource, baseline, seed);
+    let evaluations = await loggedEvaluations(outDir, seed, baseline);
     let took = "from its event log";
-    const finished = (evals: Map<string, EvaluationResultData[]>) =>
-      benchmarks.every((name) => evals.get(name)?.some((e) => e.step === base.spec.learner.totalSteps));
-    if (!finished(evaluations)) {
-      await runEmbedded({ resource, baseDir: outDir, baseline, seed, cacheDir });
+    if (!finishedRun(evaluations)) {
+      await runEmbedded({ resource: armResource(outDir, seed), baseDir: outDir, baseline, seed, cacheDir });
       took = `${((Date.now() - started) / 1000).toFixed(0)} s`;
-      evaluations = await loggedEvaluations(resource, baseline, seed);
+      evaluations = await loggedEvaluations(outDir, seed, baseline);
     }
-    results[arm][seed] = evaluations;
-    const status = await loggedStatus(resource, baseline);
-    rolloutGroups[arm][seed] = status.groups;
-    loopSeconds[arm][seed] = status.loopSeconds;
-    runDirs[arm] = join(outDir, "runs", runName(resource, baseline));
-    const scores = (evaluations.get(hardBenchmark) ?? [])
-      .map((e) => `step ${e.step} ${METRICS.map((m) => `${m} ${metricValue(e, m).toFixed(3)}`).join(" ")}`)
-      .join("; ");
-    process.stderr.write(`seed ${seed} ${arm}: ${took}: ${hardBenchmark} ${scores}\n`);
+    const armRuns: ArmRun[] = [{ evaluations, ...(await loggedStatus(outDir, seed, baseline)) }];
+    runDirs[arm] = join(outDir, "runs", runName(armResource(outDir, seed), baseline));
+    process.stderr.write(`seed ${seed} ${arm}: ${took}: ${hardBenchmark} ${hardScores(evaluations)}\n`);
+    for (const dir of replicates) {
+      // read, never started: a replicate directory without this run is refused before anything is written
+      const started = existsSync(join(dir, "runs", runName(armResource(dir, seed), baseline), "run.json"));
+      const replicate = started ? await loggedEvaluations(dir, seed, baseline) : new Map();
+      if (!finishedRun(replicate)) {
+        throw new Error(
+          `--replicate ${dir}: seed ${seed}'s ${arm} run has not evaluated step ${base.spec.learner.totalSteps}; finish it first (--out ${dir} --seeds ${seed})`,
+        );
+      }
+      armRuns.push({ evaluations: replicate, ...(await loggedStatus(dir, seed, baseline)) });
+      process.stderr.write(`seed ${seed} ${arm} (${dir}): ${hardBenchmark} ${hardScores(replicate)}\n`);
+    }
+    runs[arm][seed] = armRuns;
   }
   if (runDirs.questa !== undefined && runDirs.baseline !== undefined) {
     // both arms overlaid, the plots of `questa report` (its page says what each shows)
@@ -201,6 +227,13 @@ for (const seed of seeds) {
     reports.push(report.path);
   }
 }
+
+const meanOf = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
+/** a seed's value: the mean of `value` over its runs (NaN when a run lacks it) */
+const overRuns = (arm: Arm, seed: number, value: (run: ArmRun) => number) =>
+  meanOf((runs[arm][seed] ?? []).map(value));
+const evaluationAt = (run: ArmRun, benchmark: string, step: number) =>
+  run.evaluations.get(benchmark)?.find((e) => e.step === step);
 
 type Interval = ReturnType<typeof meanInterval> & { perSeed: number[] };
 interface Row {
@@ -216,19 +249,21 @@ interface Row {
 
 /** one benchmark's rows, one per evaluation step */
 function comparison(benchmark: string): Row[] {
-  const evaluation = (arm: Arm, seed: number, step: number) =>
-    results[arm][seed]?.get(benchmark)?.find((x) => x.step === step);
   const steps = [
     ...new Set(
-      Object.values(results.questa).flatMap((evals) => (evals.get(benchmark) ?? []).map((e) => e.step)),
+      Object.values(runs.questa).flatMap((armRuns) =>
+        (armRuns[0]?.evaluations.get(benchmark) ?? []).map((e) => e.step),
+      ),
     ),
   ].sort((a, b) => a - b);
   return steps.map((step) => {
     const perSeed = (arm: Arm, metric: Metric) =>
-      seeds.map((seed) => {
-        const e = evaluation(arm, seed, step);
-        return e ? metricValue(e, metric) : Number.NaN;
-      });
+      seeds.map((seed) =>
+        overRuns(arm, seed, (run) => {
+          const e = evaluationAt(run, benchmark, step);
+          return e ? metricValue(e, metric) : Number.NaN;
+        }),
+      );
     const interval = (values: number[], clampTo01: boolean): Interval => ({
       ...meanInterval(values, clampTo01),
       perSeed: values,
@@ -281,47 +316,62 @@ function passAt8Change(final: Row, first: Row) {
 /**
  * QuestA's final evaluation against the baseline's evaluation whose rollout groups are nearest to
  * QuestA's final count: the comparison at equal sampling compute. The success-rate filter refills
- * each step's batch, so an arm whose groups rarely carry signal samples more groups per step.
+ * each step's batch, so an arm whose groups rarely carry signal samples more groups per step. With
+ * replicates each run pairs its own arms, and a seed's difference is the mean over its runs.
  */
 function equalRollouts(benchmark: string) {
   const finalStep = base.spec.learner.totalSteps;
   const matched = seeds.map((seed) => {
-    const questaGroups = rolloutGroups.questa[seed]?.get(finalStep) ?? Number.NaN;
-    const baselineGroups = rolloutGroups.baseline[seed] ?? new Map<number, number>();
-    let baseline: { evaluation: EvaluationResultData; groups: number } | undefined;
-    for (const evaluation of results.baseline[seed]?.get(benchmark) ?? []) {
-      const groups = baselineGroups.get(evaluation.step);
-      if (groups === undefined) continue;
-      if (!baseline || Math.abs(groups - questaGroups) < Math.abs(baseline.groups - questaGroups)) {
-        baseline = { evaluation, groups };
+    const questaRuns = runs.questa[seed] ?? [];
+    const pairs = questaRuns.map((questaRun, index) => {
+      const baselineRun = runs.baseline[seed]?.[index];
+      const questaGroups = questaRun.groups.get(finalStep) ?? Number.NaN;
+      let baseline: { evaluation: EvaluationResultData; groups: number } | undefined;
+      for (const evaluation of baselineRun?.evaluations.get(benchmark) ?? []) {
+        const groups = baselineRun?.groups.get(evaluation.step);
+        if (groups === undefined) continue;
+        if (!baseline || Math.abs(groups - questaGroups) < Math.abs(baseline.groups - questaGroups)) {
+          baseline = { evaluation, groups };
+        }
       }
-    }
-    const questa = results.questa[seed]?.get(benchmark)?.find((e) => e.step === finalStep);
-    return { seed, questaGroups, questa, baseline };
+      return { questaGroups, questa: evaluationAt(questaRun, benchmark, finalStep), baseline };
+    });
+    return { seed, pairs };
   });
   return {
     benchmark,
     perSeed: matched.map((m) => ({
       seed: m.seed,
       questaStep: finalStep,
-      questaGroups: m.questaGroups,
-      baselineStep: m.baseline?.evaluation.step ?? Number.NaN,
-      baselineGroups: m.baseline?.groups ?? Number.NaN,
+      runs: m.pairs.map((p) => ({
+        questaGroups: p.questaGroups,
+        baselineStep: p.baseline?.evaluation.step ?? Number.NaN,
+        baselineGroups: p.baseline?.groups ?? Number.NaN,
+      })),
     })),
     pairedDifference: byMetric((metric): Interval => {
       const values = matched.map((m) =>
-        m.questa && m.baseline
-          ? metricValue(m.questa, metric) - metricValue(m.baseline.evaluation, metric)
-          : Number.NaN,
+        meanOf(
+          m.pairs.map((p) =>
+            p.questa && p.baseline
+              ? metricValue(p.questa, metric) - metricValue(p.baseline.evaluation, metric)
+              : Number.NaN,
+          ),
+        ),
       );
       return { ...meanInterval(values, false), perSeed: values };
     }),
   };
 }
 const atEqualRollouts = benchmarks.map(equalRollouts);
-/** rollout groups each arm sampled to reach the final step, per seed */
+/** rollout groups each arm sampled to reach the final step, per seed (mean over its runs) */
 const groupsToFinal = (arm: Arm) =>
-  seeds.map((seed) => rolloutGroups[arm][seed]?.get(base.spec.learner.totalSteps) ?? Number.NaN);
+  seeds.map((seed) =>
+    overRuns(arm, seed, (run) => run.groups.get(base.spec.learner.totalSteps) ?? Number.NaN),
+  );
+/** the RL loop's seconds (after the warm start), per seed, one per run */
+const loopSeconds = (arm: Arm) =>
+  Object.fromEntries(seeds.map((seed) => [seed, (runs[arm][seed] ?? []).map((run) => run.loopSeconds)]));
 
 const cpu = cpus()[0]?.model ?? "unknown";
 process.stdout.write(
@@ -332,7 +382,8 @@ process.stdout.write(
       file: values.file,
       benchmarks,
       seeds,
-      loopSeconds,
+      runs: [outDir, ...replicates],
+      loopSeconds: { questa: loopSeconds("questa"), baseline: loopSeconds("baseline") },
       reports,
       tables,
       final: Object.fromEntries(benchmarks.map((name) => [name, tables[name]?.at(-1) ?? null])),
@@ -373,17 +424,19 @@ if (passAt8Kept) {
     `QuestA ${hardBenchmark} pass@8: step 0 ${passAt8Kept.step0.toFixed(3)}, final ${passAt8Kept.final.toFixed(3)} (change ${signed(passAt8Kept.finalDifference)})\n`,
   );
 }
-const meanOf = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
 process.stdout.write(
   `rollout groups sampled to step ${base.spec.learner.totalSteps}: QuestA ${meanOf(groupsToFinal("questa")).toFixed(0)}, baseline ${meanOf(groupsToFinal("baseline")).toFixed(0)} (mean over seeds)\n`,
 );
-const loopMinutes = (arm: Arm) => meanOf(seeds.map((seed) => loopSeconds[arm][seed] ?? Number.NaN)) / 60;
+const loopMinutes = (arm: Arm) => meanOf(Object.values(loopSeconds(arm)).flat()) / 60;
 process.stdout.write(
-  `RL loop minutes (after the warm start): QuestA ${loopMinutes("questa").toFixed(1)}, baseline ${loopMinutes("baseline").toFixed(1)} (mean over seeds)\n`,
+  `RL loop minutes (after the warm start): QuestA ${loopMinutes("questa").toFixed(1)}, baseline ${loopMinutes("baseline").toFixed(1)} (mean over runs)\n`,
 );
 for (const equal of atEqualRollouts) {
   const steps = equal.perSeed
-    .map((s) => `seed ${s.seed}: ${s.questaGroups} vs step ${s.baselineStep}, ${s.baselineGroups}`)
+    .map(
+      (s) =>
+        `seed ${s.seed}: ${s.runs.map((r) => `${r.questaGroups} vs step ${r.baselineStep}, ${r.baselineGroups}`).join(" / ")}`,
+    )
     .join("; ");
   process.stdout.write(
     `${equal.benchmark} at equal rollouts, QuestA's final step against the baseline's evaluation with the nearest rollout groups (${steps}): ${METRICS.map((m) => `${m} ${signed(equal.pairedDifference[m])}`).join(", ")}\n`,
