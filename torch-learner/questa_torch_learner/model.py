@@ -91,7 +91,9 @@ def sharded_model(
         if options.precision == "bf16"
         else MixedPrecisionPolicy()
     )
-    reshard = options.sharding != "shard-grad-op"
+    # shard-grad-op keeps the gathered parameters from the forward for the backward; a frozen model
+    # has no backward, so it always frees them
+    reshard = options.sharding != "shard-grad-op" or not trainable
     for layer in layers:
         fully_shard(layer, mesh=mesh, mp_policy=mp, reshard_after_forward=reshard)
     fully_shard(model, mesh=mesh, mp_policy=mp, reshard_after_forward=reshard)
