@@ -10,7 +10,7 @@
  * final step with the baseline's evaluation nearest in rollout groups: the comparison at equal
  * sampling compute.
  *
- *   npm run bench:questa [-- --file F] [--seeds 0,1,2,3,4] [--out DIR] [--replicate DIR2 ...] [--benchmark NAME]
+ *   npm run bench:questa [-- --file F] [--seeds 0,1,...,9] [--out DIR] [--replicate DIR2 ...] [--benchmark NAME]
  *
  * Default file: bench/questa-bench.yaml (the quickstart, evaluated every 50 steps); runs go to a temporary
  * directory (or --out), warm starts are cached in ~/.cache/questa (shared by both arms of a seed). With --out, a bench
@@ -56,7 +56,7 @@ function meanInterval(values: number[], clampTo01 = true): { mean: number; low: 
 const { values } = parseArgs({
   options: {
     file: { type: "string", default: "bench/questa-bench.yaml" },
-    seeds: { type: "string", default: "0,1,2,3,4" },
+    seeds: { type: "string", default: "0,1,2,3,4,5,6,7,8,9" },
     out: { type: "string" },
     /** other --out directories of this bench (the same file and seeds, finished), read back as replicate runs */
     replicate: { type: "string", multiple: true },

@@ -11,8 +11,8 @@
  * measured on warm-started policies:
  * - the hard skill is barely known: the easy data multiplies rarely, and after a warm start that
  *   stops at a probed skill accuracy of 0.25 (`model.warmStart.stopAtSkillAccuracy`) four products
- *   in a row are right about 2% of the time (hard pass@1 0.011-0.043 at temperature 0.6, seeds 0-4;
- *   a guess: 1%), while a 50% hint leaves about two (from a stop at 0.35, which starts at hard
+ *   in a row are right about 3% of the time (hard pass@1 0.011-0.043 at temperature 0.6, mean
+ *   0.027 over seeds 0-9; a guess: 1%), while a 50% hint leaves about two (from a stop at 0.35, which starts at hard
  *   pass@1 0.03-0.06, it lifted that to 27-34%, seeds 0-1);
  * - a hint leaves fewer of the same steps: what hinted training rewards (products) is what the
  *   un-hinted problem needs, and training raises the product accuracy the chain compounds;
