@@ -203,8 +203,10 @@ for (const seed of seeds) {
     process.stderr.write(`seed ${seed} ${arm}: ${took}: ${hardBenchmark} ${hardScores(evaluations)}\n`);
     for (const dir of replicates) {
       // read, never started: a replicate directory without this run is refused before anything is written
-      const started = existsSync(join(dir, "runs", runName(armResource(dir, seed), baseline), "run.json"));
-      const replicate = started ? await loggedEvaluations(dir, seed, baseline) : new Map();
+      const present = existsSync(join(dir, "runs", runName(armResource(dir, seed), baseline), "run.json"));
+      const replicate = present
+        ? await loggedEvaluations(dir, seed, baseline)
+        : new Map<string, EvaluationResultData[]>();
       if (!finishedRun(replicate)) {
         throw new Error(
           `--replicate ${dir}: seed ${seed}'s ${arm} run has not evaluated step ${base.spec.learner.totalSteps}; finish it first (--out ${dir} --seeds ${seed})`,
