@@ -218,7 +218,10 @@ describe("questa run with rollout.engine vllm and no servers named", () => {
         byQuestion.set(key, group.data);
       }
       const versions = [...byQuestion.values()].map((g) => (g as { policyVersion: number }).policyVersion);
-      expect(new Set(versions).size).toBeGreaterThanOrEqual(3);
+      // the groups carry more than the initial policy; how many versions depends on timing: rollouts
+      // may run up to maxStaleness steps ahead, and the sync's reloads land when they land (one CI
+      // run saw 2 of 8). That the restarted server followed the sync to the end is asserted above
+      expect(new Set(versions).size, String(versions)).toBeGreaterThanOrEqual(2);
       expect(events.filter((e) => e.type === "dev.questa.evaluation.result.v1").length).toBeGreaterThan(0);
     } finally {
       await bus.close();
