@@ -87,6 +87,12 @@ function armResource(dir: string, seed: number) {
   };
 }
 
+/** the run's name and its folder under `dir` */
+function armRun(dir: string, seed: number, baseline: boolean): { run: string; runDir: string } {
+  const run = runName(armResource(dir, seed), baseline);
+  return { run, runDir: join(dir, "runs", run) };
+}
+
 /**
  * The run's evaluations of each benchmark, from its event log (all of them, across resumes); a run
  * directory left by different settings is refused, not read.
@@ -96,10 +102,8 @@ async function loggedEvaluations(
   seed: number,
   baseline: boolean,
 ): Promise<Map<string, EvaluationResultData[]>> {
-  const resource = armResource(dir, seed);
-  const run = runName(resource, baseline);
-  const runDir = join(dir, "runs", run);
-  await claimRunDir(runDir, effectiveSpec(resource.spec, { baseline, seed }));
+  const { run, runDir } = armRun(dir, seed, baseline);
+  await claimRunDir(runDir, effectiveSpec(armResource(dir, seed).spec, { baseline, seed }));
   const log = eventLogPath(runDir, `${run}.${EvaluationResult.topic}`);
   const byBenchmark = new Map<string, Map<number, EvaluationResultData>>();
   for (const event of await readEventLogFile(log)) {
@@ -127,8 +131,8 @@ async function loggedStatus(
   seed: number,
   baseline: boolean,
 ): Promise<{ groups: Map<number, number>; loopSeconds: number }> {
-  const run = runName(armResource(dir, seed), baseline);
-  const log = eventLogPath(join(dir, "runs", run), `${run}.${RunStatus.topic}`);
+  const { run, runDir } = armRun(dir, seed, baseline);
+  const log = eventLogPath(runDir, `${run}.${RunStatus.topic}`);
   const perStep = new Map<number, number>();
   let loopMs = 0;
   let session: { started: number; last: number } | undefined;
@@ -199,11 +203,11 @@ for (const seed of seeds) {
       evaluations = await loggedEvaluations(outDir, seed, baseline);
     }
     const armRuns: ArmRun[] = [{ evaluations, ...(await loggedStatus(outDir, seed, baseline)) }];
-    runDirs[arm] = join(outDir, "runs", runName(armResource(outDir, seed), baseline));
+    runDirs[arm] = armRun(outDir, seed, baseline).runDir;
     process.stderr.write(`seed ${seed} ${arm}: ${took}: ${hardBenchmark} ${hardScores(evaluations)}\n`);
     for (const dir of replicates) {
       // read, never started: a replicate directory without this run is refused before anything is written
-      const present = existsSync(join(dir, "runs", runName(armResource(dir, seed), baseline), "run.json"));
+      const present = existsSync(join(armRun(dir, seed, baseline).runDir, "run.json"));
       const replicate = present
         ? await loggedEvaluations(dir, seed, baseline)
         : new Map<string, EvaluationResultData[]>();

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.distributed.device_mesh import DeviceMesh
 
 from questa_torch_learner.batch import deal, micro_batches, read_batch
 from questa_torch_learner.loss import SUMS, PpoCoefficients, ppo_sums, token_stats
@@ -61,6 +62,7 @@ class Worker:
         self.threads = max(1, args.threads)
         self.policy: Policy | None = None
         self.reference: Reference | None = None
+        self.meshes: dict[str, DeviceMesh] = {}
 
     # ------------------------------------------------------------------ the loop
 
@@ -194,13 +196,11 @@ class Worker:
         step = 0
         if request["role"] == "reference":
             if self.reference is None:
-                mesh = device_mesh(self.device.type, options.sharding, self.nodes, self.per_node)
-                self.reference = Reference(model_folder, options, mesh, self.device)
+                self.reference = Reference(model_folder, options, self.mesh(options), self.device)
             self.reference.load_huggingface(model_folder, self.rank)
         else:
             if self.policy is None:
-                mesh = device_mesh(self.device.type, options.sharding, self.nodes, self.per_node)
-                self.policy = Policy(model_folder, options, mesh, self.device)
+                self.policy = Policy(model_folder, options, self.mesh(options), self.device)
             if request["weights"] == "dcp":
                 step = self.policy.load_dcp(folder / "dcp")
             else:
@@ -209,6 +209,15 @@ class Worker:
         if self.local_rank == 0:
             shutil.rmtree(folder, ignore_errors=True)
         return {"type": "loaded", "id": request["id"], "optimizerStep": step}
+
+    def mesh(self, options: TrainingOptions) -> DeviceMesh:
+        """the processes a model is sharded over: one mesh (and its process groups, NCCL
+        communicators on GPUs) shared by the policy and the reference"""
+        if options.sharding not in self.meshes:
+            self.meshes[options.sharding] = device_mesh(
+                self.device.type, options.sharding, self.nodes, self.per_node
+            )
+        return self.meshes[options.sharding]
 
     def train(self, request: Message) -> Message:
         policy = self.policy
