@@ -302,6 +302,7 @@ async function openVllm(options: {
     const sampler = new VllmPolicySampler({
       endpoints,
       prompt: { format: spec.model.prompt.format, enableThinking: spec.model.prompt.enableThinking },
+      logger,
     });
     return {
       sampler,

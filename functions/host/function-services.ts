@@ -28,6 +28,7 @@ import { toBinaryMessage } from "../runtime/cloudevents.ts";
 import { InputError } from "../runtime/errors.ts";
 import { type CloudEvent, cloudEvent, type EmittedEvent } from "../runtime/event-definition.ts";
 import { describeJsonError } from "../runtime/json-text.ts";
+import type { Logger } from "../runtime/logger.ts";
 import type { ObjectStore } from "../runtime/object-store.ts";
 import { parseJsonWith } from "../runtime/stored-json.ts";
 import { type EngineSettings, OnnxLearnerEngine, OnnxPolicySampler } from "./onnx-adapters.ts";
@@ -56,11 +57,13 @@ export type RolloutSampler = PolicySampler & { dispose(): Promise<void> };
 export function createRolloutSampler(
   spec: QuestATrainingSpec,
   env: Record<string, string | undefined>,
+  logger: Logger,
 ): RolloutSampler {
   if (spec.rollout.engine === "onnx") return new OnnxPolicySampler(engineSettings(spec));
   return new VllmPolicySampler({
     endpoints: resolvingEndpoints(parseVllmEndpoints(env[VLLM_ENDPOINTS_ENV])),
     prompt: { format: spec.model.prompt.format, enableThinking: spec.model.prompt.enableThinking },
+    logger,
   });
 }
 

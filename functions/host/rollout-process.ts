@@ -45,7 +45,7 @@ export async function main(
   try {
     // the learn process makes the initial policy; rollouts wait for it rather than fail, and wait
     // out an object store that is down (whileStarting)
-    const sampler = createRolloutSampler(spec, env);
+    const sampler = createRolloutSampler(spec, env, logger);
     const services = await whileStarting(
       proc.settings,
       async () => {

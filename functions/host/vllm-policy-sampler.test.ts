@@ -9,7 +9,7 @@ import { StalenessGate } from "../rollout/staleness-gate.ts";
 import { parseBinaryMessage, toBinaryMessage } from "../runtime/cloudevents.ts";
 import { DeadLetterError, UnavailableError } from "../runtime/errors.ts";
 import { cloudEvent } from "../runtime/event-definition.ts";
-import { silentLogger } from "../runtime/logger.ts";
+import { capturingLogger, type Logger, silentLogger } from "../runtime/logger.ts";
 import { MemoryBus } from "../runtime/memory-bus.ts";
 import { bindFunction } from "../runtime/runner.ts";
 import { MemoryVllmEndpoint } from "./vllm-memory-endpoint.ts";
@@ -23,7 +23,10 @@ afterEach(async () => {
   for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
 });
 
-async function setup(endpoints: MemoryVllmEndpoint[], options: { loadTimeoutMs?: number } = {}) {
+async function setup(
+  endpoints: MemoryVllmEndpoint[],
+  options: { loadTimeoutMs?: number; logger?: Logger; onSleep?: () => Promise<void> } = {},
+) {
   const run = await tinyVllmRun();
   const modelDir = await mkdtemp(join(tmpdir(), "questa-vllm-models-"));
   dirs.push(modelDir);
@@ -33,9 +36,11 @@ async function setup(endpoints: MemoryVllmEndpoint[], options: { loadTimeoutMs?:
     prompt: { format: "chat", enableThinking: true },
     sleep: async (ms) => {
       sleeps.push(ms);
+      await options.onSleep?.();
     },
     pollMs: 10,
     loadTimeoutMs: options.loadTimeoutMs ?? 1000,
+    ...(options.logger ? { logger: options.logger } : {}),
   });
   const sync = new VllmWeightSync({
     endpoints: async () => endpoints,
@@ -123,6 +128,35 @@ describe("VllmPolicySampler", () => {
     await expect(first).rejects.toThrow(/no vLLM server serves policy 1/);
     expect(sampler.version).toBe(0);
     expect(sleeps).toEqual([]);
+  });
+
+  it("load says once that no server answers while it waits, and once that one answers again", async () => {
+    const server = new MemoryVllmEndpoint("http://a:8000");
+    const { logger, records } = capturingLogger("info");
+    let bringBack: (() => Promise<void>) | undefined;
+    let polls = 0;
+    const { run, sampler, sync } = await setup([server], {
+      logger,
+      onSleep: async () => {
+        if (++polls === 3) await bringBack?.();
+      },
+    });
+    const manifest = await run.publishPolicy(1);
+    await run.setLearnerStep(1);
+    // the server restarts (down, then back on its initial model); the sync gives it policy 1
+    server.down = true;
+    bringBack = async () => {
+      server.down = false;
+      await sync.onCheckpoint({ step: 1, manifest: { key: manifest } as never });
+    };
+    await sampler.load(run.store, run.keys.policy(1), 1);
+    expect(sampler.version).toBe(1);
+    expect(polls).toBe(3);
+    const said = records.map((r) => r.msg);
+    expect(said.filter((m) => m?.startsWith("vllm_unavailable:"))).toEqual([
+      "vllm_unavailable: no vLLM server answers; policy 1 loads once one serves it (http://a:8000 is down)",
+    ]);
+    expect(said.filter((m) => m === "a vLLM server answers again")).toHaveLength(1);
   });
 
   it("refuses what vLLM cannot sample: a prompt longer than the server's context, a temperature above 2", async () => {

@@ -28,6 +28,7 @@ import {
 } from "../model/prompt-format.ts";
 import { loadTokenizer, type Tokenizer } from "../model/tokenizer.ts";
 import { DeadLetterError, errorMessage, RetryableError, UnavailableError } from "../runtime/errors.ts";
+import type { Logger } from "../runtime/logger.ts";
 import type { ObjectStore } from "../runtime/object-store.ts";
 import type { CompletionChoice, VllmEndpoint } from "./vllm-api.ts";
 import { servedStep } from "./vllm-weight-sync.ts";
@@ -53,6 +54,11 @@ export interface VllmSamplerOptions {
   loadTimeoutMs?: number;
   /** between polls of the servers' versions in `load`; default 250 ms */
   pollMs?: number;
+  /**
+   * where `load` says that no server answers while it waits (a server restarting, a service with
+   * no ready pods), and that one answers again: without it, a rollout waiting to load looks idle
+   */
+  logger?: Logger;
   sleep?: (ms: number) => Promise<void>;
   now?: () => number;
 }
@@ -118,9 +124,24 @@ export class VllmPolicySampler implements PolicySampler {
     const work = async () => {
       if (!this.#tokenizer) await this.#loadTokenizer(store, folder);
       if (version <= this.#required) return;
-      const deadline = this.#now() + (this.#options.loadTimeoutMs ?? 10 * 60_000);
+      const started = this.#now();
+      const deadline = started + (this.#options.loadTimeoutMs ?? 10 * 60_000);
+      let unanswered = false;
       for (;;) {
-        const steps = await this.#pollServers();
+        const { steps, failures } = await this.#pollServers();
+        if (steps.length === 0 && !unanswered) {
+          unanswered = true;
+          this.#options.logger?.warn(
+            { version, failures },
+            `vllm_unavailable: no vLLM server answers; policy ${version} loads once one serves it (${failures.join("; ") || "no server address resolves"})`,
+          );
+        } else if (steps.length > 0 && unanswered) {
+          unanswered = false;
+          this.#options.logger?.info(
+            { version, seconds: Math.round((this.#now() - started) / 1000) },
+            "a vLLM server answers again",
+          );
+        }
         if (steps.some((step) => step >= version)) break;
         if (this.#now() >= deadline) {
           throw new UnavailableError(
@@ -158,23 +179,25 @@ export class VllmPolicySampler implements PolicySampler {
     this.#tokenizer = tokenizer;
   }
 
-  /** every server's served step now (unreachable ones left out) */
-  async #pollServers(): Promise<number[]> {
+  /** every reachable server's served step now, and why each other one did not answer */
+  async #pollServers(): Promise<{ steps: number[]; failures: string[] }> {
     const endpoints = await this.#options.endpoints();
     this.#served.clear();
-    const steps = await Promise.all(
+    const steps: number[] = [];
+    const failures: string[] = [];
+    await Promise.all(
       endpoints.map(async (endpoint) => {
         try {
           const step = servedStep(await endpoint.weightVersion());
           this.#served.set(endpoint.url, step);
-          return step;
-        } catch {
+          steps.push(step);
+        } catch (error) {
           this.#served.set(endpoint.url, -1);
-          return undefined;
+          failures.push(errorMessage(error));
         }
       }),
     );
-    return steps.filter((step): step is number => step !== undefined);
+    return { steps, failures };
   }
 
   encodePrompt(prompt: string): number[] {

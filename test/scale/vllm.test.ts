@@ -193,13 +193,15 @@ spec:
     });
     await expect.poll(() => run.output(), { timeout: 300_000, interval: 500 }).toMatch(/step 2 stage/);
     // the server goes away mid-run (a pod restart: SIGTERM) and stays away until rollout has found
-    // it gone and waits for it, keeping its questions; then it comes back on its initial model
+    // it gone and waits for it, keeping its questions; then it comes back on its initial model.
+    // Which wait rollout is in is timing: a group's sampling (the runtime's outage wait) or, while
+    // the staleness gate holds its questions, the load of the learner's newest policy
     const rolloutLog = join(dir, ".questa", "runs", name, "logs", "rollout.log");
     await vllm.restart({
       whileDown: () =>
         expect
           .poll(async () => (await readTextIfPresent(rolloutLog)) ?? "", { timeout: 300_000, interval: 500 })
-          .toContain("vllm_unavailable: waiting for the dependency"),
+          .toMatch(/vllm_unavailable: (waiting for the dependency|no vLLM server answers; policy \d+ loads)/),
     });
     const code = await run.exited;
     const output = run.output();
