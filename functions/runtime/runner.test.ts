@@ -507,6 +507,49 @@ describe("FunctionRunner", () => {
     await runner.stop();
   });
 
+  it("says an outage is over only when a message that waited for the dependency goes through", async () => {
+    const logs = capturingLogger("info");
+    let serverUp = false;
+    const clock = new ManualClock();
+    const { bus, runner, group } = setup(
+      async (event) => {
+        // message 2 does not need the server (a skipped question does not sample)
+        if (event.data.n === 1 && !serverUp)
+          throw new UnavailableError("vllm_unavailable", "connect ECONNREFUSED");
+        return square(event);
+      },
+      {
+        logger: logs.logger,
+        clock,
+        // a real turn of the event loop per wait, so the other partition's message runs meanwhile
+        sleep: async (ms) => {
+          clock.advance(ms);
+          await new Promise((resolve) => setTimeout(resolve, 1));
+        },
+      },
+    );
+    const first = "k-a";
+    const other = ["k-b", "k-c", "k-d", "k-e"].find(
+      (k) => partitionForKey(k, 2) !== partitionForKey(first, 2),
+    )!;
+    const warnings = () => logs.records.filter((e) => e.level === 40).map((e) => e.msg);
+    await runner.start();
+    await bus.publish(`${prefix}.numbers`, [input("a", { n: 1 }, NumberSubmitted.type, first)]);
+    await until(() => warnings().length === 1, "the outage");
+    await bus.publish(`${prefix}.numbers`, [input("b", { n: 2 }, NumberSubmitted.type, other)]);
+    await until(() => committedTotal(bus, group, `${prefix}.numbers`) === 1, "the other message");
+    expect(warnings()).toEqual([
+      "vllm_unavailable: waiting for the dependency (messages are kept, not dead-lettered)",
+    ]);
+    serverUp = true;
+    await until(() => committedTotal(bus, group, `${prefix}.numbers`) === 2, "the waiting message");
+    expect(warnings()).toEqual([
+      "vllm_unavailable: waiting for the dependency (messages are kept, not dead-lettered)",
+      expect.stringMatching(/^vllm_unavailable: recovered after \d+(\.\d)? s$/),
+    ]);
+    await runner.stop();
+  });
+
   it("stops with the message uncommitted when a dependency stays away beyond the outage budget", async () => {
     const { bus, runner, group } = setup(
       async () => {

@@ -182,7 +182,7 @@ export class FunctionRunner<Services = NoServices> {
     for (;;) {
       try {
         await this.#options.bus.ensureTopics(topics);
-        this.#recovered();
+        this.#recovered(outageStarted);
         break;
       } catch (error) {
         if (!isUnavailable(error)) throw error;
@@ -341,7 +341,7 @@ export class FunctionRunner<Services = NoServices> {
       let emitted: readonly EmittedEvent<unknown>[];
       try {
         emitted = await this.fn.handle(event, deps);
-        this.#recovered();
+        this.#recovered(outageStarted);
       } catch (error) {
         if (this.#drain.signal.aborted && actionFor(error) === ErrorAction.retry)
           throw new DrainInterrupted();
@@ -557,7 +557,7 @@ export class FunctionRunner<Services = NoServices> {
         const put = await this.#options.store.put(key, message.value, {
           contentType: "application/octet-stream",
         });
-        this.#recovered();
+        this.#recovered(outageStarted);
         return {
           uri: this.#options.store.uri(put.info.key),
           key: put.info.key,
@@ -609,9 +609,12 @@ export class FunctionRunner<Services = NoServices> {
     );
   }
 
-  /** a call went through: the outage in progress, if any, is over */
-  #recovered(): void {
-    if (!this.#outage) return;
+  /**
+   * a call that waited out the outage went through: the outage is over. Only such a call tells: a
+   * message handled meanwhile on another partition may not have needed the dependency at all
+   */
+  #recovered(outageStarted: number | undefined): void {
+    if (outageStarted === undefined || !this.#outage) return;
     const seconds = Math.round((this.#clock.now() - this.#outage.since) / 100) / 10;
     this.#logger.warn(
       { code: this.#outage.code, seconds },
@@ -630,7 +633,7 @@ export class FunctionRunner<Services = NoServices> {
     for (let attempt = 1; ; attempt++) {
       try {
         await this.#options.bus.publish(topic, messages);
-        this.#recovered();
+        this.#recovered(outageStarted);
         return;
       } catch (error) {
         if (actionFor(error) !== ErrorAction.retry) throw error;
