@@ -521,6 +521,8 @@ describe("FunctionRunner", () => {
       {
         logger: logs.logger,
         clock,
+        // the waiting message must not run out of budget (each wait adds up to 1 s to the clock)
+        retry: { maxAttempts: 4, baseDelayMs: 100, maxDelayMs: 1000, outageBudgetMs: 24 * 3_600_000 },
         // a real turn of the event loop per wait, so the other partition's message runs meanwhile
         sleep: async (ms) => {
           clock.advance(ms);
