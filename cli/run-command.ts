@@ -14,6 +14,7 @@ import {
   type VllmRunSummary,
 } from "../functions/host/embedded-run.ts";
 import { LocalVllmFailed } from "../functions/host/local-vllm.ts";
+import { TorchLearnerStopped } from "../functions/host/torch-learner-engine.ts";
 import { formatInputIssue, InputError } from "../functions/runtime/errors.ts";
 import { asUsageError, numberFlag, parseArgs, UsageError } from "./args.ts";
 import { type CliIO, type CommandDefinition, type CommandRun, limitLines } from "./io.ts";
@@ -338,6 +339,12 @@ const runRun: CommandRun = async (args, io) => {
     }
     if (error instanceof InputError || error instanceof LocalVllmFailed) {
       io.stderr(`questa run: ${error.message}\n`);
+      return 1;
+    }
+    if (error instanceof TorchLearnerStopped) {
+      io.stderr(
+        `questa run: ${error.message}\nthe run stopped with its state kept: run the same command again to resume it\n`,
+      );
       return 1;
     }
     throw error;

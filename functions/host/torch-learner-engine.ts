@@ -99,6 +99,15 @@ export interface TorchNodeOptions {
 }
 
 /**
+ * The torch learner's processes exited without being asked to (a rank crashed, was killed, ran
+ * out of memory), or before they were ready: the run stops. Its state is safe: the last committed step is in the store, and
+ * the next start resumes from it. The message carries torchrun's last log lines, which say why.
+ */
+export class TorchLearnerStopped extends Error {
+  override readonly name = "TorchLearnerStopped";
+}
+
+/**
  * torchrun on this node and the protocol with its local rank 0: requests matched to their replies
  * by id, the node agent's messages handed to `onAgentMessage`.
  */
@@ -154,8 +163,8 @@ export class TorchNode {
       onReady = resolve;
       void process.exited.then((status) =>
         reject(
-          new Error(
-            `torchrun exited (${status.signal ?? `code ${status.code}`}) before the learner was ready:\n${process.recentLog().join("\n")}`,
+          new TorchLearnerStopped(
+            `the torch learner did not start: torchrun exited (${status.signal ?? `code ${status.code}`}) before the learner was ready; ${lastLogLines(process.recentLog())}`,
           ),
         ),
       );
@@ -229,10 +238,16 @@ export class TorchNode {
   #exited(status: { code: number | null; signal: NodeJS.Signals | null }): void {
     this.#exitError = new RetryableError(
       "torch_learner.exited",
-      `torchrun exited (${status.signal ?? `code ${status.code}`}); its last log lines:\n${this.#process.recentLog().slice(-15).join("\n")}`,
+      `torchrun exited (${status.signal ?? `code ${status.code}`}); ${lastLogLines(this.#process.recentLog().slice(-15))}`,
     );
     for (const waiting of this.#pending.values()) waiting.reject(this.#exitError);
-    if (!this.#closing) this.#reportUnexpectedExit(this.#exitError);
+    if (!this.#closing) {
+      this.#reportUnexpectedExit(
+        new TorchLearnerStopped(`the torch learner stopped: ${this.#exitError.message}`, {
+          cause: this.#exitError,
+        }),
+      );
+    }
     this.#pending.clear();
   }
 
@@ -248,6 +263,12 @@ export class TorchNode {
     }
     await rm(this.workDir, { recursive: true, force: true });
   }
+}
+
+/** torchrun's last stderr lines for an error message, indented under it */
+function lastLogLines(lines: readonly string[]): string {
+  if (lines.length === 0) return "it wrote nothing to stderr";
+  return `its last log lines:\n${lines.map((line) => `  ${line}`).join("\n")}`;
 }
 
 function parseReply(line: string, logger: Logger): TorchLearnerReply | undefined {

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { InputError } from "../runtime/errors.ts";
-import { learnerVenvDir, resolveTorchPython } from "./torch-process.ts";
+import { learnerVenvDir, resolveTorchPython, startTorchrun } from "./torch-process.ts";
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -32,5 +32,25 @@ describe("the torch learner's Python", () => {
     expect(error).toBeInstanceOf(InputError);
     expect((error as InputError).message).toContain("scripts/install-reference-venv.sh --kind learner");
     expect((error as InputError).issues[0]?.path).toBe("spec.learner.engine");
+  });
+});
+
+describe("a torchrun process", () => {
+  it("has read what its workers wrote to stderr by the time it has exited", async () => {
+    const cwd = mkdtempSync(join(tmpdir(), "questa-torchrun-"));
+    dirs.push(cwd);
+    // torchrun exits while a worker it started still writes its traceback (same stderr)
+    const script =
+      "(sleep 0.3; echo 'Traceback: rank 1 failed' >&2) & echo 'torchrun: a worker failed' >&2; exit 1";
+    const torchrun = startTorchrun({
+      python: "sh",
+      args: ["-c", script],
+      env: { PATH: process.env.PATH ?? "" },
+      cwd,
+      onLine: () => {},
+      onLog: () => {},
+    });
+    expect(await torchrun.exited).toEqual({ code: 1, signal: null });
+    expect(torchrun.recentLog()).toEqual(["torchrun: a worker failed", "Traceback: rank 1 failed"]);
   });
 });

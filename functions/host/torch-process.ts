@@ -114,6 +114,8 @@ export interface TorchrunProcess {
 }
 
 const RECENT_LOG_LINES = 40;
+/** how long after torchrun's exit its output streams may take to deliver their last lines */
+const STREAMS_GRACE_MS = 5_000;
 
 export function startTorchrun(options: {
   python: string;
@@ -140,7 +142,16 @@ export function startTorchrun(options: {
   // a write after torchrun died is reported by `exited`, not as an unhandled stream error
   child.stdin!.on("error", () => {});
   const exited = new Promise<ExitStatus>((resolve) => {
-    child.once("exit", (code, signal) => resolve({ code, signal }));
+    // "exit" can come before the last stderr lines are read (the traceback that says why): wait
+    // for the streams to close too, but not for long, since a worker that outlives torchrun holds them
+    child.once("exit", (code, signal) => {
+      const status = { code, signal };
+      const timer = setTimeout(() => resolve(status), STREAMS_GRACE_MS);
+      child.once("close", () => {
+        clearTimeout(timer);
+        resolve(status);
+      });
+    });
     child.once("error", (error) => {
       recent.push(`cannot start ${options.python}: ${error.message}`);
       resolve({ code: 127, signal: null });
