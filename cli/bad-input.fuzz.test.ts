@@ -1,10 +1,10 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { decodeResourceText, RESOURCE_LIMITS, validateYaml } from "../functions/contracts/validate.ts";
 import { MAX_EVENT_BYTES, parseBinaryMessage, parseStructured } from "../functions/runtime/cloudevents.ts";
 import { seededRandom } from "../functions/runtime/random.ts";
+import { testTempDir } from "../test/temp-dir.ts";
 import { MAX_PRINTED_ISSUES } from "./io.ts";
 import { main } from "./main.ts";
 import { captureIO } from "./test-io.ts";
@@ -95,7 +95,7 @@ describe("bad input fuzz", () => {
   });
 
   it("questa validate exits 0, 1 or 2 with bounded output for every input", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "questa-fuzz-"));
+    const dir = testTempDir("questa-fuzz-");
     for (const { name, content } of cases) writeFileSync(join(dir, `${name}.yaml`), content);
     for (const { name } of cases) {
       const capture = captureIO(dir);
@@ -110,7 +110,7 @@ describe("bad input fuzz", () => {
   });
 
   it("questa grade gives every line of a random file one row with its number, or an error", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "questa-fuzz-grade-"));
+    const dir = testTempDir("questa-fuzz-grade-");
     for (let i = 0; i < 20; i++) {
       const lines = Array.from({ length: 1 + random.int(20) }, () =>
         pick([
@@ -166,7 +166,7 @@ describe("bad input fuzz", () => {
     expect(wide.ok).toBe(false);
     if (!wide.ok) expect(wide.error.message).toMatch(/and 9995 more$/);
 
-    const dir = mkdtempSync(join(tmpdir(), "questa-fuzz-events-"));
+    const dir = testTempDir("questa-fuzz-events-");
     mkdirSync(join(dir, "events"));
     writeFileSync(
       join(dir, "events", "a.jsonl"),

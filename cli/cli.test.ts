@@ -1,8 +1,8 @@
-import { appendFileSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { appendFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
+import { testTempDir } from "../test/temp-dir.ts";
 import { main } from "./main.ts";
 import { captureIO } from "./test-io.ts";
 
@@ -25,7 +25,7 @@ describe("questa validate", () => {
   });
 
   it("lists all three mistakes of a file with their field paths", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "questa-validate-"));
+    const dir = testTempDir("questa-validate-");
     writeFileSync(
       join(dir, "bad.yaml"),
       [
@@ -48,7 +48,7 @@ describe("questa validate", () => {
   });
 
   it("refuses a storage prefix or local directory that climbs out, and another run's topic prefix", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "questa-validate-"));
+    const dir = testTempDir("questa-validate-");
     writeFileSync(
       join(dir, "climb.yaml"),
       [
@@ -99,7 +99,7 @@ describe("questa events", () => {
   }
 
   it("prints a run's events oldest first, filtered by type", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "questa-events-"));
+    const dir = testTempDir("questa-events-");
     mkdirSync(join(dir, "events"));
     const status = { run: "r", kind: "started", step: 0, stage: 0, hintRatio: 0.5 };
     appendFileSync(
@@ -125,7 +125,7 @@ describe("questa events", () => {
   });
 
   it("follows new events until interrupted", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "questa-follow-"));
+    const dir = testTempDir("questa-follow-");
     mkdirSync(join(dir, "events"));
     let interrupt = () => {};
     const interrupted = new Promise<void>((resolve) => {
@@ -373,7 +373,7 @@ describe("one convention for help, versions and exit codes", () => {
 
 describe("questa validate under bad input", () => {
   const write = (name: string, content: string | Uint8Array) => {
-    const dir = mkdtempSync(join(tmpdir(), "questa-bad-"));
+    const dir = testTempDir("questa-bad-");
     writeFileSync(join(dir, name), content);
     return dir;
   };
@@ -493,7 +493,7 @@ describe("questa validate under bad input", () => {
 
 describe("questa events under bad input", () => {
   it("prints a last line without a newline, skips what is not JSON, and refuses a missing run for --follow", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "questa-events-"));
+    const dir = testTempDir("questa-events-");
     mkdirSync(join(dir, "events"));
     const line = JSON.stringify({ specversion: "1.0", id: "a", type: "x.y.z", time: "2026-01-01T00:00:00Z" });
     writeFileSync(join(dir, "events", "e.jsonl"), `not json\n[1]\n${line}`);
@@ -508,7 +508,7 @@ describe("questa events under bad input", () => {
   });
 
   it("says it waits when the run exists but has no events yet", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "questa-events-"));
+    const dir = testTempDir("questa-events-");
     const capture = captureIO(dir, Promise.resolve());
     expect(await main(["events", ".", "--follow"], capture.io)).toBe(0);
     expect(capture.stderr()).toContain("waiting for");

@@ -1,7 +1,8 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { testTempDir } from "../test/temp-dir.ts";
 import { MAX_GRADE_LINE_BYTES } from "./grade-command.ts";
 import { main } from "./main.ts";
 import { captureIO } from "./test-io.ts";
@@ -62,7 +63,7 @@ describe("questa grade", () => {
   });
 
   it("grades a JSONL file relative to the working directory, one row per line with its number", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "questa-grade-"));
+    const dir = testTempDir("questa-grade-");
     writeFileSync(
       join(dir, "cases.jsonl"),
       [
@@ -90,7 +91,7 @@ describe("questa grade", () => {
   });
 
   it("gives bad lines an error row with their line number, on stdout and stderr, and exits 1", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "questa-grade-"));
+    const dir = testTempDir("questa-grade-");
     writeFileSync(
       join(dir, "bad.jsonl"),
       [
@@ -139,7 +140,7 @@ describe("questa grade", () => {
     expect(missing.err).toBe(
       "questa grade: missing-file-questa.jsonl: cannot read: ENOENT (no such file or directory)\n",
     );
-    const dir = mkdtempSync(join(tmpdir(), "questa-grade-"));
+    const dir = testTempDir("questa-grade-");
     mkdirSync(join(dir, "answers"));
     const directory = await grade(["answers"], dir);
     expect(directory.code).toBe(1);

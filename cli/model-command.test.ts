@@ -1,5 +1,4 @@
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { saveCheckpoint } from "../functions/model/checkpoint.ts";
@@ -9,6 +8,7 @@ import { createRng } from "../functions/model/rng.ts";
 import { readSafetensorsHeader } from "../functions/model/safetensors.ts";
 import { charTokenizer } from "../functions/model/tokenizer.ts";
 import { FsObjectStore } from "../functions/runtime/fs-object-store.ts";
+import { testTempDir } from "../test/temp-dir.ts";
 import { main } from "./main.ts";
 import { runModel } from "./model-command.ts";
 import { captureIO } from "./test-io.ts";
@@ -50,7 +50,7 @@ describe("questa model inspect", () => {
   });
 
   it("refuses a directory that is neither, and an unsupported model type, naming the fix", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "questa-inspect-"));
+    const dir = testTempDir("questa-inspect-");
     const empty = captureIO(dir);
     expect(await runModel(["inspect", dir], empty.io)).toBe(1);
     expect(empty.stderr()).toMatch(
@@ -65,7 +65,7 @@ describe("questa model inspect", () => {
 
 describe("questa model export", () => {
   it("writes a checkpoint of a Hugging Face run as a Hugging Face folder in the source dtype", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "questa-export-"));
+    const dir = testTempDir("questa-export-");
     const model = await readFolder(FIXTURE);
     const ckptDir = join(dir, "checkpoints", "step-000010");
     await saveCheckpoint(new FsObjectStore(ckptDir), "", {
@@ -112,7 +112,7 @@ describe("questa model export", () => {
   });
 
   it("exports the built-in policy as Llama when its architecture allows, else says which fields to change", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "questa-export-"));
+    const dir = testTempDir("questa-export-");
     const tokenizer = charTokenizer();
     const base = { vocabSize: tokenizer.vocabSize, layers: 1, width: 16, heads: 2, maxSeqLen: 32 };
     for (const [name, config] of [

@@ -1,9 +1,9 @@
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { InputError } from "../functions/runtime/errors.ts";
 import { FsObjectStore } from "../functions/runtime/fs-object-store.ts";
+import { testTempDir } from "../test/temp-dir.ts";
 import { main } from "./main.ts";
 import { copyModelFolder } from "./model-folder-copy.ts";
 import { captureIO } from "./test-io.ts";
@@ -11,7 +11,7 @@ import { captureIO } from "./test-io.ts";
 const FIXTURES = join(import.meta.dirname, "..", "test", "fixtures", "hf");
 
 function scratch(): string {
-  return mkdtempSync(join(tmpdir(), "questa-copy-"));
+  return testTempDir("questa-copy-");
 }
 
 /** a fixture folder copied first: reading through FsObjectStore keeps sha256 sidecars beside it */

@@ -1,7 +1,7 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { testTempDir } from "../test/temp-dir.ts";
 import { main } from "./main.ts";
 import { clusterSpec, functionProcessEnv, parseBrokers, parseS3Location } from "./process-run.ts";
 import { captureIO } from "./test-io.ts";
@@ -58,7 +58,7 @@ describe("questa operator", () => {
 
 describe("questa run --kafka --s3", () => {
   it("needs both flags, valid brokers and an S3 URL with a bucket", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "questa-run-flags-"));
+    const dir = testTempDir("questa-run-flags-");
     writeFileSync(join(dir, "run.yaml"), "kind: nothing\n");
     const kafkaOnly = captureIO(dir);
     expect(await main(["run", "run.yaml", "--kafka", "127.0.0.1:9092"], kafkaOnly.io)).toBe(2);

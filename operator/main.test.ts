@@ -1,7 +1,7 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { KafkaSchema } from "../functions/contracts/questatraining.ts";
 import { InputError } from "../functions/runtime/errors.ts";
 import { parseKafkaConnectionConfig } from "../functions/runtime/kafka-bus.ts";
@@ -38,7 +38,9 @@ describe("parseOperatorConfig", () => {
 });
 
 describe("kafkaConnections", () => {
-  const caFile = join(mkdtempSync(join(tmpdir(), "questa-operator-ca-")), "ca.crt");
+  const caDir = mkdtempSync(join(tmpdir(), "questa-operator-ca-"));
+  afterAll(() => rmSync(caDir, { recursive: true, force: true }));
+  const caFile = join(caDir, "ca.crt");
   writeFileSync(caFile, "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n");
   const own = parseKafkaConnectionConfig({ brokers: ["kafka-0:9093"], tls: { ca: caFile } });
   const kafka = (input: Record<string, unknown>) => KafkaSchema.parse(input);

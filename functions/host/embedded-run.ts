@@ -417,6 +417,10 @@ export async function runEmbedded(options: EmbeddedRunOptions): Promise<RunSumma
   if (learnerNode.role !== "driver")
     throw new Error("an embedded run's torch learner has one node, rank 0's");
   const learnerEngine = learnerNode.engine;
+  let learnerStopped: Error | undefined;
+  void learnerNode.stopped.then((error) => {
+    learnerStopped = error;
+  });
   let vllm: OpenedVllm | undefined;
   try {
     vllm = await vllmOpening;
@@ -537,6 +541,11 @@ export async function runEmbedded(options: EmbeddedRunOptions): Promise<RunSumma
       }),
       ...(vllm ? { vllm: await vllm.summary() } : {}),
     };
+  } catch (error) {
+    // the torch learner's processes gone (loading the first policy, say): the run stops saying
+    // why, not with the request that failed. Their exit settles `stopped` at once: a turn is enough
+    await new Promise((resolveTurn) => setImmediate(resolveTurn));
+    throw learnerStopped ?? error;
   } finally {
     for (const runner of [...runners].reverse()) await runner.stop();
     // after the runners: rollout's last requests drain before the local server goes
