@@ -5,47 +5,15 @@
  * script speaking the learner's protocol) dies at the request the test names; the real torchrun's
  * runs are the scale project's.
  */
-import { chmodSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { stringify } from "yaml";
+import { writeStandInTorchrun } from "../functions/host/torch-test-support.ts";
 import { startQuesta } from "./questa-cli.ts";
 import { testTempDir } from "./temp-dir.ts";
 
 const tinyModel = join(import.meta.dirname, "fixtures", "hf", "tiny-qwen2-vllm");
-
-/** says it is ready, answers `load` requests, and dies with a traceback at the first `dieAt` request */
-function standInTorchrun(dir: string, dieAt: "load" | "train"): string {
-  const ready = JSON.stringify({
-    type: "ready",
-    rank: 0,
-    node: 0,
-    nodes: 1,
-    worldSize: 2,
-    device: "cpu",
-    backend: "gloo",
-    threads: 1,
-  });
-  const path = join(dir, "torchrun-stand-in");
-  writeFileSync(
-    path,
-    `#!/bin/sh
-echo '${ready}'
-while read -r request; do
-  id=$(printf '%s' "$request" | sed -n 's/.*"id":\\([0-9]*\\).*/\\1/p')
-  case "$request" in
-    *'"type":"${dieAt}"'*)
-      echo 'Traceback (most recent call last):' >&2
-      echo 'RuntimeError: rank 1 ran out of memory at ${dieAt}' >&2
-      exit 1 ;;
-    *'"type":"load"'*) echo "{\\"type\\":\\"loaded\\",\\"id\\":$id,\\"optimizerStep\\":0}" ;;
-  esac
-done
-`,
-  );
-  chmodSync(path, 0o755);
-  return path;
-}
 
 function writeRun(dir: string): void {
   const resource = {
@@ -89,7 +57,7 @@ describe("questa run when the torch learner's processes die", () => {
       writeRun(dir);
       const run = startQuesta(["run", "run.yaml"], dir, {
         QUESTA_CACHE_DIR: join(dir, "cache"),
-        QUESTA_TORCH_PYTHON: standInTorchrun(dir, dieAt),
+        QUESTA_TORCH_PYTHON: writeStandInTorchrun(dir, dieAt),
       });
       const code = await run.exited;
       const output = run.output();

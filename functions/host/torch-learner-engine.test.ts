@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { RetryableError } from "../runtime/errors.ts";
 import { silentLogger } from "../runtime/logger.ts";
 import { TorchLearnerStopped, TorchNode } from "./torch-learner-engine.ts";
+import { writeStandInTorchrun } from "./torch-test-support.ts";
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -18,27 +19,6 @@ function options(dir: string) {
     env: { PATH: process.env.PATH ?? "" },
     logger: silentLogger(),
   };
-}
-
-/** a stand-in for torchrun: says it is ready, then dies on the first request, writing why */
-function crashingTorchrun(dir: string): string {
-  const path = join(dir, "python");
-  const ready = JSON.stringify({
-    type: "ready",
-    rank: 0,
-    node: 0,
-    nodes: 1,
-    worldSize: 2,
-    device: "cpu",
-    backend: "gloo",
-    threads: 1,
-  });
-  writeFileSync(
-    path,
-    `#!/bin/sh\necho '${ready}'\nread request\necho 'Traceback (most recent call last):' >&2\necho 'RuntimeError: rank 1 ran out of memory' >&2\nexit 1\n`,
-  );
-  chmodSync(path, 0o755);
-  return path;
 }
 
 describe("TorchNode", () => {
@@ -58,10 +38,10 @@ describe("TorchNode", () => {
   it("fails the requests in flight and reports the stop with torchrun's last log lines when it exits on its own", async () => {
     const dir = mkdtempSync(join(tmpdir(), "questa-torch-node-"));
     dirs.push(dir);
-    const node = await TorchNode.start({ ...options(dir), python: crashingTorchrun(dir) });
+    const node = await TorchNode.start({ ...options(dir), python: writeStandInTorchrun(dir, "shutdown") });
     expect(node.isDriver).toBe(true);
     const lines =
-      "its last log lines:\n  Traceback (most recent call last):\n  RuntimeError: rank 1 ran out of memory";
+      "its last log lines:\n  Traceback (most recent call last):\n  RuntimeError: rank 1 ran out of memory at shutdown";
     const request = node.request({ type: "shutdown" });
     await expect(request).rejects.toBeInstanceOf(RetryableError);
     await expect(request).rejects.toThrow(`torchrun exited (code 1); ${lines}`);
