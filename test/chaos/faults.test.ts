@@ -13,8 +13,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { parse, stringify } from "yaml";
@@ -28,6 +27,7 @@ import { S3ObjectStore } from "../../functions/runtime/s3-object-store.ts";
 import { type RunningKafka, startKafka } from "../infra/kafka-server.ts";
 import { type RunningS3, startS3 } from "../infra/s3-server.ts";
 import { readTopics } from "../questa-cli.ts";
+import { testTempDir } from "../temp-dir.ts";
 
 const root = join(import.meta.dirname, "..", "..");
 const SEED = Number(process.env.QUESTA_CHAOS_SEED ?? 7);
@@ -129,7 +129,7 @@ describe("faults without loss (processes mode, own Kafka and MinIO)", () => {
       startS3({ restartable: true }),
     ])) as [RunningKafka, RunningS3];
     servers.push(kafka, s3);
-    const dir = mkdtempSync(join(tmpdir(), "questa-chaos-"));
+    const dir = testTempDir("questa-chaos-");
     const resource = parse(readFileSync(join(root, "test", "fixtures", "tiny-run.yaml"), "utf8"));
     resource.metadata.name = "chaos";
     resource.spec.kafka = { partitions: 2 };
