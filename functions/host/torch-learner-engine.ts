@@ -100,8 +100,9 @@ export interface TorchNodeOptions {
 
 /**
  * The torch learner's processes exited without being asked to (a rank crashed, was killed, ran
- * out of memory), or before they were ready: the run stops. Its state is safe: the last committed step is in the store, and
- * the next start resumes from it. The message carries torchrun's last log lines, which say why.
+ * out of memory), or before they were ready: the run stops. Its state is safe: the last committed
+ * step is in the store, and the next start resumes from it. The message carries torchrun's last
+ * log lines, which say why.
  */
 export class TorchLearnerStopped extends Error {
   override readonly name = "TorchLearnerStopped";
