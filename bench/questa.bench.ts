@@ -87,10 +87,11 @@ function armResource(dir: string, seed: number) {
   };
 }
 
-/** the run's name and its folder under `dir` */
-function armRun(dir: string, seed: number, baseline: boolean): { run: string; runDir: string } {
-  const run = runName(armResource(dir, seed), baseline);
-  return { run, runDir: join(dir, "runs", run) };
+/** the arm's resource, its run's name and the run's folder under `dir` */
+function armRun(dir: string, seed: number, baseline: boolean) {
+  const resource = armResource(dir, seed);
+  const run = runName(resource, baseline);
+  return { resource, run, runDir: join(dir, "runs", run) };
 }
 
 /**
@@ -102,8 +103,8 @@ async function loggedEvaluations(
   seed: number,
   baseline: boolean,
 ): Promise<Map<string, EvaluationResultData[]>> {
-  const { run, runDir } = armRun(dir, seed, baseline);
-  await claimRunDir(runDir, effectiveSpec(armResource(dir, seed).spec, { baseline, seed }));
+  const { resource, run, runDir } = armRun(dir, seed, baseline);
+  await claimRunDir(runDir, effectiveSpec(resource.spec, { baseline, seed }));
   const log = eventLogPath(runDir, `${run}.${EvaluationResult.topic}`);
   const byBenchmark = new Map<string, Map<number, EvaluationResultData>>();
   for (const event of await readEventLogFile(log)) {
